@@ -1,0 +1,121 @@
+// Bundles every shipped and test entry point with esbuild. `tsc --noEmit` (npm run typecheck) does the type
+// checking; esbuild only strips types, which keeps a full build under a second.
+//
+//   node esbuild.mjs              extension, CLI, workers, webviews (dist/)
+//   node esbuild.mjs --production the same, minified, no source maps (for the .vsix)
+//   node esbuild.mjs --watch      rebuild on change, with problem-matcher friendly output
+//   node esbuild.mjs --tests      also unit, fuzz and integration test bundles (out/test/)
+//   node esbuild.mjs --bench      also the benchmark (dist/bench/)
+import * as esbuild from 'esbuild';
+import { readdirSync, statSync, existsSync, rmSync, mkdirSync } from 'node:fs';
+import { join, relative, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = dirname(fileURLToPath(import.meta.url));
+const args = new Set(process.argv.slice(2));
+const production = args.has('--production');
+const watch = args.has('--watch');
+
+/** All files under `dir` whose name ends with one of `suffixes`. */
+function filesUnder(dir, suffixes) {
+  const abs = join(root, dir);
+  if (!existsSync(abs)) return [];
+  const out = [];
+  for (const name of readdirSync(abs)) {
+    const path = join(abs, name);
+    if (statSync(path).isDirectory()) out.push(...filesUnder(join(dir, name), suffixes));
+    else if (suffixes.some((s) => name.endsWith(s))) out.push(join(dir, name));
+  }
+  return out.sort();
+}
+
+/** Prints errors in the `file:line:col: error: text` form the VS Code esbuild problem matcher reads. */
+const problemMatcherPlugin = {
+  name: 'problem-matcher',
+  setup(build) {
+    build.onStart(() => {
+      if (watch) console.log('[watch] build started');
+    });
+    build.onEnd((result) => {
+      for (const { text, location } of result.errors) {
+        console.error(`✘ [ERROR] ${text}`);
+        if (location) console.error(`    ${location.file}:${location.line}:${location.column}:`);
+      }
+      if (watch) console.log('[watch] build finished');
+    });
+  },
+};
+
+const nodeCommon = {
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  sourcemap: production ? false : 'linked',
+  minify: production,
+  // vscode is provided by the host; onnxruntime-node is a native addon loaded from node_modules.
+  external: ['vscode', 'onnxruntime-node'],
+  logLevel: 'warning',
+  plugins: [problemMatcherPlugin],
+};
+
+const configs = [
+  {
+    ...nodeCommon,
+    entryPoints: { extension: 'src/extension/extension.ts', cli: 'src/cli/main.ts' },
+    outdir: 'dist',
+  },
+  {
+    ...nodeCommon,
+    entryPoints: filesUnder('src/core/workers', ['.worker.ts']),
+    outdir: 'dist/workers',
+    entryNames: '[name]',
+  },
+  {
+    bundle: true,
+    platform: 'browser',
+    format: 'iife',
+    target: 'es2022',
+    sourcemap: production ? false : 'linked',
+    minify: production,
+    entryPoints: { inspector: 'webview/inspector/main.ts' },
+    outdir: 'dist/webview',
+    loader: { '.css': 'css' },
+    logLevel: 'warning',
+    plugins: [problemMatcherPlugin],
+  },
+];
+
+if (args.has('--tests')) {
+  const tests = [
+    ...filesUnder('test/unit', ['.test.ts']),
+    ...filesUnder('test/fuzz', ['.test.ts']),
+    ...filesUnder('test/integration/suite', ['.ts']),
+  ];
+  configs.push({
+    ...nodeCommon,
+    sourcemap: 'inline',
+    minify: false,
+    entryPoints: Object.fromEntries(tests.map((t) => [relative('test', t).replace(/\.ts$/, ''), t])),
+    outdir: 'out/test',
+    external: [...nodeCommon.external, 'mocha'],
+  });
+}
+if (args.has('--bench')) {
+  configs.push({ ...nodeCommon, sourcemap: false, entryPoints: { bench: 'test/bench/bench.ts' }, outdir: 'dist/bench' });
+}
+
+const live = configs.filter((c) => (Array.isArray(c.entryPoints) ? c.entryPoints.length > 0 : true));
+if (!watch) {
+  rmSync(join(root, 'dist'), { recursive: true, force: true });
+  if (args.has('--tests')) rmSync(join(root, 'out/test'), { recursive: true, force: true });
+}
+mkdirSync(join(root, 'dist'), { recursive: true });
+
+if (watch) {
+  for (const config of live) await (await esbuild.context(config)).watch();
+} else {
+  const started = Date.now();
+  await Promise.all(live.map((config) => esbuild.build(config)));
+  console.log(`esbuild: ${live.length} bundles in ${Date.now() - started} ms${production ? ' (production)' : ''}`);
+}

@@ -1,0 +1,60 @@
+/**
+ * `quantlens` — the command-line shell over the core. Errors end in exit code 1 and one clear line on
+ * stderr; usage mistakes in exit code 2.
+ */
+import { CheckpointError } from '../core/safetensors/checkpoint';
+import { SafetensorsError } from '../core/safetensors/errors';
+import { UsageError } from './args';
+import { INSPECT_FLAGS, inspectCommand } from './inspect';
+
+const USAGE = `usage: quantlens <command> [options]
+
+commands:
+  inspect PATH [--json] [--limit N]   summarize a .safetensors file, an index.json or a checkpoint folder
+${Object.entries(INSPECT_FLAGS)
+  .map(([name, flag]) => `      --${name.padEnd(10)} ${flag.description}`)
+  .join('\n')}
+  help                                 show this text
+`;
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'inspect':
+        return await inspectCommand(rest, process.stdout);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`quantlens: ${error.message}\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof SafetensorsError || error instanceof CheckpointError) {
+      process.stderr.write(`quantlens: error: ${error.message}\n`);
+      return 1;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`quantlens: unexpected error: ${message}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`quantlens: ${String(error)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,82 @@
+/**
+ * What `quantlens inspect` and the inspector's header view show: counts, parameters and bytes by dtype,
+ * shards, metadata, problems, and the tensor table. Computed from headers only.
+ */
+import { basename } from 'node:path';
+import { DType } from '../dtypes/dtype';
+import { Checkpoint, CheckpointLayout, CheckpointProblem } from '../safetensors/checkpoint';
+import { ModelConfigSummary, readModelConfig } from './config';
+
+export interface DtypeTotals {
+  readonly tensors: number;
+  /** Stored elements (a packed INT4 word counts once here; see the inspector for logical parameters). */
+  readonly elements: number;
+  readonly bytes: number;
+}
+
+export interface TensorRow {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly elements: number;
+  readonly bytes: number;
+  readonly shard: string;
+  /** Absolute byte offset in the shard file. */
+  readonly offset: number;
+}
+
+export interface CheckpointSummary {
+  readonly path: string;
+  readonly folder: string;
+  readonly layout: CheckpointLayout;
+  readonly index?: string;
+  readonly tensorCount: number;
+  readonly totalElements: number;
+  readonly totalBytes: number;
+  readonly byDtype: Readonly<Partial<Record<DType, DtypeTotals>>>;
+  readonly shards: readonly { name: string; tensors: number; bytes: number; fileSize: number; error?: string }[];
+  readonly metadata: Readonly<Record<string, string | number>>;
+  readonly config?: ModelConfigSummary;
+  readonly configError?: string;
+  readonly problems: readonly CheckpointProblem[];
+  readonly tensors: readonly TensorRow[];
+}
+
+export async function summarizeCheckpoint(checkpoint: Checkpoint, path: string): Promise<CheckpointSummary> {
+  const byDtype: Partial<Record<DType, DtypeTotals>> = {};
+  const perShard = new Map<string, { tensors: number; bytes: number }>();
+  let totalElements = 0;
+  let totalBytes = 0;
+  const tensors: TensorRow[] = checkpoint.tensors.map((t) => {
+    const totals = byDtype[t.dtype] ?? { tensors: 0, elements: 0, bytes: 0 };
+    byDtype[t.dtype] = { tensors: totals.tensors + 1, elements: totals.elements + t.numel, bytes: totals.bytes + t.byteLength };
+    const shard = perShard.get(t.shard) ?? { tensors: 0, bytes: 0 };
+    perShard.set(t.shard, { tensors: shard.tensors + 1, bytes: shard.bytes + t.byteLength });
+    totalElements += t.numel;
+    totalBytes += t.byteLength;
+    return { name: t.name, dtype: t.dtype, shape: t.shape, elements: t.numel, bytes: t.byteLength, shard: t.shard, offset: t.fileOffset };
+  });
+  const config = await readModelConfig(checkpoint.folder);
+  return {
+    path,
+    folder: checkpoint.folder,
+    layout: checkpoint.layout,
+    index: checkpoint.indexPath ? basename(checkpoint.indexPath) : undefined,
+    tensorCount: tensors.length,
+    totalElements,
+    totalBytes,
+    byDtype,
+    shards: checkpoint.shards.map((s) => ({
+      name: s.name,
+      tensors: perShard.get(s.name)?.tensors ?? 0,
+      bytes: perShard.get(s.name)?.bytes ?? 0,
+      fileSize: s.fileSize,
+      error: s.error?.message,
+    })),
+    metadata: checkpoint.metadata,
+    config: config.summary,
+    configError: config.error,
+    problems: checkpoint.problems,
+    tensors,
+  };
+}

@@ -1,0 +1,70 @@
+import * as vscode from 'vscode';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { INDEX_FILE_PATTERN } from '../core/safetensors/checkpoint';
+import { openFolderInspector } from './checkpointEditor';
+import { InspectorSession } from './inspectorSession';
+
+/** Opens a file, index or folder in the inspector: files in the custom editor, folders by their index. */
+async function openInInspector(context: vscode.ExtensionContext, output: vscode.LogOutputChannel, uri: vscode.Uri): Promise<void> {
+  const stat = await vscode.workspace.fs.stat(uri);
+  if (stat.type & vscode.FileType.Directory) {
+    const names = await fs.readdir(uri.fsPath);
+    const indexes = names.filter((n) => INDEX_FILE_PATTERN.test(n)).sort();
+    const index = indexes.includes('model.safetensors.index.json') ? 'model.safetensors.index.json' : indexes[0];
+    if (index) {
+      await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(join(uri.fsPath, index)), 'quantlens.checkpointIndex');
+      return;
+    }
+    const shards = names.filter((n) => n.endsWith('.safetensors')).sort();
+    if (shards.length === 0) {
+      void vscode.window.showErrorMessage(`QuantLens: ${uri.fsPath} holds no .safetensors files.`);
+      return;
+    }
+    if (shards.length === 1) {
+      await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(join(uri.fsPath, shards[0]!)), 'quantlens.checkpoint');
+      return;
+    }
+    openFolderInspector(context, output, uri);
+    return;
+  }
+  const viewType = INDEX_FILE_PATTERN.test(uri.fsPath) ? 'quantlens.checkpointIndex' : 'quantlens.checkpoint';
+  await vscode.commands.executeCommand('vscode.openWith', uri, viewType);
+}
+
+export function registerCommands(context: vscode.ExtensionContext, output: vscode.LogOutputChannel): void {
+  context.subscriptions.push(
+    vscode.commands.registerCommand('quantlens.openCheckpoint', async (target?: vscode.Uri) => {
+      const uri =
+        target ??
+        (
+          await vscode.window.showOpenDialog({
+            title: 'Open Checkpoint',
+            openLabel: 'Inspect',
+            canSelectFiles: true,
+            canSelectFolders: true,
+            canSelectMany: false,
+            filters: { Checkpoints: ['safetensors', 'json'] },
+          })
+        )?.[0];
+      if (uri) await openInInspector(context, output, uri);
+    }),
+    vscode.commands.registerCommand('quantlens.openInInspector', async (target?: vscode.Uri) => {
+      const uri = target ?? vscode.window.activeTextEditor?.document.uri;
+      if (!uri) {
+        await vscode.commands.executeCommand('quantlens.openCheckpoint');
+        return;
+      }
+      await openInInspector(context, output, uri);
+    }),
+    vscode.commands.registerCommand('quantlens.copyTensorSummary', async () => {
+      const json = await InspectorSession.focused?.summaryJson();
+      if (!json) {
+        void vscode.window.showWarningMessage('QuantLens: open a checkpoint in the inspector first.');
+        return;
+      }
+      await vscode.env.clipboard.writeText(json);
+      void vscode.window.showInformationMessage('QuantLens: checkpoint summary copied as JSON.');
+    }),
+  );
+}
