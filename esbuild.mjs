@@ -86,6 +86,9 @@ const configs = [
   },
 ];
 
+// Repository scripts (the example generator): not shipped, built beside the tests.
+configs.push({ ...nodeCommon, entryPoints: filesUnder('scripts', ['.ts']), outdir: 'out/scripts', entryNames: '[name]' });
+
 if (args.has('--tests')) {
   const tests = [
     ...filesUnder('test/unit', ['.test.ts']),
