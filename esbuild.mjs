@@ -119,6 +119,12 @@ if (watch) {
   for (const config of live) await (await esbuild.context(config)).watch();
 } else {
   const started = Date.now();
-  await Promise.all(live.map((config) => esbuild.build(config)));
+  // Build every bundle even if one fails, so all errors show at once; fail the command afterwards.
+  const results = await Promise.allSettled(live.map((config) => esbuild.build(config)));
+  const failed = results.filter((r) => r.status === 'rejected').length;
+  if (failed > 0) {
+    console.error(`esbuild: ${failed} of ${live.length} bundles failed`);
+    process.exit(1);
+  }
   console.log(`esbuild: ${live.length} bundles in ${Date.now() - started} ms${production ? ' (production)' : ''}`);
 }
