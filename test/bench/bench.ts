@@ -1,0 +1,174 @@
+/**
+ * `npm run bench`: speed and memory of the engine, each figure as a ratio against a baseline measured in
+ * the same run (machines are shared and noisy). Not a test: nothing here asserts a time.
+ *
+ *   npm run bench [-- --only header,reads]
+ */
+import { promises as fs, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { Checkpoint } from '../../src/core/safetensors/checkpoint';
+import { summarizeCheckpoint } from '../../src/core/checkpoint/summary';
+import { SafetensorsFile } from '../../src/core/safetensors/reader';
+import { SafetensorsWriter } from '../../src/core/safetensors/writer';
+import { BenchRow, gbps, gc, interleavedMedians, mb, median, ms, printTable } from './harness';
+import { LLAMA_3_2_1B, LLAMA_3_8B, llamaTensors } from './llamaShapes';
+import { writeSparseCheckpoint } from './sparseCheckpoint';
+
+const root = join(__dirname, '..', '..');
+const dataDir = join(root, 'bench-data');
+
+async function rawHeaderRead(folder: string): Promise<number> {
+  // The least work a header-only reader can do: read 8 + N bytes of each shard and JSON.parse them.
+  let tensors = 0;
+  const index = JSON.parse(await fs.readFile(join(folder, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+  for (const shard of new Set(Object.values(index.weight_map))) {
+    const handle = await fs.open(join(folder, shard), 'r');
+    const prefix = Buffer.alloc(8);
+    await handle.read(prefix, 0, 8, 0);
+    const n = Number(prefix.readBigUInt64LE(0));
+    const header = Buffer.alloc(n);
+    await handle.read(header, 0, n, 8);
+    await handle.close();
+    tensors += Object.keys(JSON.parse(header.toString('utf8'))).length;
+  }
+  return tensors;
+}
+
+async function headerSection(rows: BenchRow[]): Promise<void> {
+  const big = join(dataDir, 'llama-3-8b-sparse');
+  const small = join(dataDir, 'llama-3.2-1b-sparse');
+  const { bytes: bigBytes } = await writeSparseCheckpoint(big, llamaTensors(LLAMA_3_8B), 4);
+  const { bytes: smallBytes } = await writeSparseCheckpoint(small, llamaTensors(LLAMA_3_2_1B), 2);
+
+  const open = async (folder: string) => {
+    const checkpoint = await Checkpoint.open(folder);
+    await summarizeCheckpoint(checkpoint, folder);
+    await checkpoint.close();
+  };
+  const [ours, raw] = await interleavedMedians(25, () => open(big), () => rawHeaderRead(big));
+  rows.push({
+    section: 'open',
+    what: `${LLAMA_3_8B.name} (${(bigBytes / 1e9).toFixed(1)} GB, 4 shards + index) to full tensor table, in-process`,
+    result: ms(ours),
+    baseline: `${ms(raw)} raw read + JSON.parse of the headers`,
+    ratio: `${(ours / raw).toFixed(2)}× the raw read`,
+    target: '< 300 ms',
+  });
+
+  const cli = join(root, 'bin', 'quantlens.js');
+  const cliRun = () => spawnSync(process.execPath, [cli, 'inspect', big, '--json'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const nodeRun = () => spawnSync(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+  const [cliTime, nodeTime] = await interleavedMedians(7, async () => cliRun(), async () => nodeRun());
+  rows.push({
+    section: 'open',
+    what: `quantlens inspect --json ${LLAMA_3_8B.name}, whole CLI process`,
+    result: ms(cliTime),
+    baseline: `${ms(nodeTime)} node -e 0 (process start)`,
+    ratio: `${(cliTime / nodeTime).toFixed(2)}× process start`,
+    target: '< 1500 ms',
+  });
+
+  // Memory: what an open checkpoint holds must depend on the tensor count, never on the bytes.
+  const retained = async (folder: string) => {
+    gc();
+    const before = process.memoryUsage();
+    const checkpoint = await Checkpoint.open(folder);
+    gc();
+    const after = process.memoryUsage();
+    await checkpoint.close();
+    return { heap: after.heapUsed - before.heapUsed, tensors: checkpoint.tensors.length };
+  };
+  const bigMem = await retained(big);
+  const smallMem = await retained(small);
+  rows.push({
+    section: 'open',
+    what: `heap held by an open checkpoint: ${(bigBytes / 1e9).toFixed(1)} GB vs ${(smallBytes / 1e9).toFixed(1)} GB`,
+    result: `${mb(bigMem.heap)} (${bigMem.tensors} tensors)`,
+    baseline: `${mb(smallMem.heap)} (${smallMem.tensors} tensors)`,
+    ratio: `${(bigMem.heap / Math.max(1, smallMem.heap)).toFixed(2)}× for ${(bigBytes / smallBytes).toFixed(1)}× the bytes`,
+    target: 'grows with tensor count only',
+  });
+}
+
+async function readsSection(rows: BenchRow[]): Promise<void> {
+  const path = join(dataDir, 'read-bench.safetensors');
+  const shape = [14336, 4096];
+  const bytes = shape[0]! * shape[1]! * 2;
+  if (!existsSync(path)) {
+    // Real (not sparse) bytes, so reads hit the page cache like a real checkpoint's data.
+    const writer = await SafetensorsWriter.create(path, [{ name: 'model.layers.0.mlp.gate_proj.weight', dtype: 'BF16', shape }]);
+    const chunk = new Uint8Array(16 * 1024 * 1024);
+    for (let done = 0; done < bytes; done += chunk.length) {
+      randomFillSync(chunk);
+      await writer.write('model.layers.0.mlp.gate_proj.weight', chunk.subarray(0, Math.min(chunk.length, bytes - done)));
+    }
+    await writer.finish();
+  }
+  const file = await SafetensorsFile.open(path);
+  const tensor = file.tensors[0]!;
+  const chunkBytes = 8 * 1024 * 1024;
+  let sink = 0;
+  const ours = async () => {
+    for await (const { bytes: chunk } of file.chunks(tensor, { chunkBytes })) sink += chunk[chunk.length - 1]!;
+  };
+  const plainBuffer = new Uint8Array(chunkBytes);
+  const plain = async () => {
+    const handle = await fs.open(path, 'r');
+    for (let offset = 0; offset < tensor.byteLength; offset += chunkBytes) {
+      const length = Math.min(chunkBytes, tensor.byteLength - offset);
+      await handle.read(plainBuffer, 0, length, tensor.fileOffset + offset);
+      sink += plainBuffer[length - 1]!;
+    }
+    await handle.close();
+  };
+  const [tOurs, tPlain] = await interleavedMedians(9, ours, plain);
+  rows.push({
+    section: 'reads',
+    what: `chunked read of a ${shape.join('×')} bf16 tensor (${mb(bytes)}), 8 MiB chunks`,
+    result: gbps(bytes, tOurs),
+    baseline: `${gbps(bytes, tPlain)} plain fs read loop, same chunks`,
+    ratio: `${(tPlain / tOurs).toFixed(2)}× the plain read's speed`,
+    target: '≈ 1× (no overhead)',
+  });
+  const range = async () => {
+    // Random 64 KiB pages, as the inspector's tensor view asks for them.
+    for (let i = 0; i < 256; i++) {
+      const start = ((i * 7919) % 1700) * 65536;
+      await file.readTensorRange(tensor, start, start + 65536);
+    }
+  };
+  const tRange = await median(9, range);
+  rows.push({
+    section: 'reads',
+    what: '256 random 64 KiB pages of the same tensor',
+    result: `${(tRange / 256).toFixed(3)} ms/page`,
+    baseline: `${gbps(65536 * 256, tRange)} effective`,
+    ratio: '-',
+    target: 'interactive (< 1 ms/page)',
+  });
+  await file.close();
+  if (sink === -1) console.log(sink);
+}
+
+const SECTIONS: Record<string, (rows: BenchRow[]) => Promise<void>> = { header: headerSection, reads: readsSection };
+
+async function main(): Promise<void> {
+  const onlyArg = process.argv.find((a) => a.startsWith('--only'));
+  const only = onlyArg ? (onlyArg.includes('=') ? onlyArg.split('=')[1]! : process.argv[process.argv.indexOf(onlyArg) + 1]!).split(',') : Object.keys(SECTIONS);
+  await fs.mkdir(dataDir, { recursive: true });
+  const rows: BenchRow[] = [];
+  for (const name of only) {
+    const section = SECTIONS[name];
+    if (!section) throw new Error(`unknown section ${name}; known: ${Object.keys(SECTIONS).join(', ')}`);
+    process.stderr.write(`bench: ${name}…\n`);
+    await section(rows);
+  }
+  printTable(rows);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});

@@ -1,0 +1,37 @@
+/** Tensor lists shaped like real Llama checkpoints, for benchmarks (headers real, data sparse). */
+import type { TensorSpec } from '../../src/core/safetensors/writer';
+
+export interface LlamaShape {
+  name: string;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  vocab: number;
+}
+
+export const LLAMA_3_8B: LlamaShape = { name: 'Llama-3-8B', hidden: 4096, intermediate: 14336, layers: 32, heads: 32, kvHeads: 8, vocab: 128256 };
+export const LLAMA_3_2_1B: LlamaShape = { name: 'Llama-3.2-1B', hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256 };
+
+export function llamaTensors(shape: LlamaShape, dtype: TensorSpec['dtype'] = 'BF16'): TensorSpec[] {
+  const { hidden: h, intermediate: i, heads, kvHeads, vocab } = shape;
+  const kv = (h / heads) * kvHeads;
+  const specs: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype, shape: [vocab, h] }];
+  for (let l = 0; l < shape.layers; l++) {
+    const p = `model.layers.${l}`;
+    specs.push(
+      { name: `${p}.input_layernorm.weight`, dtype, shape: [h] },
+      { name: `${p}.self_attn.q_proj.weight`, dtype, shape: [h, h] },
+      { name: `${p}.self_attn.k_proj.weight`, dtype, shape: [kv, h] },
+      { name: `${p}.self_attn.v_proj.weight`, dtype, shape: [kv, h] },
+      { name: `${p}.self_attn.o_proj.weight`, dtype, shape: [h, h] },
+      { name: `${p}.post_attention_layernorm.weight`, dtype, shape: [h] },
+      { name: `${p}.mlp.gate_proj.weight`, dtype, shape: [i, h] },
+      { name: `${p}.mlp.up_proj.weight`, dtype, shape: [i, h] },
+      { name: `${p}.mlp.down_proj.weight`, dtype, shape: [h, i] },
+    );
+  }
+  specs.push({ name: 'model.norm.weight', dtype, shape: [h] }, { name: 'lm_head.weight', dtype, shape: [vocab, h] });
+  return specs;
+}
