@@ -26,7 +26,8 @@ describe('QuantizationArgs validation (compressed-tensors test vectors)', () => 
       assert.ok(args);
       for (const [key, value] of Object.entries(c.normalised ?? {})) {
         const expected = typeof value === 'string' ? value.split(' ')[0] : value;
-        const actual = { num_bits: args.numBits, type: args.type, symmetric: args.symmetric, strategy: args.strategy, group_size: args.groupSize ?? null, block_structure: args.blockStructure ?? null, dynamic: args.dynamic, observer: args.observer, actorder: args.actorder ?? null }[key];
+        const table: Record<string, unknown> = { num_bits: args.numBits, type: args.type, symmetric: args.symmetric, strategy: args.strategy, group_size: args.groupSize ?? null, block_structure: args.blockStructure ?? null, dynamic: args.dynamic, observer: args.observer, actorder: args.actorder ?? null };
+        const actual = table[key];
         assert.deepEqual(actual, expected, key);
       }
     });
