@@ -1,11 +1,13 @@
 import { Checkpoint } from '../core/safetensors/checkpoint';
-import { CheckpointSummary, summarizeCheckpoint } from '../core/checkpoint/summary';
+import { CheckpointSummary, analyzeCheckpoint } from '../core/checkpoint/summary';
+import type { LayerMap } from '../core/checkpoint/scheme';
 import { formatBytes, formatCount, formatShape } from '../core/util/format';
 import { FlagSpec, UsageError, parseArgs } from './args';
 
 export const INSPECT_FLAGS: Record<string, FlagSpec> = {
   json: { type: 'boolean', description: 'print the summary and tensor table as JSON' },
   limit: { type: 'number', description: 'show at most N rows of the tensor table (default: all)' },
+  layers: { type: 'boolean', description: 'also print the layer map (each linear layer and its quantization state)' },
 };
 
 export async function inspectCommand(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
@@ -14,13 +16,14 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
   const path = positionals[0]!;
   const checkpoint = await Checkpoint.open(path);
   try {
-    const summary = await summarizeCheckpoint(checkpoint, path);
+    const { summary, layerMap } = await analyzeCheckpoint(checkpoint, path);
     const limit = typeof flags.limit === 'number' ? flags.limit : undefined;
     if (flags.json) {
-      const json = limit === undefined ? summary : { ...summary, tensors: summary.tensors.slice(0, limit) };
+      const json = { ...summary, tensors: limit === undefined ? summary.tensors : summary.tensors.slice(0, limit), ...(flags.layers ? { layers: layerMap.modules } : {}) };
       out.write(`${JSON.stringify(json, null, 2)}\n`);
     } else {
       out.write(renderSummary(summary, limit));
+      if (flags.layers) out.write(renderLayerMap(layerMap));
     }
     return summary.problems.some((p) => p.severity === 'error') ? 1 : 0;
   } finally {
@@ -58,6 +61,11 @@ export function renderSummary(summary: CheckpointSummary, limit?: number): strin
   } else if (summary.configError) {
     lines.push(`model        config.json unusable: ${summary.configError}`);
   }
+  lines.push(`scheme       ${summary.scheme.description}${summary.scheme.source === 'tensors' ? ' (inferred from tensors)' : ''}`);
+  const lc = summary.layerCounts;
+  lines.push(`linear       ${lc.quantized} quantized, ${lc.ignored} ignored, ${lc.unquantized} unquantized${lc.missing ? `, ${lc.missing} missing` : ''}`);
+  for (const d of summary.scheme.disagreements) lines.push(`  disagreement: ${d}`);
+  for (const e of summary.scheme.configErrors) lines.push(`  config error: ${e}`);
   lines.push(`tensors      ${summary.tensorCount}`);
   const dtypes = Object.entries(summary.byDtype)
     .sort((a, b) => b[1].bytes - a[1].bytes)
@@ -102,4 +110,15 @@ export function renderSummary(summary: CheckpointSummary, limit?: number): strin
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+export function renderLayerMap(map: LayerMap): string {
+  const rows = map.modules.map((m) => [
+    m.name,
+    m.state,
+    m.observed ? `${m.observed.kind}${m.observed.bits ? ` ${m.observed.bits}-bit` : ''}${m.observed.strategy ? ` ${m.observed.strategy}${m.observed.groupSize ? ` ${m.observed.groupSize}` : ''}` : ''}` : '-',
+    m.declared?.group ?? (m.declared?.ignoredBy ? `ignored by ${m.declared.ignoredBy}` : '-'),
+    m.issues.join('; '),
+  ]);
+  return `\nlayer map\n${table([['module', 'state', 'storage', 'config', 'issues'], ...rows])}\n`;
 }

@@ -39,8 +39,8 @@ async function rawHeaderRead(folder: string): Promise<number> {
 async function headerSection(rows: BenchRow[]): Promise<void> {
   const big = join(dataDir, 'llama-3-8b-sparse');
   const small = join(dataDir, 'llama-3.2-1b-sparse');
-  const { bytes: bigBytes } = await writeSparseCheckpoint(big, llamaTensors(LLAMA_3_8B), 4);
-  const { bytes: smallBytes } = await writeSparseCheckpoint(small, llamaTensors(LLAMA_3_2_1B), 2);
+  const { bytes: bigBytes } = await writeSparseCheckpoint(big, llamaTensors(LLAMA_3_8B), 5e9); // transformers' default 5 GB shards: 4 files, as published
+  const { bytes: smallBytes } = await writeSparseCheckpoint(small, llamaTensors(LLAMA_3_2_1B), 2e9);
 
   const open = async (folder: string) => {
     const checkpoint = await Checkpoint.open(folder);

@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import { buildHeader, tensorByteLength, TensorSpec } from '../../src/core/safetensors/writer';
 import { planShards, shardFileName, writeShardIndex } from '../../src/core/safetensors/shards';
 
-export async function writeSparseCheckpoint(folder: string, specs: readonly TensorSpec[], shardCount: number): Promise<{ bytes: number }> {
+export async function writeSparseCheckpoint(folder: string, specs: readonly TensorSpec[], maxShardBytes: number): Promise<{ bytes: number }> {
   const total = specs.reduce((sum, s) => sum + tensorByteLength(s), 0);
   const marker = join(folder, '.complete');
   if (existsSync(marker)) return { bytes: total };
   await fs.rm(folder, { recursive: true, force: true });
   await fs.mkdir(folder, { recursive: true });
-  const shards = planShards(specs, Math.ceil(total / shardCount) + 1);
+  const shards = planShards(specs, maxShardBytes);
   const weightMap = new Map<string, string>();
   for (let s = 0; s < shards.length; s++) {
     const name = shardFileName(s, shards.length);

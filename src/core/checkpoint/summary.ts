@@ -6,6 +6,7 @@ import { basename } from 'node:path';
 import { DType } from '../dtypes/dtype';
 import { Checkpoint, CheckpointLayout, CheckpointProblem } from '../safetensors/checkpoint';
 import { ModelConfigSummary, readModelConfig } from './config';
+import { DetectedScheme, LayerMap, buildLayerMap } from './scheme';
 
 export interface DtypeTotals {
   readonly tensors: number;
@@ -39,10 +40,35 @@ export interface CheckpointSummary {
   readonly config?: ModelConfigSummary;
   readonly configError?: string;
   readonly problems: readonly CheckpointProblem[];
+  /** The detected quantization scheme, reconciled with the tensors. */
+  readonly scheme: DetectedScheme;
+  /** Linear layers by state (quantized / ignored / unquantized / missing). */
+  readonly layerCounts: LayerMap['counts'];
   readonly tensors: readonly TensorRow[];
 }
 
+export interface CheckpointAnalysis {
+  readonly summary: CheckpointSummary;
+  readonly layerMap: LayerMap;
+}
+
+/** Summary plus the full layer map, from headers and config.json only. */
+export async function analyzeCheckpoint(checkpoint: Checkpoint, path: string): Promise<CheckpointAnalysis> {
+  const config = await readModelConfig(checkpoint.folder);
+  const raw = config.raw;
+  const layerMap = buildLayerMap(checkpoint.tensors, raw?.quantization_config ?? raw?.compression_config, {
+    numHiddenLayers: config.summary?.numHiddenLayers,
+    tieWordEmbeddings: typeof raw?.tie_word_embeddings === 'boolean' ? raw.tie_word_embeddings : undefined,
+    hasConfig: raw !== undefined,
+  });
+  return { summary: summarize(checkpoint, path, config, layerMap), layerMap };
+}
+
 export async function summarizeCheckpoint(checkpoint: Checkpoint, path: string): Promise<CheckpointSummary> {
+  return (await analyzeCheckpoint(checkpoint, path)).summary;
+}
+
+function summarize(checkpoint: Checkpoint, path: string, config: Awaited<ReturnType<typeof readModelConfig>>, layerMap: LayerMap): CheckpointSummary {
   const byDtype: Partial<Record<DType, DtypeTotals>> = {};
   const perShard = new Map<string, { tensors: number; bytes: number }>();
   let totalElements = 0;
@@ -56,7 +82,6 @@ export async function summarizeCheckpoint(checkpoint: Checkpoint, path: string):
     totalBytes += t.byteLength;
     return { name: t.name, dtype: t.dtype, shape: t.shape, elements: t.numel, bytes: t.byteLength, shard: t.shard, offset: t.fileOffset };
   });
-  const config = await readModelConfig(checkpoint.folder);
   return {
     path,
     folder: checkpoint.folder,
@@ -77,6 +102,8 @@ export async function summarizeCheckpoint(checkpoint: Checkpoint, path: string):
     config: config.summary,
     configError: config.error,
     problems: checkpoint.problems,
+    scheme: layerMap.scheme,
+    layerCounts: layerMap.counts,
     tensors,
   };
 }
