@@ -1,0 +1,69 @@
+/** Streams a checkpoint tensor through the statistics engine, with progress and cancellation. */
+import { decodeToFloat32, decodeToFloat64 } from '../dtypes/convert';
+import { DTYPE_INFO } from '../dtypes/dtype';
+import type { Checkpoint } from '../safetensors/checkpoint';
+import { CodeCounter, DEFAULT_BINS, StreamingHistograms, StreamingMoments, TensorStatistics, codeTable, statisticsFromCounts } from './tensorStats';
+
+export interface StatsOptions {
+  readonly bins?: number;
+  readonly signal?: AbortSignal;
+  /** Called with the fraction of bytes processed (0…1). */
+  readonly onProgress?: (fraction: number) => void;
+  readonly chunkBytes?: number;
+}
+
+export class CancelledError extends Error {
+  constructor() {
+    super('cancelled');
+  }
+}
+
+function checkCancel(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new CancelledError();
+}
+
+const codeTables = new Map<string, Float64Array | undefined>();
+function cachedCodeTable(dtype: Parameters<typeof codeTable>[0]): Float64Array | undefined {
+  if (!codeTables.has(dtype)) codeTables.set(dtype, codeTable(dtype));
+  return codeTables.get(dtype);
+}
+
+export async function computeTensorStatistics(checkpoint: Checkpoint, name: string, options: StatsOptions = {}): Promise<TensorStatistics> {
+  const tensor = checkpoint.tensor(name);
+  const bins = options.bins ?? DEFAULT_BINS;
+  const table = cachedCodeTable(tensor.dtype);
+  if (table) {
+    const counter = new CodeCounter(tensor.dtype);
+    for await (const { offset, bytes } of checkpoint.chunks(name, { chunkBytes: options.chunkBytes })) {
+      checkCancel(options.signal);
+      counter.add(bytes);
+      options.onProgress?.((offset + bytes.length) / Math.max(1, tensor.byteLength));
+    }
+    return statisticsFromCounts(table, counter.counts, bins);
+  }
+  if (DTYPE_INFO[tensor.dtype].kind === 'complex') throw new Error(`${name}: statistics of complex (${tensor.dtype}) tensors are not supported`);
+  // Two passes over the bytes: moments and range, then histograms on that range.
+  const moments = new StreamingMoments();
+  // F32 decodes exactly to float32; everything wider (F64, I32, I64 …) needs float64 to stay exact.
+  const wide = tensor.dtype !== 'F32' && DTYPE_INFO[tensor.dtype].bits >= 32;
+  let values: Float32Array | Float64Array = wide ? new Float64Array(0) : new Float32Array(0);
+  const decode = (bytes: Uint8Array) => {
+    const elements = Math.floor((bytes.length * 8) / DTYPE_INFO[tensor.dtype].bits);
+    if (values.length < elements) values = wide ? new Float64Array(elements) : new Float32Array(elements);
+    return wide ? decodeToFloat64(tensor.dtype, bytes, (values as Float64Array).subarray(0, elements)) : decodeToFloat32(tensor.dtype, bytes, (values as Float32Array).subarray(0, elements));
+  };
+  // Sub-byte formats: chunks must hold whole elements (F6 packs 4 elements in 3 bytes).
+  const chunkBytes = Math.max(3, Math.floor((options.chunkBytes ?? 8 * 1024 * 1024) / 3) * 3);
+  for await (const { offset, bytes } of checkpoint.chunks(name, { chunkBytes })) {
+    checkCancel(options.signal);
+    moments.add(decode(bytes));
+    options.onProgress?.((offset + bytes.length) / Math.max(1, tensor.byteLength) / 2);
+  }
+  const histograms = new StreamingHistograms(moments, bins);
+  for await (const { offset, bytes } of checkpoint.chunks(name, { chunkBytes })) {
+    checkCancel(options.signal);
+    histograms.add(decode(bytes));
+    options.onProgress?.(0.5 + (offset + bytes.length) / Math.max(1, tensor.byteLength) / 2);
+  }
+  return { stats: moments.result(), ...histograms.result(), method: 'exact two-pass stream' };
+}

@@ -1,0 +1,311 @@
+/**
+ * Exact statistics and histograms of tensors of any size, streamed from disk in bounded chunks.
+ *
+ * 8- and 16-bit dtypes (BF16, F16, FP8, I8, U8, I16, U16, BOOL) take one pass that counts each bit pattern
+ * (at most 65,536 counters); every statistic and any histogram is then derived exactly from those counts,
+ * which is both faster than decoding and free of sampling. Wider dtypes (F32, F64, I32, …) and dequantized
+ * views take two streamed passes: moments and range first, then the histogram. Nothing is ever sampled.
+ */
+import { DType, DTYPE_INFO } from '../dtypes/dtype';
+import { decodeBF16, decodeE4M3, decodeE4M3FNUZ, decodeE5M2, decodeE5M2FNUZ, decodeE8M0, decodeF16 } from '../dtypes/float';
+
+export interface ValueStats {
+  readonly count: number;
+  readonly finite: number;
+  readonly nan: number;
+  readonly posInf: number;
+  readonly negInf: number;
+  readonly zeros: number;
+  readonly min: number;
+  readonly max: number;
+  readonly absMax: number;
+  readonly mean: number;
+  readonly std: number;
+}
+
+export interface Histogram {
+  /** 'linear': equal-width bins of the value; 'log': equal-width bins of log10|value| (zeros excluded). */
+  readonly kind: 'linear' | 'log';
+  readonly edges: readonly number[];
+  readonly counts: readonly number[];
+}
+
+export interface TensorStatistics {
+  readonly stats: ValueStats;
+  readonly linear: Histogram;
+  readonly log: Histogram;
+  /** How the numbers were computed; never 'sampled'. */
+  readonly method: 'exact bit-pattern counts' | 'exact two-pass stream';
+}
+
+export const DEFAULT_BINS = 128;
+
+/** Decoded value of every code of an 8/16-bit dtype, or undefined for dtypes that need streaming. */
+export function codeTable(dtype: DType): Float64Array | undefined {
+  const size = DTYPE_INFO[dtype].bits === 8 ? 256 : DTYPE_INFO[dtype].bits === 16 ? 65536 : 0;
+  if (size === 0 || dtype === 'F4') return undefined;
+  const decode: ((code: number) => number) | undefined = {
+    BF16: decodeBF16,
+    F16: decodeF16,
+    F8_E4M3: decodeE4M3,
+    F8_E5M2: decodeE5M2,
+    F8_E4M3FNUZ: decodeE4M3FNUZ,
+    F8_E5M2FNUZ: decodeE5M2FNUZ,
+    F8_E8M0: decodeE8M0,
+    I8: (c: number) => (c << 24) >> 24,
+    U8: (c: number) => c,
+    BOOL: (c: number) => (c === 0 ? 0 : 1),
+    I16: (c: number) => (c << 16) >> 16,
+    U16: (c: number) => c,
+  }[dtype as string];
+  if (!decode) return undefined;
+  const table = new Float64Array(size);
+  for (let code = 0; code < size; code++) table[code] = decode(code);
+  return table;
+}
+
+/** Accumulates bit-pattern counts of an 8/16-bit tensor, chunk by chunk. */
+export class CodeCounter {
+  readonly counts: Float64Array;
+  private readonly bytesPerCode: number;
+  private carry: number | undefined;
+
+  constructor(readonly dtype: DType) {
+    this.bytesPerCode = DTYPE_INFO[dtype].bits / 8;
+    this.counts = new Float64Array(this.bytesPerCode === 1 ? 256 : 65536);
+  }
+
+  add(bytes: Uint8Array): void {
+    if (this.bytesPerCode === 1) {
+      const counts = this.counts;
+      for (let i = 0; i < bytes.length; i++) counts[bytes[i]!]!++;
+      return;
+    }
+    let start = 0;
+    if (this.carry !== undefined && bytes.length > 0) {
+      this.counts[this.carry | (bytes[0]! << 8)]!++;
+      this.carry = undefined;
+      start = 1;
+    }
+    const pairs = Math.floor((bytes.length - start) / 2);
+    // Little-endian u16 view when aligned (the common case: chunk buffers are fresh allocations).
+    const offset = bytes.byteOffset + start;
+    const counts = this.counts;
+    if (offset % 2 === 0) {
+      const codes = new Uint16Array(bytes.buffer, offset, pairs);
+      for (let i = 0; i < codes.length; i++) counts[codes[i]!]!++;
+    } else {
+      for (let i = 0; i < pairs; i++) counts[bytes[start + 2 * i]! | (bytes[start + 2 * i + 1]! << 8)]!++;
+    }
+    if ((bytes.length - start) % 2 === 1) this.carry = bytes[bytes.length - 1];
+  }
+}
+
+/** Statistics and histograms from (value, count) pairs, e.g. a code table and its counts. Exact. */
+export function statisticsFromCounts(values: Float64Array, counts: Float64Array, bins = DEFAULT_BINS): TensorStatistics {
+  let count = 0;
+  let nan = 0;
+  let posInf = 0;
+  let negInf = 0;
+  let zeros = 0;
+  let min = Infinity;
+  let max = -Infinity;
+  let minAbsNonzero = Infinity;
+  let sum = 0;
+  let finite = 0;
+  for (let i = 0; i < values.length; i++) {
+    const c = counts[i]!;
+    if (c === 0) continue;
+    const v = values[i]!;
+    count += c;
+    if (Number.isNaN(v)) nan += c;
+    else if (v === Infinity) posInf += c;
+    else if (v === -Infinity) negInf += c;
+    else {
+      finite += c;
+      sum += v * c;
+      if (v < min) min = v;
+      if (v > max) max = v;
+      if (v === 0) zeros += c;
+      else if (Math.abs(v) < minAbsNonzero) minAbsNonzero = Math.abs(v);
+    }
+  }
+  const mean = finite > 0 ? sum / finite : NaN;
+  let m2 = 0;
+  for (let i = 0; i < values.length; i++) {
+    const c = counts[i]!;
+    const v = values[i]!;
+    if (c === 0 || !Number.isFinite(v)) continue;
+    m2 += c * (v - mean) * (v - mean);
+  }
+  const stats: ValueStats = {
+    count,
+    finite,
+    nan,
+    posInf,
+    negInf,
+    zeros,
+    min: finite > 0 ? min : NaN,
+    max: finite > 0 ? max : NaN,
+    absMax: finite > 0 ? Math.max(Math.abs(min), Math.abs(max)) : NaN,
+    mean,
+    std: finite > 0 ? Math.sqrt(m2 / finite) : NaN,
+  };
+  const linear = emptyHistogram('linear', stats.min, stats.max, bins);
+  const logLow = Math.log10(minAbsNonzero);
+  const logHigh = Math.log10(stats.absMax);
+  const log = emptyHistogram('log', logLow, logHigh, bins);
+  for (let i = 0; i < values.length; i++) {
+    const c = counts[i]!;
+    const v = values[i]!;
+    if (c === 0 || !Number.isFinite(v)) continue;
+    addToHistogram(linear, v, c);
+    if (v !== 0) addToHistogram(log, Math.log10(Math.abs(v)), c);
+  }
+  return { stats, linear: freeze(linear), log: freeze(log), method: 'exact bit-pattern counts' };
+}
+
+interface MutableHistogram {
+  kind: 'linear' | 'log';
+  low: number;
+  width: number;
+  edges: number[];
+  counts: number[];
+}
+
+function emptyHistogram(kind: 'linear' | 'log', low: number, high: number, bins: number): MutableHistogram {
+  if (!Number.isFinite(low) || !Number.isFinite(high)) return { kind, low: 0, width: 1, edges: [], counts: [] };
+  // A constant tensor gets one bin around its value.
+  const span = high > low ? high - low : Math.max(Math.abs(low), 1e-30) * 1e-6;
+  const n = high > low ? bins : 1;
+  const width = span / n;
+  return { kind, low, width, edges: Array.from({ length: n + 1 }, (_, i) => low + i * width), counts: new Array<number>(n).fill(0) };
+}
+
+function addToHistogram(h: MutableHistogram, v: number, c: number): void {
+  if (h.counts.length === 0) return;
+  let bin = Math.floor((v - h.low) / h.width);
+  if (bin >= h.counts.length) bin = h.counts.length - 1; // the maximum lands in the last bin
+  if (bin < 0) bin = 0;
+  h.counts[bin]! += c;
+}
+
+function freeze(h: MutableHistogram): Histogram {
+  return { kind: h.kind, edges: h.edges, counts: h.counts };
+}
+
+/** Moments and range of a stream of values (pass 1 of the two-pass path); Chan's merge keeps std exact. */
+export class StreamingMoments {
+  count = 0;
+  finite = 0;
+  nan = 0;
+  posInf = 0;
+  negInf = 0;
+  zeros = 0;
+  min = Infinity;
+  max = -Infinity;
+  minAbsNonzero = Infinity;
+  private mean = 0;
+  private m2 = 0;
+
+  add(values: ArrayLike<number>): void {
+    let n = 0;
+    let sum = 0;
+    let min = this.min;
+    let max = this.max;
+    let minAbs = this.minAbsNonzero;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (v !== v) {
+        this.nan++;
+        continue;
+      }
+      if (v === Infinity || v === -Infinity) {
+        if (v > 0) this.posInf++;
+        else this.negInf++;
+        continue;
+      }
+      n++;
+      sum += v;
+      if (v < min) min = v;
+      if (v > max) max = v;
+      if (v === 0) this.zeros++;
+      else {
+        const a = v < 0 ? -v : v;
+        if (a < minAbs) minAbs = a;
+      }
+    }
+    this.count += values.length;
+    this.min = min;
+    this.max = max;
+    this.minAbsNonzero = minAbs;
+    if (n === 0) return;
+    const chunkMean = sum / n;
+    let chunkM2 = 0;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (v === v && v !== Infinity && v !== -Infinity) chunkM2 += (v - chunkMean) * (v - chunkMean);
+    }
+    const total = this.finite + n;
+    const delta = chunkMean - this.mean;
+    this.m2 += chunkM2 + (delta * delta * this.finite * n) / total;
+    this.mean += (delta * n) / total;
+    this.finite = total;
+  }
+
+  result(): ValueStats {
+    const any = this.finite > 0;
+    return {
+      count: this.count,
+      finite: this.finite,
+      nan: this.nan,
+      posInf: this.posInf,
+      negInf: this.negInf,
+      zeros: this.zeros,
+      min: any ? this.min : NaN,
+      max: any ? this.max : NaN,
+      absMax: any ? Math.max(Math.abs(this.min), Math.abs(this.max)) : NaN,
+      mean: any ? this.mean : NaN,
+      std: any ? Math.sqrt(this.m2 / this.finite) : NaN,
+    };
+  }
+}
+
+/** Pass 2 of the two-pass path: histograms over the range found in pass 1. */
+export class StreamingHistograms {
+  private readonly linear: MutableHistogram;
+  private readonly log: MutableHistogram;
+
+  constructor(moments: StreamingMoments, bins = DEFAULT_BINS) {
+    const stats = moments.result();
+    this.linear = emptyHistogram('linear', stats.min, stats.max, bins);
+    this.log = emptyHistogram('log', Math.log10(moments.minAbsNonzero), Math.log10(stats.absMax), bins);
+  }
+
+  add(values: ArrayLike<number>): void {
+    const lin = this.linear;
+    const log = this.log;
+    const linBins = lin.counts.length;
+    const logBins = log.counts.length;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (v !== v || v === Infinity || v === -Infinity) continue;
+      if (linBins > 0) {
+        let b = Math.floor((v - lin.low) / lin.width);
+        if (b >= linBins) b = linBins - 1;
+        else if (b < 0) b = 0;
+        lin.counts[b]!++;
+      }
+      if (v !== 0 && logBins > 0) {
+        let b = Math.floor((Math.log10(v < 0 ? -v : v) - log.low) / log.width);
+        if (b >= logBins) b = logBins - 1;
+        else if (b < 0) b = 0;
+        log.counts[b]!++;
+      }
+    }
+  }
+
+  result(): { linear: Histogram; log: Histogram } {
+    return { linear: freeze(this.linear), log: freeze(this.log) };
+  }
+}

@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Checkpoint } from '../../src/core/safetensors/checkpoint';
+import { computeTensorStatistics, CancelledError } from '../../src/core/stats/computeStats';
+import type { Histogram, TensorStatistics } from '../../src/core/stats/tensorStats';
+import { rawSafetensors } from '../helpers/safetensorsBytes';
+import { tempDir } from '../helpers/paths';
+import { writeFileSync } from 'node:fs';
+
+/** Deterministic heavy-tailed values with exact bf16 / f16 representations computed here, not by src/. */
+function heavyTailed(n: number, seed: number): number[] {
+  let s = seed;
+  const u = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) + 0.5) / 4294967296;
+  return Array.from({ length: n }, (_, i) => {
+    const g = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+    const t = g / Math.sqrt((u() + u() + u() + u()) / 2);
+    return i % 997 === 0 ? t * 40 : t * 0.02;
+  });
+}
+
+/** bf16 by truncation (an exact, independent way to get representable values). */
+function toBf16Bits(x: number): number {
+  const f = new Float32Array([x]);
+  return new Uint32Array(f.buffer)[0]! >>> 16;
+}
+function bf16Value(bits: number): number {
+  return new Float32Array(new Uint32Array([bits << 16]).buffer)[0]!;
+}
+
+/** The float64 reference: statistics and histograms straight from the definition. */
+function reference(values: number[], edgesLin: readonly number[], edgesLog: readonly number[]) {
+  const finite = values.filter(Number.isFinite);
+  const mean = finite.reduce((a, b) => a + b, 0) / finite.length;
+  const std = Math.sqrt(finite.reduce((a, b) => a + (b - mean) ** 2, 0) / finite.length);
+  const bin = (edges: readonly number[], v: number) => {
+    const n = edges.length - 1;
+    let b = Math.floor((v - edges[0]!) / ((edges[n]! - edges[0]!) / n));
+    return Math.min(n - 1, Math.max(0, b));
+  };
+  const lin = new Array(edgesLin.length - 1).fill(0);
+  const log = new Array(edgesLog.length - 1).fill(0);
+  for (const v of finite) {
+    lin[bin(edgesLin, v)]++;
+    if (v !== 0) log[bin(edgesLog, Math.log10(Math.abs(v)))]++;
+  }
+  return {
+    min: Math.min(...finite),
+    max: Math.max(...finite),
+    mean,
+    std,
+    nan: values.filter(Number.isNaN).length,
+    zeros: finite.filter((v) => v === 0).length,
+    posInf: values.filter((v) => v === Infinity).length,
+    lin,
+    log,
+  };
+}
+
+function checkAgainstReference(result: TensorStatistics, values: number[]): void {
+  const ref = reference(values, result.linear.edges, result.log.edges);
+  const s = result.stats;
+  assert.equal(s.count, values.length);
+  assert.equal(s.min, ref.min);
+  assert.equal(s.max, ref.max);
+  assert.equal(s.nan, ref.nan);
+  assert.equal(s.zeros, ref.zeros);
+  assert.equal(s.posInf, ref.posInf);
+  assert.ok(Math.abs(s.mean - ref.mean) <= 1e-12 * Math.max(1, Math.abs(ref.mean)) + 1e-15, `mean ${s.mean} vs ${ref.mean}`);
+  assert.ok(Math.abs(s.std - ref.std) <= 1e-9 * ref.std, `std ${s.std} vs ${ref.std}`);
+  assert.deepEqual(result.linear.counts, ref.lin);
+  assert.deepEqual(result.log.counts, ref.log);
+  const total = (h: Histogram) => h.counts.reduce((a, b) => a + b, 0);
+  assert.equal(total(result.linear), s.finite);
+  assert.equal(total(result.log), s.finite - s.zeros);
+  assert.equal(result.linear.edges[0], s.min);
+  assert.ok(Math.abs(result.linear.edges.at(-1)! - s.max) <= 1e-12 * Math.abs(s.max));
+}
+
+describe('tensor statistics (exact, streamed) against a float64 reference', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  before(() => (tmp = tempDir()));
+  after(() => tmp.cleanup());
+
+  async function withTensor(dtype: string, shape: number[], bytes: Uint8Array, fn: (c: Checkpoint) => Promise<void>) {
+    const path = join(tmp.path, `${dtype}.safetensors`);
+    writeFileSync(path, rawSafetensors(JSON.stringify({ t: { dtype, shape, data_offsets: [0, bytes.length] } }), bytes));
+    const checkpoint = await Checkpoint.open(path);
+    try {
+      await fn(checkpoint);
+    } finally {
+      await checkpoint.close();
+    }
+  }
+
+  it('BF16 with NaN, ±Inf and zeros: one pass over bit-pattern counts, exact, with odd chunk boundaries', async () => {
+    const raw = heavyTailed(50_001, 7);
+    const bits = raw.map(toBf16Bits);
+    bits[10] = 0x7fc0; // NaN
+    bits[20] = 0x7f80; // +Inf
+    bits[30] = 0x0000;
+    bits[31] = 0x8000; // -0
+    const values = bits.map(bf16Value);
+    const bytes = new Uint8Array(new Uint16Array(bits).buffer);
+    await withTensor('BF16', [50_001], bytes, async (c) => {
+      const result = await computeTensorStatistics(c, 't', { chunkBytes: 4099 });
+      assert.equal(result.method, 'exact bit-pattern counts');
+      checkAgainstReference(result, values);
+    });
+  });
+
+  it('F32: two-pass stream, exact', async () => {
+    const values = Array.from(new Float32Array(heavyTailed(30_000, 3)));
+    await withTensor('F32', [100, 300], new Uint8Array(new Float32Array(values).buffer), async (c) => {
+      const result = await computeTensorStatistics(c, 't', { chunkBytes: 1000 });
+      assert.equal(result.method, 'exact two-pass stream');
+      checkAgainstReference(result, values);
+    });
+  });
+
+  it('I32 values beyond float32 precision stay exact', async () => {
+    const values = [2 ** 30 + 1, -(2 ** 30) - 3, 5, 0, 7];
+    await withTensor('I32', [5], new Uint8Array(new Int32Array(values).buffer), async (c) => {
+      const result = await computeTensorStatistics(c, 't');
+      assert.equal(result.stats.max, 2 ** 30 + 1);
+      assert.equal(result.stats.min, -(2 ** 30) - 3);
+      checkAgainstReference(result, values);
+    });
+  });
+
+  it('F8_E4M3 codes decode per the OCP table (0x7E = 448, 0x01 = 2^-9, 0x7F NaN)', async () => {
+    const codes = [0x7e, 0x01, 0x7f, 0xfe, 0x00, 0x38];
+    await withTensor('F8_E4M3', [6], new Uint8Array(codes), async (c) => {
+      const { stats } = await computeTensorStatistics(c, 't');
+      assert.equal(stats.max, 448);
+      assert.equal(stats.min, -448);
+      assert.equal(stats.nan, 1);
+      assert.equal(stats.zeros, 1);
+      assert.equal(stats.finite, 5);
+    });
+  });
+
+  it('a constant tensor gets a single bin; an empty tensor gets NaN statistics and no bins', async () => {
+    await withTensor('F16', [4], new Uint8Array(new Uint16Array([0x3c00, 0x3c00, 0x3c00, 0x3c00]).buffer), async (c) => {
+      const result = await computeTensorStatistics(c, 't');
+      assert.deepEqual(result.linear.counts, [4]);
+      assert.equal(result.stats.std, 0);
+    });
+    await withTensor('F32', [0, 3], new Uint8Array(0), async (c) => {
+      const result = await computeTensorStatistics(c, 't');
+      assert.ok(Number.isNaN(result.stats.mean));
+      assert.deepEqual(result.linear.counts, []);
+    });
+  });
+
+  it('honours cancellation between chunks', async () => {
+    const values = new Float32Array(100_000);
+    await withTensor('F32', [100_000], new Uint8Array(values.buffer), async (c) => {
+      const controller = new AbortController();
+      const run = computeTensorStatistics(c, 't', { chunkBytes: 4096, signal: controller.signal, onProgress: (f) => f > 0.2 && controller.abort() });
+      await assert.rejects(run, CancelledError);
+    });
+  });
+});
