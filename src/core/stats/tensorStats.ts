@@ -66,34 +66,56 @@ export function codeTable(dtype: DType): Float64Array | undefined {
 
 /** Accumulates bit-pattern counts of an 8/16-bit tensor, chunk by chunk. */
 export class CodeCounter {
-  readonly counts: Float64Array;
+  /** Integer counters are several times faster to bump than doubles; flushed before they could overflow. */
+  private readonly fast: Uint32Array;
+  private readonly total: Float64Array;
+  private pending = 0;
   private readonly bytesPerCode: number;
   private carry: number | undefined;
 
   constructor(readonly dtype: DType) {
     this.bytesPerCode = DTYPE_INFO[dtype].bits / 8;
-    this.counts = new Float64Array(this.bytesPerCode === 1 ? 256 : 65536);
+    const size = this.bytesPerCode === 1 ? 256 : 65536;
+    this.fast = new Uint32Array(size);
+    this.total = new Float64Array(size);
+  }
+
+  /** Exact counts of every code seen so far. */
+  get counts(): Float64Array {
+    this.flush();
+    return this.total;
+  }
+
+  private flush(): void {
+    for (let i = 0; i < this.fast.length; i++) {
+      if (this.fast[i] !== 0) {
+        this.total[i]! += this.fast[i]!;
+        this.fast[i] = 0;
+      }
+    }
+    this.pending = 0;
   }
 
   add(bytes: Uint8Array): void {
+    if (this.pending + bytes.length >= 0x7fffffff) this.flush();
+    this.pending += bytes.length;
+    const counts = this.fast;
     if (this.bytesPerCode === 1) {
-      const counts = this.counts;
       for (let i = 0; i < bytes.length; i++) counts[bytes[i]!]!++;
       return;
     }
     let start = 0;
     if (this.carry !== undefined && bytes.length > 0) {
-      this.counts[this.carry | (bytes[0]! << 8)]!++;
+      counts[this.carry | (bytes[0]! << 8)]!++;
       this.carry = undefined;
       start = 1;
     }
-    const pairs = Math.floor((bytes.length - start) / 2);
-    // Little-endian u16 view when aligned (the common case: chunk buffers are fresh allocations).
+    const pairs = (bytes.length - start) >> 1;
     const offset = bytes.byteOffset + start;
-    const counts = this.counts;
     if (offset % 2 === 0) {
+      // Little-endian u16 view when aligned (the common case: chunk buffers are fresh allocations).
       const codes = new Uint16Array(bytes.buffer, offset, pairs);
-      for (let i = 0; i < codes.length; i++) counts[codes[i]!]!++;
+      for (let i = 0; i < pairs; i++) counts[codes[i]!]!++;
     } else {
       for (let i = 0; i < pairs; i++) counts[bytes[start + 2 * i]! | (bytes[start + 2 * i + 1]! << 8)]!++;
     }
