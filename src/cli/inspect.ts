@@ -1,6 +1,9 @@
 import { Checkpoint } from '../core/safetensors/checkpoint';
 import { CheckpointSummary, analyzeCheckpoint } from '../core/checkpoint/summary';
 import type { LayerMap } from '../core/checkpoint/scheme';
+import { queryTensorTable } from '../core/checkpoint/tensorQuery';
+import { computeTensorStatistics } from '../core/stats/computeStats';
+import type { TensorStatistics } from '../core/stats/tensorStats';
 import { formatBytes, formatCount, formatShape } from '../core/util/format';
 import { FlagSpec, UsageError, parseArgs } from './args';
 
@@ -8,6 +11,9 @@ export const INSPECT_FLAGS: Record<string, FlagSpec> = {
   json: { type: 'boolean', description: 'print the summary and tensor table as JSON' },
   limit: { type: 'number', description: 'show at most N rows of the tensor table (default: all)' },
   layers: { type: 'boolean', description: 'also print the layer map (each linear layer and its quantization state)' },
+  stats: { type: 'boolean', description: 'stream every tensor (or those matching --tensor) and print exact statistics and histograms' },
+  tensor: { type: 'string', description: 'with --stats: only tensors whose name contains this text (or matches re:REGEX)' },
+  bins: { type: 'number', description: 'with --stats: histogram bins (default 128)' },
 };
 
 export async function inspectCommand(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
@@ -18,12 +24,19 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
   try {
     const { summary, layerMap } = await analyzeCheckpoint(checkpoint, path);
     const limit = typeof flags.limit === 'number' ? flags.limit : undefined;
+    const stats = flags.stats ? await tensorStatistics(checkpoint, summary, typeof flags.tensor === 'string' ? flags.tensor : '', typeof flags.bins === 'number' ? flags.bins : undefined) : undefined;
     if (flags.json) {
-      const json = { ...summary, tensors: limit === undefined ? summary.tensors : summary.tensors.slice(0, limit), ...(flags.layers ? { layers: layerMap.modules } : {}) };
-      out.write(`${JSON.stringify(json, null, 2)}\n`);
+      const json = {
+        ...summary,
+        tensors: limit === undefined ? summary.tensors : summary.tensors.slice(0, limit),
+        ...(flags.layers ? { layers: layerMap.modules } : {}),
+        ...(stats ? { statistics: Object.fromEntries(stats) } : {}),
+      };
+      out.write(`${JSON.stringify(json, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value), 2)}\n`);
     } else {
       out.write(renderSummary(summary, limit));
       if (flags.layers) out.write(renderLayerMap(layerMap));
+      if (stats) out.write(renderStatistics(stats));
     }
     return summary.problems.some((p) => p.severity === 'error') ? 1 : 0;
   } finally {
@@ -121,4 +134,64 @@ export function renderLayerMap(map: LayerMap): string {
     m.issues.join('; '),
   ]);
   return `\nlayer map\n${table([['module', 'state', 'storage', 'config', 'issues'], ...rows])}\n`;
+}
+
+async function tensorStatistics(checkpoint: Checkpoint, summary: CheckpointSummary, filter: string, bins: number | undefined): Promise<Map<string, TensorStatistics>> {
+  const selected = queryTensorTable(summary.tensors, { filter, offset: 0, limit: Number.MAX_SAFE_INTEGER });
+  if (selected.filterError) throw new UsageError(`--tensor: ${selected.filterError}`);
+  const rows = summary.tensors.filter((t) => (filter ? selected.rows.some((r) => r.name === t.name) : true));
+  const total = rows.reduce((sum, r) => sum + r.bytes, 0);
+  const results = new Map<string, TensorStatistics>();
+  let done = 0;
+  let lastReport = 0;
+  for (const row of rows) {
+    results.set(
+      row.name,
+      await computeTensorStatistics(checkpoint, row.name, {
+        bins,
+        onProgress: (fraction) => {
+          const now = Date.now();
+          if (process.stderr.isTTY && now - lastReport > 200) {
+            lastReport = now;
+            process.stderr.write(`\rstatistics: ${(((done + fraction * row.bytes) / Math.max(1, total)) * 100).toFixed(0)}% (${row.name})\u001b[K`);
+          }
+        },
+      }),
+    );
+    done += row.bytes;
+  }
+  if (process.stderr.isTTY) process.stderr.write('\r\u001b[K');
+  return results;
+}
+
+const SPARK = ' ▁▂▃▄▅▆▇█';
+
+/** A one-line picture of a histogram (log-scaled heights, 32 columns). */
+export function sparkline(counts: readonly number[], width = 32): string {
+  if (counts.length === 0) return '';
+  const columns = Array.from({ length: Math.min(width, counts.length) }, (_, c) => {
+    const from = Math.floor((c * counts.length) / Math.min(width, counts.length));
+    const to = Math.floor(((c + 1) * counts.length) / Math.min(width, counts.length));
+    return counts.slice(from, to).reduce((a, b) => a + b, 0);
+  });
+  const top = Math.log1p(Math.max(...columns));
+  return columns.map((v) => SPARK[v === 0 ? 0 : Math.max(1, Math.round((Math.log1p(v) / top) * 8))]).join('');
+}
+
+const num = (v: number) => (Number.isNaN(v) ? 'NaN' : Math.abs(v) !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5) ? v.toExponential(3) : v.toPrecision(4));
+
+export function renderStatistics(stats: ReadonlyMap<string, TensorStatistics>): string {
+  const rows = [...stats].map(([name, s]) => [
+    name,
+    num(s.stats.min),
+    num(s.stats.max),
+    num(s.stats.mean),
+    num(s.stats.std),
+    num(s.stats.absMax),
+    String(s.stats.nan),
+    String(s.stats.posInf + s.stats.negInf),
+    String(s.stats.zeros),
+    sparkline(s.linear.counts),
+  ]);
+  return `\nstatistics (exact, every element streamed; histogram: linear bins, log-scaled heights)\n${table([['tensor', 'min', 'max', 'mean', 'std', 'absmax', 'NaN', 'Inf', 'zeros', 'histogram'], ...rows], new Set([1, 2, 3, 4, 5, 6, 7, 8]))}\n`;
 }
