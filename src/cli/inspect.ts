@@ -4,6 +4,7 @@ import type { LayerMap } from '../core/checkpoint/scheme';
 import { queryTensorTable } from '../core/checkpoint/tensorQuery';
 import { computeTensorStatistics } from '../core/stats/computeStats';
 import type { TensorStatistics } from '../core/stats/tensorStats';
+import { HealthReport, scanHealth } from '../core/inspect/health';
 import { formatBytes, formatCount, formatShape } from '../core/util/format';
 import { FlagSpec, UsageError, parseArgs } from './args';
 
@@ -14,6 +15,7 @@ export const INSPECT_FLAGS: Record<string, FlagSpec> = {
   stats: { type: 'boolean', description: 'stream every tensor (or those matching --tensor) and print exact statistics and histograms' },
   tensor: { type: 'string', description: 'with --stats: only tensors whose name contains this text (or matches re:REGEX)' },
   bins: { type: 'number', description: 'with --stats: histogram bins (default 128)' },
+  scan: { type: 'boolean', description: 'health scan: NaN/Inf/zero/negative/subnormal scales, scale outliers, all-zero or NaN weights; exit 1 on errors' },
 };
 
 export async function inspectCommand(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
@@ -25,8 +27,10 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
     const { summary, layerMap } = await analyzeCheckpoint(checkpoint, path);
     const limit = typeof flags.limit === 'number' ? flags.limit : undefined;
     const stats = flags.stats ? await tensorStatistics(checkpoint, summary, typeof flags.tensor === 'string' ? flags.tensor : '', typeof flags.bins === 'number' ? flags.bins : undefined) : undefined;
+    const health = flags.scan ? await scanHealth(checkpoint, layerMap, { onProgress: progressReporter('health scan') }) : undefined;
     if (flags.json) {
       const json = {
+        ...(health ? { health: { findings: health.findings, scannedTensors: health.scannedTensors, scannedBytes: health.scannedBytes, scales: health.scales } } : {}),
         ...summary,
         tensors: limit === undefined ? summary.tensors : summary.tensors.slice(0, limit),
         ...(flags.layers ? { layers: layerMap.modules } : {}),
@@ -37,8 +41,10 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
       out.write(renderSummary(summary, limit));
       if (flags.layers) out.write(renderLayerMap(layerMap));
       if (stats) out.write(renderStatistics(stats));
+      if (health) out.write(renderHealth(health));
     }
-    return summary.problems.some((p) => p.severity === 'error') ? 1 : 0;
+    const healthErrors = health?.findings.some((f) => f.severity === 'error') ?? false;
+    return summary.problems.some((p) => p.severity === 'error') || healthErrors ? 1 : 0;
   } finally {
     await checkpoint.close();
   }
@@ -194,4 +200,22 @@ export function renderStatistics(stats: ReadonlyMap<string, TensorStatistics>): 
     sparkline(s.linear.counts),
   ]);
   return `\nstatistics (exact, every element streamed; histogram: linear bins, log-scaled heights)\n${table([['tensor', 'min', 'max', 'mean', 'std', 'absmax', 'NaN', 'Inf', 'zeros', 'histogram'], ...rows], new Set([1, 2, 3, 4, 5, 6, 7, 8]))}\n`;
+}
+
+function progressReporter(label: string): (fraction: number, what: string) => void {
+  let last = 0;
+  return (fraction, what) => {
+    const now = Date.now();
+    if (!process.stderr.isTTY || now - last < 200) return;
+    last = now;
+    process.stderr.write(`\r${label}: ${(fraction * 100).toFixed(0)}% (${what})\u001b[K`);
+  };
+}
+
+export function renderHealth(report: HealthReport): string {
+  if (process.stderr.isTTY) process.stderr.write('\r\u001b[K');
+  const errors = report.findings.filter((f) => f.severity === 'error').length;
+  const lines = [`\nhealth scan: ${report.scannedTensors} tensors (${formatBytes(report.scannedBytes)} of weights streamed), ${errors} error${errors === 1 ? '' : 's'}, ${report.findings.length - errors} warning${report.findings.length - errors === 1 ? '' : 's'}`];
+  for (const f of report.findings) lines.push(`  ${f.severity}: ${f.message}`);
+  return `${lines.join('\n')}\n`;
 }

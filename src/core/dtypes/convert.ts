@@ -441,6 +441,7 @@ function encodeCodes(f: MiniFloatFormat, values: Float32Array | Float64Array, fi
     const high = f.overflowF32Bits;
     const maxCode = f.maxCode;
     const signMask = f.signMask;
+    const signShift = 31 - (f.bits - 1);
     for (let i = 0; i < count; i++) {
       const b = bits[i]!;
       const a = b & 0x7fffffff;
@@ -448,7 +449,7 @@ function encodeCodes(f: MiniFloatFormat, values: Float32Array | Float64Array, fi
         const r = a + rebias;
         const m = (r + half + ((r >>> shift) & 1)) >>> shift;
         if (m <= maxCode) {
-          dst[i] = b > 0x7fffffff ? m | signMask : m;
+          dst[i] = m | ((b >>> signShift) & signMask);
           continue;
         }
       }
@@ -469,10 +470,15 @@ function encodeBF16FromF32(values: Float32Array, first: number, count: number, d
   }
 }
 
+/** 1.5·2^52; see roundHalfEven in ./float.ts. */
+const ROUNDER = 6755399441055744;
+
+/** Round half to even, then clamp to [lo, hi] (integer bounds within ±2^32); NaN → 0. Branch-light. */
 function toIntRange(x: number, lo: number, hi: number): number {
   if (x >= hi) return hi;
   if (x <= lo) return lo;
-  return x === x ? roundHalfEven(x) : 0;
+  if (x !== x) return 0;
+  return x + ROUNDER - ROUNDER;
 }
 
 const F4_PAIR_CHUNK = CHUNK_BYTES;

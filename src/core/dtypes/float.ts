@@ -118,15 +118,22 @@ function signBitOf(x: number): number {
 }
 
 const TWO52 = 4503599627370496;
+const TWO51 = 2251799813685248;
+/** 1.5·2^52: for |q| < 2^51, q + ROUNDER lies in [2^52, 2^53) where the spacing is 1. */
+const ROUNDER = 6755399441055744;
 /** Round half to even for 0 ≤ q < 2^52 (the addition rounds in the unit place, ties to even). */
 function rneNonNegative(q: number): number {
   return q + TWO52 - TWO52;
 }
 
-/** Round half to even for any finite number (|q| ≥ 2^52 is already an integer). */
+/**
+ * Round half to even (torch.round / rint) for any number; NaN and ±Inf pass through. Branch-free for
+ * |q| < 2^51, where it returns +0 for values that round to zero.
+ */
 export function roundHalfEven(q: number): number {
-  if (q >= 0) return q < TWO52 ? q + TWO52 - TWO52 : q;
-  return q > -TWO52 ? -(-q + TWO52 - TWO52) : q;
+  if (q < TWO51 && q > -TWO51) return q + ROUNDER - ROUNDER;
+  if (q >= TWO52 || q <= -TWO52 || q !== q) return q; // already an integer (or not finite)
+  return q > 0 ? q + TWO52 - TWO52 : -(-q + TWO52 - TWO52);
 }
 
 /** The IEEE float32 bit pattern (uint32) of Math.fround(x). */
