@@ -1,0 +1,78 @@
+/**
+ * The analysis worker: opens checkpoints and runs the heavy, streamed work (statistics, scales, health) off
+ * the caller's event loop. One request at a time per method call id; each can be cancelled.
+ */
+import { parentPort } from 'node:worker_threads';
+import { Checkpoint } from '../safetensors/checkpoint';
+import { CheckpointAnalysis, analyzeCheckpoint } from '../checkpoint/summary';
+import { computeTensorStatistics } from '../stats/computeStats';
+import { readScaleOverview } from '../inspect/scales';
+import { scanHealth } from '../inspect/health';
+import type { AnalysisMethods, FromWorker, ToWorker } from './protocol';
+
+const port = parentPort;
+if (!port) throw new Error('analysis.worker must run in a worker thread');
+
+const open = new Map<string, Promise<{ checkpoint: Checkpoint; analysis: CheckpointAnalysis }>>();
+const running = new Map<number, AbortController>();
+
+function load(path: string): Promise<{ checkpoint: Checkpoint; analysis: CheckpointAnalysis }> {
+  let entry = open.get(path);
+  if (!entry) {
+    entry = (async () => {
+      const checkpoint = await Checkpoint.open(path);
+      return { checkpoint, analysis: await analyzeCheckpoint(checkpoint, path) };
+    })();
+    open.set(path, entry);
+    entry.catch(() => open.delete(path));
+  }
+  return entry;
+}
+
+const post = (message: FromWorker) => port.postMessage(message);
+
+async function run(id: number, method: keyof AnalysisMethods, params: unknown, signal: AbortSignal): Promise<unknown> {
+  const progress = (fraction: number, what?: string) => post({ type: 'progress', id, fraction, what });
+  switch (method) {
+    case 'analyze': {
+      const { path } = params as AnalysisMethods['analyze']['params'];
+      return (await load(path)).analysis;
+    }
+    case 'tensorStats': {
+      const { path, tensor, bins } = params as AnalysisMethods['tensorStats']['params'];
+      const { checkpoint } = await load(path);
+      return computeTensorStatistics(checkpoint, tensor, { bins, signal, onProgress: (f) => progress(f, tensor) });
+    }
+    case 'scales': {
+      const { path } = params as AnalysisMethods['scales']['params'];
+      const { checkpoint, analysis } = await load(path);
+      return readScaleOverview(checkpoint, analysis.layerMap, { signal, onProgress: (f) => progress(f, 'scales') });
+    }
+    case 'health': {
+      const { path, weights } = params as AnalysisMethods['health']['params'];
+      const { checkpoint, analysis } = await load(path);
+      return scanHealth(checkpoint, analysis.layerMap, { signal, weights, onProgress: progress });
+    }
+    case 'close': {
+      const { path } = params as AnalysisMethods['close']['params'];
+      const entry = open.get(path);
+      open.delete(path);
+      if (entry) await (await entry).checkpoint.close().catch(() => undefined);
+      return undefined;
+    }
+  }
+}
+
+port.on('message', (message: ToWorker) => {
+  if (message.type === 'cancel') {
+    running.get(message.id)?.abort();
+    return;
+  }
+  const controller = new AbortController();
+  running.set(message.id, controller);
+  run(message.id, message.method, message.params, controller.signal).then(
+    (result) => post({ type: 'result', id: message.id, result }),
+    (error: unknown) =>
+      post({ type: 'error', id: message.id, message: error instanceof Error ? error.message : String(error), cancelled: controller.signal.aborted }),
+  ).finally(() => running.delete(message.id));
+});

@@ -1,0 +1,26 @@
+/** Messages between the analysis worker and its clients (extension host, CLI). */
+import type { CheckpointAnalysis } from '../checkpoint/summary';
+import type { HealthReport } from '../inspect/health';
+import type { ModuleScales } from '../inspect/scales';
+import type { TensorStatistics } from '../stats/tensorStats';
+
+export interface AnalysisMethods {
+  /** Header-level analysis: summary and layer map. */
+  analyze: { params: { path: string }; result: CheckpointAnalysis };
+  tensorStats: { params: { path: string; tensor: string; bins?: number }; result: TensorStatistics };
+  scales: { params: { path: string }; result: ModuleScales[] };
+  health: { params: { path: string; weights?: boolean }; result: HealthReport };
+  /** Releases the worker's open file handles for a checkpoint. */
+  close: { params: { path: string }; result: void };
+}
+
+export type MethodName = keyof AnalysisMethods;
+
+export type ToWorker =
+  | { readonly type: 'run'; readonly id: number; readonly method: MethodName; readonly params: unknown }
+  | { readonly type: 'cancel'; readonly id: number };
+
+export type FromWorker =
+  | { readonly type: 'progress'; readonly id: number; readonly fraction: number; readonly what?: string }
+  | { readonly type: 'result'; readonly id: number; readonly result: unknown }
+  | { readonly type: 'error'; readonly id: number; readonly message: string; readonly cancelled?: boolean };
