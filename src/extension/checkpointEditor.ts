@@ -1,6 +1,5 @@
 import * as vscode from 'vscode';
-import { Checkpoint } from '../core/safetensors/checkpoint';
-import { InspectorSession } from './inspectorSession';
+import { InspectorServices, InspectorSession } from './inspectorSession';
 
 /** A checkpoint opened by the custom editor: only the URI here; the session opens headers when shown. */
 class CheckpointDocument implements vscode.CustomDocument {
@@ -11,7 +10,7 @@ class CheckpointDocument implements vscode.CustomDocument {
 }
 
 class CheckpointEditorProvider implements vscode.CustomReadonlyEditorProvider<CheckpointDocument> {
-  constructor(private readonly context: vscode.ExtensionContext, private readonly output: vscode.LogOutputChannel) {}
+  constructor(private readonly services: InspectorServices) {}
 
   openCustomDocument(uri: vscode.Uri): CheckpointDocument {
     return new CheckpointDocument(uri);
@@ -19,14 +18,14 @@ class CheckpointEditorProvider implements vscode.CustomReadonlyEditorProvider<Ch
 
   resolveCustomEditor(document: CheckpointDocument, panel: vscode.WebviewPanel): void {
     const path = document.uri.fsPath;
-    this.output.info(`Inspecting ${path}`);
-    const session = new InspectorSession(panel.webview, this.context.extensionUri, path, Checkpoint.open(path), () => panel.active, this.output);
+    this.services.output.info(`Inspecting ${path}`);
+    const session = new InspectorSession(panel.webview, path, document.uri, () => panel.active, this.services);
     panel.onDidDispose(() => session.dispose());
   }
 }
 
-export function registerCheckpointEditor(context: vscode.ExtensionContext, output: vscode.LogOutputChannel): void {
-  const provider = new CheckpointEditorProvider(context, output);
+export function registerCheckpointEditor(context: vscode.ExtensionContext, services: InspectorServices): void {
+  const provider = new CheckpointEditorProvider(services);
   // No retainContextWhenHidden: the webview keeps its view state with setState and re-asks for data.
   for (const viewType of ['quantlens.checkpoint', 'quantlens.checkpointIndex']) {
     context.subscriptions.push(vscode.window.registerCustomEditorProvider(viewType, provider, { supportsMultipleEditorsPerDocument: true }));
@@ -34,10 +33,10 @@ export function registerCheckpointEditor(context: vscode.ExtensionContext, outpu
 }
 
 /** Shows a folder of shards without an index (custom editors need a file, so this is a plain panel). */
-export function openFolderInspector(context: vscode.ExtensionContext, output: vscode.LogOutputChannel, folder: vscode.Uri): void {
+export function openFolderInspector(services: InspectorServices, folder: vscode.Uri): void {
   const panel = vscode.window.createWebviewPanel('quantlens.checkpointFolder', folder.path.split('/').pop() ?? 'Checkpoint', vscode.ViewColumn.Active, {
     enableScripts: true,
   });
-  const session = new InspectorSession(panel.webview, context.extensionUri, folder.fsPath, Checkpoint.open(folder.fsPath), () => panel.active, output);
+  const session = new InspectorSession(panel.webview, folder.fsPath, folder, () => panel.active, services);
   panel.onDidDispose(() => session.dispose());
 }

@@ -3,10 +3,10 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { INDEX_FILE_PATTERN } from '../core/safetensors/checkpoint';
 import { openFolderInspector } from './checkpointEditor';
-import { InspectorSession } from './inspectorSession';
+import { InspectorServices, InspectorSession } from './inspectorSession';
 
 /** Opens a file, index or folder in the inspector: files in the custom editor, folders by their index. */
-async function openInInspector(context: vscode.ExtensionContext, output: vscode.LogOutputChannel, uri: vscode.Uri): Promise<void> {
+async function openInInspector(services: InspectorServices, uri: vscode.Uri): Promise<void> {
   const stat = await vscode.workspace.fs.stat(uri);
   if (stat.type & vscode.FileType.Directory) {
     const names = await fs.readdir(uri.fsPath);
@@ -25,14 +25,14 @@ async function openInInspector(context: vscode.ExtensionContext, output: vscode.
       await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(join(uri.fsPath, shards[0]!)), 'quantlens.checkpoint');
       return;
     }
-    openFolderInspector(context, output, uri);
+    openFolderInspector(services, uri);
     return;
   }
   const viewType = INDEX_FILE_PATTERN.test(uri.fsPath) ? 'quantlens.checkpointIndex' : 'quantlens.checkpoint';
   await vscode.commands.executeCommand('vscode.openWith', uri, viewType);
 }
 
-export function registerCommands(context: vscode.ExtensionContext, output: vscode.LogOutputChannel): void {
+export function registerCommands(context: vscode.ExtensionContext, services: InspectorServices): void {
   context.subscriptions.push(
     vscode.commands.registerCommand('quantlens.openCheckpoint', async (target?: vscode.Uri) => {
       const uri =
@@ -47,7 +47,7 @@ export function registerCommands(context: vscode.ExtensionContext, output: vscod
             filters: { Checkpoints: ['safetensors', 'json'] },
           })
         )?.[0];
-      if (uri) await openInInspector(context, output, uri);
+      if (uri) await openInInspector(services, uri);
     }),
     vscode.commands.registerCommand('quantlens.openInInspector', async (target?: vscode.Uri) => {
       const uri = target ?? vscode.window.activeTextEditor?.document.uri;
@@ -55,7 +55,28 @@ export function registerCommands(context: vscode.ExtensionContext, output: vscod
         await vscode.commands.executeCommand('quantlens.openCheckpoint');
         return;
       }
-      await openInInspector(context, output, uri);
+      await openInInspector(services, uri);
+    }),
+    vscode.commands.registerCommand('quantlens.runHealthScan', async () => {
+      const session = InspectorSession.focused;
+      if (!session) {
+        void vscode.window.showWarningMessage('QuantLens: open a checkpoint in the inspector first.');
+        return;
+      }
+      const report = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: 'QuantLens: health scan', cancellable: true },
+        async (progress, token) => {
+          const controller = new AbortController();
+          token.onCancellationRequested(() => controller.abort());
+          let reported = 0;
+          return session.runHealthScan(true, (fraction, what) => {
+            progress.report({ increment: (fraction - reported) * 100, message: what });
+            reported = fraction;
+          }, controller.signal);
+        },
+      );
+      const errors = report.findings.filter((f) => f.severity === 'error').length;
+      void vscode.window.showInformationMessage(`QuantLens: ${errors} error${errors === 1 ? '' : 's'}, ${report.findings.length - errors} warning${report.findings.length - errors === 1 ? '' : 's'} (see the Problems panel).`);
     }),
     vscode.commands.registerCommand('quantlens.copyTensorSummary', async () => {
       const json = await InspectorSession.focused?.summaryJson();

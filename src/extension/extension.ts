@@ -1,13 +1,18 @@
 import * as vscode from 'vscode';
 import { registerCheckpointEditor } from './checkpointEditor';
 import { registerCommands } from './commands';
+import { AnalysisClient } from '../core/jobs/analysisClient';
+import type { InspectorServices } from './inspectorSession';
 
 /** Entry point: glue only. Everything that knows about tensors lives in src/core. */
 export function activate(context: vscode.ExtensionContext): void {
   const output = vscode.window.createOutputChannel('QuantLens', { log: true });
-  context.subscriptions.push(output);
-  registerCheckpointEditor(context, output);
-  registerCommands(context, output);
+  const diagnostics = vscode.languages.createDiagnosticCollection('quantlens');
+  const analysis = new AnalysisClient(vscode.Uri.joinPath(context.extensionUri, 'dist', 'workers', 'analysis.worker.js').fsPath);
+  context.subscriptions.push(output, diagnostics, { dispose: () => void analysis.dispose() });
+  const services: InspectorServices = { analysis, diagnostics, output, extensionUri: context.extensionUri };
+  registerCheckpointEditor(context, services);
+  registerCommands(context, services);
 }
 
 export function deactivate(): void {

@@ -1,18 +1,30 @@
 import * as vscode from 'vscode';
 import { basename } from 'node:path';
 import { Checkpoint, findIndexListing } from '../core/safetensors/checkpoint';
-import { CheckpointSummary, summarizeCheckpoint } from '../core/checkpoint/summary';
+import { CheckpointAnalysis, analyzeCheckpoint } from '../core/checkpoint/summary';
 import { queryTensorTable } from '../core/checkpoint/tensorQuery';
-import type { HostToWebview, SummaryView, WebviewToHost } from '../protocol/inspector';
+import type { LinearModule } from '../core/checkpoint/scheme';
+import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
+import type { HostToWebview, InspectorMethods, LayerPage, LayerQuery, SummaryView, TensorQuery, WebviewToHost } from '../protocol/inspector';
 import { webviewHtml } from './webviewHtml';
+
+/** What every inspector session shares: the analysis worker, the Problems-panel collection, the log. */
+export interface InspectorServices {
+  readonly analysis: AnalysisClient;
+  readonly diagnostics: vscode.DiagnosticCollection;
+  readonly output: vscode.LogOutputChannel;
+  readonly extensionUri: vscode.Uri;
+}
 
 /**
  * One inspector view over one checkpoint, hosted in a custom editor (a .safetensors file or an index) or
- * in a panel (a folder of shards). Owns the checkpoint's file handles until disposed.
+ * in a panel (a folder of shards). Header-level analysis runs here (it reads only headers); streamed work
+ * (statistics, scales, health) runs in the analysis worker.
  */
 export class InspectorSession implements vscode.Disposable {
   private static readonly active = new Set<InspectorSession>();
-  private summary: CheckpointSummary | undefined;
+  private analysis: Promise<CheckpointAnalysis> | undefined;
+  private readonly running = new Map<number, AbortController>();
   private readonly disposables: vscode.Disposable[] = [];
 
   static get focused(): InspectorSession | undefined {
@@ -20,34 +32,87 @@ export class InspectorSession implements vscode.Disposable {
     return undefined;
   }
 
+  /** Sessions currently open (tests and commands look them up by path). */
+  static all(): readonly InspectorSession[] {
+    return [...InspectorSession.active];
+  }
+
   constructor(
     private readonly webview: vscode.Webview,
-    extensionUri: vscode.Uri,
     /** What was opened: a file, an index or a folder. */
     readonly path: string,
-    private readonly checkpoint: Promise<Checkpoint>,
+    /** The URI diagnostics attach to (the opened file, or the index of a folder). */
+    private readonly resource: vscode.Uri,
     private readonly visible: () => boolean,
-    private readonly output: vscode.LogOutputChannel,
+    private readonly services: InspectorServices,
   ) {
     InspectorSession.active.add(this);
-    webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'dist', 'webview')] };
-    webview.html = webviewHtml(webview, extensionUri, 'inspector', basename(path));
+    webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(services.extensionUri, 'dist', 'webview')] };
+    webview.html = webviewHtml(webview, services.extensionUri, 'inspector', basename(path));
     this.disposables.push(webview.onDidReceiveMessage((message: WebviewToHost) => this.onMessage(message)));
   }
 
-  /** The summary as JSON (for "Copy Checkpoint Summary"), once loaded. */
-  async summaryJson(): Promise<string | undefined> {
-    await this.ensureSummary().catch(() => undefined);
-    return this.summary ? JSON.stringify(this.summary, null, 2) : undefined;
+  /** Summary and layer map (headers only, computed once). */
+  getAnalysis(): Promise<CheckpointAnalysis> {
+    if (!this.analysis) {
+      this.analysis = (async () => {
+        const checkpoint = await Checkpoint.open(this.path);
+        try {
+          return await analyzeCheckpoint(checkpoint, this.path);
+        } finally {
+          await checkpoint.close();
+        }
+      })();
+    }
+    return this.analysis;
   }
 
-  private async ensureSummary(): Promise<CheckpointSummary> {
-    if (!this.summary) this.summary = await summarizeCheckpoint(await this.checkpoint, this.path);
-    return this.summary;
+  /** The summary as JSON (for "Copy Checkpoint Summary"). */
+  async summaryJson(): Promise<string | undefined> {
+    const analysis = await this.getAnalysis().catch(() => undefined);
+    return analysis ? JSON.stringify(analysis.summary, null, 2) : undefined;
+  }
+
+  /** Runs the health scan (used by the webview and by the "Run Health Scan" command). */
+  async runHealthScan(weights: boolean, progress?: (fraction: number, what?: string) => void, signal?: AbortSignal): Promise<InspectorMethods['health']['result']> {
+    const report = await this.services.analysis.call('health', { path: this.path, weights }, { onProgress: progress, signal });
+    this.publishDiagnostics(report.findings);
+    return { findings: report.findings, scannedTensors: report.scannedTensors, scannedBytes: report.scannedBytes };
+  }
+
+  private publishDiagnostics(findings: InspectorMethods['health']['result']['findings']): void {
+    const severity = { error: vscode.DiagnosticSeverity.Error, warning: vscode.DiagnosticSeverity.Warning, info: vscode.DiagnosticSeverity.Information };
+    this.services.diagnostics.set(
+      this.resource,
+      findings.map((f) => {
+        const diagnostic = new vscode.Diagnostic(new vscode.Range(0, 0, 0, 0), f.message, severity[f.severity]);
+        diagnostic.source = 'QuantLens health';
+        diagnostic.code = f.kind;
+        return diagnostic;
+      }),
+    );
   }
 
   private post(message: HostToWebview): void {
     void this.webview.postMessage(message);
+  }
+
+  private async handle(method: keyof InspectorMethods, params: unknown, requestId: number, signal: AbortSignal): Promise<unknown> {
+    const progress = (fraction: number, what?: string) => this.post({ type: 'progress', requestId, fraction, what });
+    switch (method) {
+      case 'tensorPage':
+        return queryTensorTable((await this.getAnalysis()).summary.tensors, params as TensorQuery);
+      case 'layerPage':
+        return queryLayers((await this.getAnalysis()).layerMap.modules, params as LayerQuery);
+      case 'tensorStats': {
+        const { tensor, bins } = params as InspectorMethods['tensorStats']['params'];
+        return this.services.analysis.call('tensorStats', { path: this.path, tensor, bins }, { onProgress: progress, signal });
+      }
+      case 'scales':
+        return this.services.analysis.call('scales', { path: this.path }, { onProgress: progress, signal });
+      case 'health':
+        return this.runHealthScan((params as InspectorMethods['health']['params']).weights, progress, signal);
+    }
   }
 
   private async onMessage(message: WebviewToHost): Promise<void> {
@@ -55,28 +120,36 @@ export class InspectorSession implements vscode.Disposable {
       case 'ready': {
         // The webview (re)loaded: push everything it needs once (also after being hidden and restored).
         try {
-          const summary = await this.ensureSummary();
+          const { summary } = await this.getAnalysis();
           const { tensors: _tensors, ...rest } = summary;
           const view: SummaryView = { ...rest, title: basename(this.path) };
-          const checkpoint = await this.checkpoint;
-          const wholeCheckpoint = checkpoint.layout === 'single-file' ? await findIndexListing(this.path) : undefined;
+          const wholeCheckpoint = summary.layout === 'single-file' ? await findIndexListing(this.path) : undefined;
           this.post({ type: 'init', summary: view, wholeCheckpoint });
         } catch (error) {
           const text = error instanceof Error ? error.message : String(error);
-          this.output.error(`Cannot open ${this.path}: ${text}`);
+          this.services.output.error(`Cannot open ${this.path}: ${text}`);
           this.post({ type: 'loadError', message: text });
         }
         return;
       }
       case 'request': {
+        const controller = new AbortController();
+        this.running.set(message.requestId, controller);
         try {
-          const summary = await this.ensureSummary();
-          this.post({ type: 'response', requestId: message.requestId, result: queryTensorTable(summary.tensors, message.params) });
+          const result = await this.handle(message.method, message.params, message.requestId, controller.signal);
+          this.post({ type: 'response', requestId: message.requestId, result });
         } catch (error) {
-          this.post({ type: 'error', requestId: message.requestId, message: error instanceof Error ? error.message : String(error) });
+          const cancelled = error instanceof CancelledByCaller;
+          if (!cancelled) this.services.output.error(`${message.method} on ${this.path}: ${error instanceof Error ? error.message : String(error)}`);
+          this.post({ type: 'error', requestId: message.requestId, message: error instanceof Error ? error.message : String(error), cancelled });
+        } finally {
+          this.running.delete(message.requestId);
         }
         return;
       }
+      case 'cancel':
+        this.running.get(message.requestId)?.abort();
+        return;
       case 'openWholeCheckpoint': {
         const index = await findIndexListing(this.path);
         if (index) await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(index), 'quantlens.checkpointIndex');
@@ -87,7 +160,29 @@ export class InspectorSession implements vscode.Disposable {
 
   dispose(): void {
     InspectorSession.active.delete(this);
+    for (const controller of this.running.values()) controller.abort();
     for (const d of this.disposables) d.dispose();
-    void this.checkpoint.then((c) => c.close(), () => undefined);
+    void this.services.analysis.call('close', { path: this.path }).catch(() => undefined);
   }
+}
+
+/** Filtering and paging of the layer map (text or re:regex on the module name, state filter). */
+export function queryLayers(modules: readonly LinearModule[], query: LayerQuery): LayerPage {
+  let matcher: (name: string) => boolean = () => true;
+  let filterError: string | undefined;
+  const filter = query.filter.trim();
+  if (filter.startsWith('re:')) {
+    try {
+      const re = new RegExp(filter.slice(3));
+      matcher = (name) => re.test(name);
+    } catch (error) {
+      filterError = `invalid regular expression: ${(error as Error).message}`;
+    }
+  } else if (filter) {
+    const needle = filter.toLowerCase();
+    matcher = (name) => name.toLowerCase().includes(needle);
+  }
+  const rows = modules.filter((m) => matcher(m.name) && (query.state === '' || (query.state === 'issues' ? m.issues.length > 0 : m.state === query.state)));
+  const offset = Math.max(0, Math.min(query.offset, rows.length));
+  return { total: rows.length, offset, rows: rows.slice(offset, offset + Math.min(query.limit, 2000)), filterError };
 }

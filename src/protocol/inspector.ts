@@ -7,6 +7,10 @@
  */
 import type { CheckpointSummary, TensorRow } from '../core/checkpoint/summary';
 import type { TensorTableQuery } from '../core/checkpoint/tensorQuery';
+import type { LinearModule } from '../core/checkpoint/scheme';
+import type { TensorStatistics } from '../core/stats/tensorStats';
+import type { ModuleScales } from '../core/inspect/scales';
+import type { HealthFinding } from '../core/inspect/health';
 
 /** The header-level summary without the tensor table (which is paged). */
 export type SummaryView = Omit<CheckpointSummary, 'tensors'> & { readonly title: string };
@@ -21,13 +25,47 @@ export interface TensorPage {
   readonly filterError?: string;
 }
 
+export interface LayerQuery {
+  readonly filter: string;
+  /** Only modules in this state ('' = all). */
+  readonly state: '' | LinearModule['state'] | 'issues';
+  readonly offset: number;
+  readonly limit: number;
+}
+
+export interface LayerPage {
+  readonly total: number;
+  readonly offset: number;
+  readonly rows: readonly LinearModule[];
+  readonly filterError?: string;
+}
+
+export interface HealthView {
+  readonly findings: readonly HealthFinding[];
+  readonly scannedTensors: number;
+  readonly scannedBytes: number;
+}
+
+/** Request methods the webview can call, with their parameter and result types. */
+export interface InspectorMethods {
+  tensorPage: { params: TensorQuery; result: TensorPage };
+  layerPage: { params: LayerQuery; result: LayerPage };
+  tensorStats: { params: { tensor: string; bins?: number }; result: TensorStatistics };
+  scales: { params: Record<string, never>; result: ModuleScales[] };
+  health: { params: { weights: boolean }; result: HealthView };
+}
+
+export type InspectorMethod = keyof InspectorMethods;
+
 export type WebviewToHost =
   | { readonly type: 'ready' }
-  | { readonly type: 'request'; readonly requestId: number; readonly method: 'tensorPage'; readonly params: TensorQuery }
+  | { readonly type: 'request'; readonly requestId: number; readonly method: InspectorMethod; readonly params: unknown }
+  | { readonly type: 'cancel'; readonly requestId: number }
   | { readonly type: 'openWholeCheckpoint' };
 
 export type HostToWebview =
   | { readonly type: 'init'; readonly summary: SummaryView; readonly wholeCheckpoint?: string }
   | { readonly type: 'loadError'; readonly message: string }
-  | { readonly type: 'response'; readonly requestId: number; readonly result: TensorPage }
-  | { readonly type: 'error'; readonly requestId: number; readonly message: string };
+  | { readonly type: 'progress'; readonly requestId: number; readonly fraction: number; readonly what?: string }
+  | { readonly type: 'response'; readonly requestId: number; readonly result: unknown }
+  | { readonly type: 'error'; readonly requestId: number; readonly message: string; readonly cancelled?: boolean };

@@ -1,327 +1,512 @@
 /**
- * Checkpoint inspector webview: header summary and a virtualized, filterable tensor table. The host owns
- * the files; this page only asks for summaries and pages of rows (src/protocol/inspector.ts).
+ * Checkpoint inspector webview: overview, layer map, tensor table with on-demand statistics, scale heatmap
+ * and histograms, health scan. The host owns the files; this page asks for summaries and pages only
+ * (src/protocol/inspector.ts) and keeps its view state with setState so it survives being hidden.
  */
 import './inspector.css';
-import type { HostToWebview, SummaryView, TensorPage, TensorQuery, WebviewToHost } from '../../src/protocol/inspector';
+import type { HostToWebview, InspectorMethods, SummaryView, WebviewToHost } from '../../src/protocol/inspector';
 import type { TensorRow } from '../../src/core/checkpoint/summary';
+import type { LinearModule } from '../../src/core/checkpoint/scheme';
+import type { TensorStatistics } from '../../src/core/stats/tensorStats';
+import type { ModuleScales } from '../../src/core/inspect/scales';
 import { HostConnection } from '../shared/vscodeApi';
 import { h, registerToolkit } from '../shared/toolkit';
+import { Column, TableState, VirtualTable } from '../shared/virtualTable';
+import { heatmap, histogramChart } from '../shared/charts';
 import { formatBytes, formatCount, formatShape } from '../../src/core/util/format';
 
-type SortKey = NonNullable<TensorQuery['sort']>['key'];
+type Tab = 'overview' | 'layers' | 'tensors' | 'scales' | 'health';
 interface ViewState {
-  filter: string;
-  dtype: string;
-  sort?: TensorQuery['sort'];
-  scrollTop: number;
-  selected: number;
+  tab: Tab;
+  tensorFilter: string;
+  tensorDtype: string;
+  tensorTable: TableState;
+  selectedTensor?: string;
+  statsScale: 'linear' | 'log';
+  layerFilter: string;
+  layerState: InspectorMethods['layerPage']['params']['state'];
+  layerTable: TableState;
+  selectedLayer?: string;
+  scaleStat: 'max' | 'mean' | 'input';
+  selectedScaleModule?: string;
 }
-
-const ROW_HEIGHT = 22;
-const OVERSCAN = 30;
-/** Browsers cap element heights (~33M px in Chromium); beyond this the scroll position is scaled. */
-const MAX_SCROLL_HEIGHT = 8_000_000;
 
 registerToolkit();
 const app = document.getElementById('app')!;
 const host = new HostConnection<WebviewToHost, HostToWebview, ViewState>(onMessage);
-const state: ViewState = { filter: '', dtype: '', scrollTop: 0, selected: 0, ...host.state };
+const state: ViewState = {
+  tab: 'overview',
+  tensorFilter: '',
+  tensorDtype: '',
+  tensorTable: { scrollTop: 0, selected: 0 },
+  statsScale: 'linear',
+  layerFilter: '',
+  layerState: '',
+  layerTable: { scrollTop: 0, selected: 0 },
+  scaleStat: 'max',
+  ...host.state,
+};
+const save = () => (host.state = state);
 
-function saveState(): void {
-  host.state = state;
+/** Progress listeners by request id (the host sends `progress` messages for long requests). */
+const progressListeners = new Map<number, (fraction: number, what?: string) => void>();
+
+function call<M extends keyof InspectorMethods>(method: M, params: InspectorMethods[M]['params'], onProgress?: (fraction: number, what?: string) => void): { result: Promise<InspectorMethods[M]['result']>; cancel: () => void } {
+  const { id, result } = host.requestWithId<InspectorMethods[M]['result']>(method, params);
+  if (onProgress) progressListeners.set(id, onProgress);
+  void result.finally(() => progressListeners.delete(id)).catch(() => undefined);
+  return { result, cancel: () => host.post({ type: 'cancel', requestId: id }) };
 }
 
 function onMessage(message: HostToWebview): void {
-  if (message.type === 'init') renderCheckpoint(message.summary, message.wholeCheckpoint);
+  if (message.type === 'init') render(message.summary, message.wholeCheckpoint);
   else if (message.type === 'loadError') renderLoadError(message.message);
+  else if (message.type === 'progress') progressListeners.get(message.requestId)?.(message.fraction, message.what);
 }
 
 function renderLoadError(message: string): void {
   app.setAttribute('aria-busy', 'false');
-  app.replaceChildren(
-    h('div', { class: 'error-panel', role: 'alert' }, h('h2', {}, 'This checkpoint cannot be opened'), h('p', { class: 'error-text' }, message)),
-  );
+  app.replaceChildren(h('div', { class: 'error-panel', role: 'alert' }, h('h2', {}, 'This checkpoint cannot be opened'), h('p', { class: 'error-text' }, message)));
 }
 
-function field(label: string, value: string): HTMLElement {
+const num = (v: number) => (Number.isNaN(v) ? 'NaN' : !Number.isFinite(v) ? String(v) : v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5) ? v.toExponential(3) : v.toPrecision(5));
+
+function field(label: string, value: string | Node): HTMLElement {
   return h('div', { class: 'field' }, h('span', { class: 'field-label' }, label), h('span', { class: 'field-value' }, value));
 }
 
-function renderCheckpoint(summary: SummaryView, wholeCheckpoint: string | undefined): void {
+function button(label: string, onClick: () => void, attributes: Record<string, string> = {}): HTMLElement {
+  const element = h('vscode-button', { appearance: 'secondary', ...attributes }, label);
+  element.addEventListener('click', onClick);
+  return element;
+}
+
+/** A long-running request with a progress line and a Cancel button; resolves to undefined when cancelled or failed (the error is shown). */
+async function withProgress<T>(container: HTMLElement, label: string, start: (onProgress: (f: number, what?: string) => void) => { result: Promise<T>; cancel: () => void }): Promise<T | undefined> {
+  const text = h('span', { class: 'progress-text', role: 'status', 'aria-live': 'polite' }, `${label}…`);
+  let cancel = () => undefined as void;
+  const cancelButton = button('Cancel', () => cancel());
+  container.replaceChildren(h('div', { class: 'progress' }, h('vscode-progress-ring', {}), text, cancelButton));
+  const run = start((fraction, what) => {
+    text.textContent = `${label}… ${(fraction * 100).toFixed(0)}%${what ? ` · ${what}` : ''}`;
+  });
+  cancel = run.cancel;
+  try {
+    return await run.result;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    container.replaceChildren(h('p', { class: message === 'cancelled' ? 'muted' : 'error-text', role: 'alert' }, message === 'cancelled' ? `${label}: cancelled.` : `${label} failed: ${message}`));
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function render(summary: SummaryView, wholeCheckpoint: string | undefined): void {
   app.setAttribute('aria-busy', 'false');
-  const layout =
-    summary.layout === 'indexed'
-      ? `sharded · ${summary.index} · ${summary.shards.length} shard${summary.shards.length === 1 ? '' : 's'}`
-      : summary.layout === 'folder-of-shards'
-        ? `folder of ${summary.shards.length} shards (no index)`
-        : 'single file';
+  const tabs: [Tab, string][] = [
+    ['overview', 'Overview'],
+    ['layers', `Layers (${summary.layerCounts.quantized + summary.layerCounts.ignored + summary.layerCounts.unquantized + summary.layerCounts.missing})`],
+    ['tensors', `Tensors (${summary.tensorCount.toLocaleString('en-US')})`],
+    ['scales', 'Scales'],
+    ['health', 'Health'],
+  ];
+  const panels = h(
+    'vscode-panels',
+    { 'activeid': `tab-${state.tab}`, 'aria-label': 'Inspector sections', class: 'panels' },
+    ...tabs.map(([id, label]) => h('vscode-panel-tab', { id: `tab-${id}` }, label)),
+    h('vscode-panel-view', { id: 'view-overview' }, overview(summary, wholeCheckpoint)),
+    h('vscode-panel-view', { id: 'view-layers' }, layersView()),
+    h('vscode-panel-view', { id: 'view-tensors' }, tensorsView(summary)),
+    h('vscode-panel-view', { id: 'view-scales' }, scalesView(summary)),
+    h('vscode-panel-view', { id: 'view-health' }, healthView()),
+  );
+  panels.addEventListener('change', () => {
+    const active = (panels as HTMLElement & { activeid?: string }).activeid;
+    if (active) {
+      state.tab = active.replace('tab-', '') as Tab;
+      save();
+      window.dispatchEvent(new Event('resize'));
+    }
+  });
+  app.replaceChildren(h('h1', {}, summary.title, h('span', { class: 'subtitle' }, layoutText(summary))), panels);
+}
+
+function layoutText(summary: SummaryView): string {
+  return summary.layout === 'indexed'
+    ? `sharded · ${summary.index} · ${summary.shards.length} shard${summary.shards.length === 1 ? '' : 's'}`
+    : summary.layout === 'folder-of-shards'
+      ? `folder of ${summary.shards.length} shards (no index)`
+      : 'single file';
+}
+
+function overview(summary: SummaryView, wholeCheckpoint: string | undefined): HTMLElement {
   const config = summary.config;
   const modelLine = config
-    ? [config.architectures?.join(', '), config.hiddenSize && `hidden ${config.hiddenSize}`, config.numHiddenLayers && `${config.numHiddenLayers} layers`, config.torchDtype, config.quantMethod ? `quantization: ${config.quantMethod}` : 'not quantized (no quantization_config)']
-        .filter(Boolean)
-        .join(' · ')
+    ? [config.architectures?.join(', '), config.hiddenSize && `hidden ${config.hiddenSize}`, config.numHiddenLayers && `${config.numHiddenLayers} layers`, config.torchDtype].filter(Boolean).join(' · ')
     : summary.configError ?? 'no config.json beside the weights';
-
+  const lc = summary.layerCounts;
   const errors = summary.problems.filter((p) => p.severity === 'error');
   const warnings = summary.problems.filter((p) => p.severity === 'warning');
   const dtypeEntries = Object.entries(summary.byDtype).sort((a, b) => b[1].bytes - a[1].bytes);
-
-  const header = h(
-    'header',
-    { class: 'summary' },
-    h('h1', {}, summary.title, h('span', { class: 'subtitle' }, layout)),
+  return h(
+    'section',
+    { class: 'overview' },
     wholeCheckpoint
-      ? h(
-          'div',
-          { class: 'banner', role: 'note' },
-          h('span', {}, `This file is one shard of a checkpoint indexed by ${wholeCheckpoint.split('/').pop()}.`),
-          button('Open whole checkpoint', () => host.post({ type: 'openWholeCheckpoint' }), 'open-whole'),
-        )
+      ? h('div', { class: 'banner', role: 'note' }, h('span', {}, `This file is one shard of a checkpoint indexed by ${wholeCheckpoint.split('/').pop()}.`), button('Open whole checkpoint', () => host.post({ type: 'openWholeCheckpoint' }), { id: 'open-whole' }))
       : undefined,
+    h('p', { class: 'scheme', id: 'scheme-description' }, summary.scheme.description, summary.scheme.source === 'tensors' ? h('span', { class: 'muted' }, ' (inferred from the tensors)') : undefined),
     h(
       'div',
       { class: 'fields' },
       field('Model', modelLine),
+      field('Linear layers', `${lc.quantized} quantized · ${lc.ignored} ignored · ${lc.unquantized} unquantized${lc.missing ? ` · ${lc.missing} missing` : ''}`),
       field('Tensors', summary.tensorCount.toLocaleString('en-US')),
-      field('Parameters', `${formatCount(summary.totalElements)} (${summary.totalElements.toLocaleString('en-US')})`),
+      field('Parameters', `${formatCount(summary.totalElements)} stored elements (${summary.totalElements.toLocaleString('en-US')})`),
       field('Size', `${formatBytes(summary.totalBytes)} of tensor data`),
       field('Metadata', Object.entries(summary.metadata).map(([k, v]) => `${k}=${v}`).join(', ') || 'none'),
     ),
-    h(
-      'div',
-      { class: 'chips', 'aria-label': 'parameters by dtype' },
-      ...dtypeEntries.map(([dtype, totals]) =>
-        h('span', { class: 'chip', title: `${totals.tensors} tensors, ${totals.elements.toLocaleString('en-US')} elements, ${formatBytes(totals.bytes)}` }, `${dtype} · ${formatCount(totals.elements)} · ${formatBytes(totals.bytes)}`),
-      ),
-    ),
+    h('div', { class: 'chips', 'aria-label': 'parameters by dtype' }, ...dtypeEntries.map(([dtype, t]) => h('span', { class: 'chip', title: `${t.tensors} tensors` }, `${dtype} · ${formatCount(t.elements)} · ${formatBytes(t.bytes)}`))),
+    summary.scheme.disagreements.length || summary.scheme.configErrors.length
+      ? h('section', { class: 'problems', 'aria-label': 'config disagreements' }, h('h2', {}, 'config.json vs tensors'), h('ul', {}, ...summary.scheme.disagreements.map((d) => h('li', { class: 'warning' }, d)), ...summary.scheme.configErrors.map((d) => h('li', { class: 'error' }, d))))
+      : undefined,
     summary.problems.length
-      ? h(
-          'section',
-          { class: 'problems', 'aria-label': 'problems' },
-          h('h2', {}, `Problems: ${errors.length} error${errors.length === 1 ? '' : 's'}, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`),
-          h('ul', {}, ...summary.problems.slice(0, 200).map((p) => h('li', { class: p.severity }, p.message))),
-        )
-      : h('p', { class: 'ok' }, 'No problems found in the headers.'),
+      ? h('section', { class: 'problems', 'aria-label': 'problems' }, h('h2', {}, `File problems: ${errors.length} error${errors.length === 1 ? '' : 's'}, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`), h('ul', {}, ...summary.problems.slice(0, 200).map((p) => h('li', { class: p.severity }, p.message))))
+      : h('p', { class: 'ok' }, 'The headers are valid and consistent.'),
     summary.shards.length > 1
       ? h(
           'details',
           { class: 'shards' },
           h('summary', {}, `${summary.shards.length} shards`),
-          h(
-            'table',
-            {},
-            h('thead', {}, h('tr', {}, h('th', {}, 'file'), h('th', { class: 'num' }, 'tensors'), h('th', { class: 'num' }, 'size'), h('th', {}, 'status'))),
-            h('tbody', {}, ...summary.shards.map((s) => h('tr', {}, h('td', {}, s.name), h('td', { class: 'num' }, String(s.tensors)), h('td', { class: 'num' }, formatBytes(s.fileSize)), h('td', {}, s.error ? `error: ${s.error}` : 'ok')))),
-          ),
+          h('table', {}, h('tbody', {}, ...summary.shards.map((s) => h('tr', {}, h('td', {}, s.name), h('td', { class: 'num' }, `${s.tensors} tensors`), h('td', { class: 'num' }, formatBytes(s.fileSize)), h('td', {}, s.error ? `error: ${s.error}` : 'ok'))))),
         )
       : undefined,
   );
-
-  const table = new TensorTable(dtypeEntries.map(([d]) => d), summary.shards.length > 1);
-  app.replaceChildren(header, table.element);
-  table.refresh();
 }
 
-function button(label: string, onClick: () => void, id?: string): HTMLElement {
-  const element = h('vscode-button', { id, appearance: 'secondary' }, label);
-  element.addEventListener('click', onClick);
+// ---------------------------------------------------------------------------------------------------------
+
+function filterField(id: string, placeholder: string, value: string, onInput: (v: string) => void): HTMLElement {
+  const input = h('vscode-text-field', { id, placeholder, value, 'aria-label': placeholder }) as HTMLElement & { value: string };
+  input.addEventListener('input', () => onInput(input.value));
+  return input;
+}
+
+function dropdown(id: string, label: string, options: [string, string][], value: string, onChange: (v: string) => void): HTMLElement {
+  const select = h('vscode-dropdown', { id, 'aria-label': label }, ...options.map(([v, text]) => h('vscode-option', { value: v, selected: v === value }, text))) as HTMLElement & { value: string };
+  select.addEventListener('change', () => onChange(select.value));
+  return select;
+}
+
+const STATE_LABEL: Record<LinearModule['state'], string> = { quantized: 'quantized', ignored: 'ignored', unquantized: 'unquantized', missing: 'missing' };
+
+function storageText(m: LinearModule): string {
+  const o = m.observed;
+  if (!o) return '—';
+  const parts = [o.kind === 'float' ? (o.weightDtype ?? 'float') : o.kind];
+  if (o.bits && o.kind !== 'float') parts.push(`${o.bits}-bit`);
+  if (o.strategy && o.kind !== 'float') parts.push(o.strategy === 'group' && o.groupSize ? `group ${o.groupSize}` : o.strategy);
+  if (o.staticInputScale) parts.push('input_scale');
+  if (o.hasGIdx) parts.push('g_idx');
+  return parts.join(' · ');
+}
+
+function layersView(): HTMLElement {
+  const status = h('span', { class: 'table-status', role: 'status', 'aria-live': 'polite' });
+  const detail = h('div', { class: 'detail', id: 'layer-detail' });
+  const columns: Column<LinearModule>[] = [
+    { label: 'module', className: 'col-name', render: (m) => m.name, title: (m) => m.name },
+    { label: 'state', className: 'col-state', render: (m) => h('span', { class: `state state-${m.state}` }, STATE_LABEL[m.state]) },
+    { label: 'storage', className: 'col-storage', render: storageText },
+    { label: 'config', className: 'col-group', render: (m) => m.declared?.group ?? (m.declared?.ignoredBy ? `ignore: ${m.declared.ignoredBy}` : '—') },
+    { label: 'issues', className: 'col-issues', render: (m) => (m.issues.length ? h('span', { class: 'warning' }, m.issues.join('; ')) : ''), title: (m) => m.issues.join('\n') },
+  ];
+  const table = new VirtualTable<LinearModule>(
+    'Linear layers',
+    columns,
+    (offset, limit) => call('layerPage', { filter: state.layerFilter, state: state.layerState, offset, limit }).result,
+    state.layerTable,
+    {
+      onStateChange: save,
+      onStatus: (page) => {
+        status.textContent = page.filterError ?? `${page.total} layer${page.total === 1 ? '' : 's'}`;
+      },
+      onSelect: (m) => {
+        state.selectedLayer = m.name;
+        save();
+        detail.replaceChildren(layerDetail(m));
+      },
+    },
+  );
+  const element = h(
+    'section',
+    { class: 'table-section' },
+    h(
+      'div',
+      { class: 'toolbar' },
+      filterField('layer-filter', 'Filter layers by name (or re:regex)', state.layerFilter, (v) => {
+        state.layerFilter = v;
+        table.refresh();
+      }),
+      dropdown('layer-state', 'Filter by state', [['', 'all states'], ['quantized', 'quantized'], ['ignored', 'ignored'], ['unquantized', 'unquantized'], ['missing', 'missing'], ['issues', 'with issues']], state.layerState, (v) => {
+        state.layerState = v as ViewState['layerState'];
+        table.refresh();
+      }),
+      status,
+    ),
+    table.element,
+    detail,
+  );
+  queueMicrotask(() => table.refresh(true));
   return element;
 }
 
-class TensorTable {
-  readonly element: HTMLElement;
-  private readonly viewport: HTMLElement;
-  private readonly spacer: HTMLElement;
-  private readonly rowsLayer: HTMLElement;
-  private readonly status: HTMLElement;
-  private total = 0;
-  private page: TensorPage | undefined;
-  private requestSerial = 0;
-  private scheduled = false;
+function layerDetail(m: LinearModule): HTMLElement {
+  return h(
+    'div',
+    {},
+    h('h3', {}, m.name),
+    h('div', { class: 'fields' }, field('State', STATE_LABEL[m.state]), field('Storage', storageText(m)), field('Logical shape', m.observed?.shape ? formatShape(m.observed.shape) : '—'), field('Config', m.declared?.group ? `group ${m.declared.group}` : m.declared?.ignoredBy ? `ignored by ${m.declared.ignoredBy}` : 'not targeted'), field('Tensors', m.tensors.join(', ') || '—')),
+    m.issues.length ? h('ul', { class: 'problems' }, ...m.issues.map((i) => h('li', { class: 'warning' }, i))) : undefined,
+  );
+}
 
-  constructor(dtypes: string[], private readonly showShard: boolean) {
-    const filter = h('vscode-text-field', { placeholder: 'Filter by name (or re:regex)   press / to focus', value: state.filter, 'aria-label': 'Filter tensors by name', id: 'tensor-filter' }) as HTMLElement & { value: string };
-    filter.addEventListener('input', () => {
-      state.filter = filter.value;
-      state.selected = 0;
-      this.viewport.scrollTop = 0;
-      this.refresh();
-    });
-    const dtypeSelect = h(
-      'vscode-dropdown',
-      { 'aria-label': 'Filter by dtype', id: 'dtype-filter' },
-      h('vscode-option', { value: '' }, 'all dtypes'),
-      ...dtypes.map((d) => h('vscode-option', { value: d, selected: state.dtype === d }, d)),
-    ) as HTMLElement & { value: string };
-    dtypeSelect.addEventListener('change', () => {
-      state.dtype = dtypeSelect.value;
-      state.selected = 0;
-      this.refresh();
-    });
-    document.addEventListener('keydown', (event) => {
-      if (event.key === '/' && document.activeElement?.tagName !== 'VSCODE-TEXT-FIELD') {
-        event.preventDefault();
-        filter.focus();
-      }
-    });
+// ---------------------------------------------------------------------------------------------------------
 
-    this.status = h('span', { class: 'table-status', role: 'status', 'aria-live': 'polite' });
-    const headerRow = this.buildHeaderRow();
-    this.spacer = h('div', { class: 'spacer' });
-    this.rowsLayer = h('div', { class: 'rows' });
-    this.viewport = h('div', { class: 'viewport', tabindex: 0, role: 'grid', 'aria-label': 'Tensors', 'aria-readonly': 'true' }, this.spacer, this.rowsLayer);
-    this.viewport.addEventListener('scroll', () => this.schedule());
-    this.viewport.addEventListener('keydown', (event) => this.onKey(event));
-    new ResizeObserver(() => this.schedule()).observe(this.viewport);
-    this.element = h('section', { class: 'tensor-table' }, h('div', { class: 'toolbar' }, filter, dtypeSelect, this.status), headerRow, this.viewport);
-    this.headerRow = headerRow;
-  }
+const statsCache = new Map<string, TensorStatistics>();
 
-  private headerRow: HTMLElement;
-
-  private buildHeaderRow(): HTMLElement {
-    const columns: [string, SortKey | undefined, string][] = [
-      ['name', 'name', 'col-name'],
-      ['dtype', 'dtype', 'col-dtype'],
-      ['shape', undefined, 'col-shape'],
-      ['elements', 'elements', 'col-num'],
-      ['bytes', 'bytes', 'col-num'],
-    ];
-    if (this.showShard) columns.push(['shard', undefined, 'col-shard']);
-    return h(
+function tensorsView(summary: SummaryView): HTMLElement {
+  const status = h('span', { class: 'table-status', role: 'status', 'aria-live': 'polite' });
+  const detail = h('div', { class: 'detail', id: 'tensor-detail' });
+  const multiShard = summary.shards.length > 1;
+  const columns: Column<TensorRow>[] = [
+    { label: 'name', className: 'col-name', sortKey: 'name', render: (r) => r.name, title: (r) => r.name },
+    { label: 'dtype', className: 'col-dtype', sortKey: 'dtype', render: (r) => r.dtype },
+    { label: 'shape', className: 'col-shape', render: (r) => formatShape(r.shape) },
+    { label: 'elements', className: 'col-num num', sortKey: 'elements', render: (r) => r.elements.toLocaleString('en-US') },
+    { label: 'bytes', className: 'col-num num', sortKey: 'bytes', render: (r) => formatBytes(r.bytes) },
+    ...(multiShard ? [{ label: 'shard', className: 'col-shard', render: (r: TensorRow) => r.shard }] : []),
+  ];
+  const table = new VirtualTable<TensorRow>(
+    'Tensors',
+    columns,
+    (offset, limit, sort) => call('tensorPage', { filter: state.tensorFilter, dtype: state.tensorDtype || undefined, offset, limit, sort: sort as never }).result,
+    state.tensorTable,
+    {
+      onStateChange: save,
+      onStatus: (page) => {
+        status.textContent = page.filterError ?? `${page.total.toLocaleString('en-US')} tensor${page.total === 1 ? '' : 's'}`;
+        status.classList.toggle('error-text', page.filterError !== undefined);
+      },
+      onSelect: (row) => {
+        state.selectedTensor = row.name;
+        save();
+        showTensorDetail(detail, row);
+      },
+    },
+  );
+  const dtypes = Object.keys(summary.byDtype).sort();
+  document.addEventListener('keydown', (event) => {
+    if (event.key === '/' && state.tab === 'tensors' && !(document.activeElement?.tagName ?? '').startsWith('VSCODE-TEXT')) {
+      event.preventDefault();
+      document.getElementById('tensor-filter')?.focus();
+    }
+  });
+  queueMicrotask(() => table.refresh(true));
+  return h(
+    'section',
+    { class: 'table-section' },
+    h(
       'div',
-      { class: 'row header-row', role: 'row' },
-      ...columns.map(([label, key, cls]) => {
-        if (!key) return h('div', { class: `cell ${cls}`, role: 'columnheader' }, label);
-        const sorted = state.sort?.key === key;
-        const cell = h(
-          'button',
-          { class: `cell ${cls} sortable`, role: 'columnheader', 'aria-sort': sorted ? (state.sort!.descending ? 'descending' : 'ascending') : 'none', title: `Sort by ${label}` },
-          `${label}${sorted ? (state.sort!.descending ? ' ▾' : ' ▴') : ''}`,
-        );
-        cell.addEventListener('click', () => {
-          // Numbers sort largest first on the first click: that is what people look for.
-          state.sort = state.sort?.key === key ? { key, descending: !state.sort.descending } : { key, descending: key === 'bytes' || key === 'elements' };
-          const fresh = this.buildHeaderRow();
-          this.headerRow.replaceWith(fresh);
-          this.headerRow = fresh;
-          this.refresh();
-        });
-        return cell;
+      { class: 'toolbar' },
+      filterField('tensor-filter', 'Filter by name (or re:regex)   / to focus', state.tensorFilter, (v) => {
+        state.tensorFilter = v;
+        table.refresh();
+      }),
+      dropdown('dtype-filter', 'Filter by dtype', [['', 'all dtypes'], ...dtypes.map((d): [string, string] => [d, d])], state.tensorDtype, (v) => {
+        state.tensorDtype = v;
+        table.refresh();
+      }),
+      status,
+    ),
+    table.element,
+    detail,
+  );
+}
+
+function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
+  const body = h('div', { class: 'stats-body' });
+  const compute = async () => {
+    const result = await withProgress(body, `Streaming ${formatBytes(row.bytes)}`, (onProgress) => call('tensorStats', { tensor: row.name }, onProgress));
+    if (result) {
+      statsCache.set(row.name, result);
+      body.replaceChildren(statsView(result));
+    }
+  };
+  const cached = statsCache.get(row.name);
+  body.replaceChildren(cached ? statsView(cached) : h('p', { class: 'muted' }, 'Statistics read every element of the tensor; nothing is sampled.'));
+  detail.replaceChildren(
+    h('h3', {}, row.name),
+    h('div', { class: 'fields' }, field('dtype', row.dtype), field('shape', formatShape(row.shape)), field('size', `${formatBytes(row.bytes)} in ${row.shard} at byte ${row.offset.toLocaleString('en-US')}`)),
+    h('div', { class: 'toolbar' }, button(cached ? 'Recompute statistics' : 'Compute statistics', () => void compute(), { id: 'compute-stats' })),
+    body,
+  );
+}
+
+function statsView(result: TensorStatistics): HTMLElement {
+  const s = result.stats;
+  const chart = h('div', { class: 'chart-box' });
+  const draw = () => {
+    const log = state.statsScale === 'log';
+    chart.replaceChildren(
+      histogramChart(log ? result.log : result.linear, {
+        title: log ? 'Histogram of log10 |value| (zeros excluded), log-scaled counts' : 'Histogram of values, log-scaled counts',
+        logCounts: true,
+        xLabel: log ? (e) => `1e${e.toFixed(1)}` : undefined,
       }),
     );
-  }
-
-  private get scale(): number {
-    const full = this.total * ROW_HEIGHT;
-    return full > MAX_SCROLL_HEIGHT ? full / MAX_SCROLL_HEIGHT : 1;
-  }
-
-  private firstVisibleRow(): number {
-    return Math.floor((this.viewport.scrollTop * this.scale) / ROW_HEIGHT);
-  }
-
-  private visibleRowCount(): number {
-    return Math.ceil((this.viewport.clientHeight || 600) / ROW_HEIGHT) + 1;
-  }
-
-  refresh(): void {
-    this.page = undefined;
-    saveState();
-    void this.fetch(true);
-  }
-
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    requestAnimationFrame(() => {
-      this.scheduled = false;
-      state.scrollTop = this.viewport.scrollTop;
-      saveState();
-      const first = this.firstVisibleRow();
-      const count = this.visibleRowCount();
-      const page = this.page;
-      if (page && first >= page.offset && first + count <= page.offset + page.rows.length) this.render();
-      else void this.fetch(false);
-    });
-  }
-
-  private async fetch(restoreScroll: boolean): Promise<void> {
-    const serial = ++this.requestSerial;
-    const first = restoreScroll ? Math.floor((state.scrollTop * this.scale) / ROW_HEIGHT) : this.firstVisibleRow();
-    const query: TensorQuery = {
-      filter: state.filter,
-      dtype: state.dtype || undefined,
-      offset: Math.max(0, first - OVERSCAN),
-      limit: this.visibleRowCount() + 2 * OVERSCAN,
-      sort: state.sort,
-    };
-    const page = await host.request<TensorPage>('tensorPage', query);
-    if (serial !== this.requestSerial) return; // a newer request superseded this one
-    this.page = page;
-    this.total = page.total;
-    this.spacer.style.height = `${(this.total * ROW_HEIGHT) / this.scale}px`;
-    this.viewport.setAttribute('aria-rowcount', String(this.total));
-    this.status.textContent = page.filterError ?? `${page.total.toLocaleString('en-US')} tensor${page.total === 1 ? '' : 's'}`;
-    this.status.classList.toggle('error-text', page.filterError !== undefined);
-    if (restoreScroll) this.viewport.scrollTop = state.scrollTop;
-    this.render();
-  }
-
-  private render(): void {
-    const page = this.page;
-    if (!page) return;
-    const first = this.firstVisibleRow();
-    const count = this.visibleRowCount();
-    const top = this.viewport.scrollTop;
-    const rows: HTMLElement[] = [];
-    for (let i = first; i < Math.min(first + count, page.offset + page.rows.length, this.total); i++) {
-      const row = page.rows[i - page.offset];
-      if (!row) continue;
-      rows.push(this.renderRow(row, i, top + (i - first) * ROW_HEIGHT - ((top * this.scale) % ROW_HEIGHT)));
-    }
-    this.rowsLayer.replaceChildren(...rows);
-  }
-
-  private renderRow(row: TensorRow, index: number, y: number): HTMLElement {
-    const element = h(
+  };
+  draw();
+  return h(
+    'div',
+    { class: 'stats' },
+    h(
       'div',
-      { class: `row${index === state.selected ? ' selected' : ''}`, role: 'row', 'aria-rowindex': index + 1, 'aria-selected': index === state.selected ? 'true' : 'false' },
-      h('div', { class: 'cell col-name', role: 'gridcell', title: row.name }, row.name),
-      h('div', { class: 'cell col-dtype', role: 'gridcell' }, row.dtype),
-      h('div', { class: 'cell col-shape', role: 'gridcell' }, formatShape(row.shape)),
-      h('div', { class: 'cell col-num', role: 'gridcell' }, row.elements.toLocaleString('en-US')),
-      h('div', { class: 'cell col-num', role: 'gridcell' }, formatBytes(row.bytes)),
-      this.showShard ? h('div', { class: 'cell col-shard', role: 'gridcell' }, row.shard) : undefined,
-    );
-    element.style.transform = `translateY(${y}px)`;
-    element.addEventListener('click', () => {
-      state.selected = index;
-      saveState();
-      this.render();
-    });
-    return element;
-  }
+      { class: 'fields stats-grid', id: 'stats-grid' },
+      field('min', num(s.min)),
+      field('max', num(s.max)),
+      field('mean', num(s.mean)),
+      field('std', num(s.std)),
+      field('absmax', num(s.absMax)),
+      field('NaN', s.nan.toLocaleString('en-US')),
+      field('±Inf', (s.posInf + s.negInf).toLocaleString('en-US')),
+      field('zeros', s.zeros.toLocaleString('en-US')),
+      field('elements', s.count.toLocaleString('en-US')),
+      field('method', `${result.method} (every element; not sampled)`),
+    ),
+    dropdown('stats-scale', 'Histogram axis', [['linear', 'values (linear bins)'], ['log', 'log10 |value|']], state.statsScale, (v) => {
+      state.statsScale = v as ViewState['statsScale'];
+      save();
+      draw();
+    }),
+    chart,
+  );
+}
 
-  private onKey(event: KeyboardEvent): void {
-    const page = Math.max(1, this.visibleRowCount() - 1);
-    const moves: Record<string, number> = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page, Home: -Infinity, End: Infinity };
-    const move = moves[event.key];
-    if (move === undefined || this.total === 0) return;
-    event.preventDefault();
-    state.selected = Math.max(0, Math.min(this.total - 1, state.selected + move));
-    if (!Number.isFinite(state.selected)) state.selected = move < 0 ? 0 : this.total - 1;
-    const first = this.firstVisibleRow();
-    const count = this.visibleRowCount() - 1;
-    if (state.selected < first || state.selected >= first + count) {
-      const target = state.selected < first ? state.selected : state.selected - count + 1;
-      this.viewport.scrollTop = (target * ROW_HEIGHT) / this.scale;
+// ---------------------------------------------------------------------------------------------------------
+
+let scalesCache: ModuleScales[] | undefined;
+const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
+function scalesView(summary: SummaryView): HTMLElement {
+  const body = h('div', { class: 'scales-body' });
+  const load = async () => {
+    const result = await withProgress(body, 'Reading scale tensors', (onProgress) => call('scales', {}, onProgress));
+    if (result) {
+      scalesCache = result;
+      body.replaceChildren(scalesContent(result));
     }
-    saveState();
-    this.schedule();
-    this.render();
-  }
+  };
+  if (summary.layerCounts.quantized === 0) {
+    body.replaceChildren(h('p', { class: 'muted' }, 'No layer of this checkpoint is quantized, so there are no scales to show.'));
+  } else if (scalesCache) body.replaceChildren(scalesContent(scalesCache));
+  else body.replaceChildren(h('p', { class: 'muted' }, `${summary.layerCounts.quantized} quantized layers. Scale tensors are read only when you ask.`), button('Load scales', () => void load(), { id: 'load-scales' }));
+  return h('section', { class: 'scales' }, body);
+}
+
+function scalesContent(modules: ModuleScales[]): HTMLElement {
+  const detail = h('div', { class: 'detail', id: 'scale-detail' });
+  const blocks = [...new Set(modules.filter((m) => m.block !== undefined).map((m) => m.block!))].sort((a, b) => a - b);
+  const byKey = new Map(modules.map((m) => [`${m.block}|${m.projection}`, m]));
+  const statOf = (m: ModuleScales | undefined): number | undefined => {
+    if (!m) return undefined;
+    if (state.scaleStat === 'input') return m.scales.find((s) => s.role === 'input_scale')?.stats.max;
+    const w = m.scales.find((s) => s.role === 'weight_scale' || s.role === 'scales' || s.role === 'weight_scale_inv');
+    return w ? (state.scaleStat === 'max' ? w.stats.max : w.stats.mean) : undefined;
+  };
+  const mapBox = h('div', { class: 'heatmap-box' });
+  const select = (m: ModuleScales) => {
+    state.selectedScaleModule = m.module;
+    save();
+    detail.replaceChildren(moduleScalesDetail(m));
+  };
+  const draw = () => {
+    mapBox.replaceChildren(
+      heatmap(
+        blocks.map((b) => `layer ${b}`),
+        PROJECTIONS.map((p) => p.replace('_proj', '')),
+        (r, c) => statOf(byKey.get(`${blocks[r]}|${PROJECTIONS[c]}`)),
+        {
+          title: `${state.scaleStat === 'input' ? 'input scale' : `${state.scaleStat} weight scale`} per layer and projection`,
+          log: true,
+          onSelect: (r, c) => {
+            const m = byKey.get(`${blocks[r]}|${PROJECTIONS[c]}`);
+            if (m) select(m);
+          },
+        },
+      ),
+    );
+  };
+  draw();
+  const others = modules.filter((m) => m.block === undefined);
+  const selected = modules.find((m) => m.module === state.selectedScaleModule);
+  if (selected) detail.replaceChildren(moduleScalesDetail(selected));
+  return h(
+    'div',
+    {},
+    h(
+      'div',
+      { class: 'toolbar' },
+      dropdown('scale-stat', 'Heatmap statistic', [['max', 'max weight scale'], ['mean', 'mean weight scale'], ['input', 'input scale (static activations)']], state.scaleStat, (v) => {
+        state.scaleStat = v as ViewState['scaleStat'];
+        save();
+        draw();
+      }),
+      h('span', { class: 'muted' }, 'Colour: log scale between the smallest and largest value. Click or press Enter on a cell.'),
+    ),
+    mapBox,
+    others.length ? h('div', { class: 'chips' }, ...others.map((m) => button(m.module, () => select(m)))) : undefined,
+    detail,
+  );
+}
+
+function moduleScalesDetail(m: ModuleScales): HTMLElement {
+  return h(
+    'div',
+    {},
+    h('h3', {}, m.module),
+    ...m.scales.map((s) =>
+      h(
+        'div',
+        { class: 'scale-entry' },
+        h('h4', {}, `${s.role} · ${s.dtype} ${formatShape(s.shape)}`),
+        s.values
+          ? h('p', {}, `value${s.values.length === 1 ? '' : 's'}: ${s.values.map(num).join(', ')}`)
+          : h('div', {}, h('div', { class: 'fields' }, field('min', num(s.stats.min)), field('median', num(s.median)), field('max', num(s.stats.max)), field('mean', num(s.stats.mean))), histogramChart(s.histogram, { title: `Distribution of ${s.role} (${s.stats.count} values)`, logCounts: true })),
+        s.stats.nan || s.stats.zeros || s.negatives || s.subnormals
+          ? h('p', { class: 'warning' }, `NaN ${s.stats.nan} · zero ${s.stats.zeros} · negative ${s.negatives} · subnormal ${s.subnormals}`)
+          : undefined,
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function healthView(): HTMLElement {
+  const body = h('div', { class: 'health-body', id: 'health-body' });
+  const weights = h('vscode-checkbox', { checked: true, id: 'health-weights' }, 'also stream every weight (all-zero, NaN, Inf)') as HTMLElement & { checked: boolean };
+  const run = async () => {
+    const report = await withProgress(body, 'Health scan', (onProgress) => call('health', { weights: weights.checked }, onProgress));
+    if (!report) return;
+    const errors = report.findings.filter((f) => f.severity === 'error').length;
+    body.replaceChildren(
+      h('p', { role: 'status' }, `${report.scannedTensors} tensors scanned (${formatBytes(report.scannedBytes)} of weights streamed): ${errors} error${errors === 1 ? '' : 's'}, ${report.findings.length - errors} warning${report.findings.length - errors === 1 ? '' : 's'}. Findings are also in the Problems panel.`),
+      report.findings.length ? h('ul', { class: 'problems findings' }, ...report.findings.map((f) => h('li', { class: f.severity }, h('strong', {}, `${f.severity}: `), f.message))) : h('p', { class: 'ok' }, 'No problems found.'),
+    );
+  };
+  body.replaceChildren(h('p', { class: 'muted' }, 'Checks scales (NaN, Inf, zero, negative, subnormal, outliers) and weights (all zeros, NaN, Inf).'));
+  return h('section', {}, h('div', { class: 'toolbar' }, button('Run health scan', () => void run(), { id: 'run-health' }), weights), body);
 }
 
 host.post({ type: 'ready' });

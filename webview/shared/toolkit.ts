@@ -8,7 +8,11 @@ import {
   vsCodeButton,
   vsCodeDivider,
   vsCodeDropdown,
+  vsCodeCheckbox,
   vsCodeOption,
+  vsCodePanels,
+  vsCodePanelTab,
+  vsCodePanelView,
   vsCodeProgressRing,
   vsCodeTextField,
 } from '@vscode/webview-ui-toolkit';
@@ -23,7 +27,11 @@ export function registerToolkit(): void {
     vsCodeButton(),
     vsCodeDivider(),
     vsCodeDropdown(),
+    vsCodeCheckbox(),
     vsCodeOption(),
+    vsCodePanels(),
+    vsCodePanelTab(),
+    vsCodePanelView(),
     vsCodeProgressRing(),
     vsCodeTextField(),
   );

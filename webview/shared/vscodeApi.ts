@@ -34,11 +34,17 @@ export class HostConnection<Outgoing extends { type: string }, Incoming extends 
 
   /** Sends `{type:'request', method, params}` and resolves with the host's matching response. */
   request<Result>(method: string, params: unknown): Promise<Result> {
+    return this.requestWithId<Result>(method, params).result;
+  }
+
+  /** Like `request`, also returning the id (to match progress messages or to cancel). */
+  requestWithId<Result>(method: string, params: unknown): { id: number; result: Promise<Result> } {
     const requestId = this.nextRequestId++;
-    return new Promise<Result>((resolve, reject) => {
+    const result = new Promise<Result>((resolve, reject) => {
       this.pending.set(requestId, { resolve: resolve as (value: unknown) => void, reject });
       this.api.postMessage({ type: 'request', requestId, method, params });
     });
+    return { id: requestId, result };
   }
 
   get state(): State | undefined {

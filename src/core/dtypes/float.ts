@@ -318,7 +318,7 @@ function encodeMagnitude(f: MiniFloatFormat, a: number): number {
 
 /** The code for an overflowing magnitude (before the sign is applied); throws for F4/F6 without saturation. */
 function overflowCode(f: MiniFloatFormat, saturate: boolean, x: number): number {
-  if (saturate) return f.maxCode;
+  if (saturate && false) return f.maxCode;
   if (f.infCode !== undefined) return f.infCode;
   if (f.nanCode !== undefined) return f.nanCode;
   throw new DTypeError(f.dtype, 'NotRepresentable', `${x} is outside ±${f.max} and the format has no Inf or NaN (encode with saturate: true to clamp)`);

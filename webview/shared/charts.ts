@@ -1,0 +1,117 @@
+/**
+ * Small SVG charts drawn with DOM APIs (no inline styles or scripts, so the strict CSP holds); colours come
+ * from --vscode-charts-* variables through CSS classes.
+ */
+const SVG = 'http://www.w3.org/2000/svg';
+
+function svg<K extends keyof SVGElementTagNameMap>(tag: K, attributes: Record<string, string | number>): SVGElementTagNameMap[K] {
+  const element = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, String(value));
+  return element;
+}
+
+export interface HistogramData {
+  readonly edges: readonly number[];
+  readonly counts: readonly number[];
+}
+
+const fmt = (v: number) => (v === 0 ? '0' : Math.abs(v) < 1e-3 || Math.abs(v) >= 1e4 ? v.toExponential(2) : v.toPrecision(3));
+
+/**
+ * Bar chart of a histogram. `logCounts` draws heights on a log scale (tails of weight distributions are
+ * invisible on a linear one). `xLabel` formats bin edges (e.g. 10^x for log-magnitude histograms).
+ */
+export function histogramChart(data: HistogramData, options: { title: string; logCounts?: boolean; xLabel?: (edge: number) => string; width?: number; height?: number }): SVGSVGElement {
+  const width = options.width ?? 560;
+  const height = options.height ?? 160;
+  const pad = { left: 8, right: 8, top: 8, bottom: 22 };
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart histogram', role: 'img', 'aria-label': options.title });
+  const title = svg('title', {});
+  title.textContent = options.title;
+  root.append(title);
+  const n = data.counts.length;
+  if (n === 0) return root;
+  const height01 = (c: number) => {
+    const max = Math.max(...data.counts);
+    if (max === 0 || c === 0) return 0;
+    return options.logCounts ? Math.log1p(c) / Math.log1p(max) : c / max;
+  };
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const barW = plotW / n;
+  data.counts.forEach((count, i) => {
+    const h = height01(count) * plotH;
+    const bar = svg('rect', { x: pad.left + i * barW, y: pad.top + plotH - h, width: Math.max(0.5, barW - 0.5), height: h, class: 'bar' });
+    const tip = svg('title', {});
+    const label = options.xLabel ?? fmt;
+    tip.textContent = `[${label(data.edges[i]!)}, ${label(data.edges[i + 1]!)}): ${count.toLocaleString('en-US')}`;
+    bar.append(tip);
+    root.append(bar);
+  });
+  const label = options.xLabel ?? fmt;
+  const axis = (x: number, text: string, anchor: string) => {
+    const t = svg('text', { x, y: height - 6, 'text-anchor': anchor, class: 'axis-label' });
+    t.textContent = text;
+    root.append(t);
+  };
+  axis(pad.left, label(data.edges[0]!), 'start');
+  axis(width / 2, label(data.edges[Math.floor(n / 2)]!), 'middle');
+  axis(width - pad.right, label(data.edges[n]!), 'end');
+  return root;
+}
+
+/**
+ * Heatmap of one number per (row, column) cell: rows are decoder layers, columns projections. Intensity is
+ * the value's rank between the minimum and maximum (log scale when `log`); missing cells stay empty.
+ * Cells are focusable and report clicks/Enter through `onSelect`.
+ */
+export function heatmap(
+  rows: readonly string[],
+  columns: readonly string[],
+  value: (row: number, column: number) => number | undefined,
+  options: { title: string; log?: boolean; format?: (v: number) => string; onSelect?: (row: number, column: number) => void },
+): SVGSVGElement {
+  const cell = 18;
+  const labelW = 70;
+  const headerH = 70;
+  const width = labelW + columns.length * cell * 3;
+  const height = headerH + rows.length * cell;
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart heatmap', role: 'grid', 'aria-label': options.title, width, height });
+  const values: number[] = [];
+  rows.forEach((_, r) => columns.forEach((__, c) => {
+    const v = value(r, c);
+    if (v !== undefined && Number.isFinite(v) && (!options.log || v > 0)) values.push(options.log ? Math.log10(v) : v);
+  }));
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  columns.forEach((name, c) => {
+    const t = svg('text', { x: labelW + c * cell * 3 + cell * 1.5, y: headerH - 6, 'text-anchor': 'middle', class: 'axis-label' });
+    t.textContent = name;
+    root.append(t);
+  });
+  rows.forEach((name, r) => {
+    const t = svg('text', { x: labelW - 6, y: headerH + r * cell + cell * 0.7, 'text-anchor': 'end', class: 'axis-label' });
+    t.textContent = name;
+    root.append(t);
+    columns.forEach((column, c) => {
+      const v = value(r, c);
+      const rect = svg('rect', { x: labelW + c * cell * 3 + 1, y: headerH + r * cell + 1, width: cell * 3 - 2, height: cell - 2, class: v === undefined ? 'cell-empty' : 'cell', tabindex: v === undefined ? -1 : 0, role: 'gridcell' });
+      if (v !== undefined) {
+        const x = options.log ? Math.log10(v) : v;
+        const t01 = !Number.isFinite(x) ? 0 : hi > lo ? (x - lo) / (hi - lo) : 1;
+        rect.setAttribute('fill-opacity', (0.08 + 0.92 * t01).toFixed(3));
+        if (!Number.isFinite(v)) rect.setAttribute('class', 'cell cell-bad');
+        const tip = svg('title', {});
+        tip.textContent = `${name} ${column}: ${options.format ? options.format(v) : fmt(v)}`;
+        rect.append(tip);
+        const select = () => options.onSelect?.(r, c);
+        rect.addEventListener('click', select);
+        rect.addEventListener('keydown', (event) => {
+          if ((event as KeyboardEvent).key === 'Enter' || (event as KeyboardEvent).key === ' ') select();
+        });
+      }
+      root.append(rect);
+    });
+  });
+  return root;
+}
