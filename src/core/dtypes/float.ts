@@ -22,8 +22,8 @@
  * - Round to nearest, ties to even (FORMATS.md §8.5), performed ONCE on the exact value of the JS number
  *   passed in. For any input that is a float32 (everything read from a Float32Array, every bf16/f16/fp8
  *   value) this is bit-identical to torch's casts, which take a float32. torch casts a float64 tensor by
- *   going through float32 first (two roundings); for float64 inputs that are not float32 values, which lie
- *   within 2^-29 relative of a midpoint of the target format, the single rounding done here can differ from
+ *   going through float32 first (two roundings); for a float64 input that is not a float32 and lies within
+ *   half a float32 ulp of a midpoint of the target format, the single rounding done here can differ from
  *   torch's by one unit in the last place. The single rounding is the correctly rounded result.
  * - Overflow uses IEEE rounding with an unbounded exponent: a value above the largest finite `max` but below
  *   the midpoint between `max` and the next step the format would have (`max + 2^(emax−M)`) rounds to `max`;
@@ -318,7 +318,7 @@ function encodeMagnitude(f: MiniFloatFormat, a: number): number {
 
 /** The code for an overflowing magnitude (before the sign is applied); throws for F4/F6 without saturation. */
 function overflowCode(f: MiniFloatFormat, saturate: boolean, x: number): number {
-  if (saturate && false) return f.maxCode;
+  if (saturate) return f.maxCode;
   if (f.infCode !== undefined) return f.infCode;
   if (f.nanCode !== undefined) return f.nanCode;
   throw new DTypeError(f.dtype, 'NotRepresentable', `${x} is outside ±${f.max} and the format has no Inf or NaN (encode with saturate: true to clamp)`);

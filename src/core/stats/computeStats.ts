@@ -47,22 +47,27 @@ export async function computeTensorStatistics(checkpoint: Checkpoint, name: stri
   // F32 decodes exactly to float32; everything wider (F64, I32, I64 …) needs float64 to stay exact.
   const wide = tensor.dtype !== 'F32' && DTYPE_INFO[tensor.dtype].bits >= 32;
   let values: Float32Array | Float64Array = wide ? new Float64Array(0) : new Float32Array(0);
-  const decode = (bytes: Uint8Array) => {
-    const elements = Math.floor((bytes.length * 8) / DTYPE_INFO[tensor.dtype].bits);
+  // `start` is the chunk's byte offset; the element count is bounded by the tensor's so that sub-byte
+  // formats never decode bits past the last element.
+  const decode = (bytes: Uint8Array, start: number) => {
+    const firstElement = Math.floor((start * 8) / DTYPE_INFO[tensor.dtype].bits);
+    const elements = Math.min(Math.floor((bytes.length * 8) / DTYPE_INFO[tensor.dtype].bits), tensor.numel - firstElement);
     if (values.length < elements) values = wide ? new Float64Array(elements) : new Float32Array(elements);
-    return wide ? decodeToFloat64(tensor.dtype, bytes, (values as Float64Array).subarray(0, elements)) : decodeToFloat32(tensor.dtype, bytes, (values as Float32Array).subarray(0, elements));
+    return wide
+      ? decodeToFloat64(tensor.dtype, bytes, (values as Float64Array).subarray(0, elements), elements)
+      : decodeToFloat32(tensor.dtype, bytes, (values as Float32Array).subarray(0, elements), elements);
   };
   // Sub-byte formats: chunks must hold whole elements (F6 packs 4 elements in 3 bytes).
   const chunkBytes = Math.max(3, Math.floor((options.chunkBytes ?? 8 * 1024 * 1024) / 3) * 3);
   for await (const { offset, bytes } of checkpoint.chunks(name, { chunkBytes })) {
     checkCancel(options.signal);
-    moments.add(decode(bytes));
+    moments.add(decode(bytes, offset));
     options.onProgress?.((offset + bytes.length) / Math.max(1, tensor.byteLength) / 2);
   }
   const histograms = new StreamingHistograms(moments, bins);
   for await (const { offset, bytes } of checkpoint.chunks(name, { chunkBytes })) {
     checkCancel(options.signal);
-    histograms.add(decode(bytes));
+    histograms.add(decode(bytes, offset));
     options.onProgress?.(0.5 + (offset + bytes.length) / Math.max(1, tensor.byteLength) / 2);
   }
   return { stats: moments.result(), ...histograms.result(), method: 'exact two-pass stream' };
