@@ -6,6 +6,8 @@ import { CheckpointError } from '../core/safetensors/checkpoint';
 import { SafetensorsError } from '../core/safetensors/errors';
 import { UsageError } from './args';
 import { INSPECT_FLAGS, inspectCommand } from './inspect';
+import { QUANTIZE_FLAGS, quantizeCommand } from './quantize';
+import { QuantizeError } from '../core/quant/rtn';
 
 const USAGE = `usage: quantlens <command> [options]
 
@@ -13,6 +15,10 @@ commands:
   inspect PATH [--json] [--limit N]   summarize a .safetensors file, an index.json or a checkpoint folder
 ${Object.entries(INSPECT_FLAGS)
   .map(([name, flag]) => `      --${name.padEnd(10)} ${flag.description}`)
+  .join('\n')}
+  quantize MODEL --scheme S --out DIR  quantize a float checkpoint (compressed-tensors output vLLM loads)
+${Object.entries(QUANTIZE_FLAGS)
+  .map(([name, flag]) => `      --${name.padEnd(14)} ${flag.description}`)
   .join('\n')}
   help                                 show this text
 `;
@@ -23,6 +29,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     switch (command) {
       case 'inspect':
         return await inspectCommand(rest, process.stdout);
+      case 'quantize':
+        return await quantizeCommand(rest, process.stdout);
       case undefined:
       case 'help':
       case '--help':
@@ -37,7 +45,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`quantlens: ${error.message}\n${USAGE}`);
       return 2;
     }
-    if (error instanceof SafetensorsError || error instanceof CheckpointError) {
+    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError) {
       process.stderr.write(`quantlens: error: ${error.message}\n`);
       return 1;
     }
