@@ -38,6 +38,7 @@ function step(name, command, args, resultsFile) {
 step('type check (tsc --noEmit)', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', root]);
 step('contributed commands are all registered', process.execPath, [join(root, 'scripts/check-contributions.mjs')]);
 step('build (esbuild)', process.execPath, [join(root, 'esbuild.mjs'), '--tests']);
+step('example checkpoint (examples/tiny-llama)', process.execPath, [join(root, 'out/scripts/make-example.js'), join(root, 'examples/tiny-llama')]);
 step('unit and fuzz tests', process.execPath, [join(root, 'test/run-mocha.mjs')], 'unit.json');
 step('integration tests in a real VS Code', process.execPath, [join(root, 'test/integration/run.mjs')], 'integration.json');
 

@@ -2,10 +2,16 @@ import * as vscode from 'vscode';
 import { registerCheckpointEditor } from './checkpointEditor';
 import { registerCommands } from './commands';
 import { AnalysisClient } from '../core/jobs/analysisClient';
-import type { InspectorServices } from './inspectorSession';
+import { InspectorServices, InspectorSession } from './inspectorSession';
 
 /** Entry point: glue only. Everything that knows about tensors lives in src/core. */
-export function activate(context: vscode.ExtensionContext): void {
+/** What activate() returns: a small API other extensions (and the integration tests) can use. */
+export interface QuantLensApi {
+  /** Open inspector views: what each one opened and what its page reports it shows. */
+  inspectors(): { path: string; rendered: InspectorSession['rendered'] }[];
+}
+
+export function activate(context: vscode.ExtensionContext): QuantLensApi {
   const output = vscode.window.createOutputChannel('QuantLens', { log: true });
   const diagnostics = vscode.languages.createDiagnosticCollection('quantlens');
   const analysis = new AnalysisClient(vscode.Uri.joinPath(context.extensionUri, 'dist', 'workers', 'analysis.worker.js').fsPath);
@@ -13,6 +19,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const services: InspectorServices = { analysis, diagnostics, output, extensionUri: context.extensionUri };
   registerCheckpointEditor(context, services);
   registerCommands(context, services);
+  return { inspectors: () => InspectorSession.all().map((s) => ({ path: s.path, rendered: s.rendered })) };
 }
 
 export function deactivate(): void {

@@ -5,7 +5,7 @@ import { CheckpointAnalysis, analyzeCheckpoint } from '../core/checkpoint/summar
 import { queryTensorTable } from '../core/checkpoint/tensorQuery';
 import type { LinearModule } from '../core/checkpoint/scheme';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
-import type { HostToWebview, InspectorMethods, LayerPage, LayerQuery, SummaryView, TensorQuery, WebviewToHost } from '../protocol/inspector';
+import type { HostToWebview, InspectorMethods, LayerPage, LayerQuery, RenderedView, SummaryView, TensorQuery, WebviewToHost } from '../protocol/inspector';
 import { webviewHtml } from './webviewHtml';
 
 /** What every inspector session shares: the analysis worker, the Problems-panel collection, the log. */
@@ -26,6 +26,8 @@ export class InspectorSession implements vscode.Disposable {
   private analysis: Promise<CheckpointAnalysis> | undefined;
   private readonly running = new Map<number, AbortController>();
   private readonly disposables: vscode.Disposable[] = [];
+  /** What the webview last reported it displays. */
+  rendered: RenderedView | undefined;
 
   static get focused(): InspectorSession | undefined {
     for (const session of InspectorSession.active) if (session.visible()) return session;
@@ -149,6 +151,9 @@ export class InspectorSession implements vscode.Disposable {
       }
       case 'cancel':
         this.running.get(message.requestId)?.abort();
+        return;
+      case 'rendered':
+        this.rendered = message.view;
         return;
       case 'openWholeCheckpoint': {
         const index = await findIndexListing(this.path);

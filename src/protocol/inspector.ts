@@ -61,7 +61,16 @@ export type WebviewToHost =
   | { readonly type: 'ready' }
   | { readonly type: 'request'; readonly requestId: number; readonly method: InspectorMethod; readonly params: unknown }
   | { readonly type: 'cancel'; readonly requestId: number }
-  | { readonly type: 'openWholeCheckpoint' };
+  | { readonly type: 'openWholeCheckpoint' }
+  /** What the page shows after rendering (for the log, and for tests to check the real UI). */
+  | { readonly type: 'rendered'; readonly view: RenderedView };
+
+export interface RenderedView {
+  readonly title: string;
+  readonly scheme: string;
+  readonly tab: string;
+  readonly tabs: readonly string[];
+}
 
 export type HostToWebview =
   | { readonly type: 'init'; readonly summary: SummaryView; readonly wholeCheckpoint?: string }

@@ -21,8 +21,9 @@ export function sharedDir(): string {
   return found;
 }
 
+/** The reference test vectors, copied into the repository's fixtures (see their ATTRIBUTION.md). */
 export function vectorsDir(...parts: string[]): string {
-  return join(sharedDir(), 'reference', 'vectors', ...parts);
+  return join(repoRoot(), 'test', 'fixtures', 'reference-vectors', ...parts);
 }
 
 /** A fresh temporary folder, removed by the returned cleanup. */

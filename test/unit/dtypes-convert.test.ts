@@ -2,21 +2,13 @@
 // Integers and F32/F64 are checked against DataView reads written here; the float formats against the
 // scalar codecs (verified independently in dtypes.test.ts) and a bit-level reference packer for F4/F6.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { vectorsDir } from '../helpers/paths';
+import { readFileSync } from 'node:fs';
 import { DTYPES, type DType } from '../../src/core/dtypes/dtype';
 import { bytesForElements, decodeToFloat32, decodeToFloat64, elementsInBytes, encodeFromFloat32, DTypeError } from '../../src/core/dtypes/convert';
 import * as F from '../../src/core/dtypes/float';
 
-function vectorsPath(...parts: string[]): string {
-  let dir = __dirname;
-  for (;;) {
-    if (existsSync(join(dir, 'shared', 'reference', 'vectors'))) return join(dir, 'shared', 'reference', 'vectors', ...parts);
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no shared/reference/vectors above ${__dirname}`);
-    dir = parent;
-  }
-}
+const vectorsPath = vectorsDir;
 
 /** Deterministic PRNG (mulberry32). */
 function rng(seed: number): () => number {

@@ -2,8 +2,8 @@
 // implementation written here from the bit layouts of FORMATS.md §2, and against the reference vectors
 // (vectors/float_tables_DERIVED.json, vectors/nvfp4_e2m1.json).
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { vectorsDir } from '../helpers/paths';
+import { readFileSync } from 'node:fs';
 import * as F from '../../src/core/dtypes/float';
 import { DTypeError } from '../../src/core/dtypes/float';
 
@@ -11,16 +11,7 @@ import { DTypeError } from '../../src/core/dtypes/float';
 // Reference vectors
 // ---------------------------------------------------------------------------------------------------------
 
-/** shared/reference/vectors, found by walking up from the compiled test (out/test/unit) to a folder holding shared/reference. */
-function vectorsPath(...parts: string[]): string {
-  let dir = __dirname;
-  for (;;) {
-    if (existsSync(join(dir, 'shared', 'reference', 'vectors'))) return join(dir, 'shared', 'reference', 'vectors', ...parts);
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no shared/reference/vectors above ${__dirname}`);
-    dir = parent;
-  }
-}
+const vectorsPath = vectorsDir;
 
 type JsonFloat = number | 'nan' | 'inf' | '-inf';
 interface FloatTables {

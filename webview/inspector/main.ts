@@ -130,6 +130,10 @@ function render(summary: SummaryView, wholeCheckpoint: string | undefined): void
     }
   });
   app.replaceChildren(h('h1', {}, summary.title, h('span', { class: 'subtitle' }, layoutText(summary))), panels);
+  host.post({
+    type: 'rendered',
+    view: { title: summary.title, scheme: document.getElementById('scheme-description')?.textContent ?? '', tab: state.tab, tabs: tabs.map(([, label]) => label) },
+  });
 }
 
 function layoutText(summary: SummaryView): string {

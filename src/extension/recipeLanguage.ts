@@ -1,0 +1,226 @@
+/**
+ * Editor support for llm-compressor recipes and quantization configs: diagnostics as you type, hovers,
+ * completion and quick fixes. Glue only: every rule lives in src/core/recipe.
+ *
+ * The model a recipe is checked against is the folder in `quantlens.recipe.model`, or else the nearest
+ * ancestor folder of the document holding config.json and *.safetensors.
+ */
+import * as vscode from 'vscode';
+import { promises as fs } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import {
+  CompletionItem as CoreCompletion,
+  Diagnostic as CoreDiagnostic,
+  DocumentKind,
+  ModelLayers,
+  Range as CoreRange,
+  completionsAt,
+  documentKind,
+  hoverAt,
+  modelLayersFromCheckpoint,
+  validateQuantizationConfig,
+  validateRecipe,
+} from '../core/recipe';
+
+const DEBOUNCE_MS = 300;
+const MODEL_CACHE_MS = 30_000;
+const MAX_ANCESTORS = 12;
+
+export function registerRecipeSupport(context: vscode.ExtensionContext): void {
+  const collection = vscode.languages.createDiagnosticCollection('quantlens-recipes');
+  const lastResults = new Map<string, readonly CoreDiagnostic[]>();
+  const timers = new Map<string, ReturnType<typeof setTimeout>>();
+  const models = new Map<string, { at: number; layers: Promise<ModelLayers | undefined> }>();
+  const versions = new Map<string, number>();
+
+  const kindOf = (doc: vscode.TextDocument): DocumentKind | undefined => {
+    if (doc.uri.scheme !== 'file' && doc.uri.scheme !== 'untitled' && doc.uri.scheme !== 'vscode-remote') return undefined;
+    const name = /\.(ya?ml|json)$/i.test(doc.fileName) ? doc.fileName : doc.languageId === 'yaml' ? `${doc.fileName}.yaml` : doc.languageId === 'json' ? `${doc.fileName}.json` : doc.fileName;
+    return documentKind(name, doc.getText());
+  };
+
+  const modelFor = async (doc: vscode.TextDocument): Promise<ModelLayers | undefined> => {
+    const dir = await modelFolder(doc);
+    if (!dir) return undefined;
+    const cached = models.get(dir);
+    if (cached && Date.now() - cached.at < MODEL_CACHE_MS) return cached.layers;
+    const layers = modelLayersFromCheckpoint(dir).catch(() => undefined);
+    models.set(dir, { at: Date.now(), layers });
+    return layers;
+  };
+
+  const validate = async (doc: vscode.TextDocument): Promise<void> => {
+    const kind = kindOf(doc);
+    const key = doc.uri.toString();
+    if (!kind) {
+      if (lastResults.has(key)) {
+        collection.delete(doc.uri);
+        lastResults.delete(key);
+      }
+      return;
+    }
+    const version = doc.version;
+    versions.set(key, version);
+    const model = await modelFor(doc);
+    if (versions.get(key) !== version || doc.isClosed) return; // a newer edit is on its way
+    const text = doc.getText();
+    const diagnostics = kind === 'recipe' ? validateRecipe(text, { model }) : validateQuantizationConfig(text, { model });
+    lastResults.set(key, diagnostics);
+    collection.set(doc.uri, diagnostics.map(toVscodeDiagnostic));
+  };
+
+  const schedule = (doc: vscode.TextDocument, delay = DEBOUNCE_MS) => {
+    const key = doc.uri.toString();
+    clearTimeout(timers.get(key));
+    timers.set(
+      key,
+      setTimeout(() => {
+        timers.delete(key);
+        void validate(doc);
+      }, delay),
+    );
+  };
+
+  const selector: vscode.DocumentSelector = [
+    { language: 'yaml' },
+    { language: 'json' },
+    { language: 'jsonc' },
+    { pattern: '**/*.{yaml,yml}' },
+  ];
+
+  context.subscriptions.push(
+    collection,
+    { dispose: () => timers.forEach((t) => clearTimeout(t)) },
+    vscode.workspace.onDidOpenTextDocument((doc) => schedule(doc, 0)),
+    vscode.workspace.onDidChangeTextDocument((event) => schedule(event.document)),
+    vscode.workspace.onDidSaveTextDocument((doc) => schedule(doc, 0)),
+    vscode.workspace.onDidCloseTextDocument((doc) => {
+      const key = doc.uri.toString();
+      clearTimeout(timers.get(key));
+      timers.delete(key);
+      lastResults.delete(key);
+      versions.delete(key);
+      collection.delete(doc.uri);
+    }),
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (!event.affectsConfiguration('quantlens.recipe')) return;
+      models.clear();
+      for (const doc of vscode.workspace.textDocuments) schedule(doc, 0);
+    }),
+    vscode.languages.registerHoverProvider(selector, {
+      provideHover(doc, position) {
+        const kind = kindOf(doc);
+        if (!kind) return undefined;
+        const hover = hoverAt(doc.getText(), { line: position.line, character: position.character }, kind);
+        if (!hover) return undefined;
+        const markdown = new vscode.MarkdownString(hover.contents);
+        return new vscode.Hover(markdown, toVscodeRange(hover.range));
+      },
+    }),
+    vscode.languages.registerCompletionItemProvider(
+      selector,
+      {
+        async provideCompletionItems(doc, position) {
+          const kind = kindOf(doc);
+          if (!kind) return undefined;
+          const model = kind === 'recipe' ? await modelFor(doc) : undefined;
+          const items = completionsAt(doc.getText(), { line: position.line, character: position.character }, { kind, model });
+          return items.map(toVscodeCompletion);
+        },
+      },
+      ':',
+      ' ',
+      '-',
+      '"',
+      '[',
+      ',',
+    ),
+    vscode.languages.registerCodeActionsProvider(
+      selector,
+      {
+        provideCodeActions(doc, _range, ctx) {
+          const results = lastResults.get(doc.uri.toString());
+          if (!results) return undefined;
+          const actions: vscode.CodeAction[] = [];
+          for (const diagnostic of ctx.diagnostics) {
+            if (diagnostic.source !== 'QuantLens') continue;
+            const core = results.find((r) => r.fix && r.message === diagnostic.message && toVscodeRange(r.range).isEqual(diagnostic.range));
+            if (!core?.fix) continue;
+            const action = new vscode.CodeAction(core.fix.title, vscode.CodeActionKind.QuickFix);
+            const edit = new vscode.WorkspaceEdit();
+            for (const e of core.fix.edits) edit.replace(doc.uri, toVscodeRange(e.range), e.newText);
+            action.edit = edit;
+            action.diagnostics = [diagnostic];
+            action.isPreferred = actions.length === 0;
+            actions.push(action);
+          }
+          return actions;
+        },
+      },
+      { providedCodeActionKinds: [vscode.CodeActionKind.QuickFix] },
+    ),
+  );
+
+  for (const doc of vscode.workspace.textDocuments) schedule(doc, 0);
+}
+
+/** `quantlens.recipe.model`, or the nearest ancestor with config.json and *.safetensors. */
+async function modelFolder(doc: vscode.TextDocument): Promise<string | undefined> {
+  const configured = vscode.workspace.getConfiguration('quantlens.recipe', doc.uri).get<string>('model')?.trim();
+  if (configured) {
+    if (isAbsolute(configured)) return configured;
+    const folder = vscode.workspace.getWorkspaceFolder(doc.uri) ?? vscode.workspace.workspaceFolders?.[0];
+    return folder ? resolve(folder.uri.fsPath, configured) : undefined;
+  }
+  if (doc.uri.scheme !== 'file') return undefined;
+  let dir = dirname(doc.uri.fsPath);
+  for (let i = 0; i < MAX_ANCESTORS; i++) {
+    if (await isCheckpointFolder(dir)) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return undefined;
+}
+
+async function isCheckpointFolder(dir: string): Promise<boolean> {
+  try {
+    const names = await fs.readdir(dir);
+    if (!names.includes('config.json')) return false;
+    return names.some((n) => n.endsWith('.safetensors')) || (await fs.stat(join(dir, 'model.safetensors.index.json')).then(() => true, () => false));
+  } catch {
+    return false;
+  }
+}
+
+function toVscodeRange(range: CoreRange): vscode.Range {
+  return new vscode.Range(range.start.line, range.start.character, range.end.line, range.end.character);
+}
+
+function toVscodeDiagnostic(d: CoreDiagnostic): vscode.Diagnostic {
+  const severity = d.severity === 'error' ? vscode.DiagnosticSeverity.Error : d.severity === 'warning' ? vscode.DiagnosticSeverity.Warning : vscode.DiagnosticSeverity.Information;
+  const diagnostic = new vscode.Diagnostic(toVscodeRange(d.range), d.message, severity);
+  diagnostic.source = 'QuantLens';
+  diagnostic.code = d.code;
+  return diagnostic;
+}
+
+const COMPLETION_KINDS: Record<CoreCompletion['kind'], vscode.CompletionItemKind> = {
+  stage: vscode.CompletionItemKind.Module,
+  group: vscode.CompletionItemKind.Folder,
+  modifier: vscode.CompletionItemKind.Class,
+  field: vscode.CompletionItemKind.Property,
+  value: vscode.CompletionItemKind.Value,
+  module: vscode.CompletionItemKind.Reference,
+  preset: vscode.CompletionItemKind.EnumMember,
+};
+
+function toVscodeCompletion(item: CoreCompletion): vscode.CompletionItem {
+  const c = new vscode.CompletionItem(item.label, COMPLETION_KINDS[item.kind]);
+  c.range = toVscodeRange(item.range);
+  if (item.insertText !== undefined) c.insertText = item.insertText;
+  if (item.detail) c.detail = item.detail;
+  if (item.documentation) c.documentation = new vscode.MarkdownString(item.documentation);
+  if (item.sortText) c.sortText = item.sortText;
+  return c;
+}

@@ -1,0 +1,106 @@
+// Integration tests in a real VS Code (1.139 server + web workbench, see test/integration/README.md): the
+// extension loads from this repository, activates, registers what it contributes, and opens checkpoints in
+// its custom editor.
+import * as assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as vscode from 'vscode';
+import { takeScreenshot } from './screenshot';
+
+const EXTENSION_ID = 'quantlens.quantlens';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * A valid safetensors file: u64 little-endian header length N, N bytes of JSON header padded with spaces to
+ * a multiple of 8, then the tensors' bytes (here F32, little-endian, laid out back to back).
+ */
+function safetensorsFile(tensors: { name: string; shape: number[] }[]): Uint8Array {
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt', source: 'quantlens integration test' } };
+  const data: number[] = [];
+  for (const { name, shape } of tensors) {
+    const count = shape.reduce((a, b) => a * b, 1);
+    const start = data.length * 4;
+    for (let i = 0; i < count; i++) data.push(Math.sin(i * 0.7 + name.length) * (1 + i / count));
+    header[name] = { dtype: 'F32', shape, data_offsets: [start, data.length * 4] };
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const body = Buffer.from(Float32Array.from(data).buffer); // x86/arm hosts are little-endian
+  const out = Buffer.alloc(8 + headerBytes.length + body.length);
+  out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+  headerBytes.copy(out, 8);
+  body.copy(out, 8 + headerBytes.length);
+  return out;
+}
+
+function workspaceDir(): string {
+  const folder = vscode.workspace.workspaceFolders?.[0];
+  assert.ok(folder, 'the integration tests run with the fixture workspace open');
+  return folder.uri.fsPath;
+}
+
+describe('QuantLens in VS Code', () => {
+  after(async () => {
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+  });
+
+  it('is installed and activates', async () => {
+    const ext = vscode.extensions.getExtension(EXTENSION_ID);
+    assert.ok(ext, `extension ${EXTENSION_ID} is not loaded`);
+    await ext.activate();
+    assert.equal(ext.isActive, true);
+  });
+
+  it('registers every command it contributes', async () => {
+    const ext = vscode.extensions.getExtension(EXTENSION_ID);
+    assert.ok(ext);
+    await ext.activate();
+    const contributed: { command: string }[] = ext.packageJSON?.contributes?.commands ?? [];
+    assert.ok(contributed.length > 0, 'package.json contributes no commands');
+    const registered = new Set(await vscode.commands.getCommands(true));
+    const missing = contributed.map((c) => c.command).filter((id) => !registered.has(id));
+    assert.deepEqual(missing, [], `contributed but not registered: ${missing.join(', ')}`);
+  });
+
+  it('opens a .safetensors file in the checkpoint inspector', async () => {
+    const dir = join(workspaceDir(), 'checkpoints');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'example.safetensors');
+    writeFileSync(
+      file,
+      safetensorsFile([
+        { name: 'model.embed_tokens.weight', shape: [16, 8] },
+        { name: 'model.layers.0.self_attn.q_proj.weight', shape: [8, 8] },
+        { name: 'model.layers.0.mlp.up_proj.weight', shape: [12, 8] },
+        { name: 'model.norm.weight', shape: [8] },
+        { name: 'lm_head.weight', shape: [16, 8] },
+      ]),
+    );
+    const uri = vscode.Uri.file(file);
+
+    await vscode.commands.executeCommand('vscode.open', uri);
+    const input = await waitFor('the checkpoint inspector to be the active tab', () => {
+      const tabInput = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+      return tabInput instanceof vscode.TabInputCustom ? tabInput : undefined;
+    });
+    assert.equal(input.viewType, 'quantlens.checkpoint');
+    assert.equal(input.uri.fsPath, uri.fsPath);
+
+    // Give the webview a moment to render the header before the picture for the README.
+    await sleep(2000);
+    const png = await takeScreenshot('inspector-example');
+    if (png) console.log(`    screenshot: ${png}`);
+  });
+});

@@ -1,0 +1,94 @@
+// The inspector in a real VS Code, on the shipped example (examples/tiny-llama, written by `npm test`
+// before this suite runs) and on a checkpoint quantized from it: the editor opens, the page renders the
+// detected scheme, the health scan reaches the Problems panel, and screenshots go to out/screenshots/.
+import * as assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as vscode from 'vscode';
+import type { QuantLensApi } from '../../../src/extension/extension';
+import { runQuantizeJob } from '../../../src/core/jobs/quantize';
+import { takeScreenshot } from './screenshot';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+function exampleDir(): string {
+  const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+  const dir = join(ext.extensionPath, 'examples', 'tiny-llama');
+  assert.ok(existsSync(join(dir, 'model.safetensors.index.json')), `the example checkpoint is missing at ${dir} (npm test writes it first)`);
+  return dir;
+}
+
+async function api(): Promise<QuantLensApi> {
+  const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+  return ext.activate();
+}
+
+/** Waits until the inspector page for `path` reports what it renders. */
+async function rendered(path: string) {
+  const quantlens = await api();
+  return waitFor(`the inspector page for ${path}`, () => quantlens.inspectors().find((i) => i.path === path && i.rendered)?.rendered);
+}
+
+function activeCustomTab(): vscode.TabInputCustom | undefined {
+  const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+  return input instanceof vscode.TabInputCustom ? input : undefined;
+}
+
+describe('Checkpoint inspector on the shipped example', function () {
+  this.timeout(120_000);
+  let scratch: string;
+  before(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'quantlens-it-'));
+  });
+  after(async () => {
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('"QuantLens: Open Checkpoint…" on the example folder opens its index in the inspector and shows the scheme', async () => {
+    const dir = exampleDir();
+    await vscode.commands.executeCommand('quantlens.openCheckpoint', vscode.Uri.file(dir));
+    const tab = await waitFor('the inspector tab', () => (activeCustomTab()?.viewType === 'quantlens.checkpointIndex' ? activeCustomTab() : undefined));
+    assert.equal(tab.uri.fsPath, join(dir, 'model.safetensors.index.json'));
+    const view = await rendered(tab.uri.fsPath);
+    assert.equal(view.scheme, 'Unquantized bf16 checkpoint');
+    assert.deepEqual(view.tabs, ['Overview', 'Layers (29)', 'Tensors (39)', 'Scales', 'Health']);
+    await takeScreenshot('inspector-tiny-llama');
+  });
+
+  it('opening one shard offers the whole checkpoint', async () => {
+    const shard = join(exampleDir(), 'model-00001-of-00002.safetensors');
+    await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(shard));
+    await waitFor('the shard in the inspector', () => (activeCustomTab()?.uri.fsPath === shard ? true : undefined));
+    const view = await rendered(shard);
+    assert.equal(view.title, 'model-00001-of-00002.safetensors');
+  });
+
+  it('a W8A8 checkpoint quantized from the example is recognised, and its health scan reaches the Problems panel', async () => {
+    const out = join(scratch, 'tiny-llama-w8a8');
+    const summary = await runQuantizeJob({ model: exampleDir(), out, scheme: 'w8a8' });
+    assert.equal(summary.quantizedLayers, 28);
+    await vscode.commands.executeCommand('quantlens.openCheckpoint', vscode.Uri.file(out));
+    const file = join(out, 'model.safetensors');
+    await waitFor('the quantized checkpoint in the inspector', () => (activeCustomTab()?.uri.fsPath === file ? true : undefined));
+    const view = await rendered(file);
+    assert.equal(view.scheme, 'INT8 weights per channel, INT8 activations per token (dynamic), lm_head not quantized');
+    await takeScreenshot('inspector-w8a8');
+
+    await vscode.commands.executeCommand('quantlens.runHealthScan');
+    // A healthy checkpoint: the scan runs and publishes an (empty) diagnostics set for the file.
+    const diagnostics = vscode.languages.getDiagnostics(vscode.Uri.file(file));
+    assert.deepEqual(diagnostics.map((d) => d.message), []);
+  });
+});
