@@ -75,6 +75,8 @@ export function registerCommands(context: vscode.ExtensionContext, services: Ins
           }, controller.signal);
         },
       );
+      session.show('health');
+      session.postHealthReport(report);
       const errors = report.findings.filter((f) => f.severity === 'error').length;
       void vscode.window.showInformationMessage(`QuantLens: ${errors} error${errors === 1 ? '' : 's'}, ${report.findings.length - errors} warning${report.findings.length - errors === 1 ? '' : 's'} (see the Problems panel).`);
     }),

@@ -3,12 +3,15 @@ import { registerCheckpointEditor } from './checkpointEditor';
 import { registerCommands } from './commands';
 import { AnalysisClient } from '../core/jobs/analysisClient';
 import { InspectorServices, InspectorSession } from './inspectorSession';
+import type { InspectorTab } from '../protocol/inspector';
 
 /** Entry point: glue only. Everything that knows about tensors lives in src/core. */
 /** What activate() returns: a small API other extensions (and the integration tests) can use. */
 export interface QuantLensApi {
   /** Open inspector views: what each one opened and what its page reports it shows. */
   inspectors(): { path: string; rendered: InspectorSession['rendered'] }[];
+  /** Switches an open inspector to a tab (optionally starting its work), e.g. for screenshots. */
+  showInspectorTab(path: string, tab: InspectorTab, start?: boolean): boolean;
 }
 
 export function activate(context: vscode.ExtensionContext): QuantLensApi {
@@ -19,7 +22,14 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   const services: InspectorServices = { analysis, diagnostics, output, extensionUri: context.extensionUri };
   registerCheckpointEditor(context, services);
   registerCommands(context, services);
-  return { inspectors: () => InspectorSession.all().map((s) => ({ path: s.path, rendered: s.rendered })) };
+  return {
+    inspectors: () => InspectorSession.all().map((s) => ({ path: s.path, rendered: s.rendered })),
+    showInspectorTab: (path, tab, start) => {
+      const session = InspectorSession.all().find((s) => s.path === path);
+      session?.show(tab, start);
+      return session !== undefined;
+    },
+  };
 }
 
 export function deactivate(): void {

@@ -5,7 +5,7 @@ import { CheckpointAnalysis, analyzeCheckpoint } from '../core/checkpoint/summar
 import { queryTensorTable } from '../core/checkpoint/tensorQuery';
 import type { LinearModule } from '../core/checkpoint/scheme';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
-import type { HostToWebview, InspectorMethods, LayerPage, LayerQuery, RenderedView, SummaryView, TensorQuery, WebviewToHost } from '../protocol/inspector';
+import type { HostToWebview, InspectorMethods, InspectorTab, LayerPage, LayerQuery, RenderedView, SummaryView, TensorQuery, WebviewToHost } from '../protocol/inspector';
 import { webviewHtml } from './webviewHtml';
 
 /** What every inspector session shares: the analysis worker, the Problems-panel collection, the log. */
@@ -75,11 +75,21 @@ export class InspectorSession implements vscode.Disposable {
     return analysis ? JSON.stringify(analysis.summary, null, 2) : undefined;
   }
 
+  /** Shows a tab of the page, optionally starting its on-demand work. */
+  show(tab: InspectorTab, start = false): void {
+    this.post({ type: 'show', tab, start });
+  }
+
+  postHealthReport(report: InspectorMethods['health']['result']): void {
+    this.post({ type: 'healthReport', report });
+  }
+
   /** Runs the health scan (used by the webview and by the "Run Health Scan" command). */
   async runHealthScan(weights: boolean, progress?: (fraction: number, what?: string) => void, signal?: AbortSignal): Promise<InspectorMethods['health']['result']> {
     const report = await this.services.analysis.call('health', { path: this.path, weights }, { onProgress: progress, signal });
     this.publishDiagnostics(report.findings);
-    return { findings: report.findings, scannedTensors: report.scannedTensors, scannedBytes: report.scannedBytes };
+    const view = { findings: report.findings, scannedTensors: report.scannedTensors, scannedBytes: report.scannedBytes };
+    return view;
   }
 
   private publishDiagnostics(findings: InspectorMethods['health']['result']['findings']): void {

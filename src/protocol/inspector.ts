@@ -65,16 +65,24 @@ export type WebviewToHost =
   /** What the page shows after rendering (for the log, and for tests to check the real UI). */
   | { readonly type: 'rendered'; readonly view: RenderedView };
 
+export type InspectorTab = 'overview' | 'layers' | 'tensors' | 'scales' | 'health';
+
 export interface RenderedView {
   readonly title: string;
   readonly scheme: string;
   readonly tab: string;
   readonly tabs: readonly string[];
+  /** On-demand views that have content: 'scales', 'health', 'stats:<tensor>'. */
+  readonly loaded: readonly string[];
 }
 
 export type HostToWebview =
   | { readonly type: 'init'; readonly summary: SummaryView; readonly wholeCheckpoint?: string }
   | { readonly type: 'loadError'; readonly message: string }
   | { readonly type: 'progress'; readonly requestId: number; readonly fraction: number; readonly what?: string }
+  /** Switch to a tab; optionally start that tab's on-demand work (load scales, run the health scan). */
+  | { readonly type: 'show'; readonly tab: InspectorTab; readonly start?: boolean }
+  /** A health report produced outside the page (the "Run Health Scan" command). */
+  | { readonly type: 'healthReport'; readonly report: HealthView }
   | { readonly type: 'response'; readonly requestId: number; readonly result: unknown }
   | { readonly type: 'error'; readonly requestId: number; readonly message: string; readonly cancelled?: boolean };

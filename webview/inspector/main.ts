@@ -62,6 +62,38 @@ function onMessage(message: HostToWebview): void {
   if (message.type === 'init') render(message.summary, message.wholeCheckpoint);
   else if (message.type === 'loadError') renderLoadError(message.message);
   else if (message.type === 'progress') progressListeners.get(message.requestId)?.(message.fraction, message.what);
+  else if (message.type === 'show') showTab(message.tab, message.start ?? false);
+  else if (message.type === 'healthReport') renderHealthReport(message.report);
+}
+
+/** Tab-specific "start" actions, registered by the views that own them. */
+const starters = new Map<Tab, () => void>();
+
+function showTab(tab: Tab, start: boolean): void {
+  const panels = document.querySelector('vscode-panels') as (HTMLElement & { activeid?: string }) | null;
+  if (!panels) return;
+  state.tab = tab;
+  save();
+  panels.activeid = `tab-${tab}`;
+  window.dispatchEvent(new Event('resize'));
+  if (start) starters.get(tab)?.();
+  reportRendered();
+}
+
+let lastSummary: SummaryView | undefined;
+const loaded = new Set<string>();
+function reportRendered(): void {
+  if (!lastSummary) return;
+  host.post({
+    type: 'rendered',
+    view: {
+      title: lastSummary.title,
+      scheme: document.getElementById('scheme-description')?.textContent ?? '',
+      tab: state.tab,
+      tabs: Array.from(document.querySelectorAll('vscode-panel-tab'), (t) => t.textContent ?? ''),
+      loaded: [...loaded],
+    },
+  });
 }
 
 function renderLoadError(message: string): void {
@@ -130,10 +162,8 @@ function render(summary: SummaryView, wholeCheckpoint: string | undefined): void
     }
   });
   app.replaceChildren(h('h1', {}, summary.title, h('span', { class: 'subtitle' }, layoutText(summary))), panels);
-  host.post({
-    type: 'rendered',
-    view: { title: summary.title, scheme: document.getElementById('scheme-description')?.textContent ?? '', tab: state.tab, tabs: tabs.map(([, label]) => label) },
-  });
+  lastSummary = summary;
+  reportRendered();
 }
 
 function layoutText(summary: SummaryView): string {
@@ -345,6 +375,8 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
     if (result) {
       statsCache.set(row.name, result);
       body.replaceChildren(statsView(result));
+      loaded.add(`stats:${row.name}`);
+      reportRendered();
     }
   };
   const cached = statsCache.get(row.name);
@@ -409,12 +441,15 @@ function scalesView(summary: SummaryView): HTMLElement {
     if (result) {
       scalesCache = result;
       body.replaceChildren(scalesContent(result));
+      loaded.add('scales');
+      reportRendered();
     }
   };
   if (summary.layerCounts.quantized === 0) {
     body.replaceChildren(h('p', { class: 'muted' }, 'No layer of this checkpoint is quantized, so there are no scales to show.'));
   } else if (scalesCache) body.replaceChildren(scalesContent(scalesCache));
   else body.replaceChildren(h('p', { class: 'muted' }, `${summary.layerCounts.quantized} quantized layers. Scale tensors are read only when you ask.`), button('Load scales', () => void load(), { id: 'load-scales' }));
+  if (summary.layerCounts.quantized > 0) starters.set('scales', () => void (scalesCache ? undefined : load()));
   return h('section', { class: 'scales' }, body);
 }
 
@@ -502,15 +537,23 @@ function healthView(): HTMLElement {
   const weights = h('vscode-checkbox', { checked: true, id: 'health-weights' }, 'also stream every weight (all-zero, NaN, Inf)') as HTMLElement & { checked: boolean };
   const run = async () => {
     const report = await withProgress(body, 'Health scan', (onProgress) => call('health', { weights: weights.checked }, onProgress));
-    if (!report) return;
-    const errors = report.findings.filter((f) => f.severity === 'error').length;
-    body.replaceChildren(
-      h('p', { role: 'status' }, `${report.scannedTensors} tensors scanned (${formatBytes(report.scannedBytes)} of weights streamed): ${errors} error${errors === 1 ? '' : 's'}, ${report.findings.length - errors} warning${report.findings.length - errors === 1 ? '' : 's'}. Findings are also in the Problems panel.`),
-      report.findings.length ? h('ul', { class: 'problems findings' }, ...report.findings.map((f) => h('li', { class: f.severity }, h('strong', {}, `${f.severity}: `), f.message))) : h('p', { class: 'ok' }, 'No problems found.'),
-    );
+    if (report) renderHealthReport(report);
   };
+  starters.set('health', () => void run());
   body.replaceChildren(h('p', { class: 'muted' }, 'Checks scales (NaN, Inf, zero, negative, subnormal, outliers) and weights (all zeros, NaN, Inf).'));
   return h('section', {}, h('div', { class: 'toolbar' }, button('Run health scan', () => void run(), { id: 'run-health' }), weights), body);
+}
+
+function renderHealthReport(report: InspectorMethods['health']['result']): void {
+  const body = document.getElementById('health-body');
+  if (!body) return;
+  const errors = report.findings.filter((f) => f.severity === 'error').length;
+  body.replaceChildren(
+    h('p', { role: 'status' }, `${report.scannedTensors} tensors scanned (${formatBytes(report.scannedBytes)} of weights streamed): ${errors} error${errors === 1 ? '' : 's'}, ${report.findings.length - errors} warning${report.findings.length - errors === 1 ? '' : 's'}. Findings are also in the Problems panel.`),
+    report.findings.length ? h('ul', { class: 'problems findings' }, ...report.findings.map((f) => h('li', { class: f.severity }, h('strong', {}, `${f.severity}: `), f.message))) : h('p', { class: 'ok' }, 'No problems found.'),
+  );
+  loaded.add('health');
+  reportRendered();
 }
 
 host.post({ type: 'ready' });

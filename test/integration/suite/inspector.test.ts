@@ -86,9 +86,46 @@ describe('Checkpoint inspector on the shipped example', function () {
     assert.equal(view.scheme, 'INT8 weights per channel, INT8 activations per token (dynamic), lm_head not quantized');
     await takeScreenshot('inspector-w8a8');
 
+    const quantlens = await api();
+    assert.ok(quantlens.showInspectorTab(file, 'layers'));
+    await waitFor('the layers tab', () => (quantlens.inspectors().find((i) => i.path === file)?.rendered?.tab === 'layers' ? true : undefined));
+    await takeScreenshot('inspector-w8a8-layers');
+
+    assert.ok(quantlens.showInspectorTab(file, 'scales', true));
+    await waitFor('the scales heatmap', () => (quantlens.inspectors().find((i) => i.path === file)?.rendered?.loaded.includes('scales') ? true : undefined));
+    await takeScreenshot('inspector-w8a8-scales');
+
     await vscode.commands.executeCommand('quantlens.runHealthScan');
-    // A healthy checkpoint: the scan runs and publishes an (empty) diagnostics set for the file.
+    await waitFor('the health report in the page', () => (quantlens.inspectors().find((i) => i.path === file)?.rendered?.loaded.includes('health') ? true : undefined));
+    await takeScreenshot('inspector-w8a8-health');
+    // A healthy checkpoint: the scan publishes an empty diagnostics set for the file.
     const diagnostics = vscode.languages.getDiagnostics(vscode.Uri.file(file));
     assert.deepEqual(diagnostics.map((d) => d.message), []);
+  });
+
+  it('the health scan puts problems of a damaged checkpoint in the Problems panel', async () => {
+    // The W8A8 output with one weight_scale zeroed: a copy, so the quantized output stays untouched.
+    const { promises: fs } = await import('node:fs');
+    const { Checkpoint } = await import('../../../src/core/safetensors/checkpoint');
+    const source = join(scratch, 'tiny-llama-w8a8');
+    const damaged = join(scratch, 'damaged');
+    await fs.cp(source, damaged, { recursive: true });
+    const file = join(damaged, 'model.safetensors');
+    const checkpoint = await Checkpoint.open(file);
+    const scale = checkpoint.tensor('model.layers.1.mlp.down_proj.weight_scale');
+    await checkpoint.close();
+    const handle = await fs.open(file, 'r+');
+    await handle.write(new Uint8Array(scale.byteLength), 0, scale.byteLength, scale.fileOffset);
+    await handle.close();
+
+    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(file), 'quantlens.checkpoint');
+    await rendered(file);
+    await vscode.commands.executeCommand('quantlens.runHealthScan');
+    const diagnostics = await waitFor('diagnostics', () => {
+      const list = vscode.languages.getDiagnostics(vscode.Uri.file(file));
+      return list.length ? list : undefined;
+    });
+    assert.ok(diagnostics.some((d) => d.severity === vscode.DiagnosticSeverity.Error && /model\.layers\.1\.mlp\.down_proj\.weight_scale has zero scales/.test(d.message)), diagnostics.map((d) => d.message).join('\n'));
+    await takeScreenshot('inspector-health-problems');
   });
 });

@@ -1,0 +1,15 @@
+/**
+ * Recipe and quantization-config validation: the public API of src/core/recipe (no `vscode` here; the
+ * extension and the CLI are thin shells over it).
+ */
+export type { CompletionItem, CompletionKind, Diagnostic, Fix, Hover, ModelLayer, ModelLayers, Position, Range, Severity, TextEdit, ValidateOptions } from './types';
+export { validateRecipe, analyzeRecipe } from './recipe';
+export type { RecipeAnalysis, RecipeModifier, ResolvedGroup } from './recipe';
+export { validateQuantizationConfig, analyzeQuantizationConfig } from './config';
+export type { QuantConfigAnalysis, QuantConfigKind } from './config';
+export { hoverAt, completionsAt, isRecipeDocument, isQuantConfigDocument, documentKind } from './language';
+export type { CompletionOptions, DocumentKind } from './language';
+export { modelLayersFromCheckpoint, modelLayersFromList } from './model';
+export { resolveRecipe, quantizedBytes } from './resolve';
+export type { LayerPlan, RecipePlan } from './resolve';
+export { MODIFIERS, MODIFIER_NAMES, ALL_PRESETS } from './schema';
