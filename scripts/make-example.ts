@@ -15,7 +15,7 @@ import { SafetensorsWriter, TensorSpec } from '../src/core/safetensors/writer';
 import { planShards, shardFileName, writeShardIndex } from '../src/core/safetensors/shards';
 
 /** Bump when the generator changes, so stale examples are rebuilt. */
-const GENERATOR_VERSION = '1';
+const GENERATOR_VERSION = '2';
 
 export const EXAMPLE_CONFIG = {
   architectures: ['LlamaForCausalLM'],
@@ -115,7 +115,7 @@ function linearWeights(seed: string, { rows, cols }: LinearShape, std: number, o
   // Per-output-channel scale spread (log-normal), so per-channel quantization scales differ like real ones.
   const rowScale = Float32Array.from({ length: rows }, () => Math.exp(0.35 * rng.normal()));
   const colScale = new Float32Array(cols).fill(1);
-  if (options.outlierCols) for (const d of OUTLIER_DIMS) if (d < cols) colScale[d] = 6 + 4 * rng.uniform();
+  if (options.outlierCols) for (const d of OUTLIER_DIMS) if (d < cols) colScale[d] = 2.5 + 1.5 * rng.uniform();
   if (options.outlierRows) for (const d of OUTLIER_DIMS) if (d < rows) rowScale[d]! *= 4;
   const tail = options.tailBoost ?? 0;
   for (let r = 0; r < rows; r++) {
@@ -151,7 +151,7 @@ function planTensors(): PlannedTensor[] {
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}`;
     // Layer 0's down_proj gets heavier tails: a deliberately sensitive layer for the error views to find.
-    const tailBoost = l === 0 ? 40 : 0;
+    const tailBoost = l === 0 ? 100 : 0;
     add(`${p}.input_layernorm.weight`, [h], () => normWeights(`${p}.in_norm`, h));
     add(`${p}.self_attn.q_proj.weight`, [h, h], () => linearWeights(`${p}.q`, { rows: h, cols: h }, 0.03, { outlierCols: true }));
     add(`${p}.self_attn.k_proj.weight`, [kv, h], () => linearWeights(`${p}.k`, { rows: kv, cols: h }, 0.035, { outlierCols: true }));

@@ -5,6 +5,7 @@ import { queryTensorTable } from '../core/checkpoint/tensorQuery';
 import { computeTensorStatistics } from '../core/stats/computeStats';
 import type { TensorStatistics } from '../core/stats/tensorStats';
 import { HealthReport, scanHealth } from '../core/inspect/health';
+import { ErrorReport, SIMULATIONS, SimulationName, compareWithOriginal, simulateErrors } from '../core/inspect/error';
 import { formatBytes, formatCount, formatShape } from '../core/util/format';
 import { FlagSpec, UsageError, parseArgs } from './args';
 
@@ -15,6 +16,9 @@ export const INSPECT_FLAGS: Record<string, FlagSpec> = {
   stats: { type: 'boolean', description: 'stream every tensor (or those matching --tensor) and print exact statistics and histograms' },
   tensor: { type: 'string', description: 'with --stats: only tensors whose name contains this text (or matches re:REGEX)' },
   bins: { type: 'number', description: 'with --stats: histogram bins (default 128)' },
+  error: { type: 'boolean', description: 'quantization error per layer: with --compare, against the original; otherwise simulate RTN schemes' },
+  compare: { type: 'string', description: 'with --error: the original (unquantized) checkpoint to compare a quantized one against' },
+  simulate: { type: 'string', description: `with --error: comma-separated schemes to simulate (default all: ${Object.keys(SIMULATIONS).join(', ')})` },
   scan: { type: 'boolean', description: 'health scan: NaN/Inf/zero/negative/subnormal scales, scale outliers, all-zero or NaN weights; exit 1 on errors' },
 };
 
@@ -28,8 +32,28 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
     const limit = typeof flags.limit === 'number' ? flags.limit : undefined;
     const stats = flags.stats ? await tensorStatistics(checkpoint, summary, typeof flags.tensor === 'string' ? flags.tensor : '', typeof flags.bins === 'number' ? flags.bins : undefined) : undefined;
     const health = flags.scan ? await scanHealth(checkpoint, layerMap, { onProgress: progressReporter('health scan') }) : undefined;
+    let errors: ErrorReport[] | undefined;
+    if (flags.error) {
+      if (typeof flags.compare === 'string') {
+        const original = await Checkpoint.open(flags.compare);
+        try {
+          errors = [await compareWithOriginal(checkpoint, layerMap, original, { onProgress: progressReporter('comparing') })];
+        } finally {
+          await original.close();
+        }
+      } else {
+        if (summary.layerCounts.quantized > 0) throw new UsageError('this checkpoint is quantized: give its original with --compare ORIGINAL to measure the error');
+        const names = typeof flags.simulate === 'string' ? flags.simulate.split(',').map((n) => n.trim()) : Object.keys(SIMULATIONS);
+        for (const name of names) if (!(name in SIMULATIONS)) throw new UsageError(`--simulate: unknown scheme ${JSON.stringify(name)} (known: ${Object.keys(SIMULATIONS).join(', ')})`);
+        errors = [];
+        for (const name of names) errors.push(await simulateErrors(checkpoint, layerMap, name as SimulationName, { onProgress: progressReporter(`simulating ${name}`) }));
+      }
+    } else if (flags.compare !== undefined || flags.simulate !== undefined) {
+      throw new UsageError('--compare and --simulate need --error');
+    }
     if (flags.json) {
       const json = {
+        ...(errors ? { errors } : {}),
         ...(health ? { health: { findings: health.findings, scannedTensors: health.scannedTensors, scannedBytes: health.scannedBytes, scales: health.scales } } : {}),
         ...summary,
         tensors: limit === undefined ? summary.tensors : summary.tensors.slice(0, limit),
@@ -42,6 +66,7 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
       if (flags.layers) out.write(renderLayerMap(layerMap));
       if (stats) out.write(renderStatistics(stats));
       if (health) out.write(renderHealth(health));
+      if (errors) for (const report of errors) out.write(renderErrors(report));
     }
     const healthErrors = health?.findings.some((f) => f.severity === 'error') ?? false;
     return summary.problems.some((p) => p.severity === 'error') || healthErrors ? 1 : 0;
@@ -218,4 +243,21 @@ export function renderHealth(report: HealthReport): string {
   const lines = [`\nhealth scan: ${report.scannedTensors} tensors (${formatBytes(report.scannedBytes)} of weights streamed), ${errors} error${errors === 1 ? '' : 's'}, ${report.findings.length - errors} warning${report.findings.length - errors === 1 ? '' : 's'}`];
   for (const f of report.findings) lines.push(`  ${f.severity}: ${f.message}`);
   return `${lines.join('\n')}\n`;
+}
+
+export function renderErrors(report: ErrorReport): string {
+  if (process.stderr.isTTY) process.stderr.write('\r\u001b[K');
+  const rows = report.layers.map((l) =>
+    l.skipped
+      ? [l.module, '-', '-', '-', '-', `skipped: ${l.skipped}`]
+      : [l.module, l.metrics.relativeFrobenius.toExponential(3), l.metrics.sqnrDb.toFixed(2), l.metrics.maxAbsError.toExponential(3), l.metrics.cosine.toFixed(6), report.suggestedIgnore.includes(l.module) ? 'suggest ignore' : ''],
+  );
+  const title = report.kind === 'simulation' ? `simulated ${report.scheme} (round to nearest)` : `${report.scheme} vs the original`;
+  return [
+    `\nquantization error: ${title}; median SQNR ${report.medianSqnrDb.toFixed(2)} dB`,
+    table([['layer', 'rel. Frobenius', 'SQNR dB', 'max |err|', 'cosine', ''], ...rows], new Set([1, 2, 3, 4])),
+    `  worst layers: ${report.ranking.slice(0, 5).join(', ')}`,
+    `  suggested ignore list: ${report.suggestedIgnore.length ? JSON.stringify(report.suggestedIgnore) : 'none (no layer is an outlier)'}`,
+    '',
+  ].join('\n');
 }
