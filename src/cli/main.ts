@@ -6,6 +6,7 @@ import { CheckpointError } from '../core/safetensors/checkpoint';
 import { SafetensorsError } from '../core/safetensors/errors';
 import { UsageError } from './args';
 import { INSPECT_FLAGS, inspectCommand } from './inspect';
+import { VALIDATE_FLAGS, validateCommand } from './validate';
 import { QUANTIZE_FLAGS, quantizeCommand } from './quantize';
 import { QuantizeError } from '../core/quant/rtn';
 
@@ -20,6 +21,11 @@ ${Object.entries(INSPECT_FLAGS)
 ${Object.entries(QUANTIZE_FLAGS)
   .map(([name, flag]) => `      --${name.padEnd(14)} ${flag.description}`)
   .join('\n')}
+  validate FILE [--model DIR] [--json] check an llm-compressor recipe or a config.json / quantize_config.json;
+                                       exit 1 on errors
+${Object.entries(VALIDATE_FLAGS)
+  .map(([name, flag]) => `      --${name.padEnd(10)} ${flag.description}`)
+  .join('\n')}
   help                                 show this text
 `;
 
@@ -29,6 +35,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     switch (command) {
       case 'inspect':
         return await inspectCommand(rest, process.stdout);
+      case 'validate':
+        return await validateCommand(rest, process.stdout);
       case 'quantize':
         return await quantizeCommand(rest, process.stdout);
       case undefined:
@@ -42,7 +50,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`quantlens: ${error.message}\n${USAGE}`);
+      process.stderr.write(`quantlens: ${error.message}\n(run \`quantlens help\` for usage)\n`);
       return 2;
     }
     if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError) {

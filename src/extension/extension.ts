@@ -1,6 +1,7 @@
 import * as vscode from 'vscode';
 import { registerCheckpointEditor } from './checkpointEditor';
 import { registerCommands } from './commands';
+import { registerRecipeSupport } from './recipeLanguage';
 import { AnalysisClient } from '../core/jobs/analysisClient';
 import { InspectorServices, InspectorSession } from './inspectorSession';
 import type { InspectorTab } from '../protocol/inspector';
@@ -22,6 +23,7 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   const services: InspectorServices = { analysis, diagnostics, output, extensionUri: context.extensionUri };
   registerCheckpointEditor(context, services);
   registerCommands(context, services);
+  registerRecipeSupport(context);
   return {
     inspectors: () => InspectorSession.all().map((s) => ({ path: s.path, rendered: s.rendered })),
     showInspectorTab: (path, tab, start) => {

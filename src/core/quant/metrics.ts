@@ -21,6 +21,7 @@
  *   sides (NaN vs NaN counts as the same).
  * Accumulation: each `add` sums its chunk in blocks of 4096 into float64 partials and then adds the
  * partials to the running totals, which keeps the rounding error of the sums small for long tensors.
+ * Float32 inputs cannot overflow the float64 squares; Float64Array inputs beyond ~1e154 would.
  */
 
 export interface ErrorMetrics {

@@ -3,7 +3,8 @@
  * Float32Array), bit-exact with what compressed-tensors / llm-compressor write for the same weight
  * (FORMATS.md §3.5, §3.7), plus AutoFP8's per-tensor FP8 (§6).
  *
- * ## What upstream does (read from the source, vllm-project/compressed-tensors @ac8e2ba, llm-compressor @ab1ba3e)
+ * ## What upstream does (read from the source: vllm-project/compressed-tensors @ac8e2ba, llm-compressor
+ * ## @ab1ba3e, neuralmagic/AutoFP8 @505a7ed; confirmed bit for bit against torch 2.11 on CPU and CUDA)
  * - The weight observer (`memoryless_minmax`, llmcompressor/observers/min_max.py) takes amin/amax of the
  *   weight **in the weight's dtype** and calls `calculate_qparams` (compressed_tensors/quantization/utils/
  *   helpers.py). Every operation there is a torch op on tensors of that dtype, i.e. computed in float32
@@ -13,38 +14,48 @@
  *     asymmetric: scale = (max − min) / (q_max − q_min)
  *                 zp    = clamp(q_min − min / scale, q_min, q_max)             (computed with that scale)
  *     scale == 0 → eps of the scale dtype (bf16 2^-7, f16 2^-10, f32 2^-23; fp8 scale_dtype 0.125)
- *     zp → zp_dtype: int8 = round-half-even(clamp(zp, −128, 127)); float8 for FP8 weights.
+ *     zp → zp_dtype: int8 = round-half-even(clamp(zp, −128, 127)); float8_e4m3fn for FP8 weights.
+ *   The two `tensor / python_float` divisions are true divisions on CPU, but on CUDA ATen multiplies by the
+ *   float32 reciprocal of a CPU scalar (aten/src/ATen/native/cuda/BinaryDivTrueKernel.cu); see
+ *   `torchDevice`. For float32 models this changes the last bit of many scales.
  * - `update_qparams` (llmcompressor/modifiers/quantization/calibration.py) stores the scale with
  *   `update_offload_parameter`, i.e. `weight_scale.copy_(scale)` into the parameter that
  *   `initialize_qparams` (compressed_tensors/quantization/lifecycle/initialize.py) created **in the
  *   weight's dtype** (float16 when the weight is not a float type).
  * - The compressor (compressors/pack_quantized/base.py and naive_quantized/base.py `compress`) then calls
  *   `quantize(x=weight, scale=weight_scale, zero_point=weight_zero_point, …)` → `_quantize`
- *   (lifecycle/forward_helpers.py): `scaled = x / scale; scaled += zero_point.to(x.dtype);
+ *   (quantization/lifecycle/forward_helpers.py): `scaled = x / scale; scaled += zero_point.to(x.dtype);
  *   round_to_quantized_type_args(...)` = clamp to [q_min, q_max] then `torch.round` (half-even) for int or
  *   `.to(float8_e4m3fn)` (RNE) for FP8. **So quantization divides by the stored, already-rounded scale
  *   (the bf16 parameter), not by a float32 one**, and `x / scale` and `+ zero_point` are themselves bf16
- *   ops: the quotient is rounded to bf16 before it is rounded to an integer. (The Triton backend of
- *   `_quantize` is registered with priority "disable", so the eager path above is the one used.)
- *   The zero point is always passed (symmetric schemes too, as zeros, removed only after compression by
- *   `_remove_symmetric_zp`), so a −0 quotient becomes +0 before the FP8 cast.
+ *   ops: the quotient is rounded to bf16 before it is rounded to an integer (for int8, |x/s| in [64, 128)
+ *   has a bf16 spacing of 0.5, so some errors exceed half a step). The Triton backend of `_quantize` is
+ *   registered with priority "disable", so this eager path is the one used. The zero point is always
+ *   passed (symmetric schemes too, as zeros, dropped after compression by `_remove_symmetric_zp`), so a
+ *   −0 quotient becomes +0 before the FP8 cast.
+ * - Group quantization with a g_idx (actorder "group") gathers the columns by argsort(g_idx) and quantizes
+ *   contiguous groups of that order, i.e. group g = the columns with g_idx == g (the observer sees the
+ *   permuted weight under GPTQ). Plain RTN (`QuantizationModifier`) never sets a g_idx.
  * - Dequantize (`_dequantize`): (q − zp) · scale in the scale's dtype.
  *
- * Here that is reproduced with `computeDtype` (default: the scale dtype, which upstream is the model
- * dtype): every elementwise op is evaluated in float32 and rounded to `computeDtype`, exactly as torch
- * does for a bf16/f16 model; `computeDtype: 'F32'` gives the float32 arithmetic of a float32 model (the
- * textbook formula q = rne(clamp(x/scale + zp))). Two details that make this exact and fast:
- * - x/scale is evaluated as fround(x · (1/scale)). For float32 x and scale this equals the correctly
- *   rounded float32 quotient: the exact quotient lies at least 2^-49 (relative) from any float32 midpoint
- *   while the float64 product errs by at most 2^-52, so the two always round to the same float32.
- * - For a 16-bit compute dtype, rounding the quotient to bf16/f16 and then to an integer (or FP8 code) is
- *   one lookup in a 65536-entry table indexed by the 16-bit code.
- * The input weight should hold values of the model dtype (as read from the checkpoint); the scales are
- * returned as the exact stored values, so dequantization (q − zp)·scale needs no further rounding for
- * BF16/F16 scales (an ≤8-bit integer times an ≤11-bit significand fits a float32 exactly).
+ * Reproduced here with `computeDtype` (default: the scale dtype, which upstream is the model dtype):
+ * every elementwise op is evaluated in float32 and rounded to `computeDtype`, exactly as torch does;
+ * `computeDtype: 'F32'` gives the float32 arithmetic of a float32 model (the textbook formula
+ * q = rne(clamp(x/scale + zp))). The scales are returned as the exact stored values, so dequantization
+ * (q − zp)·scale needs no further rounding for BF16/F16 scales (an ≤8-bit integer times an ≤11-bit
+ * significand fits a float32). The input should hold values of the model dtype, as read from the checkpoint.
  *
- * The quantized value also depends on whether upstream ran GPTQ first; this module is plain RTN (the
- * `QuantizationModifier` path).
+ * Deliberate deviations (both produce unusable checkpoints upstream):
+ * - an all-zero cell under an asymmetric scheme: upstream's zero point is 0/0 = NaN, which makes FP8 codes
+ *   NaN (and int zero points platform-defined); here zp = 0, q = 0, scale = eps;
+ * - AutoFP8 on a float16 model whose 448/amax overflows float16 (amax < ~0.0068): upstream stores a zero
+ *   scale; here it is a QuantizeError.
+ *
+ * Two engines compute identical results: a portable JS path (every scheme; x/s as fround(x · (1/s)), equal
+ * to the float32 quotient because that quotient lies ≥ 2^-49 (relative) from any float32 midpoint while the
+ * float64 product errs by ≤ 2^-52; 16-bit arithmetic via 65536-entry lookup tables), and a WebAssembly SIMD
+ * path for int schemes with channel / group (group size a multiple of 16) / tensor strategy and BF16 or
+ * F32 arithmetic (see the end of this file), several times faster.
  */
 import type { QuantArgs } from './args';
 import { packToInt32, packedShape } from './pack';
@@ -81,6 +92,8 @@ export interface RtnOptions {
    * fused into the quantization pass where possible.
    */
   readonly pack?: boolean;
+  /** Buffer for the packed words (implies pack), reused if given; at least rows·ceil(cols·b/32) words. */
+  readonly packOut?: Int32Array;
   /**
    * Group index of every input column (actorder "group", `weight_g_idx`), length `cols`; each group
    * 0 … cols/groupSize − 1 must hold exactly groupSize columns. Only for strategy group.
@@ -110,7 +123,7 @@ export interface IntRtnResult extends RtnCommon {
   readonly q: Int8Array;
   /** Signed zero points (asymmetric only), same shape as the scale. */
   readonly zeroPoint?: Int8Array;
-  /** compressed-tensors `weight_packed` [rows, ceil(cols·b/32)] (only with options.pack). */
+  /** compressed-tensors `weight_packed` [rows, ceil(cols·b/32)] (only with options.pack / packOut). */
   readonly packed?: Int32Array;
 }
 
@@ -602,11 +615,16 @@ export function quantizeRtn(weight: Float32Array, rows: number, cols: number, ar
     if (zeroPoint) zeroPoint[cell] = p.zp;
   };
   if (options.gIdx && args.strategy !== 'group') throw new QuantizeError(`g_idx applies to strategy group only, not "${args.strategy}"`);
-  if (options.pack && cfg.isFloat) throw new QuantizeError('pack applies to int schemes (FP8 weights are stored unpacked)');
+  const pack = options.pack === true || options.packOut !== undefined;
+  if (pack && cfg.isFloat) throw new QuantizeError('pack applies to int schemes (FP8 weights are stored unpacked)');
   let packed: Int32Array | undefined;
-  if (options.pack) {
+  if (pack) {
     const [pr, pc] = packedShape(rows, cols, cfg.bits, 1);
-    packed = new Int32Array(pr * pc);
+    const words = pr * pc;
+    if (options.packOut) {
+      if (options.packOut.length < words) throw new QuantizeError(`packOut holds ${options.packOut.length} words, ${words} are needed`);
+      packed = options.packOut.length === words ? options.packOut : options.packOut.subarray(0, words);
+    } else packed = new Int32Array(words);
   }
   let done = false;
   if (options.engine !== 'js' && !options.gIdx && !cfg.isFloat) {
@@ -975,8 +993,9 @@ interface WasmFunc {
  * The quantize kernel, one per (bf16, zp) variant. params: src, groups, gs, scalePtr, zpPtr, qmin(i32),
  * qmax(i32), dst. Per lane: v = x / s (f32x4.div is the correctly rounded float32 quotient, i.e. torch's
  * float32 op); [bf16 RNE]; [+ zp, bf16 RNE]; round half to even by adding 1.5·2^23 (exact for |v| < 2^22;
- * |v| is at most about 2^8 here) and subtracting its bit pattern as an integer; int32 → int8 through
- * saturating narrows; clamp to [qmin, qmax] in int8.
+ * |v| is at most a few hundred here) and subtracting its bit pattern as an integer; int32 → int8 through
+ * saturating narrows; clamp to [qmin, qmax] in int8. (A multiply by fround(1/s) with a check for
+ * quotients near rounding boundaries was tried: exact, but slower under V8.)
  */
 function quantKernel(name: string, bf16: boolean, zp: boolean): WasmFunc {
   const [src, groups, gs, scalePtr, zpPtr, qmin, qmax, dst] = [0, 1, 2, 3, 4, 5, 6, 7];

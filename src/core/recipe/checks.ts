@@ -4,7 +4,7 @@
  * node), `re:` patterns (src/core/quant/match.ts), and matching targets / ignore entries against a model.
  */
 import { QUANT_ARGS_FIELDS, QuantArgs, QuantScheme, SCHEME_FIELDS, STRATEGIES, parseQuantArgs, parseQuantScheme, presetScheme } from '../quant/args';
-import { PatternError, compilePattern } from '../quant/match';
+import { CompiledPattern, PatternError, compilePattern } from '../quant/match';
 import { closest } from './suggest';
 import { ALL_PRESETS, FieldSpec, OBSERVERS, TORCH_DTYPES, ValueType } from './schema';
 import { PEntry, PMap, PNode, PScalar, ParsedText, Span, entry, isNull, rangeOf, typeName } from './tree';
@@ -16,6 +16,8 @@ export class Ctx {
   constructor(
     readonly parsed: ParsedText,
     readonly model?: ModelLayers,
+    /** Unknown observers are errors in recipes (calibration fails); loaders of a saved config ignore them. */
+    readonly observersMatter = true,
   ) {}
 
   add(severity: Severity, code: string, span: Span, message: string, fix?: Fix): void {
@@ -65,17 +67,12 @@ export class Ctx {
   }
 }
 
+/** The end of the line holding `offset` (before its line break; a trailing comment stays on its line). */
 export function lineEnd(text: string, offset: number): number {
   let end = offset;
   while (end < text.length && text[end] !== '\n' && text[end] !== '\r') end++;
-  // Keep a trailing comment on its line: insert before it only if it is the value's own comment.
-  const line = text.slice(offset, end);
-  const comment = line.search(/\s+#/);
-  return comment >= 0 ? offset + comment : end;
+  return end;
 }
-
-/** Span for a diagnostic about a missing field: the key that owns the mapping. */
-export type Owner = { readonly span: Span; readonly label: string };
 
 // ------------------------------------------------------------------ pydantic-style coercions
 
@@ -319,7 +316,8 @@ export function checkObserver(ctx: Ctx, node: PNode, name: string, field: string
   const norm = (s: string) => s.toLowerCase().replace(/[-\s]/g, '_');
   if (norm(name) in OBSERVERS) return true;
   const suggestion = closest(name, Object.keys(OBSERVERS));
-  ctx.error(
+  ctx.add(
+    ctx.observersMatter ? 'error' : 'warning',
     'invalid-value',
     node.span,
     `${field}: unknown observer ${JSON.stringify(name)}${where}; llm-compressor registers ${Object.keys(OBSERVERS).join(', ')}${suggestion ? ` (did you mean ${suggestion}?)` : ''}`,
@@ -634,14 +632,34 @@ export interface MatchResult {
   readonly unknownClass?: boolean;
 }
 
+const compiledCache = { match: new Map<string, CompiledPattern | null>(), search: new Map<string, CompiledPattern | null>() };
+
+/** compilePattern with a small cache (the same patterns are tested against thousands of layers). */
+export function compiledPattern(pattern: string, mode: 'match' | 'search' = 'match'): CompiledPattern | undefined {
+  const cache = compiledCache[mode];
+  let compiled = cache.get(pattern);
+  if (compiled === undefined) {
+    try {
+      compiled = compilePattern(pattern, mode);
+    } catch {
+      compiled = null;
+    }
+    if (cache.size > 2000) cache.clear();
+    cache.set(pattern, compiled);
+  }
+  return compiled ?? undefined;
+}
+
+/** Whether one target / ignore entry selects a layer (compressed-tensors: re.match, full name, or class name). */
+export function testPattern(pattern: string, layer: Pick<ModelLayer, 'name' | 'className'>): boolean {
+  if (pattern.startsWith('re:')) return compiledPattern(pattern)?.test(layer.name) ?? false;
+  return layer.name === pattern || layer.className === pattern;
+}
+
 export function matchPattern(pattern: string, model: ModelLayers): MatchResult {
   if (pattern.startsWith('re:')) {
-    let compiled;
-    try {
-      compiled = compilePattern(pattern);
-    } catch {
-      return { layers: [], modules: 0 };
-    }
+    const compiled = compiledPattern(pattern);
+    if (!compiled) return { layers: [], modules: 0 };
     const layers = model.layers.filter((l) => compiled.test(l.name, l.className));
     const modules = model.modules.filter((m) => compiled.test(m)).length;
     return { layers, modules: Math.max(modules, layers.length) };
@@ -672,20 +690,18 @@ export function checkPatternsAgainstModel(ctx: Ctx, patterns: readonly PatternRe
     let fix: Fix | undefined;
     if (p.value.startsWith('re:')) {
       const body = p.value.slice(3);
-      let searchHits = 0;
-      try {
-        const search = compilePattern(p.value, 'search');
-        searchHits = model.modules.filter((m) => search.test(m)).length + model.layers.filter((l) => search.test(l.name)).length;
-      } catch {
-        searchHits = 0;
-      }
-      if (searchHits > 0 && !body.startsWith('.*')) {
+      // Would it match if re: searched instead of matching at the start? (Only a hint when it lacks a leading .*.)
+      const search = body.startsWith('.*') ? undefined : compiledPattern(p.value, 'search');
+      const searchHits = search !== undefined && (model.layers.some((l) => search.test(l.name)) || model.modules.some((m) => search.test(m)));
+      if (searchHits) {
         hint = `; re: patterns are anchored at the start of the module name (Python re.match), so it needs a leading .* (re:.*${body})`;
         const replacement = `re:.*${body}`;
         fix = ctx.replaceScalar('Add a leading .*', p.node, replacement);
       }
     } else {
-      const names = [...model.layers.map((l) => l.name), ...model.modules];
+      // Candidates shaped like the entry (same depth, similar length): big MoE models have 10^5 modules.
+      const depth = p.value.split('.').length;
+      const names = [...new Set([...model.layers.map((l) => l.name), ...model.modules])].filter((n) => Math.abs(n.length - p.value.length) <= 3 && n.split('.').length === depth).slice(0, 3000);
       const suggestion = closest(p.value, names);
       if (suggestion) {
         hint = ` (did you mean ${suggestion}?)`;

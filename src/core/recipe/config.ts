@@ -3,7 +3,8 @@
  * (compressed-tensors, GPTQ, AutoFP8) and GPTQ's standalone `quantize_config.json` (FORMATS.md §3.1–§3.4,
  * §5.1, §6, §7). Same diagnostics and ranges as recipes; a JSON parse that keeps positions.
  */
-import { QuantScheme, inferFormat, presetScheme } from '../quant/args';
+import { QuantScheme, presetScheme } from '../quant/args';
+import { formatOf } from './resolve';
 import { Ctx, PatternRef, checkField, checkPatternList, checkPatternsAgainstModel, checkPreset, checkQuantArgs, checkScheme, laxInt, strValue, unknownKey } from './checks';
 import { ResolvedGroup, checkDivisibility } from './recipe';
 import { CT_CONFIG_FIELDS, FP8_CONFIG_FIELDS, FieldSpec, GPTQ_CONFIG_FIELDS, GPTQ_SYNONYMS } from './schema';
@@ -26,7 +27,7 @@ export function validateQuantizationConfig(jsonText: string, options: ValidateOp
 
 export function analyzeQuantizationConfig(jsonText: string, options: ValidateOptions = {}): QuantConfigAnalysis {
   const parsed = parseText(jsonText, { json: true });
-  const ctx = new Ctx(parsed, options.model);
+  const ctx = new Ctx(parsed, options.model, false);
   const groups: ResolvedGroup[] = [];
   const ignore: string[] = [];
   let kind: QuantConfigKind = 'none';
@@ -169,7 +170,7 @@ function checkVllmFormat(ctx: Ctx, group: PEntry, scheme: QuantScheme, globalFor
 function checkGlobalFormat(ctx: Ctx, config: PMap, groups: readonly ResolvedGroup[], globalFormat: string | undefined): void {
   const formatEntry = entry(config, 'format');
   if (!formatEntry || !globalFormat || groups.length === 0) return;
-  const formats = new Set(groups.map((g) => g.scheme.format ?? inferFormat(g.scheme)));
+  const formats = new Set(groups.map((g) => formatOf(g.scheme)));
   if (globalFormat === 'mixed-precision') {
     const missing = groups.filter((g) => !g.scheme.format);
     if (missing.length > 0) ctx.warning('format', formatEntry.value.span, `format is mixed-precision, but config group${missing.length === 1 ? '' : 's'} ${missing.map((g) => `"${g.name}"`).join(', ')} carr${missing.length === 1 ? 'ies' : 'y'} no format of its own`);

@@ -10,6 +10,6 @@ export type { QuantConfigAnalysis, QuantConfigKind } from './config';
 export { hoverAt, completionsAt, isRecipeDocument, isQuantConfigDocument, documentKind } from './language';
 export type { CompletionOptions, DocumentKind } from './language';
 export { modelLayersFromCheckpoint, modelLayersFromList } from './model';
-export { resolveRecipe, quantizedBytes } from './resolve';
+export { resolveRecipe, quantizedBytes, formatOf } from './resolve';
 export type { LayerPlan, RecipePlan } from './resolve';
 export { MODIFIERS, MODIFIER_NAMES, ALL_PRESETS } from './schema';

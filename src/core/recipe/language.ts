@@ -233,6 +233,14 @@ function valueMarkdown(f: FieldSpec | undefined, value: string): string | undefi
 // ------------------------------------------------------------------ hover
 
 export function hoverAt(text: string, position: Position, kind?: DocumentKind): Hover | undefined {
+  try {
+    return hover(text, position, kind);
+  } catch {
+    return undefined; // editor services fail soft: no hover rather than an error in the editor
+  }
+}
+
+function hover(text: string, position: Position, kind?: DocumentKind): Hover | undefined {
   const docKind = kind ?? (text.trimStart().startsWith('{') ? 'config' : 'recipe');
   const parsed = parseText(text, { json: docKind === 'config' });
   const offset = offsetAt(parsed.lines, text, position);
@@ -328,7 +336,7 @@ function parentPath(lines: readonly string[], lineNo: number, indent: number, in
     path.unshift('[]');
     allowEqual = true;
   }
-  for (let i = lineNo - 1; i >= 0 && current > 0 - (allowEqual ? 1 : 0); i--) {
+  for (let i = lineNo - 1; i >= 0 && (current > 0 || allowEqual); i--) {
     const info = lineInfo(lines[i]!);
     if (info.blank) continue;
     if (info.dash) {
@@ -375,6 +383,14 @@ export interface CompletionOptions {
 }
 
 export function completionsAt(text: string, position: Position, options: CompletionOptions = {}): CompletionItem[] {
+  try {
+    return completions(text, position, options);
+  } catch {
+    return [];
+  }
+}
+
+function completions(text: string, position: Position, options: CompletionOptions): CompletionItem[] {
   const docKind = options.kind ?? (text.trimStart().startsWith('{') ? 'config' : 'recipe');
   const lc = lineCounterFor(text);
   const offset = offsetAt(lc, text, position);

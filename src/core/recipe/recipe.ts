@@ -16,11 +16,11 @@ import {
   describeLayers,
   laxBool,
   laxFloat,
-  matchPattern,
+  testPattern,
   strValue,
   unknownKey,
 } from './checks';
-import { AWQ_MAPPING_FIELDS, MODIFIER_NAMES, ModifierSpec, OBSERVER_MAP_FIELDS, fieldSpec, modifierSpec, visibleFields } from './schema';
+import { AWQ_MAPPING_FIELDS, MODIFIER_NAMES, ModifierSpec, OBSERVER_MAP_FIELDS, RETIRED_MODIFIERS, RETIRED_STAGE_KEYS, fieldSpec, modifierSpec, visibleFields } from './schema';
 import { closest } from './suggest';
 import { PEntry, PMap, PNode, ParsedText, Span, entry, isNull, parseText, typeName } from './tree';
 import type { Diagnostic, ModelLayer, ValidateOptions } from './types';
@@ -149,11 +149,17 @@ function ignoredTopLevel(ctx: Ctx, e: PEntry): void {
 
 function ignoredInStage(ctx: Ctx, e: PEntry, stage: string): void {
   const key = e.key;
+  if (RETIRED_STAGE_KEYS[key]) {
+    ctx.warning('ignored-key', e.keySpan, `"${key}" in ${stage} is ignored: ${RETIRED_STAGE_KEYS[key]}`);
+    return;
+  }
   if (MODIFIER_NAMES.includes(key)) {
     ctx.warning('ignored-modifier', e.keySpan, `${key} directly under ${stage} is ignored: modifiers must be inside a \`<name>_modifiers:\` group`);
     return;
   }
-  const fixed = /modifier|modifers|modifiers?$/i.test(key) ? key.replace(/_?(modifier|modifers|modifieres|modfiers|mods?)$/i, '') + '_modifiers' : undefined;
+  const typo = /_?(modifier|modifers|modifieres|modfiers|modifires|mods?)$/i;
+  const looksLikeGroup = typo.test(key) || (e.value.kind === 'map' && e.value.entries.some((m) => MODIFIER_NAMES.includes(m.key)));
+  const fixed = looksLikeGroup ? `${key.replace(typo, '')}_modifiers` : undefined;
   ctx.warning(
     'ignored-key',
     e.keySpan,
@@ -168,6 +174,11 @@ function checkModifier(ctx: Ctx, mod: PEntry, stage: string, group: string, earl
   const type = mod.key;
   const base = { type, stage, group, keySpan: mod.keySpan, groups: [] as ResolvedGroup[], ignore: [] as string[], hasConfig: false, bypassDivisibility: false, targets: [] as string[] };
   const spec = modifierSpec(type);
+  const retiredModifier = RETIRED_MODIFIERS[type];
+  if (!spec && retiredModifier) {
+    ctx.error('retired-modifier', mod.keySpan, `No modifier of type '${type}' in current llm-compressor: ${retiredModifier.removed}. To migrate, ${retiredModifier.replacement}.`);
+    return base;
+  }
   if (!spec) {
     const suggestion = closest(type, MODIFIER_NAMES);
     ctx.error('unknown-modifier', mod.keySpan, `No modifier of type '${type}' found${suggestion ? `: did you mean ${suggestion}?` : ` (llm-compressor has ${MODIFIER_NAMES.join(', ')})`}`, suggestion ? ctx.replaceScalar(`Change to ${suggestion}`, mod.keyNode, suggestion) : undefined);
@@ -177,7 +188,7 @@ function checkModifier(ctx: Ctx, mod: PEntry, stage: string, group: string, earl
   const node = mod.value;
   if (node.kind !== 'map') {
     if (node.kind === 'scalar' && node.value === null) {
-      ctx.error('wrong-type', mod.keySpan, `${type} has no fields: llm-compressor needs a mapping here (an empty value fails with "'NoneType' object has no attribute 'get'"); write \`${type}: {}\` for the defaults`, ctx.insert('Use {} (defaults)', mod.keySpan.end + 1, ' {}'));
+      ctx.error('wrong-type', mod.keySpan, `${type} has no fields: llm-compressor needs a mapping here (an empty value fails with "'NoneType' object has no attribute 'get'"); write \`${type}: {}\` for the defaults`, ctx.insert('Use {} (defaults)', colonAfter(ctx.parsed.text, mod.keySpan.end), ' {}'));
     } else ctx.error('wrong-type', node.span, `${type} must be a mapping of fields, not ${typeName(node)}`);
     return { ...base, spec };
   }
@@ -191,10 +202,15 @@ function checkModifier(ctx: Ctx, mod: PEntry, stage: string, group: string, earl
       const retired = spec.retired.find((r) => r.name === e.key);
       if (retired) {
         retiredFound.push(e.key);
-        ctx.error('retired-field', e.keySpan, `${e.key} is no longer a field of ${type}, and current llm-compressor rejects it (extra fields are forbidden): ${retired.removed}. To migrate, ${retired.replacement}.`);
+        ctx.error(
+          'retired-field',
+          e.keySpan,
+          `${e.key} is not a field of ${type} in current llm-compressor, which rejects it (extra fields are forbidden): ${retired.removed}. To migrate, ${retired.replacement}.`,
+          retired.rename ? ctx.replaceScalar(`Rename to ${retired.rename}`, e.keyNode, retired.rename) : undefined,
+        );
         continue;
       }
-      unknownKey(ctx, e, allowed, type, { hint: misplacedHint(e, spec) });
+      unknownKey(ctx, e, allowed, type, { hint: misplacedHint(e, spec), consequence: 'extra fields are not permitted; releases before 2025-07-02 silently ignored them' });
       continue;
     }
     if (e.key === 'group') {
@@ -219,6 +235,12 @@ function checkModifier(ctx: Ctx, mod: PEntry, stage: string, group: string, earl
   return { ...result, type, stage, group, keySpan: mod.keySpan };
 }
 
+/** The offset just after the `:` that follows a key. */
+function colonAfter(text: string, keyEnd: number): number {
+  const colon = text.indexOf(':', keyEnd);
+  return colon < 0 ? keyEnd : colon + 1;
+}
+
 function misplacedHint(e: PEntry, spec: ModifierSpec): { message: string } | undefined {
   if (!spec.quantization) return undefined;
   if ((QUANT_ARGS_FIELDS as readonly string[]).includes(e.key)) {
@@ -230,7 +252,7 @@ function misplacedHint(e: PEntry, spec: ModifierSpec): { message: string } | und
   if (e.value.kind === 'map' && e.value.entries.some((x) => x.key === 'targets' || QUANT_ROLES.includes(x.key))) {
     return { message: `"${e.key}" looks like a config group, but config groups must be nested under \`config_groups:\` (${spec.name} rejects unknown fields)` };
   }
-  if (presetScheme(e.key) && e.key.toUpperCase() !== 'INT8') {
+  if (presetScheme(e.key)) {
     return { message: `"${e.key}" is a preset scheme name, not a field of ${spec.name}: write \`scheme: ${e.key}\` (with \`targets:\`) or \`scheme: {${e.key}: [Linear]}\`` };
   }
   return undefined;
@@ -405,12 +427,12 @@ function resolveGptqActorder(ctx: Ctx, node: PMap, groups: readonly ResolvedGrou
 
 /** The group of `modifier` that applies to `layer`, or undefined (not targeted or ignored). */
 export function assignGroup(modifier: Pick<RecipeModifier, 'groups' | 'ignore'>, layer: ModelLayer): ResolvedGroup | undefined {
-  const single = { layers: [layer], modules: [layer.name], dtypeBytes: 2 };
-  if (modifier.ignore.some((i) => matchPattern(i, single).layers.length > 0)) return undefined;
+  if (modifier.ignore.some((i) => testPattern(i, layer))) return undefined;
   let best: { group: ResolvedGroup; rank: number } | undefined;
   for (const group of modifier.groups) {
     for (const target of group.scheme.targets) {
-      if (matchPattern(target, single).layers.length === 0) continue;
+      if (!testPattern(target, layer)) continue;
+      // Precedence among matching targets: exact name, then regex, then class name.
       const rank = target === layer.name ? 0 : target.startsWith('re:') ? 1 : 2;
       if (!best || rank < best.rank) best = { group, rank };
     }

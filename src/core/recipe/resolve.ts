@@ -8,7 +8,7 @@ import { QuantArgs, QuantScheme, inferFormat } from '../quant/args';
 import { compilePattern } from '../quant/match';
 import { describeScheme } from '../checkpoint/scheme';
 import { RecipeAnalysis, RecipeModifier, analyzeRecipe, assignGroup } from './recipe';
-import { matchPattern } from './checks';
+import { testPattern } from './checks';
 import type { Diagnostic, ModelLayer, ModelLayers } from './types';
 
 export interface LayerPlan {
@@ -87,7 +87,7 @@ export function resolveRecipe(recipe: string | RecipeAnalysis, model: ModelLayer
           if (group) {
             if (group.scheme.weights || group.scheme.inputActivations || group.scheme.outputActivations) state.set(layer.name, { modifier: m, index, group: group.name, scheme: group.scheme });
           } else if (!state.has(layer.name)) {
-            const hit = m.ignore.find((i) => matchPattern(i, single(layer)).layers.length > 0);
+            const hit = m.ignore.find((i) => testPattern(i, layer));
             if (hit && !ignoredBy.has(layer.name)) ignoredBy.set(layer.name, hit);
           }
         }
@@ -98,9 +98,9 @@ export function resolveRecipe(recipe: string | RecipeAnalysis, model: ModelLayer
         for (const layer of linear) {
           const s = state.get(layer.name);
           if (!s?.scheme.weights) continue;
-          if (m.ignore.some((i) => matchPattern(i, single(layer)).layers.length > 0)) continue;
+          if (m.ignore.some((i) => testPattern(i, layer))) continue;
           const targets = m.hasConfig ? m.groups.flatMap((g) => g.scheme.targets) : m.targets;
-          if (targets.some((t) => matchPattern(t, single(layer)).layers.length > 0)) addAlgorithm(layer.name, algorithm);
+          if (targets.some((t) => testPattern(t, layer))) addAlgorithm(layer.name, algorithm);
         }
       }
       return;
@@ -112,7 +112,7 @@ export function resolveRecipe(recipe: string | RecipeAnalysis, model: ModelLayer
       for (const layer of linear) if (layer.name !== 'lm_head' && layer.className === 'Linear' && /\.layers\.\d+\./.test(layer.name)) addAlgorithm(layer.name, algorithm);
     } else {
       const targets = m.targets.length > 0 ? m.targets : ['Linear'];
-      for (const layer of linear) if (targets.some((t) => matchPattern(t, single(layer)).layers.length > 0)) addAlgorithm(layer.name, algorithm);
+      for (const layer of linear) if (targets.some((t) => testPattern(t, layer))) addAlgorithm(layer.name, algorithm);
     }
   });
 
@@ -134,7 +134,7 @@ export function resolveRecipe(recipe: string | RecipeAnalysis, model: ModelLayer
       inFeatures: layer.inFeatures,
       outFeatures: layer.outFeatures,
       state: s ? 'quantized' : ignoredBy.has(layer.name) ? 'ignored' : 'untouched',
-      ...(s ? { modifier: s.modifier.type, modifierIndex: s.index, group: s.group, scheme: s.scheme, description: describeScheme(s.scheme), format: s.scheme.format ?? inferFormat(s.scheme) } : {}),
+      ...(s ? { modifier: s.modifier.type, modifierIndex: s.index, group: s.group, scheme: s.scheme, description: describeScheme(s.scheme), format: formatOf(s.scheme) } : {}),
       ...(ignoredBy.has(layer.name) && !s ? { ignoredBy: ignoredBy.get(layer.name) } : {}),
       algorithms: [...(algorithms.get(layer.name) ?? [])],
       originalBytes: original,
@@ -145,7 +145,8 @@ export function resolveRecipe(recipe: string | RecipeAnalysis, model: ModelLayer
   for (const l of layers) counts[l.state]++;
   // Bytes outside the linear layers (embeddings excluded above only when not quantized: they stay).
   const other = model.totalBytes !== undefined && model.linearBytes !== undefined ? model.totalBytes - model.linearBytes : undefined;
-  const embeddingBytes = layers.filter((l) => l.name !== 'lm_head' && linear.find((x) => x.name === l.name)?.className === 'Embedding').reduce((sum, l) => sum + (l.originalBytes ?? 0), 0);
+  const embeddings = new Set(linear.filter((l) => l.className === 'Embedding').map((l) => l.name));
+  const embeddingBytes = layers.filter((l) => embeddings.has(l.name)).reduce((sum, l) => sum + (l.originalBytes ?? 0), 0);
   const otherWithoutEmbedding = other === undefined ? undefined : Math.max(0, other - embeddingBytes);
   return {
     diagnostics: analysis.diagnostics,
@@ -161,7 +162,19 @@ export function resolveRecipe(recipe: string | RecipeAnalysis, model: ModelLayer
   };
 }
 
-const single = (layer: ModelLayer): ModelLayers => ({ layers: [layer], modules: [layer.name], dtypeBytes: 2 });
+/**
+ * The compressed-tensors format of a scheme. args.ts inferFormat does not know the MX formats yet (FORMATS.md
+ * §3.4 puts them first in the priority list), so they are recognised here before deferring to it.
+ */
+export function formatOf(scheme: QuantScheme): string {
+  if (scheme.format) return scheme.format;
+  const w = scheme.weights;
+  if (w && w.type === 'float' && w.scaleDtype === 'uint8' && w.groupSize === 32) {
+    if (w.numBits === 4) return 'mxfp4-pack-quantized';
+    if (w.numBits === 8) return 'mxfp8-quantized';
+  }
+  return inferFormat(scheme);
+}
 
 function denseBytes(layer: ModelLayer, dtypeBytes: number): number | undefined {
   if (layer.inFeatures === undefined || layer.outFeatures === undefined) return undefined;
@@ -175,12 +188,12 @@ export function quantizedBytes(layer: Pick<ModelLayer, 'inFeatures' | 'outFeatur
   const cols = layer.inFeatures;
   if (rows === undefined || cols === undefined) return undefined;
   if (!w) return rows * cols * dtypeBytes;
-  const format = scheme.format ?? inferFormat(scheme);
+  const format = formatOf(scheme);
   const bits = w.numBits;
   let bytes: number;
   // Values
   if (format === 'pack-quantized') bytes = rows * Math.ceil((cols * bits) / 32) * 4 + 16; // + weight_shape (I64[2])
-  else if (format === 'nvfp4-pack-quantized' || format === 'mxfp4-pack-quantized') bytes = rows * Math.ceil(cols / 2);
+  else if (w.type === 'float' && bits === 4) bytes = rows * Math.ceil(cols / 2); // FP4 packed two per byte
   else bytes = rows * cols * Math.ceil(bits / 8);
   // Scales
   const scaleBytes = w.scaleDtype === 'float8_e4m3fn' || w.scaleDtype === 'uint8' ? 1 : dtypeBytes;

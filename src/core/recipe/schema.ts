@@ -57,7 +57,40 @@ export interface RetiredField {
   readonly removed: string;
   /** What to do instead. */
   readonly replacement: string;
+  /** The field that took its place, when it was a plain rename (offered as a quick fix). */
+  readonly rename?: string;
 }
+
+/** Modifier types older recipes name that current llm-compressor no longer has. */
+export const RETIRED_MODIFIERS: Readonly<Record<string, { readonly removed: string; readonly replacement: string }>> = {
+  OutputDistillationModifier: { removed: 'distillation was removed with training support on 2025-11-20 (llm-compressor 9cb1c6d8d)', replacement: 'remove it; llm-compressor now only runs one-shot compression' },
+  LegacyQuantizationModifier: { removed: 'it was the sparseml-era quantization modifier, retired in 2024 when llm-compressor moved to compressed-tensors schemes', replacement: 'use QuantizationModifier with `scheme` or `config_groups`' },
+  ...Object.fromEntries(
+    ['EpochRangeModifier', 'SetLearningRateModifier', 'LearningRateFunctionModifier', 'GMPruningModifier', 'SetWeightDecayModifier', 'TrainableParamsModifier'].map((name) => [
+      name,
+      { removed: 'it is a sparseml training modifier that llm-compressor never carried over (2024)', replacement: 'remove it' },
+    ]),
+  ),
+};
+
+/** `percdamp` is the AutoGPTQ / sparseml spelling; llm-compressor only ever had dampening_frac. */
+const PERCDAMP: RetiredField = {
+  name: 'percdamp',
+  removed: 'it is the AutoGPTQ name of dampening_frac and was never a llm-compressor field; releases before 2025-07-02 silently ignored unknown fields (so it had no effect), current ones reject them (2c41df7e2)',
+  replacement: 'rename it to dampening_frac',
+  rename: 'dampening_frac',
+};
+
+const TARGET_IDS: RetiredField = {
+  name: 'target_ids',
+  removed: 'it was the sparseml OBCQ list of model outputs to cache, deprecated in 2023 and never a llm-compressor field; releases before 2025-07-02 silently ignored it, current ones reject unknown fields (2c41df7e2)',
+  replacement: 'delete it',
+};
+
+/** Stage-level keys older staged recipes carried. */
+export const RETIRED_STAGE_KEYS: Readonly<Record<string, string>> = {
+  run_type: 'run_type (oneshot / train) was read by the staged-recipe runner that llm-compressor removed on 2025-06-27 (8680d9578); it is ignored now, and every stage runs one-shot',
+};
 
 export type ModifierCategory = 'quantization' | 'transform' | 'pruning';
 
@@ -266,7 +299,12 @@ export const MODIFIERS: readonly ModifierSpec[] = [
     quantization: true,
     doc: 'Post-training quantization with round-to-nearest: attaches the schemes, calibrates scales with the observers (activations need calibration data), and leaves the model ready to save in compressed-tensors format.',
     fields: [...COMMON, ...MIXIN],
-    retired: [...MIXIN_RETIRED, ...SPARSEML_RETIRED, SEQ_TARGETS_RETIRED],
+    retired: [
+      ...MIXIN_RETIRED,
+      ...SPARSEML_RETIRED,
+      SEQ_TARGETS_RETIRED,
+      { name: 'sequential_update', removed: 'it was a GPTQModifier field (removed 2025-09-23), never a QuantizationModifier one; releases before 2025-07-02 silently ignored it, current ones reject unknown fields', replacement: 'delete it' },
+    ],
   },
   {
     name: 'GPTQModifier',
@@ -279,6 +317,7 @@ export const MODIFIERS: readonly ModifierSpec[] = [
       { name: 'quantize', removed: 'it was removed on 2025-05-07 (llm-compressor a54b3d178)', replacement: 'delete it and give the scheme (`scheme` or `config_groups`) to the GPTQModifier itself' },
       { name: 'sequential_update', removed: 'it was removed from GPTQModifier on 2025-09-23 (llm-compressor 4f5d396de); layers are always quantized sequentially now', replacement: 'delete it' },
       SEQ_TARGETS_RETIRED,
+      PERCDAMP,
       ...SPARSEML_RETIRED,
     ],
   },
@@ -343,7 +382,7 @@ export const MODIFIERS: readonly ModifierSpec[] = [
       { name: 'preserve_sparsity_mask', type: { t: 'bool' }, default: 'false', doc: 'Keep the existing zeros of an already-pruned model.' },
       { name: 'offload_hessians', type: { t: 'bool' }, default: 'false', doc: 'Keep Hessians on the CPU between uses.' },
     ],
-    retired: [SEQ_TARGETS_RETIRED],
+    retired: [SEQ_TARGETS_RETIRED, PERCDAMP, TARGET_IDS],
   },
   {
     name: 'WandaPruningModifier',
@@ -351,7 +390,7 @@ export const MODIFIERS: readonly ModifierSpec[] = [
     quantization: false,
     doc: 'Wanda one-shot pruning (arXiv 2306.11695): prunes by |weight| × input activation norm.',
     fields: [...COMMON, ...SPARSITY_FIELDS],
-    retired: [SEQ_TARGETS_RETIRED],
+    retired: [SEQ_TARGETS_RETIRED, TARGET_IDS],
   },
   {
     name: 'ConstantPruningModifier',

@@ -1,21 +1,24 @@
 /** "Did you mean …?": the closest candidate to a misspelt key or value. */
 
-/** Optimal string alignment distance (Levenshtein plus adjacent transpositions). */
+/** Optimal string alignment distance (Levenshtein plus adjacent transpositions), three rolling rows. */
 export function editDistance(a: string, b: string): number {
   if (a === b) return 0;
   if (Math.abs(a.length - b.length) > 8) return Math.max(a.length, b.length);
-  const rows = a.length + 1;
   const cols = b.length + 1;
-  const d: number[][] = Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i < rows; i++) {
+  let prev2 = new Uint16Array(cols);
+  let prev = Uint16Array.from({ length: cols }, (_, j) => j);
+  let row = new Uint16Array(cols);
+  for (let i = 1; i <= a.length; i++) {
+    row[0] = i;
     for (let j = 1; j < cols; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
+      let v = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, prev2[j - 2]! + 1);
+      row[j] = v;
     }
+    [prev2, prev, row] = [prev, row, prev2];
   }
-  return d[rows - 1]![cols - 1]!;
+  return prev[cols - 1]!;
 }
 
 const normalise = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');

@@ -115,7 +115,6 @@ const pyFalse: ScalarTag = {
 };
 
 /** Characters YAML does not allow in a stream (PyYAML: "unacceptable character"). */
-// eslint-disable-next-line no-control-regex
 const NON_PRINTABLE = /[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x84\x86-\x9F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 const YAML_MESSAGES: Partial<Record<string, (detail: string, key: string) => string>> = {
@@ -130,7 +129,7 @@ const YAML_MESSAGES: Partial<Record<string, (detail: string, key: string) => str
  */
 export function parseText(text: string, options: { json?: boolean } = {}): ParsedText {
   const diagnostics: Diagnostic[] = [];
-  let lines = lineCounterFor(text);
+  const lines = lineCounterFor(text);
   const span = (start: number, end: number): Span => ({ start, end: Math.max(start, end) });
   const push = (severity: Severity, code: string, message: string, s: Span) => diagnostics.push({ severity, code, message, range: rangeOf({ lines, text }, s) });
 
@@ -158,23 +157,18 @@ export function parseText(text: string, options: { json?: boolean } = {}): Parse
 
   let doc: Document.Parsed;
   try {
-    lines = new LineCounter();
     doc = parseDocument(text, {
       version: options.json ? '1.2' : '1.1',
       ...(options.json ? {} : { customTags: (tags) => [...tags.filter((t) => typeof t === 'string' || t.tag !== 'tag:yaml.org,2002:bool'), pyTrue, pyFalse] }),
-      lineCounter: lines,
       prettyErrors: false,
       uniqueKeys: true,
       keepSourceTokens: false,
     });
   } catch (error) {
-    lines = lineCounterFor(text);
     push('error', 'yaml-syntax', `cannot parse: ${(error as Error).message}`, span(0, 0));
     return { text, diagnostics, broken: true, lines, json: options.json === true };
   }
-  // Positions come from a LineCounter over the whole text: the parser's own counter stops where it gives up.
-  lines = lineCounterFor(text);
-
+  // Positions come from a LineCounter over the whole text (the parser's own counter stops where it gives up).
   let broken = false;
   let exhausted = false;
   const syntaxCode = options.json ? 'json-syntax' : 'yaml-syntax';
@@ -195,10 +189,10 @@ export function parseText(text: string, options: { json?: boolean } = {}): Parse
       continue;
     }
     // Point unclosed quotes and brackets at where they open, not where the parser gave up.
-    if (/Missing closing ["']?quote|Missing closing/.test(detail)) {
+    if (/Missing closing ["']?quote/.test(detail)) {
       const open = unclosedQuote(text, start);
       if (open !== undefined) [start, end] = [open, lineEndOf(text, open)];
-    } else if (/^Flow (sequence|map)/.test(detail) || (error.code === 'MISSING_CHAR' && /[}\]]/.test(detail))) {
+    } else if (/^Flow (sequence|map)/.test(detail) || /Missing closing [}\]]|end with a [}\]]/.test(detail)) {
       const open = unclosedBracket(text, Math.max(start, end));
       if (open !== undefined) [start, end] = [open, open + 1];
     }
