@@ -2,7 +2,7 @@ import * as vscode from 'vscode';
 import { basename } from 'node:path';
 import { Checkpoint, findIndexListing } from '../core/safetensors/checkpoint';
 import { CheckpointAnalysis, analyzeCheckpoint } from '../core/checkpoint/summary';
-import { queryTensorTable } from '../core/checkpoint/tensorQuery';
+import { nameMatcher, queryTensorTable } from '../core/checkpoint/tensorQuery';
 import type { LinearModule } from '../core/checkpoint/scheme';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
 import type { HostToWebview, InspectorMethods, InspectorTab, LayerPage, LayerQuery, RenderedView, SummaryView, TensorQuery, WebviewToHost } from '../protocol/inspector';
@@ -183,20 +183,7 @@ export class InspectorSession implements vscode.Disposable {
 
 /** Filtering and paging of the layer map (text or re:regex on the module name, state filter). */
 export function queryLayers(modules: readonly LinearModule[], query: LayerQuery): LayerPage {
-  let matcher: (name: string) => boolean = () => true;
-  let filterError: string | undefined;
-  const filter = query.filter.trim();
-  if (filter.startsWith('re:')) {
-    try {
-      const re = new RegExp(filter.slice(3));
-      matcher = (name) => re.test(name);
-    } catch (error) {
-      filterError = `invalid regular expression: ${(error as Error).message}`;
-    }
-  } else if (filter) {
-    const needle = filter.toLowerCase();
-    matcher = (name) => name.toLowerCase().includes(needle);
-  }
+  const { matcher, filterError } = nameMatcher(query.filter);
   const rows = modules.filter((m) => matcher(m.name) && (query.state === '' || (query.state === 'issues' ? m.issues.length > 0 : m.state === query.state)));
   const offset = Math.max(0, Math.min(query.offset, rows.length));
   return { total: rows.length, offset, rows: rows.slice(offset, offset + Math.min(query.limit, 2000)), filterError };

@@ -5,6 +5,7 @@
  * JSON.parse can judge: no duplicate keys, no integers beyond 2^53).
  */
 import assert from 'node:assert/strict';
+import { rng } from '../helpers/random';
 import { promises as fs, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/core/safetensors/reader';
@@ -13,17 +14,6 @@ import { Checkpoint, CheckpointError } from '../../src/core/safetensors/checkpoi
 import { rawSafetensors } from '../helpers/safetensorsBytes';
 import { tempDir } from '../helpers/paths';
 
-/** Deterministic PRNG (mulberry32) so a failing case can be replayed by its number. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, U16: 2, U32: 4, U64: 8, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1 };
 const NAMES = ['model.layers.0.self_attn.q_proj.weight', 'model.layers.0.mlp.down_proj.weight_scale', 'lm_head.weight', 'ёжик.权重.🙂', 'a"quote', 'back\\slash', '__proto__', 'constructor', ''];

@@ -2,6 +2,7 @@
 // Integers and F32/F64 are checked against DataView reads written here; the float formats against the
 // scalar codecs (verified independently in dtypes.test.ts) and a bit-level reference packer for F4/F6.
 import assert from 'node:assert/strict';
+import { rng } from '../helpers/random';
 import { vectorsDir } from '../helpers/paths';
 import { readFileSync } from 'node:fs';
 import { DTYPES, type DType } from '../../src/core/dtypes/dtype';
@@ -10,17 +11,6 @@ import * as F from '../../src/core/dtypes/float';
 
 const vectorsPath = vectorsDir;
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(n: number, seed: number): Uint8Array {
   const rand = rng(seed);

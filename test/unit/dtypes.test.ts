@@ -2,6 +2,7 @@
 // implementation written here from the bit layouts of FORMATS.md §2, and against the reference vectors
 // (vectors/float_tables_DERIVED.json, vectors/nvfp4_e2m1.json).
 import assert from 'node:assert/strict';
+import { rng } from '../helpers/random';
 import { vectorsDir } from '../helpers/paths';
 import { readFileSync } from 'node:fs';
 import * as F from '../../src/core/dtypes/float';
@@ -214,17 +215,6 @@ function nextUp64(x: number): number {
 }
 function nextDown64(x: number): number {
   return -nextUp64(-x);
-}
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { QuantArgs } from '../../src/core/quant/args';
+import { rng as randomStream } from '../helpers/random';
 import { dequantizeRtn, quantizeAutoFp8, quantizeRtn, QuantizeError, rtnSimdAvailable, type RtnResult, type ScaleDtype } from '../../src/core/quant/rtn';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -180,16 +181,7 @@ function refRtn(w: Float32Array, rows: number, cols: number, a: QuantArgs, o: Re
 // Data
 // ---------------------------------------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-}
+const rng = (seed: number) => randomStream(seed, { openInterval: true });
 
 /**
  * Heavy-tailed weights in the model dtype: Student-t (df 3), two outlier columns (×30), a zero row, an

@@ -12,24 +12,26 @@ export interface TensorTableQuery {
 /** Largest page a caller can ask for: the webview renders only what is visible. */
 export const MAX_PAGE_ROWS = 2000;
 
+/** A name filter as the inspector's search boxes take it: case-insensitive text, or `re:REGEX`. */
+export function nameMatcher(filter: string): { matcher: (name: string) => boolean; filterError?: string } {
+  const text = filter.trim();
+  if (text.startsWith('re:')) {
+    try {
+      const re = new RegExp(text.slice(3));
+      return { matcher: (name) => re.test(name) };
+    } catch (error) {
+      return { matcher: () => true, filterError: `invalid regular expression: ${(error as Error).message}` };
+    }
+  }
+  const needle = text.toLowerCase();
+  return { matcher: needle ? (name) => name.toLowerCase().includes(needle) : () => true };
+}
+
 export function queryTensorTable(
   rows: readonly TensorRow[],
   query: TensorTableQuery,
 ): { total: number; offset: number; rows: TensorRow[]; filterError?: string } {
-  let matcher: (name: string) => boolean = () => true;
-  let filterError: string | undefined;
-  const filter = query.filter.trim();
-  if (filter.startsWith('re:')) {
-    try {
-      const re = new RegExp(filter.slice(3));
-      matcher = (name) => re.test(name);
-    } catch (error) {
-      filterError = `invalid regular expression: ${(error as Error).message}`;
-    }
-  } else if (filter) {
-    const needle = filter.toLowerCase();
-    matcher = (name) => name.toLowerCase().includes(needle);
-  }
+  const { matcher, filterError } = nameMatcher(query.filter);
   let selected = rows.filter((r) => matcher(r.name) && (!query.dtype || r.dtype === query.dtype));
   if (query.sort) {
     const { key, descending } = query.sort;

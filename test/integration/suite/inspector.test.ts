@@ -9,18 +9,7 @@ import * as vscode from 'vscode';
 import type { QuantLensApi } from '../../../src/extension/extension';
 import { runQuantizeJob } from '../../../src/core/jobs/quantize';
 import { takeScreenshot } from './screenshot';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
+import { waitFor } from './wait';
 
 function exampleDir(): string {
   const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
