@@ -13,8 +13,14 @@ import { summarizeCheckpoint } from '../../src/core/checkpoint/summary';
 import { SafetensorsFile } from '../../src/core/safetensors/reader';
 import { SafetensorsWriter } from '../../src/core/safetensors/writer';
 import { computeTensorStatistics } from '../../src/core/stats/computeStats';
+import { decodeToFloat32 } from '../../src/core/dtypes/convert';
+import { QuantArgs, inferFormat, presetScheme } from '../../src/core/quant/args';
+import { quantizeRtn } from '../../src/core/quant/rtn';
+import { packToInt32 } from '../../src/core/quant/pack';
+import { outputSpecs } from '../../src/core/jobs/quantize';
+import { tensorByteLength } from '../../src/core/safetensors/writer';
 import { BenchRow, gbps, interleavedMedians, mb, median, ms, printTable } from './harness';
-import { LLAMA_3_2_1B, LLAMA_3_8B, llamaTensors } from './llamaShapes';
+import { LLAMA_3_1_70B, LLAMA_3_2_1B, LLAMA_3_8B, LlamaShape, llamaTensors } from './llamaShapes';
 import { writeSparseCheckpoint } from './sparseCheckpoint';
 
 const root = join(__dirname, '..', '..');
@@ -187,7 +193,61 @@ async function readsSection(rows: BenchRow[]): Promise<void> {
   if (sink === -1) console.log(sink);
 }
 
-const SECTIONS: Record<string, (rows: BenchRow[]) => Promise<void>> = { header: headerSection, reads: readsSection };
+async function quantizeSection(rows: BenchRow[]): Promise<void> {
+  // One 4096×14336 bf16 weight (a Llama-3-8B MLP projection), quantized from bf16 bytes as the job does.
+  const [out, inF] = [4096, 14336];
+  const bytes = out * inF * 2;
+  const bf16 = new Uint8Array(bytes);
+  const words = new Uint16Array(bf16.buffer);
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  let seed = 12345;
+  for (let i = 0; i < words.length; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    const u = (seed + 0.5) / 4294967296;
+    f32[0] = 0.02 * Math.sqrt(Math.abs(Math.tan(Math.PI * (u - 0.5)))) * (u < 0.5 ? -1 : 1);
+    words[i] = u32[0]! >>> 16;
+  }
+  const weight = new Float32Array(out * inF);
+  const copy = new Uint8Array(bytes);
+  const tCopy = await median(5, () => copy.set(bf16));
+  const schemes: [string, QuantArgs, boolean][] = [
+    ['INT8 per channel (W8A8)', presetScheme('W8A8')!.weights!, false],
+    ['INT4 group 128 + packing (W4A16)', presetScheme('W4A16')!.weights!, true],
+    ['FP8 per channel (FP8_DYNAMIC)', presetScheme('FP8_DYNAMIC')!.weights!, false],
+  ];
+  for (const [label, args, pack] of schemes) {
+    const t = await median(5, () => {
+      decodeToFloat32('BF16', bf16, weight);
+      const result = quantizeRtn(weight, out, inF, args, { scaleDtype: 'BF16' });
+      if (pack) packToInt32(result.q as Int8Array, out, inF, args.numBits, 1);
+    });
+    rows.push({
+      section: 'quantize',
+      what: `RTN ${label}, ${out}×${inF} bf16 (decode + quantize${pack ? ' + pack' : ''})`,
+      result: gbps(bytes, t),
+      baseline: `${gbps(bytes, tCopy)} memory copy of the same bytes`,
+      ratio: `${(tCopy / t).toFixed(3)}× copy speed`,
+      target: '≥ 1.5 GB/s (PyTorch CPU 0.36 / 0.28 GB/s)',
+    });
+  }
+  // Output sizes the quantize job plans for full-size models, against the published checkpoints.
+  const size = (shape: LlamaShape, preset: string) => {
+    const scheme = presetScheme(preset)!;
+    return llamaTensors(shape).reduce((sum, spec) => {
+      const isLinear = spec.shape.length === 2 && !spec.name.includes('embed_tokens') && spec.name !== 'lm_head.weight';
+      if (!isLinear) return sum + tensorByteLength(spec);
+      const module = spec.name.replace(/\.weight$/, '');
+      return sum + outputSpecs(module, spec.shape[0]!, spec.shape[1]!, spec.dtype, scheme, inferFormat(scheme)).reduce((s, o) => s + tensorByteLength(o), 0);
+    }, 0);
+  };
+  const w8a8 = size(LLAMA_3_8B, 'W8A8');
+  rows.push({ section: 'quantize', what: 'Llama-3.1-8B W8A8 output size (lm_head kept bf16)', result: `${(w8a8 / 1e9).toFixed(2)} GB = ${(w8a8 / 2 ** 30).toFixed(2)} GiB`, baseline: `${(llamaTensors(LLAMA_3_8B).reduce((s, t) => s + tensorByteLength(t), 0) / 1e9).toFixed(2)} GB bf16 input`, ratio: '-', target: '≈ 8.5 GB (published)' });
+  const w4 = size(LLAMA_3_1_70B, 'W4A16');
+  rows.push({ section: 'quantize', what: 'Llama-3.1-70B INT4 group-128 output size', result: `${(w4 / 2 ** 30).toFixed(1)} GiB`, baseline: `${(llamaTensors(LLAMA_3_1_70B).reduce((s, t) => s + tensorByteLength(t), 0) / 2 ** 30).toFixed(1)} GiB bf16 input`, ratio: '-', target: '≈ 35 GiB (published GPTQ)' });
+}
+
+const SECTIONS: Record<string, (rows: BenchRow[]) => Promise<void>> = { header: headerSection, reads: readsSection, quantize: quantizeSection };
 
 async function main(): Promise<void> {
   const onlyArg = process.argv.find((a) => a.startsWith('--only'));

@@ -12,6 +12,7 @@ export interface LlamaShape {
 }
 
 export const LLAMA_3_8B: LlamaShape = { name: 'Llama-3-8B', hidden: 4096, intermediate: 14336, layers: 32, heads: 32, kvHeads: 8, vocab: 128256 };
+export const LLAMA_3_1_70B: LlamaShape = { name: 'Llama-3.1-70B', hidden: 8192, intermediate: 28672, layers: 80, heads: 64, kvHeads: 8, vocab: 128256 };
 export const LLAMA_3_2_1B: LlamaShape = { name: 'Llama-3.2-1B', hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, vocab: 128256 };
 
 export function llamaTensors(shape: LlamaShape, dtype: TensorSpec['dtype'] = 'BF16'): TensorSpec[] {

@@ -92,7 +92,7 @@ function scaleDtypeOf(dtype: DType): ScaleDtype {
   return dtype === 'F16' ? 'F16' : dtype === 'F32' ? 'F32' : 'BF16';
 }
 
-function outputSpecs(module: string, rows: number, cols: number, weightDtype: DType, scheme: QuantScheme, format: string): TensorSpec[] {
+export function outputSpecs(module: string, rows: number, cols: number, weightDtype: DType, scheme: QuantScheme, format: string): TensorSpec[] {
   const w = scheme.weights!;
   const scaleDtype = scaleDtypeOf(weightDtype);
   const scaleShape = w.strategy === 'tensor' ? [1] : w.strategy === 'channel' ? [rows, 1] : w.strategy === 'group' ? [rows, cols / w.groupSize!] : [Math.ceil(rows / w.blockStructure![0]), Math.ceil(cols / w.blockStructure![1])];
