@@ -80,6 +80,23 @@ export function registerCommands(context: vscode.ExtensionContext, services: Ins
       const errors = report.findings.filter((f) => f.severity === 'error').length;
       void vscode.window.showInformationMessage(`QuantLens: ${errors} error${errors === 1 ? '' : 's'}, ${report.findings.length - errors} warning${report.findings.length - errors === 1 ? '' : 's'} (see the Problems panel).`);
     }),
+    vscode.commands.registerCommand('quantlens.compareWithOriginal', async (original?: vscode.Uri) => {
+      const session = InspectorSession.focused;
+      if (!session) {
+        void vscode.window.showWarningMessage('QuantLens: open a quantized checkpoint in the inspector first.');
+        return;
+      }
+      // Without an argument the page asks for the original itself (and shows progress and results).
+      session.show('error', true, { original: original?.fsPath ?? 'pick' });
+    }),
+    vscode.commands.registerCommand('quantlens.simulateQuantization', async () => {
+      const session = InspectorSession.focused;
+      if (!session) {
+        void vscode.window.showWarningMessage('QuantLens: open a checkpoint in the inspector first.');
+        return;
+      }
+      session.show('error', true);
+    }),
     vscode.commands.registerCommand('quantlens.copyTensorSummary', async () => {
       const json = await InspectorSession.focused?.summaryJson();
       if (!json) {

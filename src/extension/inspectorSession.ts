@@ -76,8 +76,8 @@ export class InspectorSession implements vscode.Disposable {
   }
 
   /** Shows a tab of the page, optionally starting its on-demand work. */
-  show(tab: InspectorTab, start = false): void {
-    this.post({ type: 'show', tab, start });
+  show(tab: InspectorTab, start = false, params?: InspectorMethods['errors']['params']): void {
+    this.post({ type: 'show', tab, start, params });
   }
 
   postHealthReport(report: InspectorMethods['health']['result']): void {
@@ -124,6 +124,12 @@ export class InspectorSession implements vscode.Disposable {
         return this.services.analysis.call('scales', { path: this.path }, { onProgress: progress, signal });
       case 'health':
         return this.runHealthScan((params as InspectorMethods['health']['params']).weights, progress, signal);
+      case 'errors': {
+        const { simulation, original } = params as InspectorMethods['errors']['params'];
+        const originalPath = original === 'pick' ? await pickOriginal() : original;
+        if (original === 'pick' && !originalPath) throw new CancelledByCaller();
+        return this.services.analysis.call('errors', { path: this.path, simulation, original: originalPath }, { onProgress: progress, signal });
+      }
     }
   }
 
@@ -179,6 +185,12 @@ export class InspectorSession implements vscode.Disposable {
     for (const d of this.disposables) d.dispose();
     void this.services.analysis.call('close', { path: this.path }).catch(() => undefined);
   }
+}
+
+/** Asks for the original (unquantized) checkpoint folder of a quantized one. */
+async function pickOriginal(): Promise<string | undefined> {
+  const picked = await vscode.window.showOpenDialog({ title: 'Compare with Original: choose the unquantized checkpoint', openLabel: 'Compare', canSelectFiles: true, canSelectFolders: true, canSelectMany: false });
+  return picked?.[0]?.fsPath;
 }
 
 /** Filtering and paging of the layer map (text or re:regex on the module name, state filter). */

@@ -11,6 +11,7 @@ import type { LinearModule } from '../core/checkpoint/scheme';
 import type { TensorStatistics } from '../core/stats/tensorStats';
 import type { ModuleScales } from '../core/inspect/scales';
 import type { HealthFinding } from '../core/inspect/health';
+import type { ErrorReport, SimulationName } from '../core/inspect/error';
 
 /** The header-level summary without the tensor table (which is paged). */
 export type SummaryView = Omit<CheckpointSummary, 'tensors'> & { readonly title: string };
@@ -53,6 +54,8 @@ export interface InspectorMethods {
   tensorStats: { params: { tensor: string; bins?: number }; result: TensorStatistics };
   scales: { params: Record<string, never>; result: ModuleScales[] };
   health: { params: { weights: boolean }; result: HealthView };
+  /** Simulate a scheme, or compare with an original (`original: 'pick'` asks the user for the folder). */
+  errors: { params: { simulation?: SimulationName; original?: string }; result: ErrorReport };
 }
 
 export type InspectorMethod = keyof InspectorMethods;
@@ -65,7 +68,7 @@ export type WebviewToHost =
   /** What the page shows after rendering (for the log, and for tests to check the real UI). */
   | { readonly type: 'rendered'; readonly view: RenderedView };
 
-export type InspectorTab = 'overview' | 'layers' | 'tensors' | 'scales' | 'health';
+export type InspectorTab = 'overview' | 'layers' | 'tensors' | 'scales' | 'error' | 'health';
 
 export interface RenderedView {
   readonly title: string;
@@ -74,6 +77,8 @@ export interface RenderedView {
   readonly tabs: readonly string[];
   /** On-demand views that have content: 'scales', 'health', 'stats:<tensor>'. */
   readonly loaded: readonly string[];
+  /** The first layer of the error ranking on the page, once an error report is shown. */
+  readonly worstLayer?: string;
 }
 
 export type HostToWebview =
@@ -81,7 +86,7 @@ export type HostToWebview =
   | { readonly type: 'loadError'; readonly message: string }
   | { readonly type: 'progress'; readonly requestId: number; readonly fraction: number; readonly what?: string }
   /** Switch to a tab; optionally start that tab's on-demand work (load scales, run the health scan). */
-  | { readonly type: 'show'; readonly tab: InspectorTab; readonly start?: boolean }
+  | { readonly type: 'show'; readonly tab: InspectorTab; readonly start?: boolean; readonly params?: InspectorMethods['errors']['params'] }
   /** A health report produced outside the page (the "Run Health Scan" command). */
   | { readonly type: 'healthReport'; readonly report: HealthView }
   | { readonly type: 'response'; readonly requestId: number; readonly result: unknown }

@@ -4,7 +4,8 @@
  * (src/protocol/inspector.ts) and keeps its view state with setState so it survives being hidden.
  */
 import './inspector.css';
-import type { HostToWebview, InspectorMethods, SummaryView, WebviewToHost } from '../../src/protocol/inspector';
+import type { HostToWebview, InspectorMethods, InspectorTab, SummaryView, WebviewToHost } from '../../src/protocol/inspector';
+import type { ErrorReport, SimulationName } from '../../src/core/inspect/error';
 import type { TensorRow } from '../../src/core/checkpoint/summary';
 import type { LinearModule } from '../../src/core/checkpoint/scheme';
 import type { TensorStatistics } from '../../src/core/stats/tensorStats';
@@ -15,7 +16,7 @@ import { Column, TableState, VirtualTable } from '../shared/virtualTable';
 import { heatmap, histogramChart } from '../shared/charts';
 import { formatBytes, formatCount, formatShape } from '../../src/core/util/format';
 
-type Tab = 'overview' | 'layers' | 'tensors' | 'scales' | 'health';
+type Tab = InspectorTab;
 interface ViewState {
   tab: Tab;
   tensorFilter: string;
@@ -29,6 +30,7 @@ interface ViewState {
   selectedLayer?: string;
   scaleStat: 'max' | 'mean' | 'input';
   selectedScaleModule?: string;
+  simulation: SimulationName;
 }
 
 registerToolkit();
@@ -44,6 +46,7 @@ const state: ViewState = {
   layerState: '',
   layerTable: { scrollTop: 0, selected: 0 },
   scaleStat: 'max',
+  simulation: 'int4-g128',
   ...host.state,
 };
 const save = () => (host.state = state);
@@ -62,26 +65,27 @@ function onMessage(message: HostToWebview): void {
   if (message.type === 'init') render(message.summary, message.wholeCheckpoint);
   else if (message.type === 'loadError') renderLoadError(message.message);
   else if (message.type === 'progress') progressListeners.get(message.requestId)?.(message.fraction, message.what);
-  else if (message.type === 'show') showTab(message.tab, message.start ?? false);
+  else if (message.type === 'show') showTab(message.tab, message.start ?? false, message.params);
   else if (message.type === 'healthReport') renderHealthReport(message.report);
 }
 
 /** Tab-specific "start" actions, registered by the views that own them. */
-const starters = new Map<Tab, () => void>();
+const starters = new Map<Tab, (params?: InspectorMethods['errors']['params']) => void>();
 
-function showTab(tab: Tab, start: boolean): void {
+function showTab(tab: Tab, start: boolean, params?: InspectorMethods['errors']['params']): void {
   const panels = document.querySelector('vscode-panels') as (HTMLElement & { activeid?: string }) | null;
   if (!panels) return;
   state.tab = tab;
   save();
   panels.activeid = `tab-${tab}`;
   window.dispatchEvent(new Event('resize'));
-  if (start) starters.get(tab)?.();
+  if (start) starters.get(tab)?.(params);
   reportRendered();
 }
 
 let lastSummary: SummaryView | undefined;
 const loaded = new Set<string>();
+let worstLayer: string | undefined;
 function reportRendered(): void {
   if (!lastSummary) return;
   host.post({
@@ -92,6 +96,7 @@ function reportRendered(): void {
       tab: state.tab,
       tabs: Array.from(document.querySelectorAll('vscode-panel-tab'), (t) => t.textContent ?? ''),
       loaded: [...loaded],
+      worstLayer,
     },
   });
 }
@@ -141,6 +146,7 @@ function render(summary: SummaryView, wholeCheckpoint: string | undefined): void
     ['layers', `Layers (${summary.layerCounts.quantized + summary.layerCounts.ignored + summary.layerCounts.unquantized + summary.layerCounts.missing})`],
     ['tensors', `Tensors (${summary.tensorCount.toLocaleString('en-US')})`],
     ['scales', 'Scales'],
+    ['error', 'Error'],
     ['health', 'Health'],
   ];
   const panels = h(
@@ -151,6 +157,7 @@ function render(summary: SummaryView, wholeCheckpoint: string | undefined): void
     h('vscode-panel-view', { id: 'view-layers' }, layersView()),
     h('vscode-panel-view', { id: 'view-tensors' }, tensorsView(summary)),
     h('vscode-panel-view', { id: 'view-scales' }, scalesView(summary)),
+    h('vscode-panel-view', { id: 'view-error' }, errorView(summary)),
     h('vscode-panel-view', { id: 'view-health' }, healthView()),
   );
   panels.addEventListener('change', () => {
@@ -531,6 +538,93 @@ function moduleScalesDetail(m: ModuleScales): HTMLElement {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+
+const SIMULATION_LABELS: Record<SimulationName, string> = {
+  'fp8-tensor': 'FP8 per tensor',
+  'int8-channel': 'INT8 per channel',
+  'int4-g128': 'INT4 group 128 (symmetric)',
+  'int4-g128-asym': 'INT4 group 128 (asymmetric)',
+};
+
+function errorView(summary: SummaryView): HTMLElement {
+  const body = h('div', { class: 'error-body', id: 'error-body' });
+  const quantized = summary.layerCounts.quantized > 0;
+  const run = async (params: InspectorMethods['errors']['params']) => {
+    const report = await withProgress(body, quantized ? 'Comparing with the original' : `Simulating ${SIMULATION_LABELS[state.simulation]}`, (onProgress) => call('errors', params, onProgress));
+    if (!report) return;
+    body.replaceChildren(errorReportView(report));
+    worstLayer = report.ranking[0];
+    loaded.add('error');
+    reportRendered();
+  };
+  const start = (params?: InspectorMethods['errors']['params']) => void run(params ?? (quantized ? { original: 'pick' } : { simulation: state.simulation }));
+  starters.set('error', start);
+  const controls = quantized
+    ? [button('Compare with Original…', () => start(), { id: 'compare-original' }), h('span', { class: 'muted' }, 'Dequantizes each layer and measures it against the unquantized checkpoint you choose.')]
+    : [
+        dropdown('simulation', 'Scheme to simulate', Object.entries(SIMULATION_LABELS) as [string, string][], state.simulation, (v) => {
+          state.simulation = v as SimulationName;
+          save();
+        }),
+        button('Simulate', () => start(), { id: 'simulate' }),
+        h('span', { class: 'muted' }, 'Round-to-nearest, exactly as compressed-tensors computes it, on every linear layer.'),
+      ];
+  body.replaceChildren(h('p', { class: 'muted' }, quantized ? 'How far is each quantized layer from the original?' : 'Which layers would hurt accuracy? Simulate a scheme before running any job.'));
+  return h('section', {}, h('div', { class: 'toolbar' }, ...controls), body);
+}
+
+function errorReportView(report: ErrorReport): HTMLElement {
+  const evaluated = report.layers.filter((l) => !l.skipped);
+  const byModule = new Map(evaluated.map((l) => [l.module, l]));
+  const blocks = [...new Set(evaluated.filter((l) => l.block !== undefined).map((l) => l.block!))].sort((a, b) => a - b);
+  const byKey = new Map(evaluated.map((l) => [`${l.block}|${l.projection}`, l]));
+  const detail = h('div', { class: 'detail', id: 'error-detail' });
+  const select = (module: string) => {
+    const layer = byModule.get(module);
+    if (!layer) return;
+    detail.replaceChildren(
+      h('h3', {}, layer.module),
+      h('div', { class: 'fields stats-grid' }, field('SQNR', `${layer.metrics.sqnrDb.toFixed(2)} dB`), field('rel. error', layer.metrics.relativeFrobenius.toExponential(3)), field('max |err|', layer.metrics.maxAbsError.toExponential(3)), field('cosine', layer.metrics.cosine.toFixed(6))),
+      histogramChart(layer.errorHistogram, { title: `Error w − ŵ of ${layer.module}, log-scaled counts`, logCounts: true }),
+    );
+  };
+  const worst = report.ranking.slice(0, 12).map((m) => byModule.get(m)!);
+  const skippedLayers = report.layers.filter((l) => l.skipped);
+  return h(
+    'div',
+    {},
+    h('p', { role: 'status', class: 'scheme' }, `${report.kind === 'simulation' ? `Simulated ${report.scheme}` : report.scheme}: median SQNR ${report.medianSqnrDb.toFixed(2)} dB over ${evaluated.length} layers`),
+    h('p', {}, report.suggestedIgnore.length ? `Suggested ignore list (SQNR far below the median): ${JSON.stringify(report.suggestedIgnore)}` : 'No layer stands out: no ignore list suggested.'),
+    heatmap(
+      blocks.map((b) => `layer ${b}`),
+      PROJECTIONS.map((p) => p.replace('_proj', '')),
+      (r, c) => {
+        const layer = byKey.get(`${blocks[r]}|${PROJECTIONS[c]}`);
+        // Darker = worse: plot the error power relative to the signal (10^(-SQNR/10)).
+        return layer ? 10 ** (-layer.metrics.sqnrDb / 10) : undefined;
+      },
+      { title: 'Relative error power per layer and projection (darker is worse)', log: true, format: (v) => `SQNR ${(-10 * Math.log10(v)).toFixed(2)} dB`, onSelect: (r, c) => select(byKey.get(`${blocks[r]}|${PROJECTIONS[c]}`)!.module) },
+    ),
+    h('h3', {}, 'Worst layers'),
+    h(
+      'table',
+      { class: 'ranking' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'layer'), h('th', { class: 'num' }, 'SQNR dB'), h('th', { class: 'num' }, 'rel. error'), h('th', { class: 'num' }, 'max |err|'), h('th', { class: 'num' }, 'cosine'))),
+      h(
+        'tbody',
+        {},
+        ...worst.map((l) => {
+          const row = h('tr', { tabindex: 0, class: report.suggestedIgnore.includes(l.module) ? 'warning' : undefined }, h('td', {}, l.module), h('td', { class: 'num' }, l.metrics.sqnrDb.toFixed(2)), h('td', { class: 'num' }, l.metrics.relativeFrobenius.toExponential(2)), h('td', { class: 'num' }, l.metrics.maxAbsError.toExponential(2)), h('td', { class: 'num' }, l.metrics.cosine.toFixed(5)));
+          row.addEventListener('click', () => select(l.module));
+          row.addEventListener('keydown', (event) => (event.key === 'Enter' ? select(l.module) : undefined));
+          return row;
+        }),
+      ),
+    ),
+    skippedLayers.length ? h('ul', { class: 'problems' }, ...skippedLayers.map((l) => h('li', { class: 'warning' }, `${l.module}: ${l.skipped}`))) : undefined,
+    detail,
+  );
+}
 
 function healthView(): HTMLElement {
   const body = h('div', { class: 'health-body', id: 'health-body' });

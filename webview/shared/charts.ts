@@ -73,7 +73,7 @@ export function heatmap(
 ): SVGSVGElement {
   const cell = 18;
   const labelW = 70;
-  const headerH = 70;
+  const headerH = 24;
   const width = labelW + columns.length * cell * 3;
   const height = headerH + rows.length * cell;
   const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart heatmap', role: 'grid', 'aria-label': options.title, width, height });

@@ -8,6 +8,7 @@ import { CheckpointAnalysis, analyzeCheckpoint } from '../checkpoint/summary';
 import { computeTensorStatistics } from '../stats/computeStats';
 import { readScaleOverview } from '../inspect/scales';
 import { scanHealth } from '../inspect/health';
+import { compareWithOriginal, simulateErrors } from '../inspect/error';
 import type { AnalysisMethods, FromWorker, ToWorker } from './protocol';
 
 const port = parentPort;
@@ -52,6 +53,19 @@ async function run(id: number, method: keyof AnalysisMethods, params: unknown, s
       const { path, weights } = params as AnalysisMethods['health']['params'];
       const { checkpoint, analysis } = await load(path);
       return scanHealth(checkpoint, analysis.layerMap, { signal, weights, onProgress: progress });
+    }
+    case 'errors': {
+      const { path, simulation, original } = params as AnalysisMethods['errors']['params'];
+      const { checkpoint, analysis } = await load(path);
+      if (original) {
+        const reference = await Checkpoint.open(original);
+        try {
+          return await compareWithOriginal(checkpoint, analysis.layerMap, reference, { signal, onProgress: progress });
+        } finally {
+          await reference.close();
+        }
+      }
+      return simulateErrors(checkpoint, analysis.layerMap, simulation ?? 'int4-g128', { signal, onProgress: progress });
     }
     case 'close': {
       const { path } = params as AnalysisMethods['close']['params'];

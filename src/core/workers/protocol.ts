@@ -3,6 +3,7 @@ import type { CheckpointAnalysis } from '../checkpoint/summary';
 import type { HealthReport } from '../inspect/health';
 import type { ModuleScales } from '../inspect/scales';
 import type { TensorStatistics } from '../stats/tensorStats';
+import type { ErrorReport, SimulationName } from '../inspect/error';
 
 export interface AnalysisMethods {
   /** Header-level analysis: summary and layer map. */
@@ -10,6 +11,8 @@ export interface AnalysisMethods {
   tensorStats: { params: { path: string; tensor: string; bins?: number }; result: TensorStatistics };
   scales: { params: { path: string }; result: ModuleScales[] };
   health: { params: { path: string; weights?: boolean }; result: HealthReport };
+  /** Quantization error per layer: a simulation on a float checkpoint, or a comparison with `original`. */
+  errors: { params: { path: string; simulation?: SimulationName; original?: string }; result: ErrorReport };
   /** Releases the worker's open file handles for a checkpoint. */
   close: { params: { path: string }; result: void };
 }

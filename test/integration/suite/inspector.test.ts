@@ -52,8 +52,23 @@ describe('Checkpoint inspector on the shipped example', function () {
     assert.equal(tab.uri.fsPath, join(dir, 'model.safetensors.index.json'));
     const view = await rendered(tab.uri.fsPath);
     assert.equal(view.scheme, 'Unquantized bf16 checkpoint');
-    assert.deepEqual(view.tabs, ['Overview', 'Layers (29)', 'Tensors (39)', 'Scales', 'Health']);
+    assert.deepEqual(view.tabs, ['Overview', 'Layers (29)', 'Tensors (39)', 'Scales', 'Error', 'Health']);
     await takeScreenshot('inspector-tiny-llama');
+  });
+
+  it('"Simulate Quantization Error" ranks the layers of the float example and shows the worst one first', async () => {
+    const file = join(exampleDir(), 'model.safetensors.index.json');
+    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(file), 'quantlens.checkpointIndex');
+    await rendered(file);
+    await vscode.commands.executeCommand('quantlens.simulateQuantization');
+    const quantlens = await api();
+    const view = await waitFor('the simulated error report', () => {
+      const r = quantlens.inspectors().find((i) => i.path === file)?.rendered;
+      return r?.loaded.includes('error') ? r : undefined;
+    }, 60_000);
+    // Layer 0's down_proj was generated with the heaviest tails (examples/README.md).
+    assert.equal(view.worstLayer, 'model.layers.0.mlp.down_proj');
+    await takeScreenshot('inspector-simulated-error');
   });
 
   it('opening one shard offers the whole checkpoint', async () => {
@@ -83,6 +98,10 @@ describe('Checkpoint inspector on the shipped example', function () {
     assert.ok(quantlens.showInspectorTab(file, 'scales', true));
     await waitFor('the scales heatmap', () => (quantlens.inspectors().find((i) => i.path === file)?.rendered?.loaded.includes('scales') ? true : undefined));
     await takeScreenshot('inspector-w8a8-scales');
+
+    await vscode.commands.executeCommand('quantlens.compareWithOriginal', vscode.Uri.file(exampleDir()));
+    await waitFor('the comparison with the original', () => (quantlens.inspectors().find((i) => i.path === file)?.rendered?.loaded.includes('error') ? true : undefined), 60_000);
+    await takeScreenshot('inspector-w8a8-error');
 
     await vscode.commands.executeCommand('quantlens.runHealthScan');
     await waitFor('the health report in the page', () => (quantlens.inspectors().find((i) => i.path === file)?.rendered?.loaded.includes('health') ? true : undefined));
