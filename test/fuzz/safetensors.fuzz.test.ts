@@ -149,9 +149,7 @@ function oracle(bytes: Uint8Array): 'ok' | 'error' | undefined {
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) return 'error';
   const entries: [number, number, number][] = [];
-  let keys = 0;
   for (const [name, value] of Object.entries(header)) {
-    keys++;
     if (name === '__metadata__') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'error';
       if (Object.values(value).some((v) => typeof v !== 'string')) return 'error';
@@ -170,7 +168,6 @@ function oracle(bytes: Uint8Array): 'ok' | 'error' | undefined {
   }
   // Duplicate keys collapse under JSON.parse; if the raw text has more keys than the object, let it be.
   if ((text.match(/"data_offsets"/g)?.length ?? 0) !== entries.length) return undefined;
-  void keys;
   entries.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let previous = 0;
   for (const [begin, end, size] of entries) {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { applyFix } from '../helpers/fixes';
 import { readFileSync } from 'node:fs';
-import { Diagnostic, Fix, Range, modelLayersFromList, validateQuantizationConfig } from '../../src/core/recipe';
+import { Diagnostic, Range, modelLayersFromList, validateQuantizationConfig } from '../../src/core/recipe';
 import { vectorsDir } from '../helpers/paths';
 
 function rangeOf(text: string, token: string, within?: string): Range {
@@ -14,14 +15,6 @@ function rangeOf(text: string, token: string, within?: string): Range {
     return { line: before.length - 1, character: before.at(-1)!.length };
   };
   return { start: pos(offset), end: pos(offset + token.length) };
-}
-
-function applyFix(text: string, fix: Fix): string {
-  const lines = text.split('\n');
-  const offset = (p: { line: number; character: number }) => lines.slice(0, p.line).reduce((n, l) => n + l.length + 1, 0) + p.character;
-  let out = text;
-  for (const e of [...fix.edits].sort((a, b) => offset(b.range.start) - offset(a.range.start))) out = out.slice(0, offset(e.range.start)) + e.newText + out.slice(offset(e.range.end));
-  return out;
 }
 
 /** `text` with the only occurrence of `from` (a string or pattern) replaced. */

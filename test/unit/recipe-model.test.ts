@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { applyFix } from '../helpers/fixes';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Fix, ModelLayers, modelLayersFromCheckpoint, quantizedBytes, resolveRecipe, validateRecipe } from '../../src/core/recipe';
+import { ModelLayers, modelLayersFromCheckpoint, quantizedBytes, resolveRecipe, validateRecipe } from '../../src/core/recipe';
 import { presetScheme } from '../../src/core/quant/args';
 import { rawSafetensors } from '../helpers/safetensorsBytes';
 import { repoRoot, tempDir } from '../helpers/paths';
@@ -31,14 +32,6 @@ function writeTinyLlama(dir: string, options: { tied?: boolean } = {}): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'model.safetensors'), rawSafetensors(JSON.stringify(header), new Uint8Array(offset)));
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['LlamaForCausalLM'], hidden_size: HIDDEN, intermediate_size: INTERMEDIATE, num_hidden_layers: 2, vocab_size: VOCAB, torch_dtype: 'bfloat16', tie_word_embeddings: options.tied === true }));
-}
-
-function applyFix(text: string, fix: Fix): string {
-  const lines = text.split('\n');
-  const offset = (p: { line: number; character: number }) => lines.slice(0, p.line).reduce((n, l) => n + l.length + 1, 0) + p.character;
-  let out = text;
-  for (const e of [...fix.edits].sort((a, b) => offset(b.range.start) - offset(a.range.start))) out = out.slice(0, offset(e.range.start)) + e.newText + out.slice(offset(e.range.end));
-  return out;
 }
 
 const recipe = (fields: string) => `quant_stage:\n  quant_modifiers:\n    GPTQModifier:\n${fields.replace(/^/gm, '      ')}\n`;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { Diagnostic, Fix, Range, validateRecipe } from '../../src/core/recipe';
+import { applyFix } from '../helpers/fixes';
+import { Diagnostic, Range, validateRecipe } from '../../src/core/recipe';
 
 /** A valid GPTQ W4A16 recipe with SmoothQuant in front (block style, quoted and plain scalars). */
 const BASE = `quant_stage:
@@ -49,15 +50,6 @@ function rangeOf(text: string, token: string, nth?: number, within?: string): Ra
     return { line: before.length - 1, character: before.at(-1)!.length };
   };
   return { start: pos(offset), end: pos(offset + token.length) };
-}
-
-function applyFix(text: string, fix: Fix): string {
-  const lines = text.split('\n');
-  const offset = (p: { line: number; character: number }) => lines.slice(0, p.line).reduce((n, l) => n + l.length + 1, 0) + p.character;
-  const edits = [...fix.edits].sort((a, b) => offset(b.range.start) - offset(a.range.start));
-  let out = text;
-  for (const e of edits) out = out.slice(0, offset(e.range.start)) + e.newText + out.slice(offset(e.range.end));
-  return out;
 }
 
 const replaceOnce = (text: string, from: string, to: string): string => {

@@ -127,7 +127,7 @@ export function observeStorage(parts: Map<string, CheckpointTensor>): ObservedSt
     const gIdx = parts.get('g_idx');
     const scales = parts.get('scales');
     const out = qweight.shape[1]!;
-    const inFeatures = gIdx?.shape[0] ?? (scales ? undefined : undefined);
+    const inFeatures = gIdx?.shape[0];
     const bits = inFeatures ? (qweight.shape[0]! * 32) / inFeatures : undefined;
     const groups = scales?.shape[0];
     return {

@@ -10,7 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { SafetensorsError } from './errors';
 import { TensorInfo } from './header';
 import { JsonValue, isJsonObject, jsonTypeName, parseStrictJson } from './json';
-import { ReadOptions, SafetensorsFile } from './reader';
+import { NO_SUCH_FILE, ReadOptions, SafetensorsFile } from './reader';
 
 export const INDEX_FILE_PATTERN = /\.safetensors\.index\.json$/;
 export const SHARD_FILE_PATTERN = /^(?<prefix>(?<base>.*?)[_-])(?<shard>\d{5,6})-of-(?<total>\d{5,6})\.safetensors$/;
@@ -205,7 +205,7 @@ export class Checkpoint {
     const tensors: CheckpointTensor[] = [];
     for (const shard of shards) {
       if (!shard.file) {
-        const missing = (shard.error as NodeJS.ErrnoException | undefined)?.message?.includes('no such file');
+        const missing = shard.error instanceof SafetensorsError && shard.error.code === 'Io' && shard.error.detail === NO_SUCH_FILE;
         problems.push({
           kind: missing ? 'missing-shard' : 'unreadable-shard',
           severity: 'error',

@@ -35,9 +35,12 @@ async function readFully(
   }
 }
 
+/** The detail of an Io error for a file that does not exist (checkpoints report such shards as missing). */
+export const NO_SUCH_FILE = 'no such file';
+
 function ioError(file: string, error: unknown): SafetensorsError {
   const err = error as NodeJS.ErrnoException;
-  const what = err.code === 'ENOENT' ? 'no such file' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EISDIR' ? 'is a directory, not a file' : err.message;
+  const what = err.code === 'ENOENT' ? NO_SUCH_FILE : err.code === 'EACCES' ? 'permission denied' : err.code === 'EISDIR' ? 'is a directory, not a file' : err.message;
   return new SafetensorsError('Io', file, what);
 }
 
