@@ -38,6 +38,10 @@ export class RecipePreviewSession implements vscode.Disposable {
   private preview: RecipePreview | undefined;
   private modelError: string | undefined;
   private models: ModelChoice[] = [];
+  /** The picker's list is rebuilt on load, on a model change and on a settings change, not on every edit. */
+  private modelsStale = true;
+  /** Set when the user picked "No model": the setting / the recipe's folder are then not applied again. */
+  private modelCleared = false;
   private serial = 0;
   /** What the page last reported it shows. */
   rendered: RecipeRenderedView | undefined;
@@ -69,6 +73,8 @@ export class RecipePreviewSession implements vscode.Disposable {
       vscode.workspace.onDidChangeConfiguration((event) => {
         if (!event.affectsConfiguration('quantlens.recipe', document.uri)) return;
         if (!this.model || this.model.origin === 'setting' || this.model.origin === 'ancestor') this.model = undefined;
+        this.modelCleared = false;
+        this.modelsStale = true;
         this.schedule(0);
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => this.schedule(0)),
@@ -92,7 +98,9 @@ export class RecipePreviewSession implements vscode.Disposable {
   /** Uses `folder` as the model (from the command argument, the page's picker or the folder dialog). */
   setModel(folder: string): void {
     this.model = { path: resolve(folder), origin: 'chosen' };
+    this.modelCleared = false;
     this.modelCache.delete(this.model.path); // re-read: the user may have just written it
+    this.modelsStale = true;
     this.schedule(0);
   }
 
@@ -118,11 +126,14 @@ export class RecipePreviewSession implements vscode.Disposable {
   async refresh(): Promise<void> {
     const serial = ++this.serial;
     const version = this.document.version;
-    if (!this.model) {
+    if (!this.model && !this.modelCleared) {
       const found = await defaultModel(this.document);
       if (found) this.model = found;
     }
-    this.models = await modelChoices(this.document, this.model);
+    if (this.modelsStale || (this.model && !this.models.some((m) => m.path === this.model!.path))) {
+      this.modelsStale = false;
+      this.models = await modelChoices(this.document, this.model);
+    }
     if (serial !== this.serial) return;
     let layers: ModelLayers | undefined;
     this.modelError = undefined;
@@ -168,6 +179,7 @@ export class RecipePreviewSession implements vscode.Disposable {
       case 'ready':
         // A page restored after being hidden remembers the model it showed; the host's choice wins.
         if (!this.model && message.model) this.model = { path: message.model, origin: 'chosen' };
+        this.modelsStale = true;
         clearTimeout(this.timer);
         await this.refresh();
         return;
@@ -190,6 +202,8 @@ export class RecipePreviewSession implements vscode.Disposable {
           else this.schedule(0); // puts the picker back on the current model
         } else if (message.path === '') {
           this.model = undefined;
+          this.modelCleared = true;
+          this.modelsStale = true;
           this.schedule(0);
         } else this.setModel(message.path);
         return;
