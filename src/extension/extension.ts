@@ -2,6 +2,7 @@ import * as vscode from 'vscode';
 import { registerCheckpointEditor } from './checkpointEditor';
 import { registerCommands } from './commands';
 import { registerRecipeSupport } from './recipeLanguage';
+import { RecipePreviewSession, registerRecipePreview } from './recipePreview';
 import { AnalysisClient } from '../core/jobs/analysisClient';
 import { InspectorServices, InspectorSession } from './inspectorSession';
 import type { InspectorTab } from '../protocol/inspector';
@@ -13,6 +14,8 @@ export interface QuantLensApi {
   inspectors(): { path: string; rendered: InspectorSession['rendered'] }[];
   /** Switches an open inspector to a tab (optionally starting its work), e.g. for screenshots. */
   showInspectorTab(path: string, tab: InspectorTab, start?: boolean): boolean;
+  /** Open recipe previews: the recipe, the chosen model, what the page renders and what Run would execute. */
+  recipePreviews(): { path: string; model?: string; rendered: RecipePreviewSession['rendered']; run: ReturnType<RecipePreviewSession['runRequest']> }[];
 }
 
 export function activate(context: vscode.ExtensionContext): QuantLensApi {
@@ -24,7 +27,9 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   registerCheckpointEditor(context, services);
   registerCommands(context, services);
   registerRecipeSupport(context);
+  registerRecipePreview(context, { extensionUri: context.extensionUri, output });
   return {
+    recipePreviews: () => RecipePreviewSession.all().map((s) => ({ path: s.path, model: s.modelPath, rendered: s.rendered, run: s.runRequest() })),
     inspectors: () => InspectorSession.all().map((s) => ({ path: s.path, rendered: s.rendered })),
     showInspectorTab: (path, tab, start) => {
       const session = InspectorSession.all().find((s) => s.path === path);

@@ -13,3 +13,5 @@ export { modelLayersFromCheckpoint, modelLayersFromList } from './model';
 export { resolveRecipe, quantizedBytes, formatOf } from './resolve';
 export type { LayerPlan, RecipePlan } from './resolve';
 export { MODIFIERS, MODIFIER_NAMES, ALL_PRESETS } from './schema';
+export { buildRecipePreview, describeRecipeScheme, notARecipeReason, queryPreviewLayers, runAvailability, shortScheme } from './preview';
+export type { LayerCounts, ModifierSummary, PreviewDiagnostic, PreviewLayer, PreviewLayerPage, PreviewLayerQuery, PreviewLayerState, RecipePreview, ResolvedMap, RunAvailability, SchemeSummary, StageSummary } from './preview';
