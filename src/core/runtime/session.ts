@@ -56,7 +56,12 @@ export class RuntimeHost {
     const worker = this.ensureWorker();
     return new Promise((resolve, reject) => {
       this.pending.set(message.id, { resolve, reject });
-      worker.postMessage(message, transfer);
+      try {
+        worker.postMessage(message, transfer);
+      } catch (error) {
+        this.pending.delete(message.id);
+        reject(error as Error);
+      }
     });
   }
 
@@ -109,6 +114,10 @@ export class RuntimeSession {
     const sent: Record<string, WireTensor> = {};
     const transfer = new Set<ArrayBuffer>();
     for (const [name, tensor] of Object.entries(feeds)) {
+      const count = tensor.dims.reduce((a, b) => a * b, 1);
+      if (tensor.data.length !== count) {
+        throw new Error(`feed ${name}: dims [${tensor.dims.join(', ')}] need ${count} elements, ${tensor.data.length} given${tensor.data.length === 0 ? ' (was its buffer transferred by an earlier run? feeds move to the worker)' : ''}`);
+      }
       const data = transferable(tensor.data);
       sent[name] = { type: tensor.type, dims: tensor.dims, data };
       transfer.add(data.buffer as ArrayBuffer);
