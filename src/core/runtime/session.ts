@@ -35,6 +35,7 @@ export class RuntimeHost {
       const call = this.pending.get(message.id);
       if (!call) return;
       this.pending.delete(message.id);
+      if (this.pending.size === 0) worker.unref();
       call.resolve(message);
     });
     const fail = (error: Error) => {
@@ -56,10 +57,13 @@ export class RuntimeHost {
     const worker = this.ensureWorker();
     return new Promise((resolve, reject) => {
       this.pending.set(message.id, { resolve, reject });
+      // An idle worker must not keep the process alive, a busy one must (a CLI awaiting a run would exit).
+      worker.ref();
       try {
         worker.postMessage(message, transfer);
       } catch (error) {
         this.pending.delete(message.id);
+        if (this.pending.size === 0) worker.unref();
         reject(error as Error);
       }
     });
