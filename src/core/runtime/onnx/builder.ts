@@ -64,6 +64,8 @@ export class GraphBuilder {
   private readonly inputs: ValueInfo[] = [];
   private readonly outputs: ValueInfo[] = [];
   private readonly used = new Set<string>();
+  /** Names handed out by uniqueName and not yet bound to a value: a node, input or initializer may take them. */
+  private readonly reserved = new Set<string>();
   private readonly counters = new Map<string, number>();
   private dataOffset = 0;
   private writeChain: Promise<void> = Promise.resolve();
@@ -99,21 +101,25 @@ export class GraphBuilder {
     return this.dataOffset;
   }
 
-  /** A name not used yet, derived from `base` (`base`, `base_1`, `base_2`, …). */
+  /**
+   * A name not used yet, derived from `base` (`base`, `base_1`, `base_2`, …). It is reserved: the next node,
+   * input or initializer given this name binds it.
+   */
   uniqueName(base: string): string {
-    if (!this.used.has(base)) {
-      this.used.add(base);
-      return base;
+    let name = base;
+    if (this.used.has(base)) {
+      let n = this.counters.get(base) ?? 1;
+      while (this.used.has(`${base}_${n}`)) n++;
+      this.counters.set(base, n + 1);
+      name = `${base}_${n}`;
     }
-    let n = this.counters.get(base) ?? 1;
-    while (this.used.has(`${base}_${n}`)) n++;
-    this.counters.set(base, n + 1);
-    const name = `${base}_${n}`;
     this.used.add(name);
+    this.reserved.add(name);
     return name;
   }
 
   private claim(name: string, what: string): string {
+    if (this.reserved.delete(name)) return name;
     if (this.used.has(name)) throw new OnnxProtoError(`${what} ${JSON.stringify(name)}: the name is already used in this graph`);
     this.used.add(name);
     return name;
@@ -137,10 +143,10 @@ export class GraphBuilder {
 
   /** Adds a node; `outputs` is a list of names or a count of fresh names derived from the op. Returns the outputs. */
   node(opType: string, inputs: readonly string[], outputs: readonly string[] | number = 1, attributes: Readonly<Record<string, AttributeInput>> = {}, domain = ''): string[] {
-    const outs = typeof outputs === 'number' ? Array.from({ length: outputs }, () => this.uniqueName(opType.toLowerCase())) : outputs.map((o) => (o === '' ? '' : this.claim(o, `output of ${opType}`)));
+    const outs = typeof outputs === 'number' ? Array.from({ length: outputs }, () => this.claim(this.uniqueName(opType.toLowerCase()), opType)) : outputs.map((o) => (o === '' ? '' : this.claim(o, `output of ${opType}`)));
     const normalized: Record<string, AttributeValue> = {};
     for (const [key, value] of Object.entries(attributes)) normalized[key] = normalizeAttribute(key, value);
-    this.nodes.push({ opType, domain: domain || undefined, name: this.uniqueName(`${opType}_node`), inputs: [...inputs], outputs: outs, attributes: normalized });
+    this.nodes.push({ opType, domain: domain || undefined, name: this.claim(this.uniqueName(`${opType}_node`), opType), inputs: [...inputs], outputs: outs, attributes: normalized });
     return outs;
   }
 
@@ -151,7 +157,7 @@ export class GraphBuilder {
 
   /** A small constant stored inline (shape tensors, scalars). The name is made unique from `base`. */
   constant(base: string, type: DataType, dims: readonly number[], data: TensorData): string {
-    const name = this.uniqueName(base);
+    const name = this.claim(this.uniqueName(base), 'constant');
     this.initializers.push({ name, type, dims, raw: bytesOf(data) });
     return name;
   }

@@ -1,0 +1,398 @@
+/**
+ * Builds decoder-only ONNX graphs from config.json and a safetensors checkpoint, tensor by tensor, with the
+ * weights streamed into external data:
+ *
+ * - the full model, with the Optimum / transformers.js I/O: inputs `input_ids` [batch_size,
+ *   sequence_length], `attention_mask` [batch_size, total_sequence_length], `past_key_values.N.key|value`
+ *   [batch_size, kv_heads, past_sequence_length, head_dim]; outputs `logits` [batch_size, sequence_length,
+ *   vocab] (float32 always) and `present.N.key|value`;
+ * - one graph per decoder block for calibration: inputs `hidden_states` [batch_size, sequence_length, H] and
+ *   `attention_mask` [batch_size, sequence_length] (right padding), output `block_output`, plus in-graph
+ *   statistics of every linear's input over the non-padding tokens: `absmax.<module>` (scalar),
+ *   `channel_absmax.<module>` [in] and, for Hessian modules, `H_out.<module>` = `H_in.<module>` + XᵀX [in, in]
+ *   (the caller scales by 2/n and feeds H_out back as the next batch's H_in).
+ *
+ * Both use the same block code: RMSNorm (SimplifiedLayerNormalization), q/k/v projections (linear.ts, so
+ * quantized checkpoints run from their stored form), com.microsoft.GroupQueryAttention with do_rotary=1 and
+ * cos/sin caches computed in float64 from the rope config, o_proj, residual, RMSNorm, SwiGLU MLP, residual.
+ */
+import { DataType, GraphBuilder, attr } from '../onnx/builder';
+import { decodeToFloat32, encodeFromFloat32 } from '../../dtypes/convert';
+import { Checkpoint } from '../../safetensors/checkpoint';
+import { readModelConfig } from '../../checkpoint/config';
+import { LayerMap, LinearModule, buildLayerMap } from '../../checkpoint/scheme';
+import type { GptqCheckpointFormat } from '../../quant/gptqFormat';
+import { DecoderConfig, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
+import { Int8Kernel, LinearEmitContext, defaultInt8Kernel, emitLinear, floatInitializer, linearKind, LinearKind } from './linear';
+
+export type Precision = 'fp32' | 'fp16';
+
+export interface DecoderGraphOptions {
+  /** fp32 (CPU) or fp16 activations and KV cache (CUDA: GroupQueryAttention has no fp32 CUDA kernel). */
+  readonly precision?: Precision;
+  /** Longest past + current sequence the graph serves (rows of the cos/sin caches). Default min(config, 4096). */
+  readonly maxSequenceLength?: number;
+  /** MatMulNBits accuracy_level for INT4 layers (0 exact, 4 int8 compute). Default 4. */
+  readonly int4AccuracyLevel?: number;
+  /** MatMulInteger variant for INT8 layers (default: u8s8 with VNNI, else u8u8; see linear.ts). */
+  readonly int8Kernel?: Int8Kernel;
+  /** Emit logits for the last position only ([batch, 1, vocab]): cheaper prefill for generation. */
+  readonly lastTokenLogitsOnly?: boolean;
+}
+
+export interface CalibrationTaps {
+  readonly absmax?: boolean;
+  readonly channelAbsmax?: boolean;
+  /** Accumulate Hessians for all linears (true) or the named modules. */
+  readonly hessian?: boolean | readonly string[];
+}
+
+export class GraphBuildError extends Error {
+  override readonly name = 'GraphBuildError';
+}
+
+/** A checkpoint opened for graph building: parsed config, layer map, modules by name. */
+export interface DecoderModel {
+  readonly folder: string;
+  readonly raw: Record<string, unknown>;
+  readonly config: DecoderConfig;
+  readonly checkpoint: Checkpoint;
+  readonly layerMap: LayerMap;
+  readonly modules: ReadonlyMap<string, LinearModule>;
+  readonly gptqFormat?: GptqCheckpointFormat;
+}
+
+export async function openDecoderModel(folder: string): Promise<DecoderModel> {
+  const configResult = await readModelConfig(folder);
+  if (configResult.error) throw new ModelConfigError('(file)', configResult.error);
+  if (!configResult.raw) throw new ModelConfigError('(file)', `no config.json in ${folder}; the runtime needs it to build a graph`);
+  const config = parseDecoderConfig(configResult.raw);
+  const checkpoint = await Checkpoint.open(folder);
+  try {
+    const errors = checkpoint.problems.filter((p) => p.severity === 'error');
+    if (errors.length > 0) throw new GraphBuildError(`${folder}: the checkpoint is damaged: ${errors[0]!.message}${errors.length > 1 ? ` (and ${errors.length - 1} more problems)` : ''}`);
+    const layerMap = buildLayerMap(checkpoint.tensors, configResult.raw.quantization_config, {
+      numHiddenLayers: config.numLayers,
+      tieWordEmbeddings: config.tieWordEmbeddings,
+      hasConfig: true,
+    });
+    const modules = new Map(layerMap.modules.map((m) => [m.name, m]));
+    return { folder, raw: configResult.raw, config, checkpoint, layerMap, modules, gptqFormat: layerMap.scheme.gptq?.checkpointFormat };
+  } catch (error) {
+    await checkpoint.close();
+    throw error;
+  }
+}
+
+function requireTensor(model: DecoderModel, name: string, shape?: readonly number[]): void {
+  if (!model.checkpoint.has(name)) throw new GraphBuildError(`${model.folder}: tensor ${name} is missing`);
+  const info = model.checkpoint.tensor(name);
+  if (shape && (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]))) {
+    throw new GraphBuildError(`${model.folder}: tensor ${name} has shape [${info.shape.join(', ')}], config.json implies [${shape.join(', ')}]`);
+  }
+}
+
+function moduleOf(model: DecoderModel, name: string, inFeatures: number, outFeatures: number): LinearModule {
+  const module = model.modules.get(name);
+  if (!module || module.state === 'missing' || !module.observed) throw new GraphBuildError(`${model.folder}: linear layer ${name} is missing from the checkpoint`);
+  const shape = module.observed.shape;
+  if (shape && (shape[0] !== outFeatures || shape[1] !== inFeatures)) {
+    throw new GraphBuildError(`${model.folder}: ${name} is [${shape.join(', ')}] (out, in), config.json implies [${outFeatures}, ${inFeatures}]`);
+  }
+  return module;
+}
+
+/** The seven projections of block `l`, with their (in, out) features. */
+function blockModules(config: DecoderConfig, l: number): { name: string; in: number; out: number }[] {
+  const H = config.hiddenSize;
+  const q = config.numHeads * config.headDim;
+  const kv = config.numKvHeads * config.headDim;
+  const I = config.intermediateSize;
+  const p = `model.layers.${l}`;
+  return [
+    { name: `${p}.self_attn.q_proj`, in: H, out: q },
+    { name: `${p}.self_attn.k_proj`, in: H, out: kv },
+    { name: `${p}.self_attn.v_proj`, in: H, out: kv },
+    { name: `${p}.self_attn.o_proj`, in: q, out: H },
+    { name: `${p}.mlp.gate_proj`, in: H, out: I },
+    { name: `${p}.mlp.up_proj`, in: H, out: I },
+    { name: `${p}.mlp.down_proj`, in: I, out: H },
+  ];
+}
+
+/** Names of the linear modules of block `l` (for taps and Hessians). */
+export function blockModuleNames(config: DecoderConfig, l: number): string[] {
+  return blockModules(config, l).map((m) => m.name);
+}
+
+interface AttentionInputs {
+  readonly seqlensK: string;
+  readonly totalSequenceLength: string;
+  readonly cos: string;
+  readonly sin: string;
+}
+
+interface Tapper {
+  /** Records statistics of `x` (the input of `modules`). */
+  tap(x: string, inFeatures: number, modules: readonly string[]): void;
+}
+
+function resolveMaxSequence(config: DecoderConfig, options: DecoderGraphOptions): number {
+  let length = options.maxSequenceLength ?? Math.min(config.maxPositionEmbeddings, 4096);
+  if (!Number.isSafeInteger(length) || length <= 0) throw new GraphBuildError(`maxSequenceLength must be a positive integer, not ${length}`);
+  // Within the window a sliding-window model is exactly full attention; the graph stops there.
+  if (config.slidingWindow !== undefined) length = Math.min(length, config.slidingWindow);
+  return length;
+}
+
+class BlockEmitter {
+  readonly ctx: LinearEmitContext;
+  readonly floatType: DataType.FLOAT | DataType.FLOAT16;
+
+  constructor(
+    readonly model: DecoderModel,
+    readonly g: GraphBuilder,
+    options: DecoderGraphOptions,
+  ) {
+    this.floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
+    this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, int8Kernel: options.int8Kernel ?? defaultInt8Kernel(), gptqFormat: model.gptqFormat };
+  }
+
+  async rmsNorm(x: string, weight: string): Promise<string> {
+    requireTensor(this.model, weight, [this.model.config.hiddenSize]);
+    const w = await floatInitializer(this.ctx, weight, this.floatType);
+    // stash_type 1: the mean of squares is computed in float32 even for fp16 activations.
+    return this.g.op('SimplifiedLayerNormalization', [x, w], { axis: -1, epsilon: attr.float(this.model.config.rmsNormEps), stash_type: 1 });
+  }
+
+  /** cos/sin caches for `positions` rows, float64-computed, rounded once to the graph's float type. */
+  async ropeCaches(positions: number): Promise<{ cos: string; sin: string }> {
+    const { cos, sin } = ropeCaches(this.model.config.rope, positions);
+    const half = this.model.config.rope.dim / 2;
+    const encode = (v: Float64Array) => (this.floatType === DataType.FLOAT ? Float32Array.from(v) : encodeFromFloat32('F16', Float32Array.from(v)));
+    return {
+      cos: await this.g.initializer('cos_cache', this.floatType, [positions, half], encode(cos)),
+      sin: await this.g.initializer('sin_cache', this.floatType, [positions, half], encode(sin)),
+    };
+  }
+
+  /** GroupQueryAttention's sequence inputs from a [batch, total] attention mask. */
+  attentionLengths(mask: string): { seqlensK: string; totalSequenceLength: string } {
+    const g = this.g;
+    const lengths = g.op('ReduceSum', [mask, g.int64s('axes', [1])], { keepdims: 0 });
+    const seqlensK = g.op('Cast', [g.op('Sub', [lengths, g.int64s('one', [1])])], { to: DataType.INT32 });
+    const total = g.op('Gather', [g.op('Shape', [mask]), g.constant('index_1', DataType.INT64, [], BigInt64Array.of(1n))], { axis: 0 });
+    return { seqlensK, totalSequenceLength: g.op('Cast', [total], { to: DataType.INT32 }) };
+  }
+
+  async linear(name: string, inFeatures: number, outFeatures: number, x: string): Promise<string> {
+    return emitLinear(this.ctx, moduleOf(this.model, name, inFeatures, outFeatures), x);
+  }
+
+  /** One decoder block. Returns the block's output and the present KV values. */
+  async block(l: number, x: string, attention: AttentionInputs, past: { key: string; value: string } | undefined, tapper?: Tapper): Promise<{ out: string; presentKey: string; presentValue: string }> {
+    const g = this.g;
+    const c = this.model.config;
+    const [q, k, v, o, gate, up, down] = blockModules(c, l);
+    const p = `model.layers.${l}`;
+    const h = await this.rmsNorm(x, `${p}.input_layernorm.weight`);
+    tapper?.tap(h, c.hiddenSize, [q!.name, k!.name, v!.name]);
+    const qv = await this.linear(q!.name, q!.in, q!.out, h);
+    const kv = await this.linear(k!.name, k!.in, k!.out, h);
+    const vv = await this.linear(v!.name, v!.in, v!.out, h);
+    const [attn, presentKey, presentValue] = g.node(
+      'GroupQueryAttention',
+      [qv, kv, vv, past?.key ?? '', past?.value ?? '', attention.seqlensK, attention.totalSequenceLength, attention.cos, attention.sin],
+      [g.uniqueName(`attn_${l}`), past ? `present.${l}.key` : g.uniqueName(`present_key_${l}`), past ? `present.${l}.value` : g.uniqueName(`present_value_${l}`)],
+      { num_heads: c.numHeads, kv_num_heads: c.numKvHeads, do_rotary: 1, rotary_interleaved: 0 },
+      'com.microsoft',
+    );
+    tapper?.tap(attn!, c.numHeads * c.headDim, [o!.name]);
+    const attnOut = await this.linear(o!.name, o!.in, o!.out, attn!);
+    const mid = g.op('Add', [x, attnOut]);
+    const h2 = await this.rmsNorm(mid, `${p}.post_attention_layernorm.weight`);
+    tapper?.tap(h2, c.hiddenSize, [gate!.name, up!.name]);
+    const gv = await this.linear(gate!.name, gate!.in, gate!.out, h2);
+    const uv = await this.linear(up!.name, up!.in, up!.out, h2);
+    const act = g.op('Mul', [g.op('Mul', [gv, g.op('Sigmoid', [gv])]), uv]);
+    tapper?.tap(act, c.intermediateSize, [down!.name]);
+    const mlpOut = await this.linear(down!.name, down!.in, down!.out, act);
+    return { out: g.op('Add', [mid, mlpOut]), presentKey: presentKey!, presentValue: presentValue! };
+  }
+}
+
+export interface GraphIo {
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+}
+
+/** Facts about a built full-model graph that a session needs (KV shapes, types). */
+export interface DecoderGraphInfo {
+  readonly numLayers: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly hiddenSize: number;
+  readonly vocabSize: number;
+  readonly precision: Precision;
+  readonly maxSequenceLength: number;
+  readonly lastTokenLogitsOnly: boolean;
+  /** Storage of each linear module (float, fp8, int8, int4). */
+  readonly linearKinds: Readonly<Record<string, LinearKind>>;
+}
+
+function linearKinds(model: DecoderModel, withLmHead: boolean): Record<string, LinearKind> {
+  const kinds: Record<string, LinearKind> = {};
+  for (let l = 0; l < model.config.numLayers; l++) {
+    for (const m of blockModules(model.config, l)) kinds[m.name] = linearKind(moduleOf(model, m.name, m.in, m.out));
+  }
+  if (withLmHead && !model.config.tieWordEmbeddings) kinds.lm_head = linearKind(moduleOf(model, 'lm_head', model.config.hiddenSize, model.config.vocabSize));
+  return kinds;
+}
+
+/** Writes the full decoder graph (`modelPath` and `modelPath.data`). */
+export async function writeDecoderGraph(model: DecoderModel, modelPath: string, options: DecoderGraphOptions = {}): Promise<DecoderGraphInfo> {
+  const c = model.config;
+  const maxSequenceLength = resolveMaxSequence(c, options);
+  const kinds = linearKinds(model, true);
+  const g = await GraphBuilder.create({ modelPath, graphName: `${c.architecture} decoder`, metadata: { 'quantlens.max_sequence_length': String(maxSequenceLength) } });
+  try {
+    const e = new BlockEmitter(model, g, options);
+    const ft = e.floatType;
+    const ids = g.input('input_ids', DataType.INT64, ['batch_size', 'sequence_length']);
+    const mask = g.input('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']);
+    const pasts: { key: string; value: string }[] = [];
+    for (let l = 0; l < c.numLayers; l++) {
+      const dims = ['batch_size', c.numKvHeads, 'past_sequence_length', c.headDim];
+      pasts.push({ key: g.input(`past_key_values.${l}.key`, ft, dims), value: g.input(`past_key_values.${l}.value`, ft, dims) });
+    }
+    requireTensor(model, 'model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+    const table = await floatInitializer(e.ctx, 'model.embed_tokens.weight', ft);
+    let x = g.op('Gather', [table, ids], { axis: 0 });
+    const { cos, sin } = await e.ropeCaches(maxSequenceLength);
+    const attention = { ...e.attentionLengths(mask), cos, sin };
+    const presents: string[] = [];
+    for (let l = 0; l < c.numLayers; l++) {
+      const { out, presentKey, presentValue } = await e.block(l, x, attention, pasts[l]);
+      x = out;
+      presents.push(presentKey, presentValue);
+    }
+    if (options.lastTokenLogitsOnly) x = g.op('Slice', [x, g.int64s('starts', [-1]), g.int64s('ends', [2 ** 62]), g.int64s('axes', [1])]);
+    const normed = await e.rmsNorm(x, 'model.norm.weight');
+    let logits: string;
+    if (c.tieWordEmbeddings) logits = g.op('FusedMatMul', [normed, table], { transB: 1 }, 'com.microsoft');
+    else logits = await e.linear('lm_head', c.hiddenSize, c.vocabSize, normed);
+    if (ft !== DataType.FLOAT) logits = g.op('Cast', [logits], { to: DataType.FLOAT });
+    g.output(logits, DataType.FLOAT, ['batch_size', options.lastTokenLogitsOnly ? 1 : 'sequence_length', c.vocabSize], 'logits');
+    for (let l = 0; l < c.numLayers; l++) {
+      const dims = ['batch_size', c.numKvHeads, 'total_sequence_length', c.headDim];
+      g.output(presents[2 * l]!, ft, dims);
+      g.output(presents[2 * l + 1]!, ft, dims);
+    }
+    await g.finish();
+  } catch (error) {
+    await g.abort();
+    throw error;
+  }
+  return {
+    numLayers: c.numLayers,
+    numKvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    hiddenSize: c.hiddenSize,
+    vocabSize: c.vocabSize,
+    precision: options.precision ?? 'fp32',
+    maxSequenceLength,
+    lastTokenLogitsOnly: options.lastTokenLogitsOnly ?? false,
+    linearKinds: kinds,
+  };
+}
+
+export interface BlockGraphInfo {
+  readonly block: number;
+  readonly modules: readonly string[];
+  /** Modules whose Hessian the graph accumulates (inputs H_in.<m>, outputs H_out.<m>). */
+  readonly hessianModules: readonly string[];
+  /** Input features of each module (the Hessian is [in, in]). */
+  readonly inFeatures: Readonly<Record<string, number>>;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+}
+
+/** Writes the calibration graph of decoder block `l`. */
+export async function writeBlockGraph(model: DecoderModel, l: number, modelPath: string, options: DecoderGraphOptions & { taps?: CalibrationTaps } = {}): Promise<BlockGraphInfo> {
+  const c = model.config;
+  if (!Number.isSafeInteger(l) || l < 0 || l >= c.numLayers) throw new GraphBuildError(`block ${l} does not exist (the model has ${c.numLayers})`);
+  const taps = options.taps ?? { absmax: true, channelAbsmax: true, hessian: true };
+  const modules = blockModules(c, l);
+  const names = modules.map((m) => m.name);
+  const hessianModules = taps.hessian === true ? names : taps.hessian ? names.filter((n) => (taps.hessian as readonly string[]).includes(n)) : [];
+  if (Array.isArray(taps.hessian)) {
+    for (const n of taps.hessian as readonly string[]) if (!names.includes(n)) throw new GraphBuildError(`hessian tap ${n} is not a linear module of block ${l} (${names.join(', ')})`);
+  }
+  const inFeatures = Object.fromEntries(modules.map((m) => [m.name, m.in]));
+  const maxSequenceLength = resolveMaxSequence(c, options);
+  const g = await GraphBuilder.create({ modelPath, graphName: `${c.architecture} block ${l}` });
+  const inputs: string[] = [];
+  const outputs: string[] = [];
+  try {
+    const e = new BlockEmitter(model, g, options);
+    const ft = e.floatType;
+    inputs.push(g.input('hidden_states', ft, ['batch_size', 'sequence_length', c.hiddenSize]));
+    const mask = g.input('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']);
+    inputs.push(mask);
+    for (const m of hessianModules) inputs.push(g.input(`H_in.${m}`, DataType.FLOAT, [inFeatures[m]!, inFeatures[m]!]));
+    const { cos, sin } = await e.ropeCaches(maxSequenceLength);
+    const attention = { ...e.attentionLengths(mask), cos, sin };
+    const keep = g.op('Unsqueeze', [g.op('Cast', [mask], { to: DataType.BOOL }), g.int64s('axes', [-1])]);
+    const zero = g.constant('zero', DataType.FLOAT, [], Float32Array.of(0));
+    const tapper: Tapper = {
+      tap: (x, K, targets) => {
+        // Padding rows are replaced by zeros (Where, not Mul, so that garbage in them cannot leak as NaN).
+        const xf = ft === DataType.FLOAT ? x : g.op('Cast', [x], { to: DataType.FLOAT });
+        const flat = g.op('Reshape', [g.op('Where', [keep, xf, zero]), g.int64s('shape', [-1, K])]);
+        const abs = taps.absmax || taps.channelAbsmax ? g.op('Abs', [flat]) : undefined;
+        const channel = taps.channelAbsmax || taps.absmax ? g.op('ReduceMax', [abs!, g.int64s('axes', [0])], { keepdims: 0 }) : undefined;
+        const scalar = taps.absmax ? g.op('ReduceMax', [channel!], { keepdims: 0 }) : undefined;
+        const wantsHessian = targets.filter((t) => hessianModules.includes(t));
+        const xtx = wantsHessian.length > 0 ? g.op('FusedMatMul', [flat, flat], { transA: 1 }, 'com.microsoft') : undefined;
+        for (const t of targets) {
+          if (scalar) outputs.push(g.output(g.op('Identity', [scalar]), DataType.FLOAT, [], `absmax.${t}`));
+          if (taps.channelAbsmax) outputs.push(g.output(g.op('Identity', [channel!]), DataType.FLOAT, [K], `channel_absmax.${t}`));
+          if (wantsHessian.includes(t)) outputs.push(g.output(g.op('Add', [`H_in.${t}`, xtx!]), DataType.FLOAT, [K, K], `H_out.${t}`));
+        }
+      },
+    };
+    const { out } = await e.block(l, inputs[0]!, attention, undefined, tapper);
+    outputs.unshift(g.output(out, ft, ['batch_size', 'sequence_length', c.hiddenSize], 'block_output'));
+    await g.finish();
+  } catch (error) {
+    await g.abort();
+    throw error;
+  }
+  return { block: l, modules: names, hessianModules, inFeatures, inputs, outputs };
+}
+
+/**
+ * Embeddings of `ids` ([count] token ids) as float32 [count, hidden], reading only the rows needed: the
+ * input of block 0 for calibration.
+ */
+export async function embedTokens(model: DecoderModel, ids: ArrayLike<number | bigint>): Promise<Float32Array> {
+  const { hiddenSize: H, vocabSize: V } = model.config;
+  const name = 'model.embed_tokens.weight';
+  requireTensor(model, name, [V, H]);
+  const info = model.checkpoint.tensor(name);
+  const elementBytes = info.byteLength / (V * H);
+  const out = new Float32Array(ids.length * H);
+  const rows = new Map<number, Float32Array>();
+  for (let i = 0; i < ids.length; i++) {
+    const id = Number(ids[i]);
+    if (!Number.isSafeInteger(id) || id < 0 || id >= V) throw new GraphBuildError(`token id ${ids[i]} at position ${i} is outside the vocabulary (0 … ${V - 1})`);
+    let row = rows.get(id);
+    if (!row) {
+      const bytes = await model.checkpoint.readTensorRange(name, id * H * elementBytes, (id + 1) * H * elementBytes);
+      row = decodeToFloat32(info.dtype, bytes);
+      rows.set(id, row);
+    }
+    out.set(row, i * H);
+  }
+  return out;
+}
