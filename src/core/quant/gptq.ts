@@ -104,6 +104,8 @@ export interface GptqResult {
   readonly deadColumns: number;
   readonly engine: 'js' | 'ort';
   readonly precision: Precision;
+  /** Seconds spent factorising the Hessian and in the column loop. */
+  readonly seconds: { readonly factorize: number; readonly loop: number };
 }
 
 /** Dequantizes a GPTQ result: (q − zp) · scale per cell, exact in float32 for BF16/F16 scales. */
@@ -205,6 +207,43 @@ function reverseInPlace(a: FloatBuf, n: number): void {
   }
 }
 
+/** y[yOff …] += a · x[xOff …] over n elements. */
+function axpy(y: FloatBuf, yOff: number, a: number, x: FloatBuf, xOff: number, n: number): void {
+  for (let i = 0; i < n; i++) y[yOff + i]! += a * x[xOff + i]!;
+}
+
+/** The column's current value: w = W₀ + A / R_jj. */
+function currentColumn(out: Float64Array, w0: FloatBuf, wOff: number, acc: FloatBuf, aOff: number, inv: number, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = w0[wOff + i]! + acc[aOff + i]! * inv;
+}
+
+/**
+ * Quantizes one column (one value per output row) with the cell's stored scale and zero point:
+ * code = clamp(rne(w / s + z)), writes the code to q[row, c] and D = W₀ − (code − z)·s; returns Σ (w − ŵ)².
+ * G = −1 means one cell for the whole tensor.
+ */
+function quantizeColumn(
+  n: number, wRow: Float64Array, w0: FloatBuf, dBlock: FloatBuf, dOff: number,
+  scale: Float32Array, zeroPoint: Int8Array | undefined, G: number, g: number,
+  qmin: number, qmax: number, q: Int8Array, cols: number, c: number,
+): number {
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const cell = G < 0 ? 0 : i * G + g;
+    const s = scale[cell]!;
+    const z = zeroPoint ? zeroPoint[cell]! : 0;
+    const w = wRow[i]!;
+    let code = w / s + z + RNE - RNE;
+    if (code < qmin) code = qmin;
+    else if (code > qmax) code = qmax;
+    q[i * cols + c] = code;
+    const deq = (code - z) * s;
+    dBlock[dOff + i] = w0[dOff + i]! - deq;
+    sum += (w - deq) * (w - deq);
+  }
+  return sum;
+}
+
 interface LoopParams {
   /** Stored scales and zero points, [rows, G] (G = 1 for channel; tensor: one cell). */
   scale: Float32Array;
@@ -294,6 +333,7 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
   }
   const dampValue = (damp * diagSum) / cols;
   for (let i = 0; i < cols; i++) H[i * cols + i]! += dampValue;
+  const t0 = performance.now();
   reverseInPlace(H, cols);
   checkCancelled(options.signal);
   const pivot = await choleskyInPlace(H, cols, gemm, options.signal);
@@ -306,6 +346,7 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
   reverseInPlace(H, cols);
   // H now holds R (upper triangle): H_damped(permuted) = R Rᵀ, R = U⁻¹ with U = cholesky(H⁻¹, upper).
   const R = H;
+  const t1 = performance.now();
 
   // 4. Quantization parameters.
   const bits = args.numBits;
@@ -359,7 +400,7 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
         const rjj = R[j * cols + j]!;
         const wOff = (j - b0) * N;
         const aOff = j * N;
-        for (let n = 0; n < N; n++) wRow[n] = w0[wOff + n]! + acc[aOff + n]! / rjj;
+        currentColumn(wRow, w0, wOff, acc, aOff, 1 / rjj, N);
         const g = groupOfPos[j]!;
         if (lazy && j % gs === 0) {
           // Observer on this group's columns as the textbook algorithm has them once every column before j
@@ -394,27 +435,14 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
         }
         const dOff = (j - b0) * N;
         const c = col(j);
-        let lossJ = 0;
-        for (let n = 0; n < N; n++) {
-          const cell = params.perTensor ? 0 : n * G + g;
-          const s = params.scale[cell]!;
-          const z = params.zeroPoint ? params.zeroPoint[cell]! : 0;
-          const w = wRow[n]!;
-          let code = w / s + z + RNE - RNE;
-          if (code < qmin) code = qmin;
-          else if (code > qmax) code = qmax;
-          q[n * cols + c] = code;
-          const deq = (code - z) * s;
-          dBlock[dOff + n] = w0[dOff + n]! - deq;
-          lossJ += (w - deq) * (w - deq);
-        }
+        const lossJ = quantizeColumn(N, wRow, w0, dBlock, dOff, params.scale, params.zeroPoint, params.perTensor ? -1 : G, g, qmin, qmax, q, cols, c);
         loss += (lossJ * rjj * rjj) / 2;
         // Within the sub-block, column by column.
         for (let k = j + 1; k < s1; k++) {
           const r = R[j * cols + k]!;
           if (r === 0) continue;
           const ka = k * N;
-          for (let n = 0; n < N; n++) acc[ka + n]! += r * dBlock[dOff + n]!;
+          axpy(acc, ka, r, dBlock, dOff, N);
         }
       }
       // Rest of the block: A[s1:b1] += R[s0:s1, s1:b1]ᵀ · D[s0:s1].
@@ -440,6 +468,7 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
     deadColumns,
     engine: gemm.engine,
     precision,
+    seconds: { factorize: (t1 - t0) / 1000, loop: (performance.now() - t1) / 1000 },
   };
 }
 
