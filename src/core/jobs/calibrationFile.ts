@@ -34,6 +34,11 @@ export class CalibrationFile implements CalibrationStatistics {
     return this.absmax.get(module);
   }
 
+  hessianShape(module: string): readonly number[] | undefined {
+    const name = `${module}.hessian`;
+    return this.checkpoint.has(name) ? this.checkpoint.tensor(name).shape : undefined;
+  }
+
   async hessian(module: string): Promise<Float32Array | undefined> {
     const name = `${module}.hessian`;
     if (!this.checkpoint.has(name)) return undefined;

@@ -1,15 +1,26 @@
 /**
- * The quantize job: reads a float checkpoint layer by layer and writes a compressed-tensors checkpoint
- * (float-quantized, int-quantized or pack-quantized) that vLLM loads, with config.json's
- * quantization_config, recipe.yaml, and the tokenizer/generation files copied.
+ * The quantize job: reads a float checkpoint layer by layer and writes a quantized checkpoint that vLLM loads:
+ *
+ *   - compressed-tensors (default; float-quantized, int-quantized or pack-quantized, per config group), with
+ *     config.json's quantization_config and recipe.yaml, exactly as llm-compressor writes them (FORMATS.md §3);
+ *   - AutoGPTQ (`format: 'gptq'`): qweight / qzeros (v1, zero − 1) / scales (F16) / g_idx per Linear,
+ *     quantize_config.json and quantization_config `quant_method: gptq` (FORMATS.md §5), for INT4/INT8
+ *     weight-only schemes;
+ *   - AutoFP8 (`format: 'autofp8'`): weight F8_E4M3 + per-tensor F32 weight_scale (+ input_scale when static),
+ *     quantization_config `quant_method: fp8` (FORMATS.md §6), for FP8 schemes.
+ *
+ * What to quantize comes from a preset (`scheme`) or an llm-compressor recipe (`recipe`, resolved per layer by
+ * src/core/recipe/resolve.ts): QuantizationModifier layers get round-to-nearest (rtn.ts), GPTQModifier layers
+ * GPTQ (gptq.ts) with the Hessians of the calibration statistics.
  *
  * Safety: the output is built in a temporary sibling folder and renamed to its final name only when
  * complete; inputs are only ever read; a cancelled or failed job removes the temporary folder, and a killed
  * one leaves it under a `.partial` name, never under the final name.
  *
- * Memory: one linear layer at a time. Channel- and group-wise schemes stream a layer in row blocks; tensor-
- * wise schemes (one scale for the whole weight) hold one layer's weight as float32. The bound is
- * max(out × in) × 4 bytes + the encoded outputs of that layer, independent of the model's size.
+ * Memory: one linear layer at a time. Channel- and group-wise RTN streams a layer in row blocks; per-tensor
+ * schemes, the GPTQ layout and GPTQ itself hold one layer's weight as float32 (out × in × 4 bytes) plus, for
+ * GPTQ, its Hessian (in × in, float32 from the statistics file and once more in the working precision: 4 or 8
+ * bytes per element) and an accumulator of the weight's size. Independent of the model's size.
  */
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -21,10 +32,17 @@ import { SafetensorsWriter, TensorSpec, tensorByteLength } from '../safetensors/
 import { planShards, shardFileName, writeShardIndex } from '../safetensors/shards';
 import { readModelConfig } from '../checkpoint/config';
 import { buildLayerMap } from '../checkpoint/scheme';
-import { QuantArgs, QuantScheme, inferFormat, presetScheme } from '../quant/args';
+import { QuantArgs, QuantScheme, presetScheme } from '../quant/args';
 import { compilePattern, resolveModule } from '../quant/match';
-import { QuantizeError, RtnResult, ScaleDtype, quantizeRtn } from '../quant/rtn';
+import { QuantizeError, RtnResult, ScaleDtype, quantizeAutoFp8, quantizeRtn } from '../quant/rtn';
 import { packToInt32, packedShape } from '../quant/pack';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC, GptqError, LLM_COMPRESSOR_DAMPENING_FRAC, quantizeGptq } from '../quant/gptq';
+import { gptqShapes, toGptqLayer } from '../quant/gptqFormat';
+import type { Precision } from '../quant/gemm';
+import { analyzeRecipe } from '../recipe/recipe';
+import { formatOf, resolveRecipe } from '../recipe/resolve';
+import { modelLayersFromCheckpoint } from '../recipe/model';
+import { entry } from '../recipe/tree';
 
 export const SCHEME_PRESETS = {
   fp8: { preset: 'FP8', description: 'FP8 E4M3 weights and activations, per-tensor static scales (needs activation statistics)' },
@@ -35,21 +53,45 @@ export const SCHEME_PRESETS = {
 } as const;
 export type SchemeName = keyof typeof SCHEME_PRESETS;
 
+export const OUTPUT_FORMATS = ['compressed-tensors', 'gptq', 'autofp8'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/** Modifiers the job can run; every other one in a recipe is refused with a message naming it. */
+export const RUNNABLE_MODIFIERS = ['QuantizationModifier', 'GPTQModifier'] as const;
+
 /** Calibration statistics the job consumes (the runtime computes them; tests hand them in directly). */
 export interface CalibrationStatistics {
   /** max |x| over all calibration tokens of a Linear's input (static activation scales). */
   inputAbsMax(module: string): number | undefined;
   /** Hessian 2/n Σ x xᵀ of a Linear's input, [in, in] row-major (GPTQ). */
   hessian?(module: string): Promise<Float32Array | Float64Array | undefined>;
+  /** The Hessian's shape without reading it (pre-flight checks); undefined when there is none. */
+  hessianShape?(module: string): readonly number[] | undefined;
+}
+
+/** GPTQ settings (GPTQModifier fields); a recipe's values win over these defaults. */
+export interface GptqJobSettings {
+  readonly blockSize: number;
+  readonly dampeningFrac: number;
+  /** 'upfront' (llm-compressor) or 'lazy' (AutoGPTQ) group parameters; see gptq.ts. */
+  readonly groupParams: 'upfront' | 'lazy';
+  readonly engine?: 'auto' | 'js' | 'ort';
+  readonly precision?: Precision;
 }
 
 export interface QuantizeJobOptions {
   readonly model: string;
   readonly out: string;
-  readonly scheme: SchemeName;
-  /** Modules kept in full precision (names or re: patterns). Default: lm_head. */
+  /** A preset; or give `recipe`. */
+  readonly scheme?: SchemeName;
+  /** An llm-compressor recipe (YAML/JSON text); `path` names it in messages. */
+  readonly recipe?: { readonly text: string; readonly path?: string };
+  /** Output layout. Default compressed-tensors. */
+  readonly format?: OutputFormat;
+  /** Modules kept in full precision (names or re: patterns), for presets. Default: lm_head. */
   readonly ignore?: readonly string[];
   readonly calibration?: CalibrationStatistics;
+  readonly gptq?: Partial<GptqJobSettings>;
   readonly maxShardBytes?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: { fraction: number; stage: string; module?: string }) => void;
@@ -58,9 +100,14 @@ export interface QuantizeJobOptions {
 
 export interface QuantizeSummary {
   readonly out: string;
-  readonly scheme: SchemeName;
+  readonly scheme?: SchemeName;
+  readonly recipe?: string;
+  /** The output layout. */
+  readonly outputFormat: OutputFormat;
+  /** compressed-tensors format (or "mixed-precision"); "gptq" / "fp8" for the other layouts. */
   readonly format: string;
   readonly quantizedLayers: number;
+  readonly gptqLayers: number;
   readonly ignoredLayers: readonly string[];
   readonly inputBytes: number;
   readonly outputBytes: number;
@@ -77,13 +124,21 @@ export class JobCancelled extends Error {
 const MODEL_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'tokenizer.model', 'chat_template.jinja', 'chat_template.json', 'vocab.json', 'merges.txt', 'added_tokens.json'];
 const ROW_BLOCK_BYTES = 32 * 1024 * 1024;
 
-interface PlannedLayer {
+/** What happens to one linear layer. */
+interface LayerJob {
+  readonly scheme: QuantScheme;
+  /** Config group name in quantization_config. */
+  readonly group: string;
+  readonly algorithm: 'rtn' | 'gptq';
+  readonly gptq?: GptqJobSettings;
+}
+
+interface PlannedLayer extends LayerJob {
   readonly module: string;
   readonly rows: number;
   readonly cols: number;
   readonly weight: string;
   readonly weightDtype: DType;
-  readonly scheme: QuantScheme;
   readonly outputs: TensorSpec[];
 }
 
@@ -92,20 +147,27 @@ function scaleDtypeOf(dtype: DType): ScaleDtype {
   return dtype === 'F16' ? 'F16' : dtype === 'F32' ? 'F32' : 'BF16';
 }
 
+function scaleShapeOf(w: QuantArgs, rows: number, cols: number): number[] {
+  return w.strategy === 'tensor' ? [1] : w.strategy === 'channel' ? [rows, 1] : w.strategy === 'group' ? [rows, cols / w.groupSize!] : [Math.ceil(rows / w.blockStructure![0]), Math.ceil(cols / w.blockStructure![1])];
+}
+
+/** Tensors compressed-tensors writes for one Linear (FORMATS.md §3.5), in the order the job writes them. */
 export function outputSpecs(module: string, rows: number, cols: number, weightDtype: DType, scheme: QuantScheme, format: string): TensorSpec[] {
   const w = scheme.weights!;
   const scaleDtype = scaleDtypeOf(weightDtype);
-  const scaleShape = w.strategy === 'tensor' ? [1] : w.strategy === 'channel' ? [rows, 1] : w.strategy === 'group' ? [rows, cols / w.groupSize!] : [Math.ceil(rows / w.blockStructure![0]), Math.ceil(cols / w.blockStructure![1])];
+  const scaleShape = scaleShapeOf(w, rows, cols);
   const specs: TensorSpec[] = [];
   if (format === 'pack-quantized') {
     specs.push({ name: `${module}.weight_packed`, dtype: 'I32', shape: packedShape(rows, cols, w.numBits, 1) });
     specs.push({ name: `${module}.weight_scale`, dtype: scaleDtype, shape: scaleShape });
     if (!w.symmetric && w.strategy !== 'tensor') specs.push({ name: `${module}.weight_zero_point`, dtype: 'I32', shape: packedShape(scaleShape[0]!, scaleShape[1]!, w.numBits, 0) });
+    if (w.actorder === 'group') specs.push({ name: `${module}.weight_g_idx`, dtype: 'I32', shape: [cols] });
     specs.push({ name: `${module}.weight_shape`, dtype: 'I64', shape: [2] });
   } else {
     specs.push({ name: `${module}.weight`, dtype: w.type === 'float' ? 'F8_E4M3' : 'I8', shape: [rows, cols] });
     specs.push({ name: `${module}.weight_scale`, dtype: scaleDtype, shape: scaleShape });
     if (!w.symmetric) specs.push({ name: `${module}.weight_zero_point`, dtype: w.type === 'float' ? 'F8_E4M3' : 'I8', shape: scaleShape });
+    if (w.actorder === 'group') specs.push({ name: `${module}.weight_g_idx`, dtype: 'I32', shape: [cols] });
   }
   const a = scheme.inputActivations;
   if (a && !a.dynamic) {
@@ -115,11 +177,32 @@ export function outputSpecs(module: string, rows: number, cols: number, weightDt
   return specs;
 }
 
+/** AutoGPTQ tensors of one Linear (FORMATS.md §5.2): scales in F16 as AutoGPTQ stores them. */
+export function gptqOutputSpecs(module: string, rows: number, cols: number, w: QuantArgs): TensorSpec[] {
+  const shapes = gptqShapes(cols, rows, w.numBits, w.strategy === 'group' ? w.groupSize! : -1);
+  return [
+    { name: `${module}.qweight`, dtype: 'I32', shape: shapes.qweight },
+    { name: `${module}.qzeros`, dtype: 'I32', shape: shapes.qzeros },
+    { name: `${module}.scales`, dtype: 'F16', shape: shapes.scales },
+    { name: `${module}.g_idx`, dtype: 'I32', shape: shapes.gIdx },
+  ];
+}
+
+/** AutoFP8 tensors of one Linear (FORMATS.md §6): per-tensor F32 scalars. */
+export function autoFp8OutputSpecs(module: string, rows: number, cols: number, staticInput: boolean): TensorSpec[] {
+  return [
+    { name: `${module}.weight`, dtype: 'F8_E4M3', shape: [rows, cols] },
+    { name: `${module}.weight_scale`, dtype: 'F32', shape: [] },
+    ...(staticInput ? [{ name: `${module}.input_scale`, dtype: 'F32' as const, shape: [] }] : []),
+  ];
+}
+
 /** compressed-tensors' JSON form of QuantizationArgs (keys sorted, as the writer serialises them). */
 export function serializeArgs(args: QuantArgs | undefined): Record<string, unknown> | null {
   if (!args) return null;
   const out: Record<string, unknown> = {
-    actorder: args.actorder ?? null,
+    // GPTQModifier's default ("static") is what llm-compressor writes for act-order by weight.
+    actorder: args.actorder === 'weight' ? 'static' : (args.actorder ?? null),
     block_structure: args.blockStructure ?? null,
     dynamic: args.dynamic,
     group_size: args.groupSize ?? null,
@@ -135,18 +218,29 @@ export function serializeArgs(args: QuantArgs | undefined): Record<string, unkno
   return out;
 }
 
-export function quantizationConfig(scheme: QuantScheme, format: string, ignore: readonly string[]): Record<string, unknown> {
+export interface ConfigGroup {
+  readonly name: string;
+  readonly scheme: QuantScheme;
+  readonly format: string;
+}
+
+/** compressed-tensors quantization_config for one or more config groups (mixed formats → "mixed-precision"). */
+export function quantizationConfig(groups: ConfigGroup | readonly ConfigGroup[], ignore: readonly string[]): Record<string, unknown> {
+  const list = Array.isArray(groups) ? (groups as readonly ConfigGroup[]) : [groups as ConfigGroup];
+  const formats = new Set(list.map((g) => g.format));
+  const configGroups: Record<string, unknown> = {};
+  for (const g of list) {
+    configGroups[g.name] = {
+      format: g.format,
+      input_activations: serializeArgs(g.scheme.inputActivations),
+      output_activations: null,
+      targets: [...g.scheme.targets],
+      weights: serializeArgs(g.scheme.weights),
+    };
+  }
   return {
-    config_groups: {
-      group_0: {
-        format,
-        input_activations: serializeArgs(scheme.inputActivations),
-        output_activations: null,
-        targets: [...scheme.targets],
-        weights: serializeArgs(scheme.weights),
-      },
-    },
-    format,
+    config_groups: configGroups,
+    format: formats.size === 1 ? list[0]!.format : 'mixed-precision',
     global_compression_ratio: null,
     ignore: [...ignore],
     kv_cache_scheme: null,
@@ -158,10 +252,32 @@ export function quantizationConfig(scheme: QuantScheme, format: string, ignore: 
   };
 }
 
-/** The recipe llm-compressor would save beside the checkpoint for this job. */
-export function recipeYaml(preset: string, ignore: readonly string[], algorithm: 'rtn' | 'gptq'): string {
+/** AutoGPTQ's quantize_config.json (BaseQuantizeConfig.to_dict), also config.json's quantization_config. */
+export function gptqQuantizeConfig(w: QuantArgs, dampeningFrac: number): Record<string, unknown> {
+  return {
+    bits: w.numBits,
+    group_size: w.strategy === 'group' ? w.groupSize! : -1,
+    damp_percent: dampeningFrac,
+    desc_act: w.actorder !== undefined,
+    static_groups: w.actorder === 'weight',
+    sym: w.symmetric,
+    true_sequential: true,
+    model_name_or_path: null,
+    model_file_base_name: null,
+    quant_method: 'gptq',
+    checkpoint_format: 'gptq',
+  };
+}
+
+/** AutoFP8's quantization_config. */
+export function autoFp8Config(activationScheme: 'static' | 'dynamic', ignoredLayers: readonly string[]): Record<string, unknown> {
+  return { quant_method: 'fp8', activation_scheme: activationScheme, ignored_layers: [...ignoredLayers] };
+}
+
+/** The recipe llm-compressor would save beside the checkpoint for a preset job. */
+export function recipeYaml(preset: string, ignore: readonly string[], algorithm: 'rtn' | 'gptq', gptq?: Pick<GptqJobSettings, 'blockSize' | 'dampeningFrac'>): string {
   const modifier = algorithm === 'gptq' ? 'GPTQModifier' : 'QuantizationModifier';
-  const extra = algorithm === 'gptq' ? '      actorder: static\n      block_size: 128\n      dampening_frac: 0.1\n' : '';
+  const extra = algorithm === 'gptq' ? `      actorder: static\n      block_size: ${gptq?.blockSize ?? DEFAULT_BLOCK_SIZE}\n      dampening_frac: ${gptq?.dampeningFrac ?? DEFAULT_DAMPENING_FRAC}\n` : '';
   return `default_stage:\n  default_modifiers:\n    ${modifier}:\n${extra}      targets: [Linear]\n      ignore: [${ignore.map((i) => JSON.stringify(i)).join(', ')}]\n      scheme: ${preset}\n`;
 }
 
@@ -169,19 +285,67 @@ function checkCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new JobCancelled();
 }
 
+/** A number field of a recipe modifier, or undefined when absent / null. */
+function modifierNumber(node: Parameters<typeof entry>[0] | undefined, key: string): number | undefined {
+  const e = node ? entry(node, key) : undefined;
+  if (!e || e.value.kind !== 'scalar' || e.value.value === null) return undefined;
+  const v = typeof e.value.value === 'number' ? e.value.value : Number(e.value.value);
+  return Number.isFinite(v) ? v : undefined;
+}
+
+interface ResolvedJob {
+  readonly layers: ReadonlyMap<string, LayerJob>;
+  readonly ignore: readonly string[];
+  readonly recipeText: string;
+}
+
+/** Per-layer jobs from a recipe: its diagnostics must be error-free and its modifiers runnable here. */
+async function resolveRecipeJob(options: QuantizeJobOptions, model: string, gptqDefaults: Partial<GptqJobSettings>): Promise<ResolvedJob> {
+  const recipe = options.recipe!;
+  const where = recipe.path ?? 'recipe';
+  const modelLayers = await modelLayersFromCheckpoint(model);
+  const analysis = analyzeRecipe(recipe.text, { model: modelLayers });
+  const errors = analysis.diagnostics.filter((d) => d.severity === 'error');
+  if (errors.length) {
+    throw new QuantizeError(`${where} has errors:\n  ${errors.map((d) => `${where}:${d.range.start.line + 1}:${d.range.start.character + 1}: ${d.message}`).join('\n  ')}`);
+  }
+  const unsupported = analysis.modifiers.filter((m) => !(RUNNABLE_MODIFIERS as readonly string[]).includes(m.type));
+  if (unsupported.length) {
+    throw new QuantizeError(`${where}: QuantLens runs ${RUNNABLE_MODIFIERS.join(' and ')}; it cannot run ${[...new Set(unsupported.map((m) => m.type))].join(', ')} (use llm-compressor for this recipe, or remove the modifier)`);
+  }
+  const kv = analysis.modifiers.find((m) => m.kvCache);
+  if (kv) throw new QuantizeError(`${where}: ${kv.type} sets kv_cache_scheme; KV-cache quantization needs calibration of attention outputs, which QuantLens does not run`);
+  const gptqModifiers = analysis.modifiers.filter((m) => m.type === 'GPTQModifier');
+  const settingsOf = (index: number | undefined): GptqJobSettings => {
+    // The GPTQModifier that quantizes the layer (the last one in the recipe when several could).
+    const modifier = (index !== undefined && analysis.modifiers[index]?.type === 'GPTQModifier' ? analysis.modifiers[index] : gptqModifiers.at(-1))!;
+    return {
+      blockSize: modifierNumber(modifier.node, 'block_size') ?? gptqDefaults.blockSize ?? DEFAULT_BLOCK_SIZE,
+      dampeningFrac: modifierNumber(modifier.node, 'dampening_frac') ?? gptqDefaults.dampeningFrac ?? LLM_COMPRESSOR_DAMPENING_FRAC,
+      groupParams: gptqDefaults.groupParams ?? 'upfront',
+      ...(gptqDefaults.engine ? { engine: gptqDefaults.engine } : {}),
+      ...(gptqDefaults.precision ? { precision: gptqDefaults.precision } : {}),
+    };
+  };
+  const plan = resolveRecipe(analysis, modelLayers);
+  const layers = new Map<string, LayerJob>();
+  for (const layer of plan.layers) {
+    if (layer.state !== 'quantized' || !layer.scheme) continue;
+    if (!layer.scheme.weights) throw new QuantizeError(`${where}: ${layer.name} gets a scheme without weights (activations only), which QuantLens cannot write`);
+    const gptq = layer.algorithms.includes('GPTQ');
+    layers.set(layer.name, { scheme: layer.scheme, group: layer.group ?? 'group_0', algorithm: gptq ? 'gptq' : 'rtn', ...(gptq ? { gptq: settingsOf(layer.modifierIndex) } : {}) });
+  }
+  const ignore = [...new Set(analysis.modifiers.flatMap((m) => m.ignore))];
+  return { layers, ignore, recipeText: recipe.text };
+}
+
 export async function runQuantizeJob(options: QuantizeJobOptions): Promise<QuantizeSummary> {
   const started = Date.now();
   const log = options.log ?? (() => undefined);
-  const { preset } = SCHEME_PRESETS[options.scheme];
-  if (options.scheme === 'w4a16') {
-    if (!options.calibration?.hessian) throw new QuantizeError('w4a16 runs GPTQ, which needs calibration Hessians; run it with calibration data, or use w4a16-rtn for round-to-nearest');
-  }
-  const scheme = presetScheme(preset)!;
-  if (scheme.inputActivations && !scheme.inputActivations.dynamic && !options.calibration) {
-    throw new QuantizeError(`${options.scheme} has static activation scales, which need calibration statistics (input absmax per layer); use fp8-dynamic, or run with calibration data`);
-  }
-  const format = inferFormat(scheme);
-  const ignore = options.ignore ?? ['lm_head'];
+  const outputFormat: OutputFormat = options.format ?? 'compressed-tensors';
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(outputFormat)) throw new QuantizeError(`format must be one of ${OUTPUT_FORMATS.join(', ')}, not ${JSON.stringify(outputFormat)}`);
+  if ((options.scheme === undefined) === (options.recipe === undefined)) throw new QuantizeError('give either a scheme preset or a recipe (not both)');
+  if (options.recipe && options.ignore) throw new QuantizeError('a recipe carries its own ignore lists; --ignore applies to presets only');
   const out = resolve(options.out);
   const model = resolve(options.model);
   if (out === model) throw new QuantizeError('the output folder must differ from the model folder (inputs are never modified)');
@@ -191,6 +355,32 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
   } catch (error) {
     if (error instanceof QuantizeError) throw error;
   }
+  const gptqDefaults = options.gptq ?? {};
+
+  // What each layer gets: a preset for every targeted Linear, or the recipe's per-layer resolution.
+  let presetJob: LayerJob | undefined;
+  let resolved: ResolvedJob | undefined;
+  let ignore: readonly string[];
+  if (options.scheme) {
+    const { preset } = SCHEME_PRESETS[options.scheme];
+    let scheme = presetScheme(preset)!;
+    const isGptq = options.scheme === 'w4a16';
+    // GPTQModifier's default actorder ("static") is resolved into the scheme it saves.
+    if (isGptq) scheme = { ...scheme, weights: { ...scheme.weights!, actorder: 'weight' } };
+    const settings: GptqJobSettings = {
+      blockSize: gptqDefaults.blockSize ?? DEFAULT_BLOCK_SIZE,
+      dampeningFrac: gptqDefaults.dampeningFrac ?? DEFAULT_DAMPENING_FRAC,
+      groupParams: gptqDefaults.groupParams ?? 'upfront',
+      ...(gptqDefaults.engine ? { engine: gptqDefaults.engine } : {}),
+      ...(gptqDefaults.precision ? { precision: gptqDefaults.precision } : {}),
+    };
+    presetJob = { scheme, group: 'group_0', algorithm: isGptq ? 'gptq' : 'rtn', ...(isGptq ? { gptq: settings } : {}) };
+    ignore = options.ignore ?? ['lm_head'];
+  } else {
+    resolved = await resolveRecipeJob(options, model, gptqDefaults);
+    ignore = resolved.ignore;
+  }
+  const jobFor = (module: string): LayerJob | undefined => (presetJob ? presetJob : resolved!.layers.get(module));
 
   const checkpoint = await Checkpoint.open(model);
   const temp = join(dirname(out), `.${basename(out)}.${randomBytes(4).toString('hex')}.partial`);
@@ -201,30 +391,61 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
     const errors = checkpoint.problems.filter((p) => p.severity === 'error');
     if (errors.length) throw new QuantizeError(`the input checkpoint has problems: ${errors.map((p) => p.message).join('; ')}`);
 
-    // Which linear layers get the scheme.
+    // Which linear layers get which scheme.
     const layerMap = buildLayerMap(checkpoint.tensors, undefined, { hasConfig: true });
-    const targets = [{ name: 'group_0', targets: scheme.targets.map((t) => compilePattern(t)) }];
-    const ignorePatterns = ignore.map((i) => compilePattern(i));
+    const presetTargets = presetJob ? [{ name: 'group_0', targets: presetJob.scheme.targets.map((t) => compilePattern(t)) }] : [];
+    const ignorePatterns = presetJob ? ignore.map((i) => compilePattern(i)) : [];
     const planned = new Map<string, PlannedLayer>();
     const ignored: string[] = [];
     const problems: string[] = [];
     for (const module of layerMap.modules) {
       if (module.state !== 'unquantized' || !module.observed?.shape) continue;
-      const resolution = resolveModule(module.name, 'Linear', targets, ignorePatterns);
-      if (!resolution.group) {
+      let job: LayerJob | undefined;
+      if (presetJob) job = resolveModule(module.name, 'Linear', presetTargets, ignorePatterns).group ? presetJob : undefined;
+      else job = jobFor(module.name);
+      if (!job) {
         ignored.push(module.name);
         continue;
       }
       const [rows, cols] = module.observed.shape;
-      const w = scheme.weights!;
+      const w = job.scheme.weights!;
       if (w.strategy === 'group' && cols % w.groupSize! !== 0) problems.push(`${module.name}: input features ${cols} are not divisible by group_size ${w.groupSize}`);
-      if (scheme.inputActivations && !scheme.inputActivations.dynamic && options.calibration?.inputAbsMax(module.name) === undefined) problems.push(`${module.name}: no calibration input statistics`);
+      if (job.scheme.inputActivations && !job.scheme.inputActivations.dynamic && options.calibration?.inputAbsMax(module.name) === undefined) {
+        problems.push(`${module.name}: no calibration input statistics (input_absmax) for its static activation scale`);
+      }
+      if (w.actorder === 'group' && job.algorithm !== 'gptq') problems.push(`${module.name}: actorder "group" saves weight_g_idx, which only GPTQ produces (use GPTQModifier, or drop actorder)`);
+      if (job.algorithm === 'gptq') {
+        const shape = options.calibration?.hessianShape?.(module.name);
+        if (!options.calibration?.hessian) problems.push(`${module.name}: GPTQ needs a Hessian, and no calibration statistics were given`);
+        else if (options.calibration.hessianShape && !shape) problems.push(`${module.name}: the calibration statistics have no Hessian for this layer`);
+        else if (shape && (shape.length !== 2 || shape[0] !== cols || shape[1] !== cols)) problems.push(`${module.name}: its Hessian is [${shape.join(', ')}], in_features is ${cols} (expected [${cols}, ${cols}])`);
+      }
       const weight = `${module.name}.weight`;
       const weightDtype = checkpoint.tensor(weight).dtype;
-      planned.set(weight, { module: module.name, rows, cols, weight, weightDtype, scheme, outputs: outputSpecs(module.name, rows, cols, weightDtype, scheme, format) });
+      let outputs: TensorSpec[];
+      if (outputFormat === 'gptq') {
+        try {
+          outputs = gptqOutputSpecs(module.name, rows, cols, w);
+        } catch (error) {
+          problems.push(`${module.name}: ${(error as Error).message} (the GPTQ layout packs whole int32 words)`);
+          outputs = [];
+        }
+      } else if (outputFormat === 'autofp8') outputs = autoFp8OutputSpecs(module.name, rows, cols, job.scheme.inputActivations?.dynamic === false);
+      else outputs = outputSpecs(module.name, rows, cols, weightDtype, job.scheme, formatOf(job.scheme));
+      planned.set(weight, { ...job, module: module.name, rows, cols, weight, weightDtype, outputs });
     }
-    if (problems.length) throw new QuantizeError(`pre-flight check failed:\n  ${problems.join('\n  ')}`);
     if (planned.size === 0) throw new QuantizeError('no linear layer to quantize (all are ignored or not floating point)');
+    checkFormatCombination(outputFormat, [...planned.values()], options.scheme);
+    if (problems.length) throw new QuantizeError(`pre-flight check failed:\n  ${problems.join('\n  ')}`);
+
+    // Config groups (compressed-tensors): one per distinct group name and scheme.
+    const groups = new Map<string, ConfigGroup>();
+    for (const layer of planned.values()) {
+      const format = formatOf(layer.scheme);
+      let name = layer.group;
+      for (let i = 1; groups.has(name) && JSON.stringify(groups.get(name)!.scheme) !== JSON.stringify(layer.scheme); i++) name = `${layer.group}_${i}`;
+      if (!groups.has(name)) groups.set(name, { name, scheme: layer.scheme, format });
+    }
 
     // Output tensors in input order, each quantized weight replaced by its encoded set.
     const specs: (TensorSpec & { source: string; layer?: PlannedLayer })[] = [];
@@ -240,20 +461,22 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
       throw new QuantizeError(`not enough disk space in ${dirname(out)}: ${outputBytes} bytes needed, ${stat.bavail * stat.bsize} available`);
     }
     // Keep a layer's tensors together in one shard (vLLM resolves through the index either way).
-    const groups: (typeof specs)[] = [];
+    const shardUnits: (typeof specs)[] = [];
     for (const spec of specs) {
-      const last = groups.at(-1);
+      const last = shardUnits.at(-1);
       if (last && spec.layer && last[0]!.layer === spec.layer) last.push(spec);
-      else groups.push([spec]);
+      else shardUnits.push([spec]);
     }
     const maxShard = options.maxShardBytes ?? 5_000_000_000;
     const shardGroups = planShards(
-      groups.map((g, i) => ({ name: String(i), dtype: 'U8' as const, shape: [g.reduce((sum, s) => sum + tensorByteLength(s), 0)] })),
+      shardUnits.map((g, i) => ({ name: String(i), dtype: 'U8' as const, shape: [g.reduce((sum, s) => sum + tensorByteLength(s), 0)] })),
       maxShard,
-    ).map((shard) => shard.flatMap((g) => groups[Number(g.name)]!));
+    ).map((shard) => shard.flatMap((g) => shardUnits[Number(g.name)]!));
 
     await fs.mkdir(temp, { recursive: false });
-    log(`quantizing ${planned.size} layers to ${options.scheme} (${format}); ${ignored.length} kept in full precision: ${ignored.join(', ') || 'none'}`);
+    const gptqCount = [...planned.values()].filter((l) => l.algorithm === 'gptq').length;
+    const formatName = outputFormat === 'gptq' ? 'gptq' : outputFormat === 'autofp8' ? 'fp8' : groups.size === 1 ? [...groups.values()][0]!.format : 'mixed-precision';
+    log(`quantizing ${planned.size} layers (${gptqCount} with GPTQ) to ${options.scheme ?? options.recipe?.path ?? 'the recipe'} as ${outputFormat} (${formatName}); ${ignored.length} kept in full precision: ${ignored.join(', ') || 'none'}`);
     const weightMap = new Map<string, string>();
     const totalInput = checkpoint.totalBytes;
     let processed = 0;
@@ -267,8 +490,8 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
           checkCancelled(options.signal);
           const spec = shardSpecs[i]!;
           if (spec.layer) {
-            options.onProgress?.({ fraction: processed / totalInput, stage: 'quantize', module: spec.layer.module });
-            await quantizeLayer(checkpoint, spec.layer, format, writer, options);
+            options.onProgress?.({ fraction: processed / totalInput, stage: spec.layer.algorithm === 'gptq' ? 'gptq' : 'quantize', module: spec.layer.module });
+            await quantizeLayer(checkpoint, spec.layer, outputFormat, writer, options);
             i += spec.layer.outputs.length;
             processed += checkpoint.tensor(spec.layer.weight).byteLength;
           } else {
@@ -290,9 +513,22 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
     }
     if (shardGroups.length > 1) await writeShardIndex(temp, weightMap, outputBytes);
 
-    const configJson = { ...config.raw, quantization_config: quantizationConfig(scheme, format, ignore) };
+    let quantizationConfigJson: Record<string, unknown>;
+    const first = [...planned.values()][0]!;
+    if (outputFormat === 'gptq') {
+      quantizationConfigJson = gptqQuantizeConfig(first.scheme.weights!, first.gptq?.dampeningFrac ?? DEFAULT_DAMPENING_FRAC);
+      await fs.writeFile(join(temp, 'quantize_config.json'), `${JSON.stringify(quantizationConfigJson, null, 2)}\n`);
+    } else if (outputFormat === 'autofp8') {
+      quantizationConfigJson = autoFp8Config(first.scheme.inputActivations?.dynamic === false ? 'static' : 'dynamic', ignored);
+    } else {
+      quantizationConfigJson = quantizationConfig([...groups.values()], ignore);
+    }
+    const configJson = { ...config.raw, quantization_config: quantizationConfigJson };
     await fs.writeFile(join(temp, 'config.json'), `${JSON.stringify(configJson, null, 2)}\n`);
-    await fs.writeFile(join(temp, 'recipe.yaml'), recipeYaml(preset, ignore, options.scheme === 'w4a16' ? 'gptq' : 'rtn'));
+    if (outputFormat === 'compressed-tensors') {
+      const recipeText = resolved ? resolved.recipeText : recipeYaml(SCHEME_PRESETS[options.scheme!].preset, ignore, presetJob!.algorithm, presetJob!.gptq);
+      await fs.writeFile(join(temp, 'recipe.yaml'), recipeText);
+    }
     for (const file of MODEL_FILES) {
       await fs.copyFile(join(checkpoint.folder, file), join(temp, file)).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOENT') throw error;
@@ -303,9 +539,12 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
     options.onProgress?.({ fraction: 1, stage: 'done' });
     return {
       out,
-      scheme: options.scheme,
-      format,
+      ...(options.scheme ? { scheme: options.scheme } : {}),
+      ...(options.recipe ? { recipe: options.recipe.path ?? 'recipe' } : {}),
+      outputFormat,
+      format: formatName,
       quantizedLayers: planned.size,
+      gptqLayers: gptqCount,
       ignoredLayers: ignored,
       inputBytes: totalInput,
       outputBytes,
@@ -314,9 +553,36 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
     };
   } catch (error) {
     await fs.rm(temp, { recursive: true, force: true });
+    if (options.signal?.aborted && !(error instanceof JobCancelled)) throw new JobCancelled();
     throw error;
   } finally {
     await checkpoint.close();
+  }
+}
+
+/** Refuses output layouts that cannot describe what the layers get, with the reason. */
+function checkFormatCombination(format: OutputFormat, layers: readonly PlannedLayer[], scheme: SchemeName | undefined): void {
+  const what = scheme ? `scheme ${scheme}` : 'this recipe';
+  if (format === 'gptq') {
+    const first = layers[0]!.scheme.weights!;
+    for (const l of layers) {
+      const w = l.scheme.weights!;
+      if (w.type !== 'int' || (w.numBits !== 4 && w.numBits !== 8)) throw new QuantizeError(`--format gptq writes AutoGPTQ INT4/INT8 weights; ${what} gives ${l.module} ${w.type.toUpperCase()}${w.numBits} weights (use --format ${w.type === 'float' ? 'autofp8 or compressed-tensors' : 'compressed-tensors'})`);
+      if (l.scheme.inputActivations) throw new QuantizeError(`--format gptq is weight-only; ${what} also quantizes activations (${l.module}); use --format compressed-tensors`);
+      if (w.strategy !== 'group' && w.strategy !== 'channel') throw new QuantizeError(`--format gptq needs group or channel weight scales; ${what} uses ${w.strategy} for ${l.module}`);
+      if (w.numBits !== first.numBits || w.symmetric !== first.symmetric || w.groupSize !== first.groupSize || w.strategy !== first.strategy || w.actorder !== first.actorder) {
+        throw new QuantizeError(`--format gptq has one quantize_config for the whole model; ${what} quantizes layers differently (${layers[0]!.module} vs ${l.module}); use --format compressed-tensors`);
+      }
+    }
+  } else if (format === 'autofp8') {
+    for (const l of layers) {
+      const w = l.scheme.weights!;
+      const a = l.scheme.inputActivations;
+      if (w.type !== 'float' || w.numBits !== 8) throw new QuantizeError(`--format autofp8 writes FP8 weights; ${what} gives ${l.module} ${w.type.toUpperCase()}${w.numBits} weights (use --format ${w.type === 'int' && w.numBits === 4 ? 'gptq or compressed-tensors' : 'compressed-tensors'})`);
+      if (!a || a.type !== 'float' || a.numBits !== 8) throw new QuantizeError(`--format autofp8 needs FP8 activations (static or dynamic); ${what} leaves ${l.module}'s activations ${a ? `${a.type.toUpperCase()}${a.numBits}` : 'unquantized'}`);
+      if (a.dynamic === false && a.strategy !== 'tensor') throw new QuantizeError(`--format autofp8 stores one static input scale per layer; ${what} asks for ${a.strategy} input scales`);
+      if (l.scheme.inputActivations?.dynamic !== layers[0]!.scheme.inputActivations?.dynamic) throw new QuantizeError('--format autofp8 has one activation_scheme for the whole model; the layers mix static and dynamic activations');
+    }
   }
 }
 
@@ -327,49 +593,132 @@ async function readRows(checkpoint: Checkpoint, name: string, cols: number, r0: 
   return decodeToFloat32(dtype, bytes);
 }
 
-function scaleBytes(result: RtnResult, dtype: DType): Uint8Array {
-  return encodeFromFloat32(dtype, result.scale);
+const i32Bytes = (a: Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** Quantized values of a whole layer (GPTQ or RTN), for the writers that need the whole layer. */
+interface WholeLayer {
+  readonly q: Int8Array;
+  readonly scale: Float32Array;
+  readonly zeroPoint?: Int8Array;
+  readonly gIdx?: Int32Array;
+  readonly saveGIdx: boolean;
 }
 
-async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, format: string, writer: SafetensorsWriter, options: QuantizeJobOptions): Promise<void> {
+async function quantizeWholeLayer(checkpoint: Checkpoint, layer: PlannedLayer, scaleDtype: ScaleDtype, options: QuantizeJobOptions): Promise<WholeLayer> {
   const { rows, cols, scheme } = layer;
   const w = scheme.weights!;
-  const scaleDtype = scaleDtypeOf(layer.weightDtype);
-  const [weightSpec, scaleSpec, ...rest] = layer.outputs;
-  // Row blocks for row-independent strategies; the whole weight when one scale covers it.
-  const rowBlock = w.strategy === 'channel' || w.strategy === 'group' ? Math.max(1, Math.floor(ROW_BLOCK_BYTES / (cols * 4))) : rows;
-  const scales: Uint8Array[] = [];
-  const zeroPoints: Int8Array[] = [];
-  for (let r0 = 0; r0 < rows; r0 += rowBlock) {
-    checkCancelled(options.signal);
-    const r1 = Math.min(rows, r0 + rowBlock);
-    const weight = await readRows(checkpoint, layer.weight, cols, r0, r1, layer.weightDtype);
-    let result: RtnResult;
+  const weight = await readRows(checkpoint, layer.weight, cols, 0, rows, layer.weightDtype);
+  if (layer.algorithm === 'gptq') {
+    const hessian = await options.calibration!.hessian!(layer.module);
+    if (!hessian) throw new QuantizeError(`${layer.module}: the calibration statistics have no Hessian for this layer`);
+    const settings = layer.gptq!;
     try {
-      result = quantizeRtn(weight, r1 - r0, cols, w, { scaleDtype });
+      const result = await quantizeGptq(weight, rows, cols, hessian, w, {
+        module: layer.module,
+        blockSize: settings.blockSize,
+        dampeningFrac: settings.dampeningFrac,
+        groupParams: settings.groupParams,
+        scaleDtype,
+        ...(settings.engine ? { engine: settings.engine } : {}),
+        ...(settings.precision ? { precision: settings.precision } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      options.log?.(`${layer.module}: GPTQ loss ${result.loss.toPrecision(4)} (${result.engine}, ${result.precision}, ${(result.seconds.factorize + result.seconds.loop).toFixed(2)} s)`);
+      return { q: result.q, scale: result.scale, zeroPoint: result.zeroPoint, gIdx: result.gIdx, saveGIdx: result.saveGIdx };
+    } catch (error) {
+      if (options.signal?.aborted) throw new JobCancelled();
+      if (error instanceof GptqError) throw new QuantizeError(error.message);
+      throw error;
+    }
+  }
+  let result: RtnResult;
+  try {
+    result = quantizeRtn(weight, rows, cols, w, { scaleDtype });
+  } catch (error) {
+    throw new QuantizeError(`${layer.weight}: ${(error as Error).message}`);
+  }
+  if (result.kind !== 'int') throw new QuantizeError(`${layer.weight}: integer quantization expected`);
+  return { q: result.q, scale: result.scale, zeroPoint: result.zeroPoint, saveGIdx: false };
+}
+
+async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, outputFormat: OutputFormat, writer: SafetensorsWriter, options: QuantizeJobOptions): Promise<void> {
+  const { rows, cols, scheme } = layer;
+  const w = scheme.weights!;
+  if (outputFormat === 'gptq') {
+    // AutoGPTQ stores F16 scales: compute them in F16 so the stored values are exactly the ones used.
+    const whole = await quantizeWholeLayer(checkpoint, layer, 'F16', options);
+    const gptq = toGptqLayer(whole.q, rows, cols, w.numBits, whole.scale, 'gptq', {
+      ...(whole.zeroPoint ? { zeroPoint: whole.zeroPoint } : {}),
+      ...(whole.saveGIdx && whole.gIdx ? { gIdx: whole.gIdx } : {}),
+      groupSize: w.strategy === 'group' ? w.groupSize! : -1,
+    });
+    await writer.write(`${layer.module}.qweight`, i32Bytes(gptq.qweight));
+    await writer.write(`${layer.module}.qzeros`, i32Bytes(gptq.qzeros));
+    await writer.write(`${layer.module}.scales`, encodeFromFloat32('F16', gptq.scales));
+    await writer.write(`${layer.module}.g_idx`, i32Bytes(gptq.gIdx));
+    return;
+  }
+  if (outputFormat === 'autofp8') {
+    const weight = await readRows(checkpoint, layer.weight, cols, 0, rows, layer.weightDtype);
+    let result;
+    try {
+      result = quantizeAutoFp8(weight, rows, cols, { computeDtype: scaleDtypeOf(layer.weightDtype) });
     } catch (error) {
       throw new QuantizeError(`${layer.weight}: ${(error as Error).message}`);
     }
-    if (format === 'pack-quantized') {
-      const packed = packToInt32(result.q as Int8Array, r1 - r0, cols, w.numBits, 1);
-      await writer.write(weightSpec!.name, new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength));
-    } else {
-      await writer.write(weightSpec!.name, new Uint8Array(result.q.buffer, result.q.byteOffset, result.q.byteLength));
+    await writer.write(`${layer.module}.weight`, result.q);
+    await writer.write(`${layer.module}.weight_scale`, encodeFromFloat32('F32', result.scale));
+    if (scheme.inputActivations?.dynamic === false) {
+      const absmax = options.calibration!.inputAbsMax(layer.module)!;
+      // AutoFP8: the running max of amax / 448 over calibration batches = the overall amax / 448.
+      await writer.write(`${layer.module}.input_scale`, encodeFromFloat32('F32', Float32Array.of(absmax > 0 ? absmax / 448 : 1)));
     }
-    scales.push(scaleBytes(result, scaleSpec!.dtype));
-    if (result.kind === 'int' && result.zeroPoint) zeroPoints.push(result.zeroPoint);
+    return;
+  }
+
+  const scaleDtype = scaleDtypeOf(layer.weightDtype);
+  const format = formatOf(scheme);
+  const [weightSpec, scaleSpec, ...rest] = layer.outputs;
+  const scales: Uint8Array[] = [];
+  const zeroPoints: Int8Array[] = [];
+  let gIdx: Int32Array | undefined;
+  const writeValues = async (q: Int8Array | Uint8Array, nRows: number) => {
+    if (format === 'pack-quantized') await writer.write(weightSpec!.name, i32Bytes(packToInt32(q as Int8Array, nRows, cols, w.numBits, 1)));
+    else await writer.write(weightSpec!.name, new Uint8Array(q.buffer, q.byteOffset, q.byteLength));
+  };
+  if (layer.algorithm === 'gptq') {
+    const whole = await quantizeWholeLayer(checkpoint, layer, scaleDtype, options);
+    await writeValues(whole.q, rows);
+    scales.push(encodeFromFloat32(scaleSpec!.dtype, whole.scale));
+    if (whole.zeroPoint) zeroPoints.push(whole.zeroPoint);
+    gIdx = whole.gIdx;
+  } else {
+    // Row blocks for row-independent strategies; the whole weight when one scale covers it.
+    const rowBlock = w.strategy === 'channel' || w.strategy === 'group' ? Math.max(1, Math.floor(ROW_BLOCK_BYTES / (cols * 4))) : rows;
+    for (let r0 = 0; r0 < rows; r0 += rowBlock) {
+      checkCancelled(options.signal);
+      const r1 = Math.min(rows, r0 + rowBlock);
+      const weight = await readRows(checkpoint, layer.weight, cols, r0, r1, layer.weightDtype);
+      let result: RtnResult;
+      try {
+        result = quantizeRtn(weight, r1 - r0, cols, w, { scaleDtype });
+      } catch (error) {
+        throw new QuantizeError(`${layer.weight}: ${(error as Error).message}`);
+      }
+      await writeValues(result.q, r1 - r0);
+      scales.push(encodeFromFloat32(scaleSpec!.dtype, result.scale));
+      if (result.kind === 'int' && result.zeroPoint) zeroPoints.push(result.zeroPoint);
+    }
   }
   for (const bytes of scales) await writer.write(scaleSpec!.name, bytes);
   for (const spec of rest) {
     if (spec.name.endsWith('.weight_zero_point')) {
-      const all = Int8Array.from(zeroPoints.flatMap((z) => Array.from(z)));
-      if (format === 'pack-quantized') {
-        const groups = spec.shape[1]!;
-        const packed = packToInt32(all, rows, groups, w.numBits, 0);
-        await writer.write(spec.name, new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength));
-      } else {
-        await writer.write(spec.name, new Uint8Array(all.buffer));
-      }
+      const all = zeroPoints.length === 1 ? zeroPoints[0]! : Int8Array.from(zeroPoints.flatMap((z) => Array.from(z)));
+      if (format === 'pack-quantized') await writer.write(spec.name, i32Bytes(packToInt32(all, rows, spec.shape[1]!, w.numBits, 0)));
+      else await writer.write(spec.name, new Uint8Array(all.buffer, all.byteOffset, all.byteLength));
+    } else if (spec.name.endsWith('.weight_g_idx')) {
+      if (!gIdx) throw new QuantizeError(`${layer.module}: actorder "group" saves weight_g_idx, which only GPTQ produces; use GPTQModifier for this scheme`);
+      await writer.write(spec.name, i32Bytes(gIdx));
     } else if (spec.name.endsWith('.weight_shape')) {
       await writer.write(spec.name, new Uint8Array(new BigInt64Array([BigInt(rows), BigInt(cols)]).buffer));
     } else if (spec.name.endsWith('.input_scale')) {
@@ -383,3 +732,4 @@ async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, format
     }
   }
 }
+
