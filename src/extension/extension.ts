@@ -4,7 +4,7 @@ import { registerCommands } from './commands';
 import { registerRecipeSupport } from './recipeLanguage';
 import { AnalysisClient } from '../core/jobs/analysisClient';
 import { InspectorServices, InspectorSession } from './inspectorSession';
-import type { InspectorTab } from '../protocol/inspector';
+import type { InspectorTab, TableCommand } from '../protocol/inspector';
 
 /** Entry point: glue only. Everything that knows about tensors lives in src/core. */
 /** What activate() returns: a small API other extensions (and the integration tests) can use. */
@@ -13,6 +13,8 @@ export interface QuantLensApi {
   inspectors(): { path: string; rendered: InspectorSession['rendered'] }[];
   /** Switches an open inspector to a tab (optionally starting its work), e.g. for screenshots. */
   showInspectorTab(path: string, tab: InspectorTab, start?: boolean): boolean;
+  /** Filters and/or scrolls the Tensors or Layers table of an open inspector (shows its tab). */
+  revealInInspector(path: string, command: TableCommand): boolean;
 }
 
 export function activate(context: vscode.ExtensionContext): QuantLensApi {
@@ -29,6 +31,11 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
     showInspectorTab: (path, tab, start) => {
       const session = InspectorSession.all().find((s) => s.path === path);
       session?.show(tab, start);
+      return session !== undefined;
+    },
+    revealInInspector: (path, command) => {
+      const session = InspectorSession.all().find((s) => s.path === path);
+      session?.revealInTable(command);
       return session !== undefined;
     },
   };

@@ -9,6 +9,8 @@ import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
 import { computeWeightStatisticsOfTensor, WeightStatistics, WeightView } from '../../src/core/stats/weightStats';
 import { packToInt32 } from '../../src/core/quant/pack';
 import { packGptqQweight, packGptqQzeros } from '../../src/core/quant/gptqFormat';
+import { Writable } from 'node:stream';
+import { inspectCommand } from '../../src/cli/inspect';
 import { rawSafetensors } from '../helpers/safetensorsBytes';
 import { tempDir, vectorsDir } from '../helpers/paths';
 import { rng } from '../helpers/random';
@@ -221,6 +223,16 @@ describe('dequantized weight statistics (streamed in row blocks) against a float
     assert.deepEqual(result.shape, [rows, cols]);
     checkStats(result, expected);
     checkStats(await stats(dir, `${M}.weight_packed`, 'codes', 200), Array.from(q));
+
+    // CLI parity: `quantlens inspect --stats --tensor NAME --dequantize --json` prints the same numbers.
+    const chunks: string[] = [];
+    const out = new Writable({ write: (chunk, _enc, done) => (chunks.push(String(chunk)), done()) });
+    assert.equal(await inspectCommand([dir, '--stats', '--tensor', 'down_proj', '--dequantize', '--json'], out), 0);
+    const printed = JSON.parse(chunks.join('')) as { statistics: Record<string, WeightStatistics> };
+    assert.deepEqual(Object.keys(printed.statistics), [`${M}.weight_packed`]);
+    checkStats(printed.statistics[`${M}.weight_packed`]!, expected);
+    assert.equal(printed.statistics[`${M}.weight_packed`]!.view, 'dequantized');
+    await assert.rejects(inspectCommand([dir, '--stats', '--tensor', 'weight_scale', '--dequantize'], out), /--dequantize: none of the 1 tensor matching "weight_scale" holds a quantized layer's codes/);
   });
 
   it('3-bit pack-quantized (dense bitstream across words), symmetric per channel', async () => {
