@@ -2,11 +2,10 @@ import * as vscode from 'vscode';
 import { basename } from 'node:path';
 import { Checkpoint, findIndexListing } from '../core/safetensors/checkpoint';
 import { CheckpointAnalysis, analyzeCheckpoint } from '../core/checkpoint/summary';
-import { memoizedSelection, nameMatcher, queryTensorTable } from '../core/checkpoint/tensorQuery';
+import { queryLayers, queryTensorTable } from '../core/checkpoint/tensorQuery';
 import { codesTensorOf } from '../core/stats/weightStats';
-import type { LinearModule } from '../core/checkpoint/scheme';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
-import type { HostToWebview, InspectorMethods, InspectorTab, LayerPage, LayerQuery, RenderedView, SummaryView, TableCommand, TensorQuery, WebviewToHost } from '../protocol/inspector';
+import type { HostToWebview, InspectorMethods, InspectorTab, LayerQuery, RenderedView, SummaryView, TableCommand, TensorQuery, WebviewToHost } from '../protocol/inspector';
 import { webviewHtml } from './webviewHtml';
 
 /** What every inspector session shares: the analysis worker, the Problems-panel collection, the log. */
@@ -218,12 +217,5 @@ async function pickOriginal(): Promise<string | undefined> {
   return picked?.[0]?.fsPath;
 }
 
-/** Filtering and paging of the layer map (text or re:regex on the module name, state filter). */
-export function queryLayers(modules: readonly LinearModule[], query: LayerQuery): LayerPage {
-  const { selected: rows, filterError } = memoizedSelection(modules, JSON.stringify([query.filter, query.state]), () => {
-    const { matcher, filterError } = nameMatcher(query.filter);
-    return { selected: modules.filter((m) => matcher(m.name) && (query.state === '' || (query.state === 'issues' ? m.issues.length > 0 : m.state === query.state))), filterError };
-  });
-  const offset = Math.max(0, Math.min(query.offset, rows.length));
-  return { total: rows.length, offset, rows: rows.slice(offset, offset + Math.min(query.limit, 2000)), filterError };
-}
+/** Filtering and paging of the layer map (core; re-exported for the session's callers). */
+export { queryLayers };

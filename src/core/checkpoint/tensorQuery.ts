@@ -1,5 +1,6 @@
 /** Filtering, sorting and paging of a tensor table; shared by the inspector host and tests. */
 import type { TensorRow } from './summary';
+import type { LinearModule } from './scheme';
 
 export interface TensorTableQuery {
   readonly filter: string;
@@ -64,4 +65,17 @@ export function queryTensorTable(
   const offset = Math.max(0, Math.min(Math.floor(query.offset), selected.length));
   const limit = Math.max(0, Math.min(Math.floor(query.limit), MAX_PAGE_ROWS));
   return { total: selected.length, offset, rows: selected.slice(offset, offset + limit), filterError };
+}
+
+/** Filtering and paging of the layer map: text or re:regex on the module name, and a state filter. */
+export function queryLayers(
+  modules: readonly LinearModule[],
+  query: { readonly filter: string; readonly state: '' | LinearModule['state'] | 'issues'; readonly offset: number; readonly limit: number },
+): { total: number; offset: number; rows: LinearModule[]; filterError?: string } {
+  const { selected: rows, filterError } = memoizedSelection(modules, JSON.stringify([query.filter, query.state]), () => {
+    const { matcher, filterError } = nameMatcher(query.filter);
+    return { selected: modules.filter((m) => matcher(m.name) && (query.state === '' || (query.state === 'issues' ? m.issues.length > 0 : m.state === query.state))), filterError };
+  });
+  const offset = Math.max(0, Math.min(query.offset, rows.length));
+  return { total: rows.length, offset, rows: rows.slice(offset, offset + Math.min(query.limit, MAX_PAGE_ROWS)), filterError };
 }
