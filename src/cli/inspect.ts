@@ -1,8 +1,9 @@
 import { Checkpoint } from '../core/safetensors/checkpoint';
 import { CheckpointSummary, analyzeCheckpoint } from '../core/checkpoint/summary';
 import type { LayerMap } from '../core/checkpoint/scheme';
-import { queryTensorTable } from '../core/checkpoint/tensorQuery';
-import { computeTensorStatistics } from '../core/stats/computeStats';
+import { nameMatcher } from '../core/checkpoint/tensorQuery';
+import { StatsOptions, computeTensorStatistics } from '../core/stats/computeStats';
+import { WeightStatistics, WeightView, codesTensorOf, computeWeightStatisticsOfTensor } from '../core/stats/weightStats';
 import type { TensorStatistics } from '../core/stats/tensorStats';
 import { HealthReport, scanHealth } from '../core/inspect/health';
 import { ErrorReport, SIMULATIONS, SimulationName, compareWithOriginal, simulateErrors } from '../core/inspect/error';
@@ -16,6 +17,8 @@ export const INSPECT_FLAGS: Record<string, FlagSpec> = {
   stats: { type: 'boolean', description: 'stream every tensor (or those matching --tensor) and print exact statistics and histograms' },
   tensor: { type: 'string', description: 'with --stats: only tensors whose name contains this text (or matches re:REGEX)' },
   bins: { type: 'number', description: 'with --stats: histogram bins (default 128)' },
+  dequantize: { type: 'boolean', description: 'with --stats: statistics of the dequantized weights (q − zero) · scale of the quantized layers whose codes match --tensor, streamed in row blocks' },
+  codes: { type: 'boolean', description: 'with --stats: statistics of the stored codes q (unpacked) of the quantized layers whose codes match --tensor' },
   error: { type: 'boolean', description: 'quantization error per layer: with --compare, against the original; otherwise simulate RTN schemes' },
   compare: { type: 'string', description: 'with --error: the original (unquantized) checkpoint to compare a quantized one against' },
   simulate: { type: 'string', description: `with --error: comma-separated schemes to simulate (default all: ${Object.keys(SIMULATIONS).join(', ')})` },
@@ -30,7 +33,10 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
   try {
     const { summary, layerMap } = await analyzeCheckpoint(checkpoint, path);
     const limit = typeof flags.limit === 'number' ? flags.limit : undefined;
-    const stats = flags.stats ? await tensorStatistics(checkpoint, summary, typeof flags.tensor === 'string' ? flags.tensor : '', typeof flags.bins === 'number' ? flags.bins : undefined) : undefined;
+    if ((flags.dequantize || flags.codes) && !flags.stats) throw new UsageError('--dequantize and --codes need --stats');
+    if (flags.dequantize && flags.codes) throw new UsageError('--dequantize and --codes exclude each other');
+    const view: WeightView | undefined = flags.dequantize ? 'dequantized' : flags.codes ? 'codes' : undefined;
+    const stats = flags.stats ? await tensorStatistics(checkpoint, summary, layerMap, typeof flags.tensor === 'string' ? flags.tensor : '', typeof flags.bins === 'number' ? flags.bins : undefined, view) : undefined;
     const health = flags.scan ? await scanHealth(checkpoint, layerMap, { onProgress: progressReporter('health scan') }) : undefined;
     let errors: ErrorReport[] | undefined;
     if (flags.error) {
@@ -167,10 +173,19 @@ export function renderLayerMap(map: LayerMap): string {
   return `\nlayer map\n${table([['module', 'state', 'storage', 'config', 'issues'], ...rows])}\n`;
 }
 
-async function tensorStatistics(checkpoint: Checkpoint, summary: CheckpointSummary, filter: string, bins: number | undefined): Promise<Map<string, TensorStatistics>> {
-  const selected = queryTensorTable(summary.tensors, { filter, offset: 0, limit: Number.MAX_SAFE_INTEGER });
-  if (selected.filterError) throw new UsageError(`--tensor: ${selected.filterError}`);
-  const rows = summary.tensors.filter((t) => (filter ? selected.rows.some((r) => r.name === t.name) : true));
+async function tensorStatistics(checkpoint: Checkpoint, summary: CheckpointSummary, layerMap: LayerMap, filter: string, bins: number | undefined, view: WeightView | undefined): Promise<Map<string, TensorStatistics>> {
+  const { matcher, filterError } = nameMatcher(filter);
+  if (filterError) throw new UsageError(`--tensor: ${filterError}`);
+  let rows = summary.tensors.filter((t) => matcher(t.name));
+  if (view) {
+    // Only tensors that hold a quantized layer's codes can be dequantized.
+    const codes = new Set(layerMap.modules.map(codesTensorOf).filter((n): n is string => n !== undefined));
+    const matched = rows.length;
+    rows = rows.filter((r) => codes.has(r.name));
+    if (rows.length === 0) {
+      throw new UsageError(`--${view === 'dequantized' ? 'dequantize' : 'codes'}: none of the ${matched} tensor${matched === 1 ? '' : 's'} matching ${JSON.stringify(filter)} holds a quantized layer's codes (a compressed-tensors weight / weight_packed or a GPTQ qweight)`);
+    }
+  }
   const total = rows.reduce((sum, r) => sum + r.bytes, 0);
   const results = new Map<string, TensorStatistics>();
   let done = 0;
@@ -178,7 +193,7 @@ async function tensorStatistics(checkpoint: Checkpoint, summary: CheckpointSumma
   for (const row of rows) {
     results.set(
       row.name,
-      await computeTensorStatistics(checkpoint, row.name, {
+      await (view ? (o: StatsOptions) => computeWeightStatisticsOfTensor(checkpoint, layerMap, row.name, { ...o, view }) : (o: StatsOptions) => computeTensorStatistics(checkpoint, row.name, o))({
         bins,
         onProgress: (fraction) => {
           const now = Date.now();
@@ -224,7 +239,9 @@ export function renderStatistics(stats: ReadonlyMap<string, TensorStatistics>): 
     String(s.stats.zeros),
     sparkline(s.linear.counts),
   ]);
-  return `\nstatistics (exact, every element streamed; histogram: linear bins, log-scaled heights)\n${table([['tensor', 'min', 'max', 'mean', 'std', 'absmax', 'NaN', 'Inf', 'zeros', 'histogram'], ...rows], new Set([1, 2, 3, 4, 5, 6, 7, 8]))}\n`;
+  const views = [...stats.values()].map((s) => ('view' in s ? (s as WeightStatistics).view : 'stored'));
+  const what = views.includes('dequantized') ? 'dequantized weights (q − zero) · scale, streamed in row blocks' : views.includes('codes') ? 'stored codes q, unpacked' : 'tensors as stored';
+  return `\nstatistics of ${what} (exact, every element streamed; histogram: linear bins, log-scaled heights)\n${table([['tensor', 'min', 'max', 'mean', 'std', 'absmax', 'NaN', 'Inf', 'zeros', 'histogram'], ...rows], new Set([1, 2, 3, 4, 5, 6, 7, 8]))}\n`;
 }
 
 function progressReporter(label: string): (fraction: number, what: string) => void {

@@ -5,7 +5,7 @@ import { registerRecipeSupport } from './recipeLanguage';
 import { RecipePreviewSession, registerRecipePreview } from './recipePreview';
 import { AnalysisClient } from '../core/jobs/analysisClient';
 import { InspectorServices, InspectorSession } from './inspectorSession';
-import type { InspectorTab } from '../protocol/inspector';
+import type { InspectorTab, TableCommand } from '../protocol/inspector';
 
 /** Entry point: glue only. Everything that knows about tensors lives in src/core. */
 /** What activate() returns: a small API other extensions (and the integration tests) can use. */
@@ -16,6 +16,8 @@ export interface QuantLensApi {
   showInspectorTab(path: string, tab: InspectorTab, start?: boolean): boolean;
   /** Open recipe previews: the recipe, the chosen model, what the page renders and what Run would execute. */
   recipePreviews(): { path: string; model?: string; rendered: RecipePreviewSession['rendered']; run: ReturnType<RecipePreviewSession['runRequest']> }[];
+  /** Filters and/or scrolls the Tensors or Layers table of an open inspector (shows its tab). */
+  revealInInspector(path: string, command: TableCommand): boolean;
 }
 
 export function activate(context: vscode.ExtensionContext): QuantLensApi {
@@ -34,6 +36,11 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
     showInspectorTab: (path, tab, start) => {
       const session = InspectorSession.all().find((s) => s.path === path);
       session?.show(tab, start);
+      return session !== undefined;
+    },
+    revealInInspector: (path, command) => {
+      const session = InspectorSession.all().find((s) => s.path === path);
+      session?.revealInTable(command);
       return session !== undefined;
     },
   };

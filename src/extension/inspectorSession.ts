@@ -2,10 +2,10 @@ import * as vscode from 'vscode';
 import { basename } from 'node:path';
 import { Checkpoint, findIndexListing } from '../core/safetensors/checkpoint';
 import { CheckpointAnalysis, analyzeCheckpoint } from '../core/checkpoint/summary';
-import { nameMatcher, queryTensorTable } from '../core/checkpoint/tensorQuery';
-import type { LinearModule } from '../core/checkpoint/scheme';
+import { queryLayers, queryTensorTable } from '../core/checkpoint/tensorQuery';
+import { codesTensorOf } from '../core/stats/weightStats';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
-import type { HostToWebview, InspectorMethods, InspectorTab, LayerPage, LayerQuery, RenderedView, SummaryView, TensorQuery, WebviewToHost } from '../protocol/inspector';
+import type { HostToWebview, InspectorMethods, InspectorTab, LayerQuery, RenderedView, SummaryView, TableCommand, TensorQuery, WebviewToHost } from '../protocol/inspector';
 import { webviewHtml } from './webviewHtml';
 
 /** What every inspector session shares: the analysis worker, the Problems-panel collection, the log. */
@@ -52,6 +52,26 @@ export class InspectorSession implements vscode.Disposable {
     webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(services.extensionUri, 'dist', 'webview')] };
     webview.html = webviewHtml(webview, services.extensionUri, 'inspector', basename(path));
     this.disposables.push(webview.onDidReceiveMessage((message: WebviewToHost) => this.onMessage(message)));
+  }
+
+  private codes: { analysis: CheckpointAnalysis; names: ReadonlySet<string> } | undefined;
+
+  /** Tensors holding a quantized layer's codes (their statistics can be shown dequantized). */
+  private codesTensors(analysis: CheckpointAnalysis): ReadonlySet<string> {
+    if (this.codes?.analysis !== analysis) {
+      const names = new Set<string>();
+      for (const m of analysis.layerMap.modules) {
+        const codes = codesTensorOf(m);
+        if (codes) names.add(codes);
+      }
+      this.codes = { analysis, names };
+    }
+    return this.codes.names;
+  }
+
+  /** Sets a table's filter and/or scrolls it in the page. */
+  revealInTable(command: TableCommand): void {
+    this.post({ type: 'table', command });
   }
 
   /** Summary and layer map (headers only, computed once). */
@@ -112,13 +132,17 @@ export class InspectorSession implements vscode.Disposable {
   private async handle(method: keyof InspectorMethods, params: unknown, requestId: number, signal: AbortSignal): Promise<unknown> {
     const progress = (fraction: number, what?: string) => this.post({ type: 'progress', requestId, fraction, what });
     switch (method) {
-      case 'tensorPage':
-        return queryTensorTable((await this.getAnalysis()).summary.tensors, params as TensorQuery);
+      case 'tensorPage': {
+        const analysis = await this.getAnalysis();
+        const page = queryTensorTable(analysis.summary.tensors, params as TensorQuery);
+        const codes = this.codesTensors(analysis);
+        return { ...page, quantizedCodes: page.rows.filter((r) => codes.has(r.name)).map((r) => r.name) };
+      }
       case 'layerPage':
         return queryLayers((await this.getAnalysis()).layerMap.modules, params as LayerQuery);
       case 'tensorStats': {
-        const { tensor, bins } = params as InspectorMethods['tensorStats']['params'];
-        return this.services.analysis.call('tensorStats', { path: this.path, tensor, bins }, { onProgress: progress, signal });
+        const { tensor, bins, view } = params as InspectorMethods['tensorStats']['params'];
+        return this.services.analysis.call('tensorStats', { path: this.path, tensor, bins, view }, { onProgress: progress, signal });
       }
       case 'scales':
         return this.services.analysis.call('scales', { path: this.path }, { onProgress: progress, signal });
@@ -193,10 +217,5 @@ async function pickOriginal(): Promise<string | undefined> {
   return picked?.[0]?.fsPath;
 }
 
-/** Filtering and paging of the layer map (text or re:regex on the module name, state filter). */
-export function queryLayers(modules: readonly LinearModule[], query: LayerQuery): LayerPage {
-  const { matcher, filterError } = nameMatcher(query.filter);
-  const rows = modules.filter((m) => matcher(m.name) && (query.state === '' || (query.state === 'issues' ? m.issues.length > 0 : m.state === query.state)));
-  const offset = Math.max(0, Math.min(query.offset, rows.length));
-  return { total: rows.length, offset, rows: rows.slice(offset, offset + Math.min(query.limit, 2000)), filterError };
-}
+/** Filtering and paging of the layer map (core; re-exported for the session's callers). */
+export { queryLayers };

@@ -9,6 +9,7 @@ import type { CheckpointSummary, TensorRow } from '../core/checkpoint/summary';
 import type { TensorTableQuery } from '../core/checkpoint/tensorQuery';
 import type { LinearModule } from '../core/checkpoint/scheme';
 import type { TensorStatistics } from '../core/stats/tensorStats';
+import type { WeightStatistics, WeightView } from '../core/stats/weightStats';
 import type { ModuleScales } from '../core/inspect/scales';
 import type { HealthFinding } from '../core/inspect/health';
 import type { ErrorReport, SimulationName } from '../core/inspect/error';
@@ -24,6 +25,8 @@ export interface TensorPage {
   readonly rows: readonly TensorRow[];
   /** Set when the filter could not be used (an invalid regular expression). */
   readonly filterError?: string;
+  /** Names of rows on this page that hold a quantized layer's codes (their statistics can be dequantized). */
+  readonly quantizedCodes?: readonly string[];
 }
 
 export interface LayerQuery {
@@ -51,7 +54,8 @@ export interface HealthView {
 export interface InspectorMethods {
   tensorPage: { params: TensorQuery; result: TensorPage };
   layerPage: { params: LayerQuery; result: LayerPage };
-  tensorStats: { params: { tensor: string; bins?: number }; result: TensorStatistics };
+  /** Without `view`: the tensor as stored. With it: the quantized weight whose codes the tensor holds. */
+  tensorStats: { params: { tensor: string; bins?: number; view?: WeightView }; result: TensorStatistics | WeightStatistics };
   scales: { params: Record<string, never>; result: ModuleScales[] };
   health: { params: { weights: boolean }; result: HealthView };
   /** Simulate a scheme, or compare with an original (`original: 'pick'` asks the user for the folder). */
@@ -79,6 +83,29 @@ export interface RenderedView {
   readonly loaded: readonly string[];
   /** The first layer of the error ranking on the page, once an error report is shown. */
   readonly worstLayer?: string;
+  /** What the virtualized tables hold and actually render (tests check that the DOM stays bounded). */
+  readonly tables?: Readonly<Partial<Record<InspectorTable, TableView>>>;
+}
+
+export type InspectorTable = 'tensors' | 'layers';
+
+export interface TableView {
+  /** Rows matching the filter. */
+  readonly total: number;
+  readonly filter: string;
+  /** Row elements in the DOM right now. */
+  readonly domRows: number;
+  /** Index and first cell text of the first and last rendered rows. */
+  readonly first?: { readonly index: number; readonly text: string };
+  readonly last?: { readonly index: number; readonly text: string };
+}
+
+/** Sets a table's filter and/or scrolls it (the API's revealInInspector, e.g. "show the last tensor"). */
+export interface TableCommand {
+  readonly table: InspectorTable;
+  readonly filter?: string;
+  /** Row index to scroll into view, or 'end'. */
+  readonly scrollTo?: number | 'end';
 }
 
 export type HostToWebview =
@@ -89,5 +116,6 @@ export type HostToWebview =
   | { readonly type: 'show'; readonly tab: InspectorTab; readonly start?: boolean; readonly params?: InspectorMethods['errors']['params'] }
   /** A health report produced outside the page (the "Run Health Scan" command). */
   | { readonly type: 'healthReport'; readonly report: HealthView }
+  | { readonly type: 'table'; readonly command: TableCommand }
   | { readonly type: 'response'; readonly requestId: number; readonly result: unknown }
   | { readonly type: 'error'; readonly requestId: number; readonly message: string; readonly cancelled?: boolean };

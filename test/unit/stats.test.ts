@@ -160,4 +160,32 @@ describe('tensor statistics (exact, streamed) against a float64 reference', () =
       await assert.rejects(run, CancelledError);
     });
   });
+
+  it('parallel counting (byte range split over counting workers) gives the same exact result, for 16- and 8-bit codes', async () => {
+    const raw = heavyTailed(60_001, 11);
+    const bits = raw.map(toBf16Bits);
+    bits[77] = 0x7fc0;
+    const values = bits.map(bf16Value);
+    await withTensor('BF16', [60_001], new Uint8Array(new Uint16Array(bits).buffer), async (c) => {
+      let last = 0;
+      const parallel = await computeTensorStatistics(c, 't', { threads: 2, parallelMinBytes: 0, chunkBytes: 65_538, onProgress: (f) => (last = f) });
+      assert.equal(last, 1);
+      checkAgainstReference(parallel, values);
+      assert.deepEqual(parallel, await computeTensorStatistics(c, 't', { threads: 0 }));
+    });
+    const codes = Array.from({ length: 60_003 }, (_, i) => (i * 2654435761) >>> 24);
+    await withTensor('I8', [codes.length], new Uint8Array(codes), async (c) => {
+      const parallel = await computeTensorStatistics(c, 't', { threads: 1, parallelMinBytes: 0, chunkBytes: 4097 });
+      checkAgainstReference(parallel, codes.map((b) => (b << 24) >> 24));
+    });
+  });
+
+  it('cancelling a parallel count stops its workers', async () => {
+    const bytes = new Uint8Array(4_000_000);
+    await withTensor('BF16', [2_000_000], bytes, async (c) => {
+      const controller = new AbortController();
+      controller.abort();
+      await assert.rejects(computeTensorStatistics(c, 't', { threads: 1, parallelMinBytes: 0, chunkBytes: 4096, signal: controller.signal }), CancelledError);
+    });
+  });
 });

@@ -4,7 +4,8 @@
  * (src/protocol/inspector.ts) and keeps its view state with setState so it survives being hidden.
  */
 import './inspector.css';
-import type { HostToWebview, InspectorMethods, InspectorTab, SummaryView, WebviewToHost } from '../../src/protocol/inspector';
+import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, WebviewToHost } from '../../src/protocol/inspector';
+import type { WeightStatistics, WeightView } from '../../src/core/stats/weightStats';
 import type { ErrorReport, SimulationName } from '../../src/core/inspect/error';
 import type { TensorRow } from '../../src/core/checkpoint/summary';
 import type { LinearModule } from '../../src/core/checkpoint/scheme';
@@ -24,6 +25,8 @@ interface ViewState {
   tensorTable: TableState;
   selectedTensor?: string;
   statsScale: 'linear' | 'log';
+  /** For a quantized layer's codes: dequantized values, the codes, or the tensor as stored (packed words). */
+  statsView: WeightView | 'stored';
   layerFilter: string;
   layerState: InspectorMethods['layerPage']['params']['state'];
   layerTable: TableState;
@@ -42,6 +45,7 @@ const state: ViewState = {
   tensorDtype: '',
   tensorTable: { scrollTop: 0, selected: 0 },
   statsScale: 'linear',
+  statsView: 'dequantized',
   layerFilter: '',
   layerState: '',
   layerTable: { scrollTop: 0, selected: 0 },
@@ -67,6 +71,29 @@ function onMessage(message: HostToWebview): void {
   else if (message.type === 'progress') progressListeners.get(message.requestId)?.(message.fraction, message.what);
   else if (message.type === 'show') showTab(message.tab, message.start ?? false, message.params);
   else if (message.type === 'healthReport') renderHealthReport(message.report);
+  else if (message.type === 'table') void runTableCommand(message.command);
+}
+
+/** The virtualized tables with their filter setters, registered by the views that own them. */
+const tables = new Map<InspectorTable, { table: VirtualTable<unknown>; filter: () => string; setFilter: (text: string) => Promise<void> }>();
+
+async function runTableCommand(command: TableCommand): Promise<void> {
+  const entry = tables.get(command.table);
+  if (!entry) return;
+  showTab(command.table, false);
+  if (command.filter !== undefined) await entry.setFilter(command.filter);
+  if (command.scrollTo !== undefined) entry.table.scrollToRow(command.scrollTo);
+}
+
+let reportScheduled = false;
+/** Reports after the table renders (once per frame at most: scrolling renders often). */
+function tableRendered(): void {
+  if (reportScheduled) return;
+  reportScheduled = true;
+  setTimeout(() => {
+    reportScheduled = false;
+    reportRendered();
+  }, 50);
 }
 
 /** Tab-specific "start" actions, registered by the views that own them. */
@@ -97,6 +124,7 @@ function reportRendered(): void {
       tabs: Array.from(document.querySelectorAll('vscode-panel-tab'), (t) => t.textContent ?? ''),
       loaded: [...loaded],
       worstLayer,
+      tables: Object.fromEntries([...tables].map(([name, t]): [InspectorTable, TableView] => [name, { ...t.table.snapshot(), filter: t.filter() }])),
     },
   });
 }
@@ -227,7 +255,7 @@ function overview(summary: SummaryView, wholeCheckpoint: string | undefined): HT
 
 // ---------------------------------------------------------------------------------------------------------
 
-function filterField(id: string, placeholder: string, value: string, onInput: (v: string) => void): HTMLElement {
+function filterField(id: string, placeholder: string, value: string, onInput: (v: string) => void): HTMLElement & { value: string } {
   const input = h('vscode-text-field', { id, placeholder, value, 'aria-label': placeholder }) as HTMLElement & { value: string };
   input.addEventListener('input', () => onInput(input.value));
   return input;
@@ -277,28 +305,39 @@ function layersView(): HTMLElement {
         save();
         detail.replaceChildren(layerDetail(m));
       },
+      onRender: tableRendered,
     },
   );
+  let layerFilterField: (HTMLElement & { value: string }) | undefined;
+  tables.set('layers', {
+    table: table as VirtualTable<unknown>,
+    filter: () => state.layerFilter,
+    setFilter: (text) => {
+      state.layerFilter = text;
+      if (layerFilterField) layerFilterField.value = text;
+      return table.refresh();
+    },
+  });
   const element = h(
     'section',
     { class: 'table-section' },
     h(
       'div',
       { class: 'toolbar' },
-      filterField('layer-filter', 'Filter layers by name (or re:regex)', state.layerFilter, (v) => {
+      (layerFilterField = filterField('layer-filter', 'Filter layers by name (or re:regex)', state.layerFilter, (v) => {
         state.layerFilter = v;
-        table.refresh();
-      }),
+        void table.refresh();
+      })),
       dropdown('layer-state', 'Filter by state', [['', 'all states'], ['quantized', 'quantized'], ['ignored', 'ignored'], ['unquantized', 'unquantized'], ['missing', 'missing'], ['issues', 'with issues']], state.layerState, (v) => {
         state.layerState = v as ViewState['layerState'];
-        table.refresh();
+        void table.refresh();
       }),
       status,
     ),
     table.element,
     detail,
   );
-  queueMicrotask(() => table.refresh(true));
+  queueMicrotask(() => void table.refresh(true));
   return element;
 }
 
@@ -314,7 +353,8 @@ function layerDetail(m: LinearModule): HTMLElement {
 
 // ---------------------------------------------------------------------------------------------------------
 
-const statsCache = new Map<string, TensorStatistics>();
+/** Statistics by `${view}:${tensor}`. */
+const statsCache = new Map<string, TensorStatistics | WeightStatistics>();
 
 function tensorsView(summary: SummaryView): HTMLElement {
   const status = h('span', { class: 'table-status', role: 'status', 'aria-live': 'polite' });
@@ -331,7 +371,11 @@ function tensorsView(summary: SummaryView): HTMLElement {
   const table = new VirtualTable<TensorRow>(
     'Tensors',
     columns,
-    (offset, limit, sort) => call('tensorPage', { filter: state.tensorFilter, dtype: state.tensorDtype || undefined, offset, limit, sort: sort as never }).result,
+    async (offset, limit, sort) => {
+      const page = await call('tensorPage', { filter: state.tensorFilter, dtype: state.tensorDtype || undefined, offset, limit, sort: sort as never }).result;
+      for (const name of page.quantizedCodes ?? []) quantizedCodes.add(name);
+      return page;
+    },
     state.tensorTable,
     {
       onStateChange: save,
@@ -344,8 +388,19 @@ function tensorsView(summary: SummaryView): HTMLElement {
         save();
         showTensorDetail(detail, row);
       },
+      onRender: tableRendered,
     },
   );
+  let tensorFilterField: (HTMLElement & { value: string }) | undefined;
+  tables.set('tensors', {
+    table: table as VirtualTable<unknown>,
+    filter: () => state.tensorFilter,
+    setFilter: (text) => {
+      state.tensorFilter = text;
+      if (tensorFilterField) tensorFilterField.value = text;
+      return table.refresh();
+    },
+  });
   const dtypes = Object.keys(summary.byDtype).sort();
   document.addEventListener('keydown', (event) => {
     if (event.key === '/' && state.tab === 'tensors' && !(document.activeElement?.tagName ?? '').startsWith('VSCODE-TEXT')) {
@@ -353,20 +408,20 @@ function tensorsView(summary: SummaryView): HTMLElement {
       document.getElementById('tensor-filter')?.focus();
     }
   });
-  queueMicrotask(() => table.refresh(true));
+  queueMicrotask(() => void table.refresh(true));
   return h(
     'section',
     { class: 'table-section' },
     h(
       'div',
       { class: 'toolbar' },
-      filterField('tensor-filter', 'Filter by name (or re:regex)   / to focus', state.tensorFilter, (v) => {
+      (tensorFilterField = filterField('tensor-filter', 'Filter by name (or re:regex)   / to focus', state.tensorFilter, (v) => {
         state.tensorFilter = v;
-        table.refresh();
-      }),
+        void table.refresh();
+      })),
       dropdown('dtype-filter', 'Filter by dtype', [['', 'all dtypes'], ...dtypes.map((d): [string, string] => [d, d])], state.tensorDtype, (v) => {
         state.tensorDtype = v;
-        table.refresh();
+        void table.refresh();
       }),
       status,
     ),
@@ -375,29 +430,61 @@ function tensorsView(summary: SummaryView): HTMLElement {
   );
 }
 
+const VIEW_LABELS: Record<ViewState['statsView'], string> = {
+  dequantized: 'dequantized weight: (q − zero) · scale',
+  codes: 'stored codes q (unpacked)',
+  stored: 'tensor as stored (raw words)',
+};
+
 function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
   const body = h('div', { class: 'stats-body' });
+  const quantized = quantizedCodes.has(row.name);
+  const view = () => (quantized ? state.statsView : 'stored');
+  const cacheKey = () => `${view()}:${row.name}`;
+  const computeButton = button('Compute statistics', () => void compute(), { id: 'compute-stats' });
   const compute = async () => {
-    const result = await withProgress(body, `Streaming ${formatBytes(row.bytes)}`, (onProgress) => call('tensorStats', { tensor: row.name }, onProgress));
+    const v = view();
+    const key = cacheKey();
+    const label = v === 'stored' ? `Streaming ${formatBytes(row.bytes)}` : `Dequantizing ${row.name.replace(/\.(weight|weight_packed|qweight)$/, '')} in row blocks`;
+    const result = await withProgress(body, label, (onProgress) => call('tensorStats', { tensor: row.name, ...(v === 'stored' ? {} : { view: v }) }, onProgress));
     if (result) {
-      statsCache.set(row.name, result);
-      body.replaceChildren(statsView(result));
-      loaded.add(`stats:${row.name}`);
+      statsCache.set(key, result);
+      if (cacheKey() === key) showCached();
+      loaded.add(`${v === 'stored' ? 'stats' : v}:${row.name}`);
       reportRendered();
     }
   };
-  const cached = statsCache.get(row.name);
-  body.replaceChildren(cached ? statsView(cached) : h('p', { class: 'muted' }, 'Statistics read every element of the tensor; nothing is sampled.'));
+  const showCached = () => {
+    const cached = statsCache.get(cacheKey());
+    body.replaceChildren(cached ? statsView(cached) : h('p', { class: 'muted' }, quantized && view() !== 'stored' ? 'Dequantizes every element, streamed in row blocks; nothing is sampled.' : 'Statistics read every element of the tensor; nothing is sampled.'));
+    computeButton.textContent = cached ? 'Recompute statistics' : 'Compute statistics';
+  };
+  showCached();
   detail.replaceChildren(
     h('h3', {}, row.name),
     h('div', { class: 'fields' }, field('dtype', row.dtype), field('shape', formatShape(row.shape)), field('size', `${formatBytes(row.bytes)} in ${row.shard} at byte ${row.offset.toLocaleString('en-US')}`)),
-    h('div', { class: 'toolbar' }, button(cached ? 'Recompute statistics' : 'Compute statistics', () => void compute(), { id: 'compute-stats' })),
+    h(
+      'div',
+      { class: 'toolbar' },
+      quantized
+        ? dropdown('stats-view', 'Values', Object.entries(VIEW_LABELS) as [string, string][], state.statsView, (v) => {
+            state.statsView = v as ViewState['statsView'];
+            save();
+            showCached();
+          })
+        : undefined,
+      computeButton,
+    ),
     body,
   );
 }
 
-function statsView(result: TensorStatistics): HTMLElement {
+/** Tensors that hold a quantized layer's codes, as the host marked them on the pages it sent. */
+const quantizedCodes = new Set<string>();
+
+function statsView(result: TensorStatistics | WeightStatistics): HTMLElement {
   const s = result.stats;
+  const weight = 'view' in result ? result : undefined;
   const chart = h('div', { class: 'chart-box' });
   const draw = () => {
     const log = state.statsScale === 'log';
@@ -426,6 +513,13 @@ function statsView(result: TensorStatistics): HTMLElement {
       field('zeros', s.zeros.toLocaleString('en-US')),
       field('elements', s.count.toLocaleString('en-US')),
       field('method', `${result.method} (every element; not sampled)`),
+      ...(weight
+        ? [
+            field('values', weight.view === 'dequantized' ? `dequantized ${weight.module} [${weight.shape.join(' × ')}]` : `codes: ${weight.codes}`),
+            field('layout', `${weight.layout}, ${weight.bits}-bit`),
+            field('streamed', `row blocks of ≤ ${weight.blockElements.toLocaleString('en-US')} values`),
+          ]
+        : []),
     ),
     dropdown('stats-scale', 'Histogram axis', [['linear', 'values (linear bins)'], ['log', 'log10 |value|']], state.statsScale, (v) => {
       state.statsScale = v as ViewState['statsScale'];

@@ -48,7 +48,7 @@ export class VirtualTable<Row> {
     private readonly columns: readonly Column<Row>[],
     private readonly fetchPage: (offset: number, limit: number, sort: TableState['sort']) => Promise<Page<Row>>,
     private readonly state: TableState,
-    private readonly callbacks: { onStateChange(): void; onSelect?(row: Row, index: number): void; onStatus?(page: Page<Row>): void },
+    private readonly callbacks: { onStateChange(): void; onSelect?(row: Row, index: number): void; onStatus?(page: Page<Row>): void; onRender?(): void },
   ) {
     this.headerRow = this.buildHeader();
     this.spacer = h('div', { class: 'spacer' });
@@ -98,15 +98,34 @@ export class VirtualTable<Row> {
     return Math.ceil((this.viewport.clientHeight || 600) / ROW_HEIGHT) + 1;
   }
 
-  /** Re-queries from the host (after a filter or sort change, or on first show). */
-  refresh(restoreScroll = false): void {
+  /** Re-queries from the host (after a filter or sort change, or on first show); resolves once rendered. */
+  refresh(restoreScroll = false): Promise<void> {
     this.page = undefined;
     if (!restoreScroll) {
       this.state.scrollTop = 0;
       this.viewport.scrollTop = 0;
     }
     this.callbacks.onStateChange();
-    void this.fetch(restoreScroll);
+    return this.fetch(restoreScroll);
+  }
+
+  /** Selects row `target` (or the last) and scrolls it into view. */
+  scrollToRow(target: number | 'end'): void {
+    if (this.total === 0) return;
+    const index = target === 'end' ? this.total - 1 : Math.max(0, Math.min(this.total - 1, Math.floor(target)));
+    this.state.selected = index;
+    const count = Math.max(1, this.visibleRowCount() - 1);
+    const first = Math.max(0, index - count + 1);
+    this.viewport.scrollTop = target === 'end' ? this.viewport.scrollHeight : (first * ROW_HEIGHT) / this.scale;
+    this.callbacks.onStateChange();
+    this.schedule();
+  }
+
+  /** What the table holds and what is in the DOM (bounded by the viewport, whatever the row count). */
+  snapshot(): { total: number; domRows: number; first?: { index: number; text: string }; last?: { index: number; text: string } } {
+    const rows = this.rowsLayer.children;
+    const describe = (element: Element | null) => (element ? { index: Number(element.getAttribute('aria-rowindex')) - 1, text: element.firstElementChild?.textContent ?? '' } : undefined);
+    return { total: this.total, domRows: rows.length, first: describe(this.rowsLayer.firstElementChild), last: describe(this.rowsLayer.lastElementChild) };
   }
 
   focus(): void {
@@ -154,6 +173,7 @@ export class VirtualTable<Row> {
       rows.push(this.renderRow(row, i, top + (i - first) * ROW_HEIGHT - ((top * this.scale) % ROW_HEIGHT)));
     }
     this.rowsLayer.replaceChildren(...rows);
+    this.callbacks.onRender?.();
   }
 
   private renderRow(row: Row, index: number, y: number): HTMLElement {

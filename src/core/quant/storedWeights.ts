@@ -25,8 +25,8 @@ async function ints(checkpoint: Checkpoint, name: string): Promise<Int32Array> {
   return new Int32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
 }
 
-/** Which scale cell covers element (r, c), from the scale's shape (and the declared block structure). */
-function cellMapper(scaleShape: readonly number[], rows: number, cols: number, block?: readonly [number, number], gIdx?: Int32Array): (r: number, c: number) => number {
+/** Which scale cell covers element (r, c), from the scale's shape (and the declared block structure). Shared with the streamed statistics (stats/weightStats.ts). */
+export function cellMapper(scaleShape: readonly number[], rows: number, cols: number, block?: readonly [number, number], gIdx?: Int32Array): (r: number, c: number) => number {
   const numel = scaleShape.reduce((a, b) => a * b, 1);
   if (numel === 1) return () => 0;
   const [s0, s1 = 1] = scaleShape;

@@ -64,20 +64,55 @@ export function codeTable(dtype: DType): Float64Array | undefined {
   return table;
 }
 
+/**
+ * Adds the codes of `bytes` (8- or 16-bit, little-endian, byteOffset a multiple of 4 when `aligned`) to
+ * `counts`, which holds `lanes` interleaved sub-tables of `size` counters each. Reading 32-bit words and
+ * spreading consecutive codes over separate sub-tables roughly doubles the speed of the one-increment-per-
+ * element loop: runs of equal codes (common in weights) no longer wait on the previous increment's store.
+ * Returns the number of bytes consumed (a whole number of words); the caller handles the tail.
+ */
+export function countWords(bytes: Uint8Array, bytesPerCode: 1 | 2, counts: Uint32Array): number {
+  const words = bytes.length >> 2;
+  if (words === 0 || bytes.byteOffset % 4 !== 0) return 0;
+  const view = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
+  if (bytesPerCode === 2) {
+    // Two sub-tables of 65,536: low half-word into table 0, high half-word into table 1.
+    for (let i = 0; i < words; i++) {
+      const x = view[i]!;
+      counts[x & 0xffff]!++;
+      counts[65536 + (x >>> 16)]!++;
+    }
+  } else {
+    // Four sub-tables of 256, one per byte lane.
+    for (let i = 0; i < words; i++) {
+      const x = view[i]!;
+      counts[x & 0xff]!++;
+      counts[256 + ((x >>> 8) & 0xff)]!++;
+      counts[512 + ((x >>> 16) & 0xff)]!++;
+      counts[768 + (x >>> 24)]!++;
+    }
+  }
+  return words << 2;
+}
+
+/** Sub-tables per code width used by countWords. */
+export const COUNT_LANES: Readonly<Record<1 | 2, number>> = { 1: 4, 2: 2 };
+
 /** Accumulates bit-pattern counts of an 8/16-bit tensor, chunk by chunk. */
 export class CodeCounter {
-  /** Integer counters are several times faster to bump than doubles; flushed before they could overflow. */
+  /** Integer counters (several sub-tables, see countWords) are much faster to bump than doubles; flushed before they could overflow. */
   private readonly fast: Uint32Array;
   private readonly total: Float64Array;
   private pending = 0;
-  private readonly bytesPerCode: number;
+  private readonly bytesPerCode: 1 | 2;
+  private readonly size: number;
   private carry: number | undefined;
 
   constructor(readonly dtype: DType) {
-    this.bytesPerCode = DTYPE_INFO[dtype].bits / 8;
-    const size = this.bytesPerCode === 1 ? 256 : 65536;
-    this.fast = new Uint32Array(size);
-    this.total = new Float64Array(size);
+    this.bytesPerCode = DTYPE_INFO[dtype].bits === 8 ? 1 : 2;
+    this.size = this.bytesPerCode === 1 ? 256 : 65536;
+    this.fast = new Uint32Array(this.size * COUNT_LANES[this.bytesPerCode]);
+    this.total = new Float64Array(this.size);
   }
 
   /** Exact counts of every code seen so far. */
@@ -86,10 +121,16 @@ export class CodeCounter {
     return this.total;
   }
 
+  /** Adds counts computed elsewhere (e.g. by a parallel counting worker over another byte range). */
+  merge(counts: ArrayLike<number>): void {
+    for (let i = 0; i < this.size; i++) this.total[i]! += counts[i]!;
+  }
+
   private flush(): void {
+    const size = this.size;
     for (let i = 0; i < this.fast.length; i++) {
       if (this.fast[i] !== 0) {
-        this.total[i]! += this.fast[i]!;
+        this.total[i % size]! += this.fast[i]!;
         this.fast[i] = 0;
       }
     }
@@ -101,7 +142,11 @@ export class CodeCounter {
     this.pending += bytes.length;
     const counts = this.fast;
     if (this.bytesPerCode === 1) {
-      for (let i = 0; i < bytes.length; i++) counts[bytes[i]!]!++;
+      let i = 0;
+      // Bytes up to a 4-byte boundary, then whole words, then the tail.
+      while (i < bytes.length && (bytes.byteOffset + i) % 4 !== 0) counts[bytes[i++]!]!++;
+      i += countWords(bytes.subarray(i), 1, counts);
+      for (; i < bytes.length; i++) counts[bytes[i]!]!++;
       return;
     }
     let start = 0;
@@ -110,16 +155,17 @@ export class CodeCounter {
       this.carry = undefined;
       start = 1;
     }
-    const pairs = (bytes.length - start) >> 1;
-    const offset = bytes.byteOffset + start;
-    if (offset % 2 === 0) {
-      // Little-endian u16 view when aligned (the common case: chunk buffers are fresh allocations).
-      const codes = new Uint16Array(bytes.buffer, offset, pairs);
-      for (let i = 0; i < pairs; i++) counts[codes[i]!]!++;
-    } else {
-      for (let i = 0; i < pairs; i++) counts[bytes[start + 2 * i]! | (bytes[start + 2 * i + 1]! << 8)]!++;
+    let i = start;
+    if ((bytes.byteOffset + i) % 2 === 0) {
+      // Aligned to a code: single codes up to a word boundary, whole words, then single codes again.
+      if ((bytes.byteOffset + i) % 4 === 2 && i + 1 < bytes.length) {
+        counts[bytes[i]! | (bytes[i + 1]! << 8)]!++;
+        i += 2;
+      }
+      i += countWords(bytes.subarray(i), 2, counts);
     }
-    if ((bytes.length - start) % 2 === 1) this.carry = bytes[bytes.length - 1];
+    for (; i + 1 < bytes.length; i += 2) counts[bytes[i]! | (bytes[i + 1]! << 8)]!++;
+    if (i < bytes.length) this.carry = bytes[i];
   }
 }
 

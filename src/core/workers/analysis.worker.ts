@@ -6,6 +6,7 @@ import { parentPort } from 'node:worker_threads';
 import { Checkpoint } from '../safetensors/checkpoint';
 import { CheckpointAnalysis, analyzeCheckpoint } from '../checkpoint/summary';
 import { computeTensorStatistics } from '../stats/computeStats';
+import { computeWeightStatisticsOfTensor } from '../stats/weightStats';
 import { readScaleOverview } from '../inspect/scales';
 import { scanHealth } from '../inspect/health';
 import { compareWithOriginal, simulateErrors } from '../inspect/error';
@@ -40,8 +41,9 @@ async function run(id: number, method: keyof AnalysisMethods, params: unknown, s
       return (await load(path)).analysis;
     }
     case 'tensorStats': {
-      const { path, tensor, bins } = params as AnalysisMethods['tensorStats']['params'];
-      const { checkpoint } = await load(path);
+      const { path, tensor, bins, view } = params as AnalysisMethods['tensorStats']['params'];
+      const { checkpoint, analysis } = await load(path);
+      if (view) return computeWeightStatisticsOfTensor(checkpoint, analysis.layerMap, tensor, { view, bins, signal, onProgress: (f) => progress(f, tensor) });
       return computeTensorStatistics(checkpoint, tensor, { bins, signal, onProgress: (f) => progress(f, tensor) });
     }
     case 'scales': {

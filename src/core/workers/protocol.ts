@@ -3,12 +3,14 @@ import type { CheckpointAnalysis } from '../checkpoint/summary';
 import type { HealthReport } from '../inspect/health';
 import type { ModuleScales } from '../inspect/scales';
 import type { TensorStatistics } from '../stats/tensorStats';
+import type { WeightStatistics, WeightView } from '../stats/weightStats';
 import type { ErrorReport, SimulationName } from '../inspect/error';
 
 export interface AnalysisMethods {
   /** Header-level analysis: summary and layer map. */
   analyze: { params: { path: string }; result: CheckpointAnalysis };
-  tensorStats: { params: { path: string; tensor: string; bins?: number }; result: TensorStatistics };
+  /** Statistics of a tensor as stored, or with `view`, of the quantized weight whose codes it holds. */
+  tensorStats: { params: { path: string; tensor: string; bins?: number; view?: WeightView }; result: TensorStatistics | WeightStatistics };
   scales: { params: { path: string }; result: ModuleScales[] };
   health: { params: { path: string; weights?: boolean }; result: HealthReport };
   /** Quantization error per layer: a simulation on a float checkpoint, or a comparison with `original`. */

@@ -137,3 +137,69 @@ describe('Checkpoint inspector on the shipped example', function () {
     await takeScreenshot('inspector-health-problems');
   });
 });
+
+describe('Checkpoint inspector with 100,000 tensors', function () {
+  this.timeout(240_000);
+  let scratch: string;
+  const file = () => join(scratch, 'many.safetensors');
+  const PROJ = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
+  const nameOf = (i: number) => `model.layers.${Math.floor(i / 10)}.${i % 10 < 7 ? `${PROJ[i % 10]}.weight` : ['input_layernorm.weight', 'post_attention_layernorm.weight', 'self_attn.rotary_emb.inv_freq'][i % 10 - 7]}`;
+  before(async () => {
+    // A real file: 100,000 tiny bf16 tensors (2 elements each), 70,000 of them 2-D linear weights.
+    const { promises: fs } = await import('node:fs');
+    scratch = mkdtempSync(join(tmpdir(), 'quantlens-many-'));
+    const header: Record<string, unknown> = {};
+    for (let i = 0; i < 100_000; i++) header[nameOf(i)] = { dtype: 'BF16', shape: i % 10 < 7 ? [2, 1] : [2], data_offsets: [i * 4, i * 4 + 4] };
+    const json = Buffer.from(JSON.stringify(header));
+    const bytes = Buffer.alloc(8 + json.length + 400_000);
+    bytes.writeBigUInt64LE(BigInt(json.length), 0);
+    json.copy(bytes, 8);
+    await fs.writeFile(file(), bytes);
+  });
+  after(async () => {
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const table = async (which: 'tensors' | 'layers', what: string, accept: (t: NonNullable<NonNullable<Awaited<ReturnType<typeof rendered>>['tables']>['tensors']>) => boolean, timeoutMs = 60_000) => {
+    const quantlens = await api();
+    return waitFor(what, () => {
+      const t = quantlens.inspectors().find((i) => i.path === file())?.rendered?.tables?.[which];
+      return t && accept(t) ? t : undefined;
+    }, timeoutMs);
+  };
+
+  it('keeps the Tensors and Layers tables virtualized, filters them and scrolls to the last row', async () => {
+    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(file()), 'quantlens.checkpoint');
+    const view = await waitFor('the 100,000-tensor checkpoint in the inspector', async () => (await api()).inspectors().find((i) => i.path === file())?.rendered, 120_000);
+    assert.equal(view.tabs[2], 'Tensors (100,000)');
+    const quantlens = await api();
+
+    assert.ok(quantlens.showInspectorTab(file(), 'tensors'));
+    const first = await table('tensors', 'the tensor table', (t) => t.total === 100_000 && t.domRows > 0);
+    // Only the rows in view exist in the DOM (a viewport of 22 px rows), never the 100,000.
+    assert.ok(first.domRows <= 80, `${first.domRows} rows in the DOM`);
+    assert.equal(first.first?.text, nameOf(0));
+    await takeScreenshot('inspector-100k-tensors');
+
+    assert.ok(quantlens.revealInInspector(file(), { table: 'tensors', scrollTo: 'end' }));
+    const end = await table('tensors', 'the last tensor on screen', (t) => t.last?.index === 99_999);
+    assert.equal(end.last?.text, nameOf(99_999));
+    assert.ok(end.domRows <= 80, `${end.domRows} rows in the DOM after scrolling to the end`);
+
+    assert.ok(quantlens.revealInInspector(file(), { table: 'tensors', filter: 're:^model\\.layers\\.9999\\.mlp\\.' }));
+    const filtered = await table('tensors', 'the filtered tensor table', (t) => t.filter.startsWith('re:') && t.total === 3 && t.domRows === 3);
+    assert.deepEqual([filtered.first?.text, filtered.last?.text], ['model.layers.9999.mlp.gate_proj.weight', 'model.layers.9999.mlp.down_proj.weight']);
+
+    assert.ok(quantlens.revealInInspector(file(), { table: 'layers', filter: '' }));
+    const layers = await table('layers', 'the layer table', (t) => t.total === 70_000 && t.domRows > 0);
+    assert.ok(layers.domRows <= 80, `${layers.domRows} layer rows in the DOM`);
+    assert.ok(quantlens.revealInInspector(file(), { table: 'layers', scrollTo: 'end' }));
+    const lastLayer = await table('layers', 'the last layer on screen', (t) => t.last?.index === 69_999);
+    assert.equal(lastLayer.last?.text, 'model.layers.9999.mlp.down_proj');
+    assert.ok(quantlens.revealInInspector(file(), { table: 'layers', filter: 'layers.42.self_attn' }));
+    const attn = await table('layers', 'the filtered layer table', (t) => t.filter === 'layers.42.self_attn' && t.total === 4 && t.domRows === 4);
+    assert.equal(attn.first?.text, 'model.layers.42.self_attn.q_proj');
+    await takeScreenshot('inspector-100k-layers');
+  });
+});

@@ -1,0 +1,179 @@
+/**
+ * `npm run bench -- --only inspector`: the inspector's own costs, each against a baseline from the same run.
+ * - first paint of the layer map for a Llama-3-8B-shaped (sparse) checkpoint: open + summary + layer map +
+ *   the two messages the page needs before it can draw (init, first layer page), serialised as postMessage
+ *   would; against a raw read + JSON.parse of the headers;
+ * - statistics and error simulation over every tensor of a ~1.7 GB Llama-shaped checkpoint with real
+ *   (heavy-tailed bf16) data; against a plain read of the same bytes;
+ * - peak RSS of `quantlens inspect --stats` / `--error` on that checkpoint, as whole processes.
+ */
+import { promises as fs, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { Checkpoint } from '../../src/core/safetensors/checkpoint';
+import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
+import { queryLayers, queryTensorTable } from '../../src/core/checkpoint/tensorQuery';
+import { computeTensorStatistics } from '../../src/core/stats/computeStats';
+import { simulateErrors } from '../../src/core/inspect/error';
+import { SafetensorsWriter, tensorByteLength } from '../../src/core/safetensors/writer';
+import { planShards, shardFileName, writeShardIndex } from '../../src/core/safetensors/shards';
+import { BenchRow, gbps, interleavedMedians, mb, ms } from './harness';
+import { LLAMA_3_8B, LlamaShape, llamaTensors } from './llamaShapes';
+import { writeSparseCheckpoint } from './sparseCheckpoint';
+
+/** ~1.7 GB of bf16: Llama-3.2-1B's widths with 12 blocks and a 32k vocabulary. */
+const SMALL_LLAMA: LlamaShape = { name: 'Llama-shaped 0.8B', hidden: 2048, intermediate: 8192, layers: 12, heads: 32, kvHeads: 8, vocab: 32000 };
+
+async function rawHeaders(folder: string): Promise<number> {
+  let count = 0;
+  const index = JSON.parse(await fs.readFile(join(folder, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+  for (const shard of new Set(Object.values(index.weight_map))) {
+    const handle = await fs.open(join(folder, shard), 'r');
+    const prefix = Buffer.alloc(8);
+    await handle.read(prefix, 0, 8, 0);
+    const header = Buffer.alloc(Number(prefix.readBigUInt64LE(0)));
+    await handle.read(header, 0, header.length, 8);
+    await handle.close();
+    count += Object.keys(JSON.parse(header.toString('utf8'))).length;
+  }
+  return count;
+}
+
+/** Writes real heavy-tailed bf16 data (std ≈ 0.02, like trained weights) once; later runs reuse it. */
+async function writeRealCheckpoint(folder: string, shape: LlamaShape): Promise<number> {
+  const specs = llamaTensors(shape);
+  const total = specs.reduce((s, t) => s + tensorByteLength(t), 0);
+  if (existsSync(join(folder, '.complete'))) return total;
+  await fs.rm(folder, { recursive: true, force: true });
+  await fs.mkdir(folder, { recursive: true });
+  const chunk = new Uint8Array(8 * 1024 * 1024);
+  const words = new Uint16Array(chunk.buffer);
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const fill = () => {
+    randomFillSync(chunk);
+    for (let i = 0; i < words.length; i++) {
+      const u = (words[i]! + 0.5) / 65536;
+      f32[0] = 0.02 * Math.sqrt(Math.abs(Math.tan(Math.PI * (u - 0.5)))) * (u < 0.5 ? -1 : 1);
+      words[i] = u32[0]! >>> 16;
+    }
+  };
+  const shards = planShards(specs, 1e9);
+  const weightMap = new Map<string, string>();
+  for (let s = 0; s < shards.length; s++) {
+    const name = shardFileName(s, shards.length);
+    const writer = await SafetensorsWriter.create(join(folder, name), shards[s]!);
+    for (const spec of shards[s]!) {
+      weightMap.set(spec.name, name);
+      for (let done = 0, size = tensorByteLength(spec); done < size; done += chunk.length) {
+        fill();
+        await writer.write(spec.name, chunk.subarray(0, Math.min(chunk.length, size - done)));
+      }
+    }
+    await writer.finish();
+  }
+  await writeShardIndex(folder, weightMap, total);
+  const config = { architectures: ['LlamaForCausalLM'], model_type: 'llama', torch_dtype: 'bfloat16', hidden_size: shape.hidden, intermediate_size: shape.intermediate, num_hidden_layers: shape.layers, num_attention_heads: shape.heads, num_key_value_heads: shape.kvHeads, vocab_size: shape.vocab, tie_word_embeddings: false };
+  await fs.writeFile(join(folder, 'config.json'), JSON.stringify(config));
+  await fs.writeFile(join(folder, '.complete'), '');
+  return total;
+}
+
+async function plainRead(folder: string): Promise<number> {
+  const buffer = new Uint8Array(8 * 1024 * 1024);
+  let sink = 0;
+  for (const name of (await fs.readdir(folder)).filter((n) => n.endsWith('.safetensors'))) {
+    const handle = await fs.open(join(folder, name), 'r');
+    for (let at = 0; ; at += buffer.length) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, at);
+      if (bytesRead === 0) break;
+      sink += buffer[bytesRead - 1]!;
+    }
+    await handle.close();
+  }
+  return sink;
+}
+
+export async function inspectorSection(rows: BenchRow[], dataDir: string, root: string): Promise<void> {
+  // 1. First paint of the layer map.
+  const big = join(dataDir, 'llama-3-8b-sparse');
+  await writeSparseCheckpoint(big, llamaTensors(LLAMA_3_8B), 5e9);
+  const firstPaint = async () => {
+    const checkpoint = await Checkpoint.open(big);
+    const { summary, layerMap } = await analyzeCheckpoint(checkpoint, big);
+    const { tensors: _tensors, ...view } = summary;
+    // What the host posts before the page can draw the Layers tab: init, then the first page of layers.
+    const init = JSON.stringify({ type: 'init', summary: { ...view, title: 'model.safetensors.index.json' } });
+    const page = JSON.stringify({ type: 'response', requestId: 1, result: queryLayers(layerMap.modules, { filter: '', state: '', offset: 0, limit: 100 }) });
+    await checkpoint.close();
+    return init.length + page.length;
+  };
+  const [tPaint, tRaw] = await interleavedMedians(15, firstPaint, () => rawHeaders(big));
+  rows.push({
+    section: 'inspector',
+    what: `first paint of the layer map, ${LLAMA_3_8B.name} sparse (open + summary + layer map + init and first layer page serialised)`,
+    result: ms(tPaint),
+    baseline: `${ms(tRaw)} raw read + JSON.parse of the headers`,
+    ratio: `${(tPaint / tRaw).toFixed(2)}× the raw read`,
+    target: '< 300 ms',
+  });
+
+  // 2. Statistics and error throughput on real data.
+  const folder = join(dataDir, 'llama-0.8b-real');
+  const bytes = await writeRealCheckpoint(folder, SMALL_LLAMA);
+  const checkpoint = await Checkpoint.open(folder);
+  const { layerMap, summary } = await analyzeCheckpoint(checkpoint, folder);
+  const names = queryTensorTable(summary.tensors, { filter: '', offset: 0, limit: summary.tensors.length }).rows.map((r) => r.name);
+  const allStats = async (threads?: number) => {
+    for (const name of names) await computeTensorStatistics(checkpoint, name, { threads });
+  };
+  const [tStats, tRead] = await interleavedMedians(3, () => allStats(), () => plainRead(folder));
+  rows.push({
+    section: 'inspector',
+    what: `statistics + histograms of every tensor, ${SMALL_LLAMA.name} real bf16 (${mb(bytes)})`,
+    result: gbps(bytes, tStats),
+    baseline: `${gbps(bytes, tRead)} plain read of the same bytes`,
+    ratio: `${(tRead / tStats).toFixed(2)}× the plain read's speed`,
+    target: '≥ 2 GB/s',
+  });
+  const [tStats1, tRead1] = await interleavedMedians(3, () => allStats(0), () => plainRead(folder));
+  rows.push({
+    section: 'inspector',
+    what: 'the same on one thread (no counting workers)',
+    result: gbps(bytes, tStats1),
+    baseline: `${gbps(bytes, tRead1)} plain read`,
+    ratio: `${(tRead1 / tStats1).toFixed(2)}× the plain read's speed`,
+    target: '-',
+  });
+  const linearBytes = layerMap.modules.filter((m) => m.observed?.kind === 'float').reduce((s, m) => s + checkpoint.tensor(`${m.name}.weight`).byteLength, 0);
+  const [tError, tRead2] = await interleavedMedians(1, () => simulateErrors(checkpoint, layerMap, 'int8-channel'), () => plainRead(folder));
+  rows.push({
+    section: 'inspector',
+    what: `error simulation INT8 per channel over every linear layer (${mb(linearBytes)} of weights)`,
+    result: gbps(linearBytes, tError),
+    baseline: `${gbps(bytes, tRead2)} plain read`,
+    ratio: `${(linearBytes / tError / (bytes / tRead2)).toFixed(2)}× the plain read's speed`,
+    target: '-',
+  });
+  await checkpoint.close();
+
+  // 3. Peak RSS of whole CLI processes on that checkpoint.
+  const peakRss = (...args: string[]) => {
+    const script = `require(${JSON.stringify(join(root, 'dist', 'cli.js'))}).main(${JSON.stringify(['inspect', folder, ...args])}).then(() => process.stderr.write('RSS=' + process.resourceUsage().maxRSS * 1024))`;
+    const result = spawnSync(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    return Number(/RSS=(\d+)/.exec(result.stderr)?.[1] ?? NaN);
+  };
+  const headerRss = peakRss('--json');
+  for (const [label, args] of [['--stats', ['--stats']], ['--error --simulate int8-channel', ['--error', '--simulate', 'int8-channel']]] as const) {
+    const rss = peakRss(...args);
+    rows.push({
+      section: 'inspector',
+      what: `peak RSS of quantlens inspect ${label} on the ${mb(bytes)} checkpoint`,
+      result: mb(rss),
+      baseline: `${mb(headerRss)} inspect --json (headers only)`,
+      ratio: `${(rss / bytes).toFixed(3)}× the checkpoint's bytes`,
+      target: 'bounded by one layer, not the checkpoint',
+    });
+  }
+}
