@@ -1,0 +1,52 @@
+/**
+ * What a user asks a job to do, as plain data: the extension's commands, the recipe preview's Run button
+ * and the CLI all describe a job this way, the pre-flight check reads it, and the jobs worker runs it.
+ */
+import type { OutputFormat, SchemeName } from './quantize';
+
+/** Where calibration statistics come from: a statistics file made earlier, or a dataset run now. */
+export type CalibrationSource =
+  | { readonly kind: 'stats'; readonly path: string }
+  | { readonly kind: 'dataset'; readonly path: string; readonly samples: number; readonly seqLen: number };
+
+export interface QuantizeJobSpec {
+  readonly kind: 'quantize';
+  /** Float checkpoint folder (read only). */
+  readonly model: string;
+  /** Output folder; must not exist. */
+  readonly out: string;
+  /** A preset, or… */
+  readonly preset?: SchemeName;
+  /** …an llm-compressor recipe file. Exactly one of the two. */
+  readonly recipe?: string;
+  readonly ignore?: readonly string[];
+  /** compressed-tensors (default), AutoGPTQ's or AutoFP8's layout. */
+  readonly format?: OutputFormat;
+  readonly calibration?: CalibrationSource;
+  readonly maxShardBytes?: number;
+}
+
+export interface CalibrateJobSpec {
+  readonly kind: 'calibrate';
+  readonly model: string;
+  /** The statistics file to write (`*.safetensors`); must not exist. */
+  readonly out: string;
+  readonly dataset: string;
+  readonly samples: number;
+  readonly seqLen: number;
+  /** Collect GPTQ Hessians too (large: in² floats per distinct layer input). */
+  readonly hessians: boolean;
+}
+
+export type JobSpec = QuantizeJobSpec | CalibrateJobSpec;
+
+/** Defaults llm-compressor's examples use for calibration (512 samples × 2048 tokens is their largest). */
+export const DEFAULT_CALIBRATION = { samples: 128, seqLen: 512 } as const;
+
+/** A one-line description of a job for logs, the Jobs view and notifications. */
+export function describeJob(spec: JobSpec): string {
+  const model = spec.model.split(/[\\/]/).filter(Boolean).at(-1) ?? spec.model;
+  if (spec.kind === 'calibrate') return `Calibrate ${model} (${spec.samples} × ${spec.seqLen} tokens${spec.hessians ? ', with Hessians' : ''})`;
+  const what = spec.preset ?? (spec.recipe ? spec.recipe.split(/[\\/]/).at(-1) : 'recipe');
+  return `Quantize ${model} → ${what}`;
+}

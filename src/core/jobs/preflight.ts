@@ -1,0 +1,256 @@
+/**
+ * The pre-flight check: everything that can be known about a job before any work starts, from headers
+ * and the file system only, so that a typo or a layer of the wrong width stops the job now rather than after
+ * an hour of calibration. Problems stop the job; warnings are shown and the job may go on.
+ *
+ * Estimates are deliberately simple models with the rates they assume written beside them; they are for
+ * "seconds, minutes or hours?", not for a countdown.
+ */
+import { promises as fs } from 'node:fs';
+import { freemem, totalmem } from 'node:os';
+import { basename, dirname, resolve } from 'node:path';
+import { readModelConfig } from '../checkpoint/config';
+import { modelLayersFromCheckpoint } from '../recipe/model';
+import { RecipePlan, resolveRecipe } from '../recipe/resolve';
+import type { ModelLayers } from '../recipe/types';
+import { SCHEME_PRESETS, recipeYaml } from './quantize';
+import type { CalibrateJobSpec, JobSpec, QuantizeJobSpec } from './jobSpec';
+
+export interface PreflightEstimate {
+  readonly inputBytes: number;
+  readonly outputBytes?: number;
+  readonly diskFreeBytes?: number;
+  /** Peak memory of the job beyond the runtime itself (bytes), and the memory the machine has free. */
+  readonly peakMemoryBytes: number;
+  readonly freeMemoryBytes: number;
+  readonly seconds: number;
+  /** Calibration tokens (samples × sequence length), when the job calibrates. */
+  readonly calibrationTokens?: number;
+}
+
+export interface PreflightReport {
+  readonly problems: readonly string[];
+  readonly warnings: readonly string[];
+  readonly estimate?: PreflightEstimate;
+  /** The per-layer plan (quantize jobs). */
+  readonly plan?: RecipePlan;
+  /** What the job needs from calibration. */
+  readonly needs: { readonly inputAbsMax: boolean; readonly hessians: boolean };
+}
+
+/**
+ * Throughputs the time estimate assumes, measured with `npm run bench` on a 2-core CPU (see README):
+ * RTN quantization of bf16 weights, GPTQ's O(rows · cols²) work, and the calibration forward pass
+ * (2 · parameters FLOPs per token, fp32 on the CPU provider with statistics taps).
+ */
+const RATES = { rtnBytesPerSecond: 0.8e9, gptqFlopsPerSecond: 4e9, forwardFlopsPerSecond: 40e9 } as const;
+
+/** Calibration needs of a plan: static activation scales need absmax; GPTQ needs Hessians. */
+function calibrationNeeds(plan: RecipePlan): PreflightReport['needs'] {
+  let inputAbsMax = false;
+  let hessians = false;
+  for (const layer of plan.layers) {
+    if (layer.state !== 'quantized') continue;
+    const a = layer.scheme?.inputActivations;
+    if (a && !a.dynamic) inputAbsMax = true;
+    if (layer.algorithms.includes('GPTQ')) hessians = true;
+  }
+  return { inputAbsMax, hessians };
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  return fs.access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Free bytes where `path` would be written (its nearest existing ancestor). */
+async function diskFree(path: string): Promise<number | undefined> {
+  let dir = dirname(resolve(path));
+  for (;;) {
+    const stat = await fs.statfs(dir).catch(() => undefined);
+    if (stat) return stat.bavail * stat.bsize;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+/** Bytes of one decoder block's calibration working set: hidden states in and out, the block's Hessians. */
+function calibrationMemory(model: ModelLayers, tokens: number, hessians: boolean): number {
+  const hidden = model.layers.find((l) => l.name.endsWith('q_proj'))?.inFeatures ?? model.layers.find((l) => l.className === 'Embedding')?.inFeatures ?? 0;
+  const states = 2 * tokens * hidden * 4;
+  if (!hessians) return states;
+  // One Hessian per distinct input of a block: q/k/v share one, gate/up share one, o_proj and down_proj.
+  const block = model.layers.filter((l) => /\.layers\.0\./.test(l.name) && l.className === 'Linear');
+  const inputs = new Map<string, number>();
+  for (const l of block) {
+    const key = /(q|k|v)_proj$/.test(l.name) ? 'qkv' : /(gate|up)_proj$/.test(l.name) ? 'gate_up' : l.name;
+    inputs.set(key, l.inFeatures ?? 0);
+  }
+  let h = 0;
+  for (const width of inputs.values()) h += width * width * 4;
+  return states + h;
+}
+
+/** The GPTQ working set of the widest layer: its Hessian and inverse in float64 plus the weight. */
+function gptqMemory(plan: RecipePlan): number {
+  let worst = 0;
+  for (const l of plan.layers) {
+    if (l.state !== 'quantized' || !l.algorithms.includes('GPTQ')) continue;
+    const cols = l.inFeatures ?? 0;
+    const rows = l.outFeatures ?? 0;
+    worst = Math.max(worst, 2 * cols * cols * 8 + rows * cols * 8);
+  }
+  return worst;
+}
+
+/**
+ * The quantize job's own working set: a tensor-wise scale holds the whole layer as float32; channel and
+ * group strategies stream a layer in row blocks of at most 32 MiB (src/core/jobs/quantize.ts).
+ */
+function rtnMemory(plan: RecipePlan): number {
+  let worst = 0;
+  for (const l of plan.layers) {
+    if (l.state !== 'quantized') continue;
+    const whole = (l.inFeatures ?? 0) * (l.outFeatures ?? 0) * 4;
+    worst = Math.max(worst, l.scheme?.weights?.strategy === 'tensor' ? whole : Math.min(whole, 32 * 2 ** 20));
+  }
+  return worst;
+}
+
+function formatGiB(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1)} GiB`;
+}
+
+async function checkOutput(out: string, problems: string[]): Promise<void> {
+  if (!out) problems.push('no output location was given');
+  else if (await pathExists(out)) problems.push(`${out} already exists; choose a new name (QuantLens never overwrites)`);
+  else if (!(await pathExists(dirname(resolve(out))))) problems.push(`the folder ${dirname(resolve(out))} does not exist`);
+}
+
+async function preflightQuantize(spec: QuantizeJobSpec): Promise<PreflightReport> {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const noNeeds = { inputAbsMax: false, hessians: false };
+  if (Boolean(spec.preset) === Boolean(spec.recipe)) return { problems: ['choose either a preset or a recipe file'], warnings, needs: noNeeds };
+  if (resolve(spec.out) === resolve(spec.model)) problems.push('the output folder must differ from the model folder (inputs are never modified)');
+  await checkOutput(spec.out, problems);
+
+  let model: ModelLayers;
+  try {
+    model = await modelLayersFromCheckpoint(spec.model);
+  } catch (error) {
+    return { problems: [...problems, `${spec.model}: ${(error as Error).message}`], warnings, needs: noNeeds };
+  }
+  const config = await readModelConfig(resolve(spec.model));
+  if (!config.raw) problems.push(`${resolve(spec.model, 'config.json')} is missing or invalid${config.error ? `: ${config.error}` : ''}`);
+  else if (config.summary?.quantMethod) problems.push(`${basename(resolve(spec.model))} is already quantized (quant_method ${config.summary.quantMethod}); start from the float checkpoint`);
+
+  let recipeText: string;
+  if (spec.recipe) {
+    try {
+      recipeText = await fs.readFile(spec.recipe, 'utf8');
+    } catch (error) {
+      return { problems: [...problems, `cannot read the recipe ${spec.recipe}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`], warnings, needs: noNeeds };
+    }
+  } else {
+    const preset = SCHEME_PRESETS[spec.preset!];
+    recipeText = recipeYaml(preset.preset, spec.ignore ?? ['lm_head'], spec.preset === 'w4a16' ? 'gptq' : 'rtn');
+  }
+  const plan = resolveRecipe(recipeText, model);
+  for (const d of plan.diagnostics) {
+    const where = spec.recipe ? `${basename(spec.recipe)}:${d.range.start.line + 1}: ` : '';
+    if (d.severity === 'error') problems.push(`${where}${d.message}`);
+    else if (d.severity === 'warning') warnings.push(`${where}${d.message}`);
+  }
+  if (plan.counts.quantized === 0) problems.push('no linear layer would be quantized (every layer is ignored or untouched)');
+  // Group sizes that do not divide a targeted layer's input features are among the recipe diagnostics (named).
+  const needs = calibrationNeeds(plan);
+  const calibration = spec.calibration;
+  if ((needs.inputAbsMax || needs.hessians) && !calibration) {
+    problems.push(`this scheme needs calibration (${[needs.inputAbsMax ? 'activation absmax for static scales' : '', needs.hessians ? 'Hessians for GPTQ' : ''].filter(Boolean).join(', ')}); choose a calibration dataset`);
+  }
+  if (calibration?.kind === 'stats' && !(await pathExists(calibration.path))) problems.push(`the calibration statistics file ${calibration.path} does not exist`);
+  if (calibration?.kind === 'dataset') checkDataset(calibration, problems);
+  if (calibration?.kind === 'dataset' && !(await pathExists(calibration.path))) problems.push(`the calibration dataset ${calibration.path} does not exist`);
+
+  const inputBytes = model.totalBytes ?? 0;
+  const outputBytes = plan.size.estimatedBytes;
+  const free = await diskFree(spec.out);
+  if (free !== undefined && outputBytes !== undefined && free < outputBytes * 1.05) {
+    problems.push(`not enough disk space in ${dirname(resolve(spec.out))}: about ${formatGiB(outputBytes)} needed, ${formatGiB(free)} free`);
+  }
+  const tokens = calibration?.kind === 'dataset' ? calibration.samples * calibration.seqLen : undefined;
+  const peakMemoryBytes = Math.max(rtnMemory(plan), gptqMemory(plan), tokens ? calibrationMemory(model, tokens, needs.hessians) : 0);
+  const freeMemoryBytes = freemem();
+  if (peakMemoryBytes > totalmem() * 0.9) problems.push(`the job needs about ${formatGiB(peakMemoryBytes)} of memory; this machine has ${formatGiB(totalmem())}${tokens ? ' (use fewer calibration samples or a shorter sequence length)' : ''}`);
+  else if (peakMemoryBytes > freeMemoryBytes) warnings.push(`the job needs about ${formatGiB(peakMemoryBytes)} of memory and ${formatGiB(freeMemoryBytes)} is free now; other programs may be swapped out`);
+
+  let seconds = inputBytes / RATES.rtnBytesPerSecond;
+  for (const l of plan.layers) {
+    if (l.state === 'quantized' && l.algorithms.includes('GPTQ')) seconds += ((l.outFeatures ?? 0) * (l.inFeatures ?? 0) ** 2 * 2) / RATES.gptqFlopsPerSecond;
+  }
+  if (tokens) seconds += (2 * (inputBytes / model.dtypeBytes) * tokens) / RATES.forwardFlopsPerSecond;
+  return { problems, warnings, plan, needs, estimate: { inputBytes, outputBytes, diskFreeBytes: free, peakMemoryBytes, freeMemoryBytes, seconds, calibrationTokens: tokens } };
+}
+
+function checkDataset(calibration: { samples: number; seqLen: number }, problems: string[]): void {
+  if (!Number.isInteger(calibration.samples) || calibration.samples < 1) problems.push(`samples must be a positive whole number, not ${calibration.samples}`);
+  if (!Number.isInteger(calibration.seqLen) || calibration.seqLen < 1) problems.push(`the sequence length must be a positive whole number, not ${calibration.seqLen}`);
+}
+
+async function preflightCalibrate(spec: CalibrateJobSpec): Promise<PreflightReport> {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const needs = { inputAbsMax: true, hessians: spec.hessians };
+  await checkOutput(spec.out, problems);
+  checkDataset(spec, problems);
+  if (!(await pathExists(spec.dataset))) problems.push(`the calibration dataset ${spec.dataset} does not exist`);
+  let model: ModelLayers;
+  try {
+    model = await modelLayersFromCheckpoint(spec.model);
+  } catch (error) {
+    return { problems: [...problems, `${spec.model}: ${(error as Error).message}`], warnings, needs };
+  }
+  const config = await readModelConfig(resolve(spec.model));
+  if (!config.raw) problems.push(`${resolve(spec.model, 'config.json')} is missing or invalid${config.error ? `: ${config.error}` : ''}`);
+  else if (config.summary?.quantMethod) problems.push(`${basename(resolve(spec.model))} is already quantized (quant_method ${config.summary.quantMethod}); calibrate the float checkpoint`);
+  const tokens = spec.samples * spec.seqLen;
+  const inputBytes = model.totalBytes ?? 0;
+  const peakMemoryBytes = calibrationMemory(model, tokens, spec.hessians);
+  const freeMemoryBytes = freemem();
+  if (peakMemoryBytes > totalmem() * 0.9) problems.push(`calibration needs about ${formatGiB(peakMemoryBytes)} of memory; this machine has ${formatGiB(totalmem())} (use fewer samples or a shorter sequence length)`);
+  else if (peakMemoryBytes > freeMemoryBytes) warnings.push(`calibration needs about ${formatGiB(peakMemoryBytes)} of memory and ${formatGiB(freeMemoryBytes)} is free now`);
+  // The statistics file: one absmax per linear layer plus, with Hessians, one in² matrix per layer.
+  const outputBytes = model.layers.reduce((sum, l) => sum + (l.className === 'Linear' ? 4 + (spec.hessians ? (l.inFeatures ?? 0) ** 2 * 4 : 0) : 0), 0);
+  const free = await diskFree(spec.out);
+  if (free !== undefined && free < outputBytes * 1.05) problems.push(`not enough disk space for the statistics file: about ${formatGiB(outputBytes)} needed, ${formatGiB(free)} free`);
+  const seconds = (2 * (inputBytes / model.dtypeBytes) * tokens) / RATES.forwardFlopsPerSecond;
+  return { problems, warnings, needs, estimate: { inputBytes, outputBytes, diskFreeBytes: free, peakMemoryBytes, freeMemoryBytes, seconds, calibrationTokens: tokens } };
+}
+
+export function preflight(spec: JobSpec): Promise<PreflightReport> {
+  return spec.kind === 'quantize' ? preflightQuantize(spec) : preflightCalibrate(spec);
+}
+
+/** "about 3 minutes" — the estimate in words. */
+export function describeDuration(seconds: number): string {
+  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** A multi-line, plain-text rendering of a report for logs and the CLI. */
+export function formatPreflight(report: PreflightReport): string {
+  const lines: string[] = [];
+  const e = report.estimate;
+  if (e) {
+    lines.push(`input ${formatGiB(e.inputBytes)}${e.outputBytes !== undefined ? `, output about ${formatGiB(e.outputBytes)}` : ''}${e.diskFreeBytes !== undefined ? ` (${formatGiB(e.diskFreeBytes)} free)` : ''}`);
+    lines.push(`memory about ${formatGiB(e.peakMemoryBytes)} (${formatGiB(e.freeMemoryBytes)} free); time about ${describeDuration(e.seconds)}${e.calibrationTokens ? ` including ${e.calibrationTokens} calibration tokens` : ''}`);
+  }
+  for (const w of report.warnings) lines.push(`warning: ${w}`);
+  for (const p of report.problems) lines.push(`problem: ${p}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,108 @@
+/**
+ * The pre-flight check on the shipped example and on checkpoints written here: every problem is named
+ * before any work (group size per layer, missing calibration, existing output, quantized input, bad recipe),
+ * and the estimates follow from the shapes (output size within the planned bytes, memory from the widest
+ * layer).
+ */
+import assert from 'node:assert/strict';
+import { existsSync, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { preflight, formatPreflight } from '../../src/core/jobs/preflight';
+import { writeSafetensors } from '../../src/core/safetensors/writer';
+import { repoRoot, tempDir } from '../helpers/paths';
+
+const example = () => join(repoRoot(), 'examples', 'tiny-llama');
+
+describe('jobs: pre-flight check', function () {
+  this.timeout(60_000);
+  let tmp: ReturnType<typeof tempDir>;
+  before(() => {
+    if (!existsSync(join(example(), 'config.json'))) throw new Error('the example checkpoint is missing (npm test writes it first)');
+    tmp = tempDir();
+  });
+  after(() => tmp.cleanup());
+
+  it('passes a dynamic preset on the example, with estimates from the shapes', async () => {
+    const report = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'w8a8'), preset: 'w8a8' });
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.needs.inputAbsMax, false);
+    assert.equal(report.needs.hessians, false);
+    const e = report.estimate!;
+    // 28 quantized linears of the example: int8 weights (1 byte) + per-channel bf16 scales; embeddings and lm_head stay bf16.
+    assert.ok(e.outputBytes! < e.inputBytes, `output ${e.outputBytes} < input ${e.inputBytes}`);
+    // The widest linear is down_proj 256×768 or the MLP's 768×256: float32 copy = 768·256·4 bytes.
+    assert.equal(e.peakMemoryBytes, 768 * 256 * 4);
+    assert.ok(e.seconds > 0 && e.seconds < 60);
+    assert.match(formatPreflight(report), /output about/);
+  });
+
+  it('names the calibration a static or GPTQ scheme needs, and accepts it once given', async () => {
+    const fp8 = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'fp8'), preset: 'fp8' });
+    assert.equal(fp8.needs.inputAbsMax, true);
+    assert.match(fp8.problems.join('\n'), /needs calibration \(activation absmax for static scales\)/);
+    const gptq = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'gptq'), preset: 'w4a16' });
+    assert.equal(gptq.needs.hessians, true);
+    assert.match(gptq.problems.join('\n'), /Hessians for GPTQ/);
+    const data = join(tmp.path, 'calib.txt');
+    await fs.writeFile(data, 'some text\n');
+    const withData = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'gptq'), preset: 'w4a16', calibration: { kind: 'dataset', path: data, samples: 8, seqLen: 128 } });
+    assert.deepEqual(withData.problems, []);
+    assert.equal(withData.estimate!.calibrationTokens, 8 * 128);
+    // Hessians of one block: q/k/v share a 256² one, o_proj 256², gate/up share 256², down_proj 768²; plus in/out hidden states.
+    const states = 2 * 8 * 128 * 256 * 4;
+    const hessians = (3 * 256 * 256 + 768 * 768) * 4;
+    assert.equal(withData.estimate!.peakMemoryBytes, Math.max(states + hessians, 2 * 768 * 768 * 8 + 256 * 768 * 8));
+    const bad = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'gptq'), preset: 'w4a16', calibration: { kind: 'dataset', path: join(tmp.path, 'nope.txt'), samples: 0, seqLen: 1.5 } });
+    assert.deepEqual(
+      bad.problems.filter((p) => /samples|sequence length|does not exist/.test(p)).length,
+      3,
+      bad.problems.join('\n'),
+    );
+  });
+
+  it('names every layer whose input features the group size does not divide', async () => {
+    // A tiny Llama-like checkpoint whose MLP width (200) is not a multiple of 128.
+    const dir = join(tmp.path, 'odd');
+    await fs.mkdir(dir);
+    await fs.writeFile(join(dir, 'config.json'), JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 128, intermediate_size: 200, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, vocab_size: 16, torch_dtype: 'bfloat16' }));
+    const t = (name: string, shape: number[]) => ({ name, dtype: 'BF16' as const, shape, data: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 2) });
+    await writeSafetensors(join(dir, 'model.safetensors'), [
+      t('model.embed_tokens.weight', [16, 128]),
+      t('model.layers.0.self_attn.q_proj.weight', [128, 128]),
+      t('model.layers.0.self_attn.k_proj.weight', [128, 128]),
+      t('model.layers.0.self_attn.v_proj.weight', [128, 128]),
+      t('model.layers.0.self_attn.o_proj.weight', [128, 128]),
+      t('model.layers.0.mlp.gate_proj.weight', [200, 128]),
+      t('model.layers.0.mlp.up_proj.weight', [200, 128]),
+      t('model.layers.0.mlp.down_proj.weight', [128, 200]),
+      t('lm_head.weight', [16, 128]),
+    ]);
+    const report = await preflight({ kind: 'quantize', model: dir, out: join(tmp.path, 'odd-int4'), preset: 'w4a16-rtn' });
+    assert.equal(report.problems.length, 1, report.problems.join('\n'));
+    assert.match(report.problems[0]!, /groups of 128, which does not divide the input features of 1 targeted layer: model\.layers\.0\.mlp\.down_proj \(in_features 200\)/);
+  });
+
+  it('refuses an existing output, an output equal to the model, a quantized input and a broken recipe', async () => {
+    const existing = join(tmp.path, 'exists');
+    await fs.mkdir(existing);
+    const a = await preflight({ kind: 'quantize', model: example(), out: existing, preset: 'w8a8' });
+    assert.match(a.problems.join('\n'), /already exists; choose a new name/);
+    const b = await preflight({ kind: 'quantize', model: example(), out: example(), preset: 'w8a8' });
+    assert.match(b.problems.join('\n'), /must differ from the model folder/);
+    const recipe = join(tmp.path, 'recipe.yaml');
+    await fs.writeFile(recipe, 'quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n      schem: W8A8\n      targets: [Linear]\n');
+    const c = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'r'), recipe });
+    assert.match(c.problems.join('\n'), /^recipe\.yaml:4: .*schem/m);
+    const d = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'r'), preset: 'w8a8', recipe });
+    assert.deepEqual(d.problems, ['choose either a preset or a recipe file']);
+  });
+
+  it('checks a calibrate job: dataset, output and the statistics file size', async () => {
+    const data = join(tmp.path, 'calib2.txt');
+    await fs.writeFile(data, 'text\n');
+    const report = await preflight({ kind: 'calibrate', model: example(), out: join(tmp.path, 'stats.safetensors'), dataset: data, samples: 4, seqLen: 64, hessians: true });
+    assert.deepEqual(report.problems, []);
+    // 28 linears + lm_head: one absmax each, and one in² Hessian each (the file shares them; this bounds it).
+    assert.ok(report.estimate!.outputBytes! >= 29 * 4);
+  });
+});
