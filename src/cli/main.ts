@@ -9,6 +9,8 @@ import { INSPECT_FLAGS, inspectCommand } from './inspect';
 import { VALIDATE_FLAGS, validateCommand } from './validate';
 import { QUANTIZE_FLAGS, quantizeCommand } from './quantize';
 import { QuantizeError } from '../core/quant/rtn';
+import { CALIBRATE_FLAGS, calibrateCommand } from './calibrate';
+import { PreflightFailed } from '../core/jobs/runJob';
 
 const USAGE = `usage: quantlens <command> [options]
 
@@ -19,6 +21,11 @@ ${Object.entries(INSPECT_FLAGS)
   .join('\n')}
   quantize MODEL --scheme S --out DIR  quantize a float checkpoint (compressed-tensors output vLLM loads)
 ${Object.entries(QUANTIZE_FLAGS)
+  .map(([name, flag]) => `      --${name.padEnd(14)} ${flag.description}`)
+  .join('\n')}
+  calibrate MODEL --out FILE           run a dataset through the model and write activation statistics
+                                       (input absmax, optional GPTQ Hessians) for quantize --calib-stats
+${Object.entries(CALIBRATE_FLAGS)
   .map(([name, flag]) => `      --${name.padEnd(14)} ${flag.description}`)
   .join('\n')}
   validate FILE [--model DIR] [--json] check an llm-compressor recipe or a config.json / quantize_config.json;
@@ -39,6 +46,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await validateCommand(rest, process.stdout);
       case 'quantize':
         return await quantizeCommand(rest, process.stdout);
+      case 'calibrate':
+        return await calibrateCommand(rest, process.stdout);
       case undefined:
       case 'help':
       case '--help':
@@ -53,7 +62,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`quantlens: ${error.message}\n(run \`quantlens help\` for usage)\n`);
       return 2;
     }
-    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError) {
+    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof PreflightFailed) {
       process.stderr.write(`quantlens: error: ${error.message}\n`);
       return 1;
     }

@@ -6,6 +6,10 @@ import { RecipePreviewSession, registerRecipePreview } from './recipePreview';
 import { AnalysisClient } from '../core/jobs/analysisClient';
 import { InspectorServices, InspectorSession } from './inspectorSession';
 import type { InspectorTab, TableCommand } from '../protocol/inspector';
+import { registerJobs } from './jobs/registerJobs';
+import type { JobRecord } from './jobs/jobManager';
+import { registerRuntimeStatus } from './runtimeStatus';
+import type { DeviceReport } from '../core/runtime/device';
 
 /** Entry point: glue only. Everything that knows about tensors lives in src/core. */
 /** What activate() returns: a small API other extensions (and the integration tests) can use. */
@@ -18,6 +22,10 @@ export interface QuantLensApi {
   recipePreviews(): { path: string; model?: string; rendered: RecipePreviewSession['rendered']; run: ReturnType<RecipePreviewSession['runRequest']> }[];
   /** Filters and/or scrolls the Tensors or Layers table of an open inspector (shows its tab). */
   revealInInspector(path: string, command: TableCommand): boolean;
+  /** The Jobs view's records, newest first. */
+  jobs(): readonly JobRecord[];
+  /** Where runtime sessions run, and why. */
+  device(): Promise<DeviceReport>;
 }
 
 export function activate(context: vscode.ExtensionContext): QuantLensApi {
@@ -30,8 +38,12 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   registerCommands(context, services);
   registerRecipeSupport(context);
   registerRecipePreview(context, { extensionUri: context.extensionUri, output });
+  const jobs = registerJobs(context, output);
+  const runtime = registerRuntimeStatus(context, output);
   return {
     recipePreviews: () => RecipePreviewSession.all().map((s) => ({ path: s.path, model: s.modelPath, rendered: s.rendered, run: s.runRequest() })),
+    jobs: () => jobs.jobs,
+    device: () => runtime.device(),
     inspectors: () => InspectorSession.all().map((s) => ({ path: s.path, rendered: s.rendered })),
     showInspectorTab: (path, tab, start) => {
       const session = InspectorSession.all().find((s) => s.path === path);

@@ -1,0 +1,216 @@
+import * as vscode from 'vscode';
+import { promises as fs } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { SCHEME_PRESETS, SchemeName } from '../../core/jobs/quantize';
+import { CalibrationSource, DEFAULT_CALIBRATION, JobSpec } from '../../core/jobs/jobSpec';
+import { preflight } from '../../core/jobs/preflight';
+import { defaultCalibrationDataset } from '../../core/runtime/dataset';
+import type { JobManager } from './jobManager';
+import { InspectorSession } from '../inspectorSession';
+
+/**
+ * Arguments of "QuantLens: Quantize Model…" and "QuantLens: Calibrate…" when run programmatically (the
+ * recipe preview's Run button, tests, other extensions). Whatever is missing is asked for with quick picks.
+ */
+export interface QuantizeCommandArgs {
+  readonly model?: string;
+  readonly preset?: SchemeName;
+  readonly recipe?: string;
+  /** A dataset file (txt, jsonl, json), 'default' for the shipped WikiText-2 sample, or a statistics file. */
+  readonly calibration?: string;
+  readonly samples?: number;
+  readonly seqLen?: number;
+  readonly output?: string;
+  /** false: no questions, no notifications, no result opened (automation). Default true. */
+  readonly interactive?: boolean;
+  readonly openResult?: boolean;
+}
+
+const CANCELLED = Symbol('cancelled');
+type Maybe<T> = T | typeof CANCELLED;
+
+async function exists(path: string): Promise<boolean> {
+  return fs.access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Float checkpoint folders in the workspace (config.json beside safetensors, not quantized). */
+async function workspaceModels(): Promise<string[]> {
+  const configs = await vscode.workspace.findFiles('**/config.json', '**/{node_modules,.git,.vscode-test}/**', 200);
+  const models: string[] = [];
+  for (const uri of configs) {
+    const dir = dirname(uri.fsPath);
+    const names = await fs.readdir(dir).catch(() => [] as string[]);
+    if (!names.some((n) => n.endsWith('.safetensors'))) continue;
+    const config = await fs.readFile(uri.fsPath, 'utf8').then((t) => JSON.parse(t) as Record<string, unknown>, () => undefined);
+    if (!config || config.quantization_config) continue;
+    models.push(dir);
+  }
+  return models.sort();
+}
+
+async function pickModel(given: string | undefined, title: string): Promise<Maybe<string>> {
+  if (given) return given;
+  const models = await workspaceModels();
+  const browse = '$(folder-opened) Browse…';
+  const picked = await vscode.window.showQuickPick(
+    [...models.map((m) => ({ label: basename(m), description: vscode.workspace.asRelativePath(m), path: m })), { label: browse, description: 'a folder with config.json and .safetensors', path: '' }],
+    { title, placeHolder: 'The float checkpoint to start from (it is only read)' },
+  );
+  if (!picked) return CANCELLED;
+  if (picked.path) return picked.path;
+  const folder = await vscode.window.showOpenDialog({ title, canSelectFolders: true, canSelectFiles: false, openLabel: 'Use This Model' });
+  return folder?.[0]?.fsPath ?? CANCELLED;
+}
+
+async function pickScheme(args: QuantizeCommandArgs): Promise<Maybe<{ preset?: SchemeName; recipe?: string }>> {
+  if (args.preset || args.recipe) return { preset: args.preset, recipe: args.recipe };
+  const recipes = await vscode.workspace.findFiles('**/*recipe*.{yaml,yml}', '**/{node_modules,.git}/**', 50);
+  const items: (vscode.QuickPickItem & { preset?: SchemeName; recipe?: string; browse?: boolean })[] = [
+    { label: 'Presets', kind: vscode.QuickPickItemKind.Separator },
+    { label: 'FP8 static', description: SCHEME_PRESETS.fp8.description, preset: 'fp8' },
+    { label: 'FP8 dynamic', description: SCHEME_PRESETS['fp8-dynamic'].description, preset: 'fp8-dynamic' },
+    { label: 'INT8 W8A8', description: SCHEME_PRESETS.w8a8.description, preset: 'w8a8' },
+    { label: 'W4A16 GPTQ', description: SCHEME_PRESETS.w4a16.description, preset: 'w4a16' },
+    { label: 'W4A16 RTN', description: SCHEME_PRESETS['w4a16-rtn'].description, preset: 'w4a16-rtn' },
+    { label: 'Recipes', kind: vscode.QuickPickItemKind.Separator },
+    ...recipes.map((uri) => ({ label: basename(uri.fsPath), description: vscode.workspace.asRelativePath(uri), recipe: uri.fsPath })),
+    { label: '$(file) Recipe file…', browse: true },
+  ];
+  const picked = await vscode.window.showQuickPick(items, { title: 'Quantize Model: scheme', placeHolder: 'A preset, or an llm-compressor recipe' });
+  if (!picked) return CANCELLED;
+  if (!picked.browse) return { preset: picked.preset, recipe: picked.recipe };
+  const file = await vscode.window.showOpenDialog({ title: 'Choose a recipe', filters: { Recipes: ['yaml', 'yml'] }, openLabel: 'Use Recipe' });
+  return file?.[0] ? { recipe: file[0].fsPath } : CANCELLED;
+}
+
+async function isStatisticsFile(path: string): Promise<boolean> {
+  return path.endsWith('.safetensors');
+}
+
+async function pickCalibration(args: QuantizeCommandArgs, extensionRoot: string, required: boolean, title: string): Promise<Maybe<CalibrationSource | undefined>> {
+  const settings = vscode.workspace.getConfiguration('quantlens.calibration');
+  const samples = args.samples ?? settings.get<number>('samples', DEFAULT_CALIBRATION.samples);
+  const seqLen = args.seqLen ?? settings.get<number>('sequenceLength', DEFAULT_CALIBRATION.seqLen);
+  let path = args.calibration === 'default' ? defaultCalibrationDataset(extensionRoot) : args.calibration;
+  if (!path) {
+    if (!required) return undefined;
+    const files = await vscode.workspace.findFiles('**/*.{txt,jsonl}', '**/{node_modules,.git,.vscode-test}/**', 50);
+    const items: (vscode.QuickPickItem & { path?: string; browse?: boolean })[] = [
+      { label: 'WikiText-2 (shipped sample)', description: 'CC BY-SA 4.0 text, the set most llm-compressor examples use', path: defaultCalibrationDataset(extensionRoot) },
+      ...files.map((uri) => ({ label: basename(uri.fsPath), description: vscode.workspace.asRelativePath(uri), path: uri.fsPath })),
+      { label: '$(file) Dataset or statistics file…', description: 'txt, jsonl (text or messages), json, or a QuantLens statistics .safetensors', browse: true },
+    ];
+    const picked = await vscode.window.showQuickPick(items, { title: `${title}: calibration data`, placeHolder: 'This scheme needs calibration' });
+    if (!picked) return CANCELLED;
+    path = picked.path;
+    if (picked.browse) {
+      const file = await vscode.window.showOpenDialog({ title: 'Calibration data', filters: { 'Datasets and statistics': ['txt', 'jsonl', 'json', 'safetensors'] } });
+      if (!file?.[0]) return CANCELLED;
+      path = file[0].fsPath;
+    }
+    if (!path) return CANCELLED;
+    if (!(await isStatisticsFile(path)) && args.samples === undefined && args.interactive !== false) {
+      const answer = await vscode.window.showInputBox({
+        title: `${title}: calibration samples`,
+        prompt: `How many samples of ${seqLen} tokens (setting quantlens.calibration.sequenceLength)`,
+        value: String(samples),
+        validateInput: (v) => (/^[1-9]\d*$/.test(v.trim()) ? undefined : 'a positive whole number'),
+      });
+      if (answer === undefined) return CANCELLED;
+      return { kind: 'dataset', path, samples: Number(answer.trim()), seqLen };
+    }
+  }
+  if (await isStatisticsFile(path)) return { kind: 'stats', path };
+  return { kind: 'dataset', path, samples, seqLen };
+}
+
+async function pickOutput(given: string | undefined, suggestion: string, title: string, interactive: boolean): Promise<Maybe<string>> {
+  if (given) return given;
+  let candidate = suggestion;
+  for (let i = 2; await exists(candidate); i++) candidate = `${suggestion}-${i}`;
+  if (!interactive) return candidate;
+  const answer = await vscode.window.showInputBox({
+    title: `${title}: output`,
+    prompt: 'Where to write the result (a new path; written atomically, never over an existing one)',
+    value: candidate,
+    valueSelection: [dirname(candidate).length + 1, candidate.length],
+    validateInput: async (v) => (!v.trim() ? 'a path is needed' : (await exists(v.trim())) ? 'this already exists; QuantLens never overwrites' : undefined),
+  });
+  return answer?.trim() || CANCELLED;
+}
+
+/** Builds a quantize job spec from arguments and quick picks; undefined when the user backs out. */
+export async function quantizeSpecFromUser(args: QuantizeCommandArgs, extensionRoot: string): Promise<JobSpec | undefined> {
+  const title = 'Quantize Model';
+  const model = await pickModel(args.model, `${title}: model`);
+  if (model === CANCELLED) return undefined;
+  const scheme = await pickScheme(args);
+  if (scheme === CANCELLED) return undefined;
+  // Which calibration the scheme needs: ask the pre-flight check about a spec without it.
+  const probe = await preflight({ kind: 'quantize', model, out: join(dirname(model), '.quantlens-probe'), ...scheme });
+  const required = probe.needs.inputAbsMax || probe.needs.hessians;
+  const calibration = await pickCalibration(args, extensionRoot, required, title);
+  if (calibration === CANCELLED) return undefined;
+  const suffix = scheme.preset ?? basename(scheme.recipe!).replace(/\.(ya?ml)$/, '').replace(/[^\w.-]+/g, '-');
+  const out = await pickOutput(args.output, join(dirname(model), `${basename(model)}-${suffix}`), title, args.interactive !== false);
+  if (out === CANCELLED) return undefined;
+  return { kind: 'quantize', model, out, ...scheme, ...(calibration ? { calibration } : {}) };
+}
+
+export async function calibrateSpecFromUser(args: QuantizeCommandArgs & { hessians?: boolean }, extensionRoot: string): Promise<JobSpec | undefined> {
+  const title = 'Calibrate';
+  const model = await pickModel(args.model, `${title}: model`);
+  if (model === CANCELLED) return undefined;
+  const calibration = await pickCalibration(args, extensionRoot, true, title);
+  if (calibration === CANCELLED || !calibration) return undefined;
+  if (calibration.kind === 'stats') {
+    void vscode.window.showErrorMessage('QuantLens: calibration needs a dataset (text, JSONL or JSON), not a statistics file.');
+    return undefined;
+  }
+  let hessians = args.hessians;
+  if (hessians === undefined) {
+    if (args.interactive === false) hessians = false;
+    else {
+      const picked = await vscode.window.showQuickPick(
+        [
+          { label: 'Activation ranges only', description: 'input absmax per layer (FP8/INT8 static scales); small', hessians: false },
+          { label: 'Activation ranges and GPTQ Hessians', description: 'adds in × in matrices per layer; large', hessians: true },
+        ],
+        { title: `${title}: statistics` },
+      );
+      if (!picked) return undefined;
+      hessians = picked.hessians;
+    }
+  }
+  const out = await pickOutput(args.output, join(dirname(model), `${basename(model)}-calibration.safetensors`), title, args.interactive !== false);
+  if (out === CANCELLED) return undefined;
+  return { kind: 'calibrate', model, out, dataset: calibration.path, samples: calibration.samples, seqLen: calibration.seqLen, hessians };
+}
+
+/** After a quantize job: the result in the inspector, with the error tab comparing it to the original. */
+export async function openJobResult(manager: JobManager, id: string): Promise<void> {
+  const job = manager.job(id);
+  if (!job || job.status !== 'succeeded') {
+    void vscode.window.showWarningMessage('QuantLens: that job has no result to open.');
+    return;
+  }
+  if (job.spec.kind === 'calibrate') {
+    await vscode.commands.executeCommand('quantlens.openInInspector', vscode.Uri.file(job.spec.out));
+    return;
+  }
+  const out = job.spec.out;
+  await vscode.commands.executeCommand('quantlens.openInInspector', vscode.Uri.file(out));
+  // The inspector opens asynchronously; compare once its session for the output exists.
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const session = InspectorSession.all().find((s) => s.path.startsWith(out));
+    if (session) {
+      session.show('error', true, { original: job.spec.model });
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,101 @@
+// Quantize and calibrate jobs through the commands, in a real VS Code: each preset on the shipped example
+// (calibrating with the shipped WikiText-2 sample where the scheme needs it), progress seen while a job runs,
+// a run cancelled midway that leaves nothing behind, and a result opened in the inspector.
+import * as assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as vscode from 'vscode';
+import type { QuantLensApi } from '../../../src/extension/extension';
+import type { JobRecord } from '../../../src/extension/jobs/jobManager';
+import type { QuantizeCommandArgs } from '../../../src/extension/jobs/jobCommands';
+import { takeScreenshot } from './screenshot';
+import { sleep, waitFor } from './wait';
+
+async function api(): Promise<QuantLensApi> {
+  return vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.activate();
+}
+
+function exampleDir(): string {
+  const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+  return join(ext.extensionPath, 'examples', 'tiny-llama');
+}
+
+function quantize(args: QuantizeCommandArgs): Thenable<JobRecord | undefined> {
+  return vscode.commands.executeCommand<JobRecord | undefined>('quantlens.quantizeModel', { interactive: false, openResult: false, ...args });
+}
+
+const EXPECTED: Record<string, { format: string; quantMethod: string }> = {
+  'fp8-dynamic': { format: 'float-quantized', quantMethod: 'compressed-tensors' },
+  w8a8: { format: 'int-quantized', quantMethod: 'compressed-tensors' },
+  'w4a16-rtn': { format: 'pack-quantized', quantMethod: 'compressed-tensors' },
+  fp8: { format: 'float-quantized', quantMethod: 'compressed-tensors' },
+  w4a16: { format: 'pack-quantized', quantMethod: 'compressed-tensors' },
+};
+
+describe('Quantize and calibrate jobs', function () {
+  this.timeout(300_000);
+  let scratch: string;
+  before(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'quantlens-jobs-'));
+  });
+  after(async () => {
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  for (const preset of Object.keys(EXPECTED)) {
+    it(`"Quantize Model…" with the ${preset} preset writes a checkpoint the inspector recognises`, async () => {
+      const out = join(scratch, `tiny-${preset}`);
+      const needsCalibration = preset === 'fp8' || preset === 'w4a16';
+      const record = await quantize({ model: exampleDir(), preset: preset as QuantizeCommandArgs['preset'], output: out, ...(needsCalibration ? { calibration: 'default', samples: 4, seqLen: 64 } : {}) });
+      assert.ok(record, 'the command returns the job record');
+      assert.equal(record.status, 'succeeded', record.error);
+      const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { quantization_config: { format: string; quant_method: string } };
+      assert.equal(config.quantization_config.format, EXPECTED[preset]!.format);
+      assert.equal(config.quantization_config.quant_method, EXPECTED[preset]!.quantMethod);
+      assert.ok(existsSync(join(out, 'recipe.yaml')));
+      const quantlens = await api();
+      const listed = quantlens.jobs().find((j) => j.id === record.id);
+      assert.equal(listed?.status, 'succeeded', 'the Jobs view lists the run');
+      if (needsCalibration) assert.ok(listed?.result?.kind === 'quantize' && listed.result.calibration && listed.result.calibration.tokens === 4 * 64);
+    });
+  }
+
+  it('the pre-flight check stops a job with a named problem before any work', async () => {
+    const out = join(scratch, 'needs-calibration');
+    const record = await quantize({ model: exampleDir(), preset: 'w4a16', output: out });
+    assert.equal(record?.status, 'failed');
+    assert.match(record!.error!, /pre-flight check failed: .*needs calibration/);
+    assert.ok(!existsSync(out));
+  });
+
+  it('shows progress while a job runs and cancels it within a second, leaving no output', async () => {
+    const out = join(scratch, 'cancelled');
+    const running = quantize({ model: exampleDir(), preset: 'w4a16', output: out, calibration: 'default', samples: 64, seqLen: 256 });
+    const quantlens = await api();
+    const job = await waitFor('the job to report progress', () => quantlens.jobs().find((j) => j.spec.out === out && j.status === 'running' && (j.progress?.fraction ?? 0) > 0), 60_000);
+    await vscode.commands.executeCommand('workbench.view.extension.quantlens');
+    await sleep(300);
+    await takeScreenshot('jobs-running');
+    const asked = Date.now();
+    assert.equal(await vscode.commands.executeCommand('quantlens.cancelJob', job.id), true);
+    const finished = await running;
+    const took = Date.now() - asked;
+    assert.equal(finished?.status, 'cancelled');
+    assert.ok(took < 1500, `cancel took ${took} ms`);
+    assert.ok(!existsSync(out), 'no output under the final name');
+    assert.deepEqual(readdirSync(scratch).filter((n) => n.startsWith('.cancelled')), [], 'no partial output left');
+  });
+
+  it('opens a finished result in the inspector, compared with the original', async () => {
+    const quantlens = await api();
+    const done = quantlens.jobs().find((j) => j.status === 'succeeded' && j.spec.out.endsWith('tiny-w8a8'));
+    assert.ok(done);
+    await vscode.commands.executeCommand('quantlens.openJobResult', done.id);
+    const view = await waitFor('the inspector on the result', () => quantlens.inspectors().find((i) => i.path.startsWith(done.spec.out) && i.rendered?.scheme)?.rendered, 60_000);
+    assert.match(view.scheme, /INT8 weights per channel, INT8 activations per token/);
+    await waitFor('the error tab comparing with the original', () => quantlens.inspectors().find((i) => i.path.startsWith(done.spec.out) && i.rendered?.tab === 'error' && i.rendered.worstLayer)?.rendered, 60_000);
+    await takeScreenshot('job-result-compared');
+  });
+});
