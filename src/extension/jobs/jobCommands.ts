@@ -51,8 +51,12 @@ async function workspaceModels(): Promise<string[]> {
   return models.sort();
 }
 
-async function pickModel(given: string | undefined, title: string): Promise<Maybe<string>> {
+/** Automation (interactive: false) never opens a picker: a missing choice is an error the caller sees. */
+class MissingArgument extends Error {}
+
+async function pickModel(given: string | undefined, title: string, interactive: boolean): Promise<Maybe<string>> {
   if (given) return given;
+  if (!interactive) throw new MissingArgument('no model folder was given');
   const models = await workspaceModels();
   const browse = '$(folder-opened) Browse…';
   const picked = await vscode.window.showQuickPick(
@@ -67,6 +71,7 @@ async function pickModel(given: string | undefined, title: string): Promise<Mayb
 
 async function pickScheme(args: QuantizeCommandArgs): Promise<Maybe<{ preset?: SchemeName; recipe?: string }>> {
   if (args.preset || args.recipe) return { preset: args.preset, recipe: args.recipe };
+  if (args.interactive === false) throw new MissingArgument('no preset or recipe was given');
   const recipes = await vscode.workspace.findFiles('**/*recipe*.{yaml,yml}', '**/{node_modules,.git}/**', 50);
   const items: (vscode.QuickPickItem & { preset?: SchemeName; recipe?: string; browse?: boolean })[] = [
     { label: 'Presets', kind: vscode.QuickPickItemKind.Separator },
@@ -86,7 +91,7 @@ async function pickScheme(args: QuantizeCommandArgs): Promise<Maybe<{ preset?: S
   return file?.[0] ? { recipe: file[0].fsPath } : CANCELLED;
 }
 
-async function isStatisticsFile(path: string): Promise<boolean> {
+function isStatisticsFile(path: string): boolean {
   return path.endsWith('.safetensors');
 }
 
@@ -96,7 +101,8 @@ async function pickCalibration(args: QuantizeCommandArgs, extensionRoot: string,
   const seqLen = args.seqLen ?? settings.get<number>('sequenceLength', DEFAULT_CALIBRATION.seqLen);
   let path = args.calibration === 'default' ? defaultCalibrationDataset(extensionRoot) : args.calibration;
   if (!path) {
-    if (!required) return undefined;
+    // Without a choice, automation goes on without calibration; the pre-flight check names what is missing.
+    if (!required || args.interactive === false) return undefined;
     const files = await vscode.workspace.findFiles('**/*.{txt,jsonl}', '**/{node_modules,.git,.vscode-test}/**', 50);
     const items: (vscode.QuickPickItem & { path?: string; browse?: boolean })[] = [
       { label: 'WikiText-2 (shipped sample)', description: 'CC BY-SA 4.0 text, the set most llm-compressor examples use', path: defaultCalibrationDataset(extensionRoot) },
@@ -112,7 +118,7 @@ async function pickCalibration(args: QuantizeCommandArgs, extensionRoot: string,
       path = file[0].fsPath;
     }
     if (!path) return CANCELLED;
-    if (!(await isStatisticsFile(path)) && args.samples === undefined && args.interactive !== false) {
+    if (!isStatisticsFile(path) && args.samples === undefined) {
       const answer = await vscode.window.showInputBox({
         title: `${title}: calibration samples`,
         prompt: `How many samples of ${seqLen} tokens (setting quantlens.calibration.sequenceLength)`,
@@ -123,7 +129,7 @@ async function pickCalibration(args: QuantizeCommandArgs, extensionRoot: string,
       return { kind: 'dataset', path, samples: Number(answer.trim()), seqLen };
     }
   }
-  if (await isStatisticsFile(path)) return { kind: 'stats', path };
+  if (isStatisticsFile(path)) return { kind: 'stats', path };
   return { kind: 'dataset', path, samples, seqLen };
 }
 
@@ -145,7 +151,7 @@ async function pickOutput(given: string | undefined, suggestion: string, title: 
 /** Builds a quantize job spec from arguments and quick picks; undefined when the user backs out. */
 export async function quantizeSpecFromUser(args: QuantizeCommandArgs, extensionRoot: string): Promise<JobSpec | undefined> {
   const title = 'Quantize Model';
-  const model = await pickModel(args.model, `${title}: model`);
+  const model = await pickModel(args.model, `${title}: model`, args.interactive !== false);
   if (model === CANCELLED) return undefined;
   const scheme = await pickScheme(args);
   if (scheme === CANCELLED) return undefined;
@@ -162,7 +168,7 @@ export async function quantizeSpecFromUser(args: QuantizeCommandArgs, extensionR
 
 export async function calibrateSpecFromUser(args: QuantizeCommandArgs & { hessians?: boolean }, extensionRoot: string): Promise<JobSpec | undefined> {
   const title = 'Calibrate';
-  const model = await pickModel(args.model, `${title}: model`);
+  const model = await pickModel(args.model, `${title}: model`, args.interactive !== false);
   if (model === CANCELLED) return undefined;
   const calibration = await pickCalibration(args, extensionRoot, true, title);
   if (calibration === CANCELLED || !calibration) return undefined;
@@ -204,9 +210,10 @@ export async function openJobResult(manager: JobManager, id: string): Promise<vo
   const out = job.spec.out;
   await vscode.commands.executeCommand('quantlens.openInInspector', vscode.Uri.file(out));
   // The inspector opens asynchronously; compare once its session for the output exists.
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    const session = InspectorSession.all().find((s) => s.path.startsWith(out));
+    // Wait until its page has rendered: a message sent before the page listens would be lost.
+    const session = InspectorSession.all().find((s) => s.path.startsWith(out) && s.rendered);
     if (session) {
       session.show('error', true, { original: job.spec.model });
       return;
@@ -214,3 +221,5 @@ export async function openJobResult(manager: JobManager, id: string): Promise<vo
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+export { MissingArgument };

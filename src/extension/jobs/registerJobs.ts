@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { promises as fs } from 'node:fs';
 import { JobManager, JobRecord } from './jobManager';
 import { JobsTreeProvider } from './jobsView';
-import { QuantizeCommandArgs, calibrateSpecFromUser, openJobResult, quantizeSpecFromUser } from './jobCommands';
+import { MissingArgument, QuantizeCommandArgs, calibrateSpecFromUser, openJobResult, quantizeSpecFromUser } from './jobCommands';
 import type { JobSpec } from '../../core/jobs/jobSpec';
 
 /** Explorer and editor menus pass a Uri; programmatic callers pass an argument object. */
@@ -21,6 +21,16 @@ function requireTrust(): boolean {
     if (choice) void vscode.commands.executeCommand('workbench.trust.manage');
   });
   return false;
+}
+
+async function specOrError(make: () => Promise<JobSpec | undefined>): Promise<JobSpec | undefined> {
+  try {
+    return await make();
+  } catch (error) {
+    if (!(error instanceof MissingArgument)) throw error;
+    void vscode.window.showErrorMessage(`QuantLens: ${error.message}.`);
+    return undefined;
+  }
 }
 
 export function registerJobs(context: vscode.ExtensionContext, output: vscode.LogOutputChannel): JobManager {
@@ -47,12 +57,12 @@ export function registerJobs(context: vscode.ExtensionContext, output: vscode.Lo
     vscode.commands.registerCommand('quantlens.quantizeModel', async (target?: unknown) => {
       if (!requireTrust()) return undefined;
       const args = await argsFrom(target);
-      return run(await quantizeSpecFromUser(args, root), args);
+      return run(await specOrError(() => quantizeSpecFromUser(args, root)), args);
     }),
     vscode.commands.registerCommand('quantlens.calibrate', async (target?: unknown) => {
       if (!requireTrust()) return undefined;
       const args = await argsFrom(target);
-      return run(await calibrateSpecFromUser(args, root), args);
+      return run(await specOrError(() => calibrateSpecFromUser(args, root)), args);
     }),
     vscode.commands.registerCommand('quantlens.cancelJob', (target?: { job?: JobRecord } | string) => {
       const id = typeof target === 'string' ? target : target?.job?.id ?? manager.jobs.find((j) => j.status === 'running')?.id;

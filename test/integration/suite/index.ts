@@ -13,6 +13,8 @@ export function run(): Promise<void> {
     timeout: 60_000,
     color: false,
     reporter: join(root, 'test/mocha-reporter.cjs'),
+    // QUANTLENS_TEST_GREP=<pattern> runs only the matching tests (the launcher passes the environment through).
+    ...(process.env.QUANTLENS_TEST_GREP ? { grep: process.env.QUANTLENS_TEST_GREP } : {}),
   });
   const files = readdirSync(__dirname)
     .filter((name) => name.endsWith('.test.js'))
