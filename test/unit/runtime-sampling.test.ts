@@ -248,6 +248,12 @@ describe('runtime sampling: seeded PRNG and sampleNext', () => {
     }
     assert.equal(sampleNext([3, 7, 7], { temperature: 0 }, new SeededRandom(1)), 1);
     assert.equal(sampleNext([3, 7, 5], { temperature: 1, topK: 1 }, new SeededRandom(1)), 1);
+    assert.throws(() => sampleNext([1, Number.NaN, 2], { temperature: 1, topK: 2 }, new SeededRandom(1)), /logit 1 is NaN/);
+    assert.throws(() => sampleNext([1, 2], { temperature: 1, topP: 0 }, new SeededRandom(1)), /top-p must be in \(0, 1\]/);
+    // Tokens masked to −Infinity inside the top-k are never drawn.
+    const masked = [0, -Infinity, -Infinity, 0.5];
+    const r = new SeededRandom(2);
+    for (let i = 0; i < 200; i++) assert.ok([0, 3].includes(sampleNext(masked, { temperature: 1, topK: 3 }, r)));
   });
 
   it('generation_config.json settings as transformers reads them', () => {

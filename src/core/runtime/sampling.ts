@@ -14,27 +14,36 @@ export function logSoftmax(logits: ArrayLike<number>, temperature = 1): Float64A
   checkTemperature(temperature, false);
   const n = logits.length;
   if (n === 0) throw new RangeError('logSoftmax of an empty logits vector');
+  const inverse = 1 / temperature;
+  const max = checkedMax(logits);
   const out = new Float64Array(n);
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const z = logits[i]! / temperature;
-    if (Number.isNaN(z)) throw new RangeError(`logit ${i} is NaN`);
-    out[i] = z;
-    if (z > max) max = z;
-  }
-  if (max === Infinity) throw new RangeError('logits contain +Infinity');
-  if (max === -Infinity) throw new RangeError('every logit is -Infinity: there is no token to choose');
   let sum = 0;
-  for (let i = 0; i < n; i++) sum += Math.exp(out[i]! - max);
-  const logSum = max + Math.log(sum);
+  for (let i = 0; i < n; i++) {
+    const shifted = (logits[i]! - max) * inverse;
+    out[i] = shifted;
+    sum += Math.exp(shifted);
+  }
+  const logSum = Math.log(sum);
   for (let i = 0; i < n; i++) out[i] = out[i]! - logSum;
   return out;
 }
 
-/** Softmax of logits / temperature (temperature > 0), in float64. */
+/** Softmax of logits / temperature (temperature > 0), in float64: one exp per token. */
 export function softmax(logits: ArrayLike<number>, temperature = 1): Float64Array {
-  const out = logSoftmax(logits, temperature);
-  for (let i = 0; i < out.length; i++) out[i] = Math.exp(out[i]!);
+  checkTemperature(temperature, false);
+  const n = logits.length;
+  if (n === 0) throw new RangeError('softmax of an empty logits vector');
+  const inverse = 1 / temperature;
+  const max = checkedMax(logits);
+  const out = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const e = Math.exp((logits[i]! - max) * inverse);
+    out[i] = e;
+    sum += e;
+  }
+  const scale = 1 / sum;
+  for (let i = 0; i < n; i++) out[i] = out[i]! * scale;
   return out;
 }
 
@@ -60,8 +69,9 @@ function byProbabilityDescending(probs: ArrayLike<number>): (a: number, b: numbe
 }
 
 /**
- * The k most probable token ids, most probable first (ties: lower id first). k ≥ the vocabulary gives
- * every id. O(V log k) with a bounded heap, so k = 50 over a 128k vocabulary costs one pass.
+ * The k most probable token ids, most probable first (ties: lower id first), from probabilities or from
+ * logits (softmax keeps their order). k ≥ the vocabulary gives every id. O(V log k) with a bounded heap,
+ * so k = 50 over a 128k vocabulary costs one pass.
  */
 export function topKFilter(probs: ArrayLike<number>, k: number): Int32Array {
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`top-k must be a positive integer, got ${k}`);
@@ -107,6 +117,19 @@ export function topKFilter(probs: ArrayLike<number>, k: number): Int32Array {
   return heap.sort(before);
 }
 
+// The IEEE-754 exponent field of a double, read through a shared buffer: floor(log2 x) for normal x,
+// −1023 for every subnormal, 1024 for Infinity — monotone in x, which is all the buckets need, and far
+// cheaper than Math.log2 over a 128k vocabulary.
+const MIN_EXPONENT = -1023;
+const MAX_EXPONENT = 1024;
+const exponentScratch = new Float64Array(1);
+const exponentWords = new Uint32Array(exponentScratch.buffer);
+const HIGH_WORD = new Uint8Array(Float64Array.of(2).buffer)[7] === 0x40 ? 1 : 0; // little-endian: the high word is second
+function binaryExponent(x: number): number {
+  exponentScratch[0] = x;
+  return ((exponentWords[HIGH_WORD]! >>> 20) & 0x7ff) - 1023;
+}
+
 /**
  * Nucleus filtering: the smallest set of most probable tokens whose probabilities add up to at least
  * `topP` of the total (of `among`'s total when given: top-p after top-k works on the renormalized top-k
@@ -127,10 +150,8 @@ export function topPFilter(probs: ArrayLike<number>, topP: number, among?: Array
   const target = topP * total;
 
   // Buckets by binary exponent (index = exponent − MIN_EXPONENT); zero probabilities are never kept.
-  const MIN_EXPONENT = -1075;
-  const MAX_EXPONENT = 1024;
   const bucketMass = new Float64Array(MAX_EXPONENT - MIN_EXPONENT + 1);
-  const bucketOf = (p: number) => (p > 0 ? Math.min(MAX_EXPONENT, Math.max(MIN_EXPONENT, Math.floor(Math.log2(p)))) : MIN_EXPONENT - 1);
+  const bucketOf = (p: number) => (p > 0 ? binaryExponent(p) : MIN_EXPONENT - 1);
   let top = MIN_EXPONENT;
   for (let j = 0; j < ids.length; j++) {
     const p = probs[ids[j]!]!;
@@ -204,10 +225,40 @@ export function nextTokenDistribution(logits: ArrayLike<number>, settings: Sampl
   const topP = settings.topP ?? 1;
   if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`top-k must be a non-negative integer, got ${topK}`);
   if (settings.temperature === 0 || topK === 1) return { ids: Int32Array.of(argmax(logits)), probs: Float64Array.of(1) };
+  if (!(topP > 0 && topP <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${topP}`);
+  if (topK > 0 && topK < logits.length) {
+    // Top-k on the logits themselves (same order as the probabilities), then the softmax over the k
+    // survivors only: that is the renormalized top-k distribution, without an exp per vocabulary entry.
+    const top = checkedMax(logits);
+    const candidates = topKFilter(logits, topK);
+    const inverse = 1 / settings.temperature;
+    const weights = new Float64Array(candidates.length);
+    let total = 0;
+    for (let j = 0; j < candidates.length; j++) {
+      weights[j] = Math.exp((logits[candidates[j]!]! - top) * inverse);
+      total += weights[j]!;
+    }
+    // Candidates are already most probable first: the nucleus is a prefix.
+    let count = candidates.length;
+    if (topP < 1) {
+      let cumulative = 0;
+      for (let j = 0; j < candidates.length; j++) {
+        cumulative += weights[j]!;
+        if (cumulative >= topP * total) {
+          count = j + 1;
+          break;
+        }
+      }
+    }
+    let kept = 0;
+    for (let j = 0; j < count; j++) kept += weights[j]!;
+    const probs = new Float64Array(count);
+    for (let j = 0; j < count; j++) probs[j] = weights[j]! / kept;
+    return { ids: candidates.slice(0, count), probs };
+  }
   const probs = softmax(logits, settings.temperature);
-  let ids: Int32Array | undefined = topK > 0 && topK < probs.length ? topKFilter(probs, topK) : undefined;
-  if (topP < 1) ids = topPFilter(probs, topP, ids);
-  if (!ids) ids = Int32Array.from({ length: probs.length }, (_, i) => i);
+  if (topP === 1) return { ids: Int32Array.from({ length: probs.length }, (_, i) => i), probs };
+  const ids = topPFilter(probs, topP);
   const kept = new Float64Array(ids.length);
   let total = 0;
   for (let j = 0; j < ids.length; j++) total += probs[ids[j]!]!;
@@ -398,6 +449,19 @@ export class SeededRandom {
     }
     return items;
   }
+}
+
+/** The largest logit, after checking there is one to choose: no NaN, no +Infinity, not all −Infinity. */
+function checkedMax(logits: ArrayLike<number>): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    const z = logits[i]!;
+    if (Number.isNaN(z)) throw new RangeError(`logit ${i} is NaN`);
+    if (z > max) max = z;
+  }
+  if (max === Infinity) throw new RangeError('logits contain +Infinity');
+  if (max === -Infinity) throw new RangeError('every logit is -Infinity: there is no token to choose');
+  return max;
 }
 
 function checkTemperature(temperature: number, allowZero: boolean): void {
