@@ -9,6 +9,7 @@ import { INSPECT_FLAGS, inspectCommand } from './inspect';
 import { VALIDATE_FLAGS, validateCommand } from './validate';
 import { QUANTIZE_FLAGS, quantizeCommand } from './quantize';
 import { QuantizeError } from '../core/quant/rtn';
+import { CHAT_FLAGS, ChatCommandError, chatCommand } from './chat';
 
 const USAGE = `usage: quantlens <command> [options]
 
@@ -26,6 +27,11 @@ ${Object.entries(QUANTIZE_FLAGS)
 ${Object.entries(VALIDATE_FLAGS)
   .map(([name, flag]) => `      --${name.padEnd(10)} ${flag.description}`)
   .join('\n')}
+  chat MODEL --prompt TEXT [--compare ORIGINAL] [--greedy] [--json]
+                                       one chat turn, streamed; with --compare side by side with the original
+${Object.entries(CHAT_FLAGS)
+  .map(([name, flag]) => `      --${name.padEnd(14)} ${flag.description}`)
+  .join('\n')}
   help                                 show this text
 `;
 
@@ -39,6 +45,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await validateCommand(rest, process.stdout);
       case 'quantize':
         return await quantizeCommand(rest, process.stdout);
+      case 'chat':
+        return await chatCommand(rest, process.stdout);
       case undefined:
       case 'help':
       case '--help':
@@ -53,7 +61,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`quantlens: ${error.message}\n(run \`quantlens help\` for usage)\n`);
       return 2;
     }
-    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError) {
+    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof ChatCommandError) {
       process.stderr.write(`quantlens: error: ${error.message}\n`);
       return 1;
     }
