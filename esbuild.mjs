@@ -78,7 +78,7 @@ const configs = [
     target: 'es2022',
     sourcemap: production ? false : 'linked',
     minify: production,
-    entryPoints: { inspector: 'webview/inspector/main.ts' },
+    entryPoints: { inspector: 'webview/inspector/main.ts', chat: 'webview/chat/main.ts' },
     outdir: 'dist/webview',
     loader: { '.css': 'css' },
     logLevel: 'warning',

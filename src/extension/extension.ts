@@ -5,6 +5,7 @@ import { registerRecipeSupport } from './recipeLanguage';
 import { AnalysisClient } from '../core/jobs/analysisClient';
 import { InspectorServices, InspectorSession } from './inspectorSession';
 import type { InspectorTab } from '../protocol/inspector';
+import { ChatViewProvider, registerChatView } from './chat/chatView';
 
 /** Entry point: glue only. Everything that knows about tensors lives in src/core. */
 /** What activate() returns: a small API other extensions (and the integration tests) can use. */
@@ -13,6 +14,8 @@ export interface QuantLensApi {
   inspectors(): { path: string; rendered: InspectorSession['rendered'] }[];
   /** Switches an open inspector to a tab (optionally starting its work), e.g. for screenshots. */
   showInspectorTab(path: string, tab: InspectorTab, start?: boolean): boolean;
+  /** The chat view's host side (model pair, transcript, what its page shows). */
+  readonly chat: ChatViewProvider;
 }
 
 export function activate(context: vscode.ExtensionContext): QuantLensApi {
@@ -24,7 +27,9 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   registerCheckpointEditor(context, services);
   registerCommands(context, services);
   registerRecipeSupport(context);
+  const chat = registerChatView(context, output);
   return {
+    chat,
     inspectors: () => InspectorSession.all().map((s) => ({ path: s.path, rendered: s.rendered })),
     showInspectorTab: (path, tab, start) => {
       const session = InspectorSession.all().find((s) => s.path === path);

@@ -177,9 +177,10 @@ export async function runPairTurn(
   settings: GenerationSettings,
   events: ChatEvents,
   signal?: AbortSignal,
+  compare = true,
 ): Promise<ChatTurnResult> {
   const q: ChatParticipant = { model: pair.quantized.model, tokenizer: pair.quantized.tokenizer, messages: turnMessages(system, conversation.quantized, prompt) };
-  const o: ChatParticipant | undefined = pair.original
+  const o: ChatParticipant | undefined = pair.original && compare
     ? { model: pair.original.model, tokenizer: pair.original.tokenizer, messages: turnMessages(system, conversation.original, prompt) }
     : undefined;
   const result = await chatTurn(q, o, settings, events, signal);

@@ -10,7 +10,7 @@ import { describeChatError } from './chatErrors';
 
 export type ToChatWorker =
   | { readonly type: 'load'; readonly id: number; readonly quantized: string; readonly original?: string; readonly device: ChatDevice; readonly cacheDir: string; readonly threads?: number }
-  | { readonly type: 'turn'; readonly id: number; readonly system: string; readonly prompt: string; readonly settings: GenerationSettings }
+  | { readonly type: 'turn'; readonly id: number; readonly system: string; readonly prompt: string; readonly settings: GenerationSettings; readonly compare: boolean }
   | { readonly type: 'perplexity'; readonly id: number; readonly text: string }
   /** Forget the conversation (the models stay loaded). */
   | { readonly type: 'clear'; readonly id: number }
@@ -70,6 +70,7 @@ export function serveChat(port: MessagePort | { on(event: 'message', listener: (
               done: (side, stats) => post({ type: 'sideDone', id, side, stats }),
             },
             controller.signal,
+            message.compare,
           );
           post({ type: 'result', id, result });
           return;
