@@ -23,7 +23,7 @@ import { readModelConfig } from '../../checkpoint/config';
 import { LayerMap, LinearModule, buildLayerMap } from '../../checkpoint/scheme';
 import type { GptqCheckpointFormat } from '../../quant/gptqFormat';
 import { DecoderConfig, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
-import { LinearEmitContext, emitLinear, floatInitializer, linearKind, LinearKind } from './linear';
+import { Int8Kernel, LinearEmitContext, defaultInt8Kernel, emitLinear, floatInitializer, linearKind, LinearKind } from './linear';
 
 export type Precision = 'fp32' | 'fp16';
 
@@ -34,6 +34,8 @@ export interface DecoderGraphOptions {
   readonly maxSequenceLength?: number;
   /** MatMulNBits accuracy_level for INT4 layers (0 exact, 4 int8 compute). Default 4. */
   readonly int4AccuracyLevel?: number;
+  /** MatMulInteger variant for INT8 layers (default: u8s8 with VNNI, else u8u8; see linear.ts). */
+  readonly int8Kernel?: Int8Kernel;
   /** Emit logits for the last position only ([batch, 1, vocab]): cheaper prefill for generation. */
   readonly lastTokenLogitsOnly?: boolean;
 }
@@ -153,7 +155,7 @@ class BlockEmitter {
     options: DecoderGraphOptions,
   ) {
     this.floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
-    this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, gptqFormat: model.gptqFormat };
+    this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, int8Kernel: options.int8Kernel ?? defaultInt8Kernel(), gptqFormat: model.gptqFormat };
   }
 
   async rmsNorm(x: string, weight: string): Promise<string> {

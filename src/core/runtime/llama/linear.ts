@@ -20,6 +20,7 @@
  * Memory: one module at a time. Float and FP8 weights stream in chunks; INT8 is transposed and INT4 repacked
  * in memory at the stored size of one layer.
  */
+import { readFileSync } from 'node:fs';
 import { decodeToFloat32, encodeFromFloat32 } from '../../dtypes/convert';
 import type { Checkpoint } from '../../safetensors/checkpoint';
 import type { LinearModule } from '../../checkpoint/scheme';
@@ -36,6 +37,21 @@ export class LinearEmitError extends Error {
 }
 
 export type LinearKind = 'float' | 'fp8' | 'int8' | 'int4';
+export type Int8Kernel = 'u8s8' | 'u8u8';
+
+/**
+ * The exact-and-fastest MatMulInteger variant for this machine: u8s8 where the CPU has VNNI (no int16
+ * saturation), u8u8 otherwise. Linux reads /proc/cpuinfo; elsewhere the safe u8u8 is chosen.
+ */
+export function defaultInt8Kernel(): Int8Kernel {
+  if (process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'ia32')) return 'u8u8';
+  try {
+    const flags = readFileSync('/proc/cpuinfo', 'utf8');
+    return /\b(avx512_vnni|avx_vnni)\b/.test(flags) ? 'u8s8' : 'u8u8';
+  } catch {
+    return 'u8u8';
+  }
+}
 
 export interface LinearEmitContext {
   readonly g: GraphBuilder;
@@ -45,6 +61,12 @@ export interface LinearEmitContext {
   /** MatMulNBits accuracy_level: 0 = exact float compute, 4 = int8 compute (fastest on CPU). */
   readonly int4AccuracyLevel: number;
   readonly gptqFormat?: GptqCheckpointFormat;
+  /**
+   * MatMulInteger operand types for INT8 layers. 'u8s8' (uint8 activations × int8 weights) is the fast path
+   * on CPUs with VNNI, but on AVX2-only CPUs MLAS computes it with vpmaddubsw, whose int16 pair sums
+   * saturate (wrong results); 'u8u8' (weights shifted by 128, zero point 128) is exact everywhere.
+   */
+  readonly int8Kernel: Int8Kernel;
   /** Bytes per streamed chunk of float / FP8 weights. */
   readonly chunkBytes?: number;
 }
@@ -209,13 +231,15 @@ async function emitInt8(ctx: LinearEmitContext, module: LinearModule, base: stri
   const g = ctx.g;
   const [rows, cols] = module.observed!.shape!;
   const raw = await ctx.checkpoint.readTensorBytes(`${module.name}.weight`, { maxBytes: 2 ** 31 });
-  // MatMulInteger wants B as [K, N]: transpose the int8 weight once, here.
+  // MatMulInteger wants B as [K, N]: transpose the int8 weight once, here (u8u8: shifted by 128 on the way).
+  const unsigned = ctx.int8Kernel === 'u8u8';
+  const flip = unsigned ? 0x80 : 0;
   const transposed = new Uint8Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     const row = r * cols;
-    for (let c = 0; c < cols; c++) transposed[c * rows + r] = raw[row + c]!;
+    for (let c = 0; c < cols; c++) transposed[c * rows + r] = raw[row + c]! ^ flip;
   }
-  const wT = await g.initializer(`${base}.weight_t`, DataType.INT8, [cols, rows], transposed);
+  const wT = await g.initializer(`${base}.weight_t`, unsigned ? DataType.UINT8 : DataType.INT8, [cols, rows], transposed);
   const scale = await readFloats(ctx, `${module.name}.weight_scale`);
   if (scale.length !== 1 && scale.length !== rows) throw new LinearEmitError(module.name, `weight_scale has ${scale.length} values; INT8 needs one (tensor) or ${rows} (channel)`);
   const weightScale = await floatData(ctx, `${base}.weight_scale`, scale, scale.length === 1 ? [] : [rows]);
@@ -223,7 +247,9 @@ async function emitInt8(ctx: LinearEmitContext, module: LinearModule, base: stri
   if (ctx.checkpoint.has(`${module.name}.weight_zero_point`)) {
     const zp = await ctx.checkpoint.readTensorBytes(`${module.name}.weight_zero_point`);
     if (zp.length !== 1 && zp.length !== rows) throw new LinearEmitError(module.name, `weight_zero_point has ${zp.length} values; ${rows} or 1 expected`);
-    weightZero = await g.initializer(`${base}.weight_zero_point`, DataType.INT8, zp.length === 1 ? [] : [rows], zp.slice());
+    weightZero = await g.initializer(`${base}.weight_zero_point`, unsigned ? DataType.UINT8 : DataType.INT8, zp.length === 1 ? [] : [rows], zp.map((v) => v ^ flip));
+  } else if (unsigned) {
+    weightZero = g.constant('zero_point_128', DataType.UINT8, [], Uint8Array.of(128));
   }
 
   const a = activationArgs(module);

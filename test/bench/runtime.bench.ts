@@ -1,0 +1,176 @@
+/**
+ * Bench section `runtime`: graph build time against a plain copy of the checkpoint's weight bytes, and
+ * prefill / decode tokens per second on CPU (2 intra-op threads, sessions in the runtime worker) for the
+ * shipped example and a TinyLlama-shaped synthetic model (hidden 2048, 22 layers, vocab 32000, random bf16
+ * weights written to bench-data/ once), in fp32 and from INT4 (W4A16 RTN), INT8 (W8A8) and FP8 (dynamic)
+ * checkpoints made by the quantize job, with ratios to the fp32 graph measured in the same run.
+ */
+import { promises as fs, existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { randomFillSync } from 'node:crypto';
+import { SafetensorsWriter, TensorSpec } from '../../src/core/safetensors/writer';
+import { runQuantizeJob, SchemeName } from '../../src/core/jobs/quantize';
+import { buildDecoderGraph } from '../../src/core/runtime/graphCache';
+import { DecoderSession, RuntimeHost } from '../../src/core/runtime/session';
+import { BenchRow, ms } from './harness';
+
+const root = join(__dirname, '..', '..');
+const dataDir = join(root, 'bench-data');
+
+const TINYLLAMA = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 2048,
+  intermediate_size: 5632,
+  num_hidden_layers: 22,
+  num_attention_heads: 32,
+  num_key_value_heads: 4,
+  vocab_size: 32000,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  max_position_embeddings: 2048,
+  tie_word_embeddings: false,
+  hidden_act: 'silu',
+  torch_dtype: 'bfloat16',
+};
+
+/** Random bf16 weights of TinyLlama's shape (≈2.2 GB), written once; values ~N(0, 0.02)-like, norms 1. */
+async function ensureTinyLlama(folder: string): Promise<void> {
+  if (existsSync(join(folder, 'config.json'))) return;
+  await fs.mkdir(folder, { recursive: true });
+  const c = TINYLLAMA;
+  const kv = (c.hidden_size / c.num_attention_heads) * c.num_key_value_heads;
+  const specs: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype: 'BF16', shape: [c.vocab_size, c.hidden_size] }];
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}`;
+    specs.push(
+      { name: `${p}.input_layernorm.weight`, dtype: 'BF16', shape: [c.hidden_size] },
+      { name: `${p}.self_attn.q_proj.weight`, dtype: 'BF16', shape: [c.hidden_size, c.hidden_size] },
+      { name: `${p}.self_attn.k_proj.weight`, dtype: 'BF16', shape: [kv, c.hidden_size] },
+      { name: `${p}.self_attn.v_proj.weight`, dtype: 'BF16', shape: [kv, c.hidden_size] },
+      { name: `${p}.self_attn.o_proj.weight`, dtype: 'BF16', shape: [c.hidden_size, c.hidden_size] },
+      { name: `${p}.post_attention_layernorm.weight`, dtype: 'BF16', shape: [c.hidden_size] },
+      { name: `${p}.mlp.gate_proj.weight`, dtype: 'BF16', shape: [c.intermediate_size, c.hidden_size] },
+      { name: `${p}.mlp.up_proj.weight`, dtype: 'BF16', shape: [c.intermediate_size, c.hidden_size] },
+      { name: `${p}.mlp.down_proj.weight`, dtype: 'BF16', shape: [c.hidden_size, c.intermediate_size] },
+    );
+  }
+  specs.push({ name: 'model.norm.weight', dtype: 'BF16', shape: [c.hidden_size] }, { name: 'lm_head.weight', dtype: 'BF16', shape: [c.vocab_size, c.hidden_size] });
+  const writer = await SafetensorsWriter.create(join(folder, 'model.safetensors'), specs, { order: 'given' });
+  const chunk = new Uint16Array(1 << 22);
+  const random = new Uint8Array(chunk.length);
+  for (const spec of specs) {
+    let remaining = spec.shape.reduce((a, b) => a * b, 1);
+    const isNorm = spec.shape.length === 1;
+    while (remaining > 0) {
+      const n = Math.min(remaining, chunk.length);
+      randomFillSync(random, 0, n);
+      for (let i = 0; i < n; i++) {
+        // bf16 bits: norms 1.0 (0x3f80); weights ±(1 + m/128)·2^-6 … 2^-5 with a random sign, mean 0.
+        chunk[i] = isNorm ? 0x3f80 : ((random[i]! & 0x80) << 8) | (0x3c80 + ((random[i]! & 0x7f) | 0));
+      }
+      await writer.write(spec.name, new Uint8Array(chunk.buffer, 0, n * 2));
+      remaining -= n;
+    }
+  }
+  await writer.finish();
+  await fs.writeFile(join(folder, 'config.json'), JSON.stringify(TINYLLAMA, null, 2));
+}
+
+async function ensureQuantized(model: string, scheme: SchemeName): Promise<string> {
+  const out = join(dataDir, `${basename(model)}-${scheme}`);
+  if (!existsSync(join(out, 'config.json'))) await runQuantizeJob({ model, out, scheme });
+  return out;
+}
+
+async function copyBaseline(folder: string, scratch: string): Promise<number> {
+  const started = performance.now();
+  for (const name of await fs.readdir(folder)) if (name.endsWith('.safetensors')) await fs.copyFile(join(folder, name), join(scratch, name));
+  const elapsed = performance.now() - started;
+  await fs.rm(scratch, { recursive: true, force: true });
+  await fs.mkdir(scratch, { recursive: true });
+  return elapsed;
+}
+
+interface Speed {
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+}
+
+async function measure(session: DecoderSession, prompt: number, steps: number): Promise<Speed> {
+  const ids = Array.from({ length: prompt }, (_, i) => (i * 7919 + 13) % 1000);
+  await session.forward(ids.slice(0, 4)); // warm-up: first-run allocations
+  let best = Infinity;
+  let past;
+  for (let r = 0; r < 2; r++) {
+    const t = performance.now();
+    const out = await session.forward(ids);
+    best = Math.min(best, performance.now() - t);
+    past = out.past;
+  }
+  const times: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    const t = performance.now();
+    const out = await session.forward([(s * 31 + 7) % 1000], past);
+    times.push(performance.now() - t);
+    past = out.past;
+  }
+  times.sort((a, b) => a - b);
+  return { prefillTokensPerSecond: (prompt / best) * 1000, decodeTokensPerSecond: 1000 / times[Math.floor(times.length / 2)]! };
+}
+
+export async function runtimeSection(rows: BenchRow[]): Promise<void> {
+  const host = new RuntimeHost(join(root, 'dist', 'workers', 'runtime.worker.js'));
+  const cache = join(dataDir, 'graph-cache');
+  const scratch = join(dataDir, 'copy-scratch');
+  await fs.mkdir(scratch, { recursive: true });
+  const models: { label: string; folder: string; prompt: number; steps: number }[] = [];
+  const example = join(root, 'examples', 'tiny-llama');
+  if (existsSync(join(example, 'config.json'))) models.push({ label: 'example (tiny-llama, vocab 128256)', folder: example, prompt: 32, steps: 16 });
+  if (!process.argv.includes('--runtime-example-only')) {
+    const tinyllama = join(dataDir, 'tinyllama-synthetic');
+    process.stderr.write('bench runtime: writing the TinyLlama-shaped checkpoint (once)…\n');
+    await ensureTinyLlama(tinyllama);
+    models.push({ label: 'TinyLlama-shaped (2048×22, vocab 32000)', folder: tinyllama, prompt: 32, steps: 8 });
+  }
+  try {
+    for (const m of models) {
+      const variants: [string, string][] = [['fp32', m.folder]];
+      for (const [label, scheme] of [['INT4 (W4A16 RTN)', 'w4a16-rtn'], ['INT8 (W8A8)', 'w8a8'], ['FP8 (dynamic)', 'fp8-dynamic']] as const) {
+        process.stderr.write(`bench runtime: ${m.label}: quantizing ${scheme} (once)…\n`);
+        variants.push([label, await ensureQuantized(m.folder, scheme)]);
+      }
+      let fp32: Speed | undefined;
+      for (const [label, folder] of variants) {
+        await fs.rm(cache, { recursive: true, force: true });
+        const copy = await copyBaseline(folder, scratch);
+        const started = performance.now();
+        const built = await buildDecoderGraph(folder, cache, { maxSequenceLength: 512 });
+        const build = performance.now() - started;
+        rows.push({ section: 'runtime', what: `${m.label} ${label}: graph build`, result: ms(build), baseline: `${ms(copy)} copy of the weight files`, ratio: `${(build / copy).toFixed(2)}× the copy`, target: '—' });
+        const created = await host.createSession(built.modelPath, { intraOpThreads: 2 });
+        if (!created.ok) throw new Error(created.error);
+        try {
+          const speed = await measure(new DecoderSession(created.session, built.info), m.prompt, m.steps);
+          fp32 ??= speed;
+          const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}× fp32`;
+          rows.push({ section: 'runtime', what: `${m.label} ${label}: prefill ${m.prompt} tokens`, result: `${speed.prefillTokensPerSecond.toFixed(1)} tok/s`, baseline: `${fp32.prefillTokensPerSecond.toFixed(1)} tok/s fp32`, ratio: ratio(speed.prefillTokensPerSecond, fp32.prefillTokensPerSecond), target: '—' });
+          rows.push({
+            section: 'runtime',
+            what: `${m.label} ${label}: decode`,
+            result: `${speed.decodeTokensPerSecond.toFixed(1)} tok/s`,
+            baseline: `${fp32.decodeTokensPerSecond.toFixed(1)} tok/s fp32`,
+            ratio: ratio(speed.decodeTokensPerSecond, fp32.decodeTokensPerSecond),
+            target: label.startsWith('INT4') && m.label.startsWith('TinyLlama') ? 'INT4 ≥ 5× fp32' : '—',
+          });
+        } finally {
+          await created.session.release();
+        }
+      }
+    }
+  } finally {
+    await host.dispose();
+    await fs.rm(scratch, { recursive: true, force: true });
+    await fs.rm(cache, { recursive: true, force: true });
+  }
+}
