@@ -109,6 +109,10 @@ describe('runtime tokenizer: the real Llama-3.1 tokenizer', function () {
         for (const piece of pieces) assert.ok(!piece.includes('\uFFFD'), `piece ${JSON.stringify(piece)} of ${JSON.stringify(text)}`);
       }
     }
+    // A run of special tokens that decode to nothing when skipped: the window moves on, the text stays exact.
+    const specials = [128000, 9906, ...new Array<number>(12).fill(128009), 1917, 128009];
+    const quiet = llama.streamingDecoder({ skipSpecialTokens: true });
+    assert.equal(specials.map((id) => quiet.push(id)).join('') + quiet.flush(), 'Hello world');
     // An emoji that the vocabulary splits into byte tokens: nothing comes out until its last byte.
     const ids = llama.encode('🦙', { addSpecialTokens: false });
     assert.ok(ids.length > 1, 'the llama emoji is several byte tokens');
@@ -214,6 +218,12 @@ describe('runtime tokenizer: loading rules and chat templates', function () {
     assert.deepEqual([cut.push(0x61), cut.push(0xf0), cut.push(0x9f)], ['a', '', '']);
     assert.equal(cut.flush(), tiny.decode([0xf0, 0x9f]));
     assert.ok(cut.text.startsWith('a') && cut.text.includes('\uFFFD'));
+    // Invalid bytes (stray continuation bytes) are not held back forever and come out as a full decode has them.
+    const invalid = [0x61, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x62, 0xe2, 0x82, 0xac];
+    const junk = tiny.streamingDecoder();
+    const junkPieces = invalid.map((id) => junk.push(id));
+    assert.equal(junkPieces.join('') + junk.flush(), tiny.decode(invalid));
+    assert.equal(junkPieces.at(-1), '€');
   });
 
   it('no chat template: a plain-words error, and the plain fallback only when asked', async () => {

@@ -388,10 +388,12 @@ export class StreamingDecoder {
     this.ids.push(id);
     const context = this.decodeIds(this.ids.slice(this.contextStart, this.emittedEnd));
     const text = this.decodeIds(this.ids.slice(this.contextStart));
-    // A UTF-8 character is at most 4 bytes, so a pending run longer than that is genuinely invalid bytes:
-    // emit it rather than hold the rest of the stream back.
+    const complete = text.length > context.length && !text.endsWith('\uFFFD') && text.startsWith(context);
+    // A UTF-8 character is at most 4 bytes, so more than 4 pending tokens are not one character being
+    // completed: invalid bytes, or tokens that decode to nothing (skipped specials). Move on rather than
+    // re-decode an ever longer window.
     const pending = this.ids.length - this.emittedEnd;
-    if (text.length > context.length && (!text.endsWith('\uFFFD') || pending > 4) && text.startsWith(context)) {
+    if (complete || pending > 4) {
       const piece = text.slice(context.length);
       this.contextStart = this.emittedEnd;
       this.emittedEnd = this.ids.length;
