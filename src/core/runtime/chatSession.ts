@@ -4,13 +4,13 @@
  * in their stored form: INT4 MatMulNBits, INT8, FP8), then runs chat turns (chat.ts) and perplexity. Used
  * inside the chat worker (the extension) and directly by the CLI.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { ChatEvents, ChatParticipant, ChatTurnResult, GenerationSettings, PerplexityResult, chatTurn, perplexity } from './chat';
 import { ChatModelError, OnnxCausalLM, findOnnxGraph } from './chatModel';
 import { ModelTokenizer, type ChatMessage } from './tokenizer';
-import { openDecoderModel, writeDecoderGraph, type DecoderGraphInfo } from './llama/graph';
+import type { DecoderGraphInfo } from './llama/graph';
+import { buildDecoderGraph } from './graphCache';
 
 export type ChatDevice = 'cpu' | 'cuda';
 
@@ -43,47 +43,13 @@ export interface LoadedChatModel {
   readonly tokenizer: ModelTokenizer;
 }
 
-interface GraphCacheEntry {
-  readonly info: Omit<DecoderGraphInfo, 'linearKinds'> & { linearKinds: Record<string, string> };
-}
-
-/** A key that changes when any file of the model folder changes (name, size or modification time). */
-async function folderVersion(folder: string): Promise<string> {
-  const hash = createHash('sha256').update(resolve(folder));
-  for (const name of (await fs.readdir(folder)).sort()) {
-    if (!/\.(safetensors|json)$/.test(name)) continue;
-    const stat = await fs.stat(join(folder, name));
-    hash.update(`\0${name}\0${stat.size}\0${stat.mtimeMs}`);
-  }
-  return hash.digest('hex').slice(0, 16);
-}
-
-/** The ONNX graph for a model folder: its own, or one built from its safetensors (cached by folder version). */
-async function graphFor(folder: string, options: LoadOptions): Promise<{ path: string; info?: GraphCacheEntry['info'] }> {
+/** The ONNX graph for a model folder: its own `model.onnx`, or the cached graph built from its safetensors. */
+async function graphFor(folder: string, options: LoadOptions): Promise<{ path: string; info?: DecoderGraphInfo }> {
   const own = await findOnnxGraph(folder);
   if (own) return { path: own };
-  const precision = options.device === 'cuda' ? 'fp16' : 'fp32';
-  const dir = join(options.cacheDir, `${basename(resolve(folder)).replace(/[^\w.-]/g, '_')}-${await folderVersion(folder)}-${precision}`);
-  const path = join(dir, 'model.onnx');
-  const infoPath = join(dir, 'graph.json');
-  try {
-    const cached = JSON.parse(await fs.readFile(infoPath, 'utf8')) as GraphCacheEntry;
-    await fs.access(path);
-    return { path, info: cached.info };
-  } catch {
-    // Not built yet (or a partial build): build it.
-  }
-  options.onProgress?.(`building the ONNX graph of ${basename(folder)}`);
-  await fs.mkdir(dir, { recursive: true });
-  const decoder = await openDecoderModel(folder);
-  try {
-    const info = await writeDecoderGraph(decoder, path, { precision });
-    // graph.json is written last: its presence means the graph beside it is complete.
-    await fs.writeFile(infoPath, JSON.stringify({ info } satisfies GraphCacheEntry, null, 1));
-    return { path, info };
-  } finally {
-    await decoder.checkpoint.close();
-  }
+  options.onProgress?.(`preparing the ONNX graph of ${basename(folder)} (built once, then cached)`);
+  const built = await buildDecoderGraph(folder, options.cacheDir, { precision: options.device === 'cuda' ? 'fp16' : 'fp32' });
+  return { path: built.modelPath, info: built.info };
 }
 
 async function maxPositionsOf(folder: string): Promise<number | undefined> {
