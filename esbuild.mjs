@@ -78,7 +78,7 @@ const configs = [
     target: 'es2022',
     sourcemap: production ? false : 'linked',
     minify: production,
-    entryPoints: { inspector: 'webview/inspector/main.ts', recipe: 'webview/recipe/main.ts' },
+    entryPoints: { inspector: 'webview/inspector/main.ts', recipe: 'webview/recipe/main.ts', chat: 'webview/chat/main.ts' },
     outdir: 'dist/webview',
     loader: { '.css': 'css' },
     logLevel: 'warning',

@@ -11,6 +11,7 @@ import { QUANTIZE_FLAGS, quantizeCommand } from './quantize';
 import { QuantizeError } from '../core/quant/rtn';
 import { CALIBRATE_FLAGS, calibrateCommand } from './calibrate';
 import { PreflightFailed } from '../core/jobs/runJob';
+import { CHAT_FLAGS, ChatCommandError, chatCommand } from './chat';
 
 const USAGE = `usage: quantlens <command> [options]
 
@@ -33,6 +34,11 @@ ${Object.entries(CALIBRATE_FLAGS)
 ${Object.entries(VALIDATE_FLAGS)
   .map(([name, flag]) => `      --${name.padEnd(10)} ${flag.description}`)
   .join('\n')}
+  chat MODEL --prompt TEXT [--compare ORIGINAL] [--greedy] [--json]
+                                       one chat turn, streamed; with --compare side by side with the original
+${Object.entries(CHAT_FLAGS)
+  .map(([name, flag]) => `      --${name.padEnd(14)} ${flag.description}`)
+  .join('\n')}
   help                                 show this text
 `;
 
@@ -48,6 +54,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await quantizeCommand(rest, process.stdout);
       case 'calibrate':
         return await calibrateCommand(rest, process.stdout);
+      case 'chat':
+        return await chatCommand(rest, process.stdout);
       case undefined:
       case 'help':
       case '--help':
@@ -62,7 +70,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`quantlens: ${error.message}\n(run \`quantlens help\` for usage)\n`);
       return 2;
     }
-    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof PreflightFailed) {
+    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof PreflightFailed || error instanceof ChatCommandError) {
       process.stderr.write(`quantlens: error: ${error.message}\n`);
       return 1;
     }

@@ -10,6 +10,7 @@ import { registerJobs } from './jobs/registerJobs';
 import type { JobRecord } from './jobs/jobManager';
 import { registerRuntimeStatus } from './runtimeStatus';
 import type { DeviceReport } from '../core/runtime/device';
+import { ChatViewProvider, registerChatView } from './chat/chatView';
 
 /** Entry point: glue only. Everything that knows about tensors lives in src/core. */
 /** What activate() returns: a small API other extensions (and the integration tests) can use. */
@@ -26,6 +27,8 @@ export interface QuantLensApi {
   jobs(): readonly JobRecord[];
   /** Where runtime sessions run, and why. */
   device(): Promise<DeviceReport>;
+  /** The chat view's host side (model pair, transcript, what its page shows). */
+  readonly chat: ChatViewProvider;
 }
 
 export function activate(context: vscode.ExtensionContext): QuantLensApi {
@@ -40,7 +43,9 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   registerRecipePreview(context, { extensionUri: context.extensionUri, output });
   const jobs = registerJobs(context, output);
   const runtime = registerRuntimeStatus(context, output);
+  const chat = registerChatView(context, output);
   return {
+    chat,
     recipePreviews: () => RecipePreviewSession.all().map((s) => ({ path: s.path, model: s.modelPath, rendered: s.rendered, run: s.runRequest() })),
     jobs: () => jobs.jobs,
     device: () => runtime.device(),

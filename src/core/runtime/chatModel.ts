@@ -1,0 +1,198 @@
+/**
+ * A decoder-only ONNX model with the Optimum / transformers.js I/O names as a `CausalLM` for chat.ts:
+ *
+ *   inputs   input_ids [batch_size, sequence_length] int64, attention_mask [batch_size, total] int64,
+ *            position_ids (optional), past_key_values.N.key|value [batch_size, kv_heads, past, head_dim],
+ *            num_logits_to_keep / logits_to_keep (optional: then a step asks for the last row only)
+ *   outputs  logits [batch_size, sequence_length, vocab], present.N.key|value
+ *
+ * The KV cache stays as the tensors onnxruntime returned; nothing is copied between steps. Batch size is 1.
+ */
+import { promises as fs } from 'node:fs';
+import { basename, join } from 'node:path';
+import type * as Ort from 'onnxruntime-node';
+import type { CausalLM, ForwardResult, KVCache } from './chat';
+
+export class ChatModelError extends Error {
+  override readonly name = 'ChatModelError';
+  constructor(
+    readonly code: 'NoGraph' | 'UnsupportedGraph' | 'LoadFailed' | 'OutOfMemory' | 'RunFailed',
+    readonly path: string,
+    detail: string,
+  ) {
+    super(`${path}: ${detail}`);
+  }
+}
+
+interface OnnxCache extends KVCache {
+  readonly tensors: readonly Ort.Tensor[];
+}
+
+const ELEMENT_BYTES: Partial<Record<string, number>> = { float32: 4, float16: 2, bfloat16: 2 };
+
+/** Messages onnxruntime uses for allocation failures, turned into one plain sentence. */
+function isOutOfMemory(message: string): boolean {
+  return /bad_alloc|out of memory|Failed to allocate|OOM|CUDNN_STATUS_ALLOC_FAILED|CUBLAS_STATUS_ALLOC_FAILED/i.test(message);
+}
+
+export function describeRuntimeError(error: unknown, path: string, what: 'load' | 'run'): ChatModelError {
+  const message = error instanceof Error ? error.message : String(error);
+  if (isOutOfMemory(message)) {
+    return new ChatModelError('OutOfMemory', path, `not enough memory to ${what === 'load' ? 'load the model' : 'run the model'} (${message.split('\n')[0]}). Close other models, shorten the conversation, or use a smaller checkpoint.`);
+  }
+  return new ChatModelError(what === 'load' ? 'LoadFailed' : 'RunFailed', path, `onnxruntime could not ${what === 'load' ? 'load' : 'run'} the model: ${message.split('\n')[0]}`);
+}
+
+export interface OnnxCausalLMOptions {
+  /** Label for the UI; default the model folder's name. */
+  readonly label?: string;
+  /** Positions the model accepts (config.json max_position_embeddings); default unlimited. */
+  readonly maxPositions?: number;
+  readonly executionProviders?: readonly string[];
+  readonly intraOpNumThreads?: number;
+}
+
+export class OnnxCausalLM implements CausalLM {
+  private constructor(
+    private readonly ort: typeof Ort,
+    private readonly session: Ort.InferenceSession,
+    readonly path: string,
+    readonly label: string,
+    readonly vocabSize: number,
+    readonly maxPositions: number,
+    readonly weightBytes: number,
+    private readonly layers: number,
+    private readonly kvType: 'float32' | 'float16',
+    private readonly kvHeads: number,
+    private readonly headDim: number,
+    private readonly inputs: ReadonlySet<string>,
+    private readonly keepInput: string | undefined,
+  ) {}
+
+  /** Loads `modelPath` (an .onnx file, its external data beside it). */
+  static async load(modelPath: string, options: OnnxCausalLMOptions = {}): Promise<OnnxCausalLM> {
+    const ort = await import('onnxruntime-node');
+    let weightBytes = 0;
+    try {
+      weightBytes += (await fs.stat(modelPath)).size;
+    } catch {
+      throw new ChatModelError('NoGraph', modelPath, 'the ONNX model file does not exist');
+    }
+    try {
+      weightBytes += (await fs.stat(`${modelPath}.data`)).size;
+    } catch {
+      // No external data: the weights are inside the .onnx file.
+    }
+    let session: Ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(modelPath, {
+        executionProviders: [...(options.executionProviders ?? ['cpu'])] as Ort.InferenceSession.ExecutionProviderConfig[],
+        graphOptimizationLevel: 'all',
+        ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+      });
+    } catch (error) {
+      throw describeRuntimeError(error, modelPath, 'load');
+    }
+    try {
+      const inputs = new Map(session.inputMetadata.map((m) => [m.name, m]));
+      const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]));
+      const unsupported = (detail: string) => new ChatModelError('UnsupportedGraph', modelPath, detail);
+      if (!inputs.has('input_ids')) throw unsupported('the graph has no input_ids input (QuantLens runs decoder graphs with the Optimum input names)');
+      const logits = outputs.get('logits');
+      if (!logits || !logits.isTensor) throw unsupported('the graph has no logits output');
+      const vocab = logits.shape[2];
+      if (typeof vocab !== 'number') throw unsupported(`logits has shape [${logits.shape.join(', ')}]; its last dimension (the vocabulary) must be fixed`);
+      let layers = 0;
+      while (inputs.has(`past_key_values.${layers}.key`)) layers++;
+      if (layers === 0) throw unsupported('the graph has no past_key_values.0.key input: it has no key/value cache');
+      const key = inputs.get('past_key_values.0.key')!;
+      if (!key.isTensor || key.shape.length !== 4) throw unsupported('past_key_values.0.key must be a 4-D tensor [batch_size, kv_heads, past_sequence_length, head_dim]');
+      const [, kvHeads, , headDim] = key.shape;
+      if (typeof kvHeads !== 'number' || typeof headDim !== 'number') throw unsupported(`past_key_values.0.key has shape [${key.shape.join(', ')}]; kv_heads and head_dim must be fixed`);
+      if (key.type !== 'float32' && key.type !== 'float16') throw unsupported(`the key/value cache is ${key.type}; float32 and float16 are supported`);
+      for (let i = 0; i < layers; i++) {
+        if (!outputs.has(`present.${i}.key`) || !outputs.has(`present.${i}.value`)) throw unsupported(`the graph has past_key_values.${i} but no present.${i}.key/value output`);
+      }
+      const keepInput = ['num_logits_to_keep', 'logits_to_keep'].find((n) => inputs.has(n));
+      return new OnnxCausalLM(
+        ort,
+        session,
+        modelPath,
+        options.label ?? basename(modelPath),
+        vocab,
+        options.maxPositions ?? Number.MAX_SAFE_INTEGER,
+        weightBytes,
+        layers,
+        key.type,
+        kvHeads,
+        headDim,
+        new Set(inputs.keys()),
+        keepInput,
+      );
+    } catch (error) {
+      await session.release();
+      throw error;
+    }
+  }
+
+  async forward(ids: readonly number[], past: KVCache | null, options: { lastOnly?: boolean } = {}): Promise<ForwardResult> {
+    const ort = this.ort;
+    const cache = past as OnnxCache | null;
+    const pastLength = cache?.length ?? 0;
+    const total = pastLength + ids.length;
+    if (ids.length === 0) throw new RangeError('forward needs at least one token');
+    const feeds: Record<string, Ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
+    };
+    if (this.inputs.has('attention_mask')) feeds['attention_mask'] = new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]);
+    if (this.inputs.has('position_ids')) feeds['position_ids'] = new ort.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(pastLength + i)), [1, ids.length]);
+    const keep = options.lastOnly ? 1 : ids.length;
+    if (this.keepInput) feeds[this.keepInput] = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
+    for (let i = 0; i < this.layers; i++) {
+      for (const [j, kind] of (['key', 'value'] as const).entries()) {
+        feeds[`past_key_values.${i}.${kind}`] =
+          cache?.tensors[2 * i + j] ?? new ort.Tensor(this.kvType, this.kvType === 'float32' ? new Float32Array(0) : new Uint16Array(0), [1, this.kvHeads, 0, this.headDim]);
+      }
+    }
+    let out: Ort.InferenceSession.ReturnType;
+    try {
+      out = await this.session.run(feeds);
+    } catch (error) {
+      throw describeRuntimeError(error, this.path, 'run');
+    }
+    const tensors: Ort.Tensor[] = [];
+    let bytes = 0;
+    for (let i = 0; i < this.layers; i++) {
+      for (const kind of ['key', 'value']) {
+        const t = out[`present.${i}.${kind}`]!;
+        tensors.push(t);
+        bytes += t.size * (ELEMENT_BYTES[t.type] ?? 4);
+      }
+    }
+    const logitsTensor = out['logits']!;
+    let logits = logitsTensor.data as Float32Array;
+    if (logitsTensor.type !== 'float32') {
+      throw new ChatModelError('UnsupportedGraph', this.path, `logits are ${logitsTensor.type}; QuantLens reads float32 logits`);
+    }
+    // Graphs without logits_to_keep return every row; keep a copy of the last so the big buffer can be freed.
+    if (options.lastOnly && logits.length > this.vocabSize) logits = logits.slice(logits.length - this.vocabSize);
+    const next: OnnxCache = { length: total, bytes, tensors };
+    return { logits, cache: next };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** The ONNX graph of a model folder, when one is there: `model.onnx` or `onnx/model.onnx`. */
+export async function findOnnxGraph(folder: string): Promise<string | undefined> {
+  for (const candidate of [join(folder, 'model.onnx'), join(folder, 'onnx', 'model.onnx')]) {
+    try {
+      if ((await fs.stat(candidate)).isFile()) return candidate;
+    } catch {
+      // Not there.
+    }
+  }
+  return undefined;
+}

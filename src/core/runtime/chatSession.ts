@@ -1,0 +1,169 @@
+/**
+ * A chat session over a model pair: loads each model folder (tokenizer + chat template, and an ONNX graph —
+ * the folder's own `model.onnx`, or one built from its safetensors into a cache folder, quantized layers kept
+ * in their stored form: INT4 MatMulNBits, INT8, FP8), then runs chat turns (chat.ts) and perplexity. Used
+ * inside the chat worker (the extension) and directly by the CLI.
+ */
+import { promises as fs } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { ChatEvents, ChatParticipant, ChatTurnResult, GenerationSettings, PerplexityResult, chatTurn, perplexity } from './chat';
+import { ChatModelError, OnnxCausalLM, findOnnxGraph } from './chatModel';
+import { ModelTokenizer, type ChatMessage } from './tokenizer';
+import type { DecoderGraphInfo } from './llama/graph';
+import { buildDecoderGraph } from './graphCache';
+
+export type ChatDevice = 'cpu' | 'cuda';
+
+export interface LoadOptions {
+  /** Where graphs built from safetensors are kept (one folder per model version). */
+  readonly cacheDir: string;
+  readonly device?: ChatDevice;
+  readonly intraOpNumThreads?: number;
+  readonly onProgress?: (what: string) => void;
+}
+
+/** What the UI shows about a loaded model. */
+export interface ChatModelInfo {
+  readonly folder: string;
+  readonly label: string;
+  readonly vocabSize: number;
+  readonly weightBytes: number;
+  readonly maxPositions: number;
+  /** How the linear layers are stored in the graph, e.g. { int4: 28, float: 1 }. */
+  readonly linearKinds: Readonly<Record<string, number>>;
+  readonly chatTemplateFile: string | null;
+  readonly device: ChatDevice;
+  /** Growth of the process's resident memory while this model loaded. */
+  readonly loadRssBytes: number;
+}
+
+export interface LoadedChatModel {
+  readonly info: ChatModelInfo;
+  readonly model: OnnxCausalLM;
+  readonly tokenizer: ModelTokenizer;
+}
+
+/** The ONNX graph for a model folder: its own `model.onnx`, or the cached graph built from its safetensors. */
+async function graphFor(folder: string, options: LoadOptions): Promise<{ path: string; info?: DecoderGraphInfo }> {
+  const own = await findOnnxGraph(folder);
+  if (own) return { path: own };
+  options.onProgress?.(`preparing the ONNX graph of ${basename(folder)} (built once, then cached)`);
+  const built = await buildDecoderGraph(folder, options.cacheDir, { precision: options.device === 'cuda' ? 'fp16' : 'fp32' });
+  return { path: built.modelPath, info: built.info };
+}
+
+async function maxPositionsOf(folder: string): Promise<number | undefined> {
+  try {
+    const config = JSON.parse(await fs.readFile(join(folder, 'config.json'), 'utf8')) as Record<string, unknown>;
+    return typeof config.max_position_embeddings === 'number' ? config.max_position_embeddings : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function loadChatModel(folder: string, options: LoadOptions): Promise<LoadedChatModel> {
+  const device = options.device ?? 'cpu';
+  // The tokenizer first: a folder without one fails in a second, before any graph is built.
+  const tokenizer = await ModelTokenizer.load(folder);
+  const graph = await graphFor(folder, options);
+  options.onProgress?.(`loading ${basename(folder)} on the ${device === 'cuda' ? 'GPU (CUDA)' : 'CPU'}`);
+  const rssBefore = process.memoryUsage().rss;
+  const maxPositions = graph.info?.maxSequenceLength ?? (await maxPositionsOf(folder));
+  let model: OnnxCausalLM;
+  try {
+    model = await OnnxCausalLM.load(graph.path, {
+      label: basename(resolve(folder)),
+      ...(maxPositions ? { maxPositions } : {}),
+      executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
+      ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+    });
+  } catch (error) {
+    if (device === 'cuda' && error instanceof ChatModelError && error.code === 'LoadFailed') {
+      throw new ChatModelError('LoadFailed', folder, `the CUDA runtime could not be used (${error.message}); choose the CPU in the quantlens.runtime.device setting, or install onnxruntime's CUDA provider libraries`);
+    }
+    throw error;
+  }
+  const kinds: Record<string, number> = {};
+  for (const kind of Object.values(graph.info?.linearKinds ?? {})) kinds[kind] = (kinds[kind] ?? 0) + 1;
+  return {
+    model,
+    tokenizer,
+    info: {
+      folder,
+      label: model.label,
+      vocabSize: model.vocabSize,
+      weightBytes: model.weightBytes,
+      maxPositions: model.maxPositions,
+      linearKinds: kinds,
+      chatTemplateFile: tokenizer.chatTemplateFile,
+      device,
+      loadRssBytes: Math.max(0, process.memoryUsage().rss - rssBefore),
+    },
+  };
+}
+
+/** The conversation of one side: each model keeps its own earlier answers. */
+export class Conversation {
+  readonly quantized: ChatMessage[] = [];
+  readonly original: ChatMessage[] = [];
+}
+
+export interface ChatPair {
+  readonly quantized: LoadedChatModel;
+  readonly original?: LoadedChatModel;
+}
+
+export async function loadChatPair(quantized: string, original: string | undefined, options: LoadOptions): Promise<ChatPair> {
+  const q = await loadChatModel(quantized, options);
+  if (!original) return { quantized: q };
+  try {
+    return { quantized: q, original: await loadChatModel(original, options) };
+  } catch (error) {
+    await q.model.release();
+    throw error;
+  }
+}
+
+export async function releasePair(pair: ChatPair): Promise<void> {
+  await pair.quantized.model.release();
+  await pair.original?.model.release();
+}
+
+/** Messages of a new turn: the system prompt (if any), the side's history, the new user message. */
+export function turnMessages(system: string, history: readonly ChatMessage[], prompt: string): ChatMessage[] {
+  return [...(system.trim() ? [{ role: 'system', content: system }] : []), ...history, { role: 'user', content: prompt }];
+}
+
+/** Runs one turn on a pair and records the answers in `conversation`. */
+export async function runPairTurn(
+  pair: ChatPair,
+  conversation: Conversation,
+  system: string,
+  prompt: string,
+  settings: GenerationSettings,
+  events: ChatEvents,
+  signal?: AbortSignal,
+  compare = true,
+): Promise<ChatTurnResult> {
+  const q: ChatParticipant = { model: pair.quantized.model, tokenizer: pair.quantized.tokenizer, messages: turnMessages(system, conversation.quantized, prompt) };
+  const o: ChatParticipant | undefined = pair.original && compare
+    ? { model: pair.original.model, tokenizer: pair.original.tokenizer, messages: turnMessages(system, conversation.original, prompt) }
+    : undefined;
+  const result = await chatTurn(q, o, settings, events, signal);
+  conversation.quantized.push({ role: 'user', content: prompt }, { role: 'assistant', content: result.quantized.text });
+  if (result.original) conversation.original.push({ role: 'user', content: prompt }, { role: 'assistant', content: result.original.text });
+  return result;
+}
+
+export interface PairPerplexity {
+  readonly quantized: PerplexityResult;
+  readonly original?: PerplexityResult;
+}
+
+/** Perplexity of both models on a text (tokenized with the quantized model's tokenizer, BOS included). */
+export async function pairPerplexity(pair: ChatPair, text: string, signal?: AbortSignal): Promise<PairPerplexity> {
+  const ids = pair.quantized.tokenizer.encode(text);
+  const quantized = await perplexity(pair.quantized.model, ids, 256, signal);
+  const original = pair.original ? await perplexity(pair.original.model, ids, 256, signal) : undefined;
+  return { quantized, ...(original ? { original } : {}) };
+}

@@ -1,0 +1,61 @@
+// The chat view in a real VS Code: the example model quantized to INT4 and its original are loaded, a prompt
+// typed into the page streams both answers side by side with the divergence line, and the page shows
+// exactly the CLI's greedy output (which the unit tests check against a full-recomputation reference loop).
+import * as assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import * as vscode from 'vscode';
+import type { QuantLensApi } from '../../../src/extension/extension';
+import { runQuantizeJob } from '../../../src/core/jobs/quantize';
+import { DEFAULT_CHAT_SETTINGS } from '../../../src/protocol/chat';
+import { takeScreenshot } from './screenshot';
+
+const PROMPT = 'What is 4-bit quantization?';
+
+describe('Chat view with the shipped example', function () {
+  this.timeout(300_000);
+  let scratch: string;
+  let extensionPath: string;
+  before(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'quantlens-chat-it-'));
+    extensionPath = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.extensionPath;
+  });
+  after(() => rmSync(scratch, { recursive: true, force: true }));
+
+  it('answers a prompt typed into the panel with both models side by side, equal to the CLI greedy output', async () => {
+    const example = join(extensionPath, 'examples', 'tiny-llama');
+    assert.ok(existsSync(join(example, 'config.json')), `the example checkpoint is missing at ${example}`);
+    const quantized = join(scratch, 'tiny-llama-w4a16');
+    await runQuantizeJob({ model: example, out: quantized, scheme: 'w4a16-rtn' });
+
+    const quantlens = await vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.activate();
+    // The view opens from the command with the pair as its argument, as the Jobs view's result action does.
+    await vscode.commands.executeCommand('quantlens.openChat', { quantized, original: example });
+    const settings = quantlens.chat.currentSettings;
+    assert.equal(settings.temperature, 0, 'the panel starts greedy');
+    await quantlens.chat.waitForRendered((v) => v.turns === 0 && !v.running, 60_000);
+
+    quantlens.chat.askThroughPage(PROMPT);
+    const view = await quantlens.chat.waitForRendered((v) => v.turns === 1 && !v.running && v.quantizedText !== '', 240_000);
+    assert.equal(view.error, '');
+    assert.match(view.divergence, /^Original teacher-forced on the quantized answer: greedy choices agree on \d+% of \d+ steps · mean KL\(original‖quantized\) [\d.]+ nats$/);
+
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      join(extensionPath, 'bin', 'quantlens.js'), 'chat', quantized, '--compare', example,
+      '--system', DEFAULT_CHAT_SETTINGS.system, '--prompt', PROMPT, '--greedy',
+      '--max-new-tokens', String(DEFAULT_CHAT_SETTINGS.maxNewTokens), '--json', '--cache', join(scratch, 'cli-graphs'),
+    ], { env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' }, maxBuffer: 64 << 20 });
+    const cli = JSON.parse(stdout) as { quantized: { text: string; tokens: number[] }; original: { text: string } };
+    assert.equal(view.quantizedText, cli.quantized.text);
+    assert.equal(view.originalText, cli.original.text);
+    assert.equal(quantlens.chat.transcript[0]!.quantized.tokens, cli.quantized.tokens.length);
+    // Room for the two answers side by side in the screenshot.
+    await vscode.commands.executeCommand('quantlens.chat.focus');
+    for (let i = 0; i < 12; i++) await vscode.commands.executeCommand('workbench.action.increaseViewSize');
+    await new Promise((r) => setTimeout(r, 500));
+    await takeScreenshot('chat');
+  });
+});

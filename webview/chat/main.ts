@@ -1,0 +1,329 @@
+/**
+ * The chat view's page: model pair, settings, the transcript with both answers side by side and the per-step
+ * divergence, prompt box with Send / Stop / Clear, and perplexity on a text. The host owns the transcript
+ * (src/protocol/chat.ts); the page keeps only its inputs (prompt draft, settings, open sections) in setState.
+ * Keyboard: Enter sends, Shift+Enter is a new line, Escape stops; every control is a focusable element.
+ */
+import './chat.css';
+import type { ChatRenderedView, ChatSettings, ChatStateView, ChatWebviewToHost, HostToChatWebview, ModelPairView, SideStats, TurnView } from '../../src/protocol/chat';
+import { DEFAULT_CHAT_SETTINGS } from '../../src/protocol/chat';
+import { HostConnection } from '../shared/vscodeApi';
+import { h, registerToolkit } from '../shared/toolkit';
+import { formatBytes } from '../../src/core/util/format';
+
+interface PageState {
+  draft: string;
+  settings: ChatSettings;
+  settingsOpen: boolean;
+  perplexityText: string;
+}
+
+registerToolkit();
+const app = document.getElementById('app')!;
+const host = new HostConnection<ChatWebviewToHost, HostToChatWebview, PageState>(onMessage);
+const page: PageState = { draft: '', settings: DEFAULT_CHAT_SETTINGS, settingsOpen: false, perplexityText: '', ...host.state };
+const save = () => (host.state = page);
+
+let state: ChatStateView | undefined;
+const turnElements = new Map<number, { root: HTMLElement; quantized: HTMLElement; original?: HTMLElement; qStats: HTMLElement; oStats?: HTMLElement; strip: HTMLElement; summary: HTMLElement; error: HTMLElement }>();
+
+// ---- layout ---------------------------------------------------------------------------------------------
+const modelBar = h('section', { class: 'models', 'aria-label': 'Models' });
+const settingsBox = h('details', { class: 'settings' });
+const transcript = h('section', { class: 'transcript', 'aria-live': 'polite', 'aria-label': 'Conversation' });
+const promptBox = h('textarea', { class: 'prompt', rows: 3, placeholder: 'Ask both models… (Enter sends, Shift+Enter new line)', 'aria-label': 'Prompt' }) as HTMLTextAreaElement;
+const sendButton = button('Send', () => send(), { appearance: 'primary' });
+const stopButton = button('Stop', () => host.post({ type: 'stop' }), { disabled: 'true', title: 'Stop generating (Escape)' });
+const clearButton = button('Clear', () => host.post({ type: 'clear' }), { title: 'Forget the conversation' });
+const perplexityBox = h('details', { class: 'perplexity' });
+
+function button(label: string, onClick: () => void, attributes: Record<string, string> = {}): HTMLElement {
+  const element = h('vscode-button', { appearance: 'secondary', ...attributes }, label);
+  element.addEventListener('click', () => {
+    if (!element.hasAttribute('disabled')) onClick();
+  });
+  return element;
+}
+
+function setDisabled(element: HTMLElement, disabled: boolean): void {
+  if (disabled) element.setAttribute('disabled', 'true');
+  else element.removeAttribute('disabled');
+}
+
+function buildLayout(): void {
+  app.setAttribute('aria-busy', 'false');
+  promptBox.value = page.draft;
+  promptBox.addEventListener('input', () => {
+    page.draft = promptBox.value;
+    save();
+  });
+  promptBox.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && running()) host.post({ type: 'stop' });
+  });
+  buildSettings();
+  buildPerplexity();
+  app.replaceChildren(modelBar, settingsBox, transcript, h('section', { class: 'composer' }, promptBox, h('div', { class: 'actions' }, sendButton, stopButton, clearButton)), perplexityBox);
+}
+
+function numberField(label: string, key: 'temperature' | 'topP' | 'maxNewTokens' | 'seed', step: string, min: string, max?: string): HTMLElement {
+  const input = h('input', { type: 'number', step, min, ...(max ? { max } : {}), value: String(page.settings[key]), 'aria-label': label }) as HTMLInputElement;
+  input.addEventListener('change', () => {
+    const value = Number(input.value);
+    if (!Number.isFinite(value)) return;
+    page.settings = { ...page.settings, [key]: value };
+    save();
+    host.post({ type: 'settings', settings: page.settings });
+  });
+  return h('label', { class: 'setting' }, h('span', {}, label), input);
+}
+
+function buildSettings(): void {
+  settingsBox.toggleAttribute('open', page.settingsOpen);
+  settingsBox.addEventListener('toggle', () => {
+    page.settingsOpen = (settingsBox as HTMLDetailsElement).open;
+    save();
+  });
+  const system = h('textarea', { rows: 2, 'aria-label': 'System prompt' }, page.settings.system) as HTMLTextAreaElement;
+  system.addEventListener('change', () => {
+    page.settings = { ...page.settings, system: system.value };
+    save();
+    host.post({ type: 'settings', settings: page.settings });
+  });
+  const compare = h('input', { type: 'checkbox', ...(page.settings.compare ? { checked: true } : {}), 'aria-label': 'Run the original side by side' }) as HTMLInputElement;
+  compare.addEventListener('change', () => {
+    page.settings = { ...page.settings, compare: compare.checked };
+    save();
+    host.post({ type: 'settings', settings: page.settings });
+  });
+  settingsBox.replaceChildren(
+    h('summary', {}, 'Settings'),
+    h('label', { class: 'setting wide' }, h('span', {}, 'System prompt'), system),
+    h('div', { class: 'setting-grid' },
+      numberField('Temperature (0 = greedy)', 'temperature', '0.05', '0'),
+      numberField('Top-p', 'topP', '0.05', '0.05', '1'),
+      numberField('Max new tokens', 'maxNewTokens', '1', '1'),
+      numberField('Seed', 'seed', '1', '0'),
+    ),
+    h('label', { class: 'setting check' }, compare, h('span', {}, 'Answer with the original too (side by side, with divergence)')),
+  );
+}
+
+function buildPerplexity(): void {
+  const text = h('textarea', { rows: 3, placeholder: 'A text to score both models on', 'aria-label': 'Perplexity text' }, page.perplexityText) as HTMLTextAreaElement;
+  text.addEventListener('input', () => {
+    page.perplexityText = text.value;
+    save();
+  });
+  const result = h('div', { class: 'ppl-result', id: 'ppl-result' });
+  perplexityBox.replaceChildren(h('summary', {}, 'Perplexity on a text'), text, h('div', { class: 'actions' }, button('Measure', () => host.post({ type: 'perplexity', text: text.value }))), result);
+}
+
+// ---- rendering ------------------------------------------------------------------------------------------
+const folderName = (path?: string) => (path ? path.split(/[\\/]/).filter(Boolean).at(-1) ?? path : '');
+const kindsText = (kinds?: Readonly<Record<string, number>>) =>
+  kinds && Object.keys(kinds).length > 0 ? Object.entries(kinds).map(([k, n]) => `${n}× ${k === 'float' ? 'float' : k.toUpperCase()}`).join(', ') : '';
+
+function renderModels(models: ModelPairView): void {
+  const line = (role: string, path: string | undefined, kinds: string, side: 'quantized' | 'original') =>
+    h('div', { class: 'model' }, h('span', { class: 'role' }, role), h('span', { class: 'name', title: path ?? '' }, path ? folderName(path) : '—'), kinds ? h('span', { class: 'kinds' }, kinds) : undefined, button('Pick…', () => host.post({ type: 'pickModel', side }), { title: `Choose the ${side} model folder` }));
+  const status =
+    models.state === 'loading'
+      ? h('div', { class: 'status' }, h('vscode-progress-ring', {}), h('span', {}, models.message ?? 'loading…'))
+      : models.state === 'error'
+        ? h('div', { class: 'error-text', role: 'alert' }, models.message ?? 'failed')
+        : models.state === 'none'
+          ? h('div', { class: 'status' }, 'No model yet: quantize one, or pick folders. ', button('Use last job', () => host.post({ type: 'useLastJob' })))
+          : undefined;
+  modelBar.replaceChildren(
+    line('Quantized', models.quantized, kindsText(models.quantizedInfo?.linearKinds), 'quantized'),
+    line('Original', models.original, kindsText(models.originalInfo?.linearKinds), 'original'),
+    status ?? h('span'),
+  );
+  updateButtons();
+}
+
+function statsText(stats: SideStats | undefined): string {
+  if (!stats) return '';
+  const speed = Number.isNaN(stats.tokensPerSecond) ? '–' : stats.tokensPerSecond.toFixed(1);
+  const stop = stats.stopReason === 'stop-token' ? '' : ` · ${stats.stopReason === 'max-tokens' ? 'max tokens' : stats.stopReason === 'stopped' ? 'stopped' : 'context full'}`;
+  return `${stats.generatedTokens} tok · ${speed} tok/s · prompt ${stats.prefillMs.toFixed(0)} ms · ${formatBytes(stats.weightBytes + stats.kvCacheBytes)} (weights + KV)${stop}`;
+}
+
+function klColor(kl: number): string {
+  // Opacity grows with KL; 1 nat and above is full strength.
+  return String(Math.min(1, 0.15 + kl));
+}
+
+function renderTurn(turn: TurnView): void {
+  const quantized = h('div', { class: 'answer-text' }, turn.quantized.text);
+  const qStats = h('div', { class: 'stats' }, statsText(turn.quantized.stats));
+  const copy = (get: () => string) => button('Copy', () => host.post({ type: 'copy', text: get() }), { appearance: 'icon', 'aria-label': 'Copy answer', title: 'Copy answer' });
+  const column = (title: string, text: HTMLElement, stats: HTMLElement, get: () => string, cls: string) =>
+    h('div', { class: `answer ${cls}` }, h('div', { class: 'answer-head' }, h('span', {}, title), copy(get)), text, stats);
+  const els: NonNullable<ReturnType<typeof turnElements.get>> = {
+    root: h('article', { class: 'turn' }),
+    quantized,
+    qStats,
+    strip: h('div', { class: 'strip', role: 'img', 'aria-label': 'Per-step agreement' }),
+    summary: h('div', { class: 'divergence' }),
+    error: h('div', { class: 'error-text', role: 'alert' }),
+  };
+  const columns = [column(`Quantized · ${folderName(state?.models.quantized)}`, quantized, qStats, () => els.quantized.textContent ?? '', 'side-quantized')];
+  if (turn.original) {
+    els.original = h('div', { class: 'answer-text' }, turn.original.text);
+    els.oStats = h('div', { class: 'stats' }, statsText(turn.original.stats));
+    columns.push(column(`Original · ${folderName(state?.models.original)}`, els.original, els.oStats, () => els.original?.textContent ?? '', 'side-original'));
+  }
+  els.root.append(h('div', { class: 'user' }, h('span', { class: 'role' }, 'You'), h('div', {}, turn.prompt)), h('div', { class: 'answers' }, ...columns));
+  if (turn.original) els.root.append(els.strip, els.summary);
+  els.root.append(els.error);
+  for (const step of turn.steps) addStep(els, step.agree, step.kl);
+  turnElements.set(turn.id, els);
+  transcript.append(els.root);
+  finishTurn(turn);
+}
+
+function addStep(els: NonNullable<ReturnType<typeof turnElements.get>>, agree: boolean, kl: number): void {
+  const cell = h('span', { class: `cell ${agree ? 'agree' : 'differ'}`, title: `step ${els.strip.childElementCount + 1}: ${agree ? 'same' : 'different'} greedy token, KL ${kl.toFixed(4)} nats` });
+  cell.style.opacity = klColor(kl);
+  els.strip.append(cell);
+  const steps = els.strip.childElementCount;
+  const differ = els.strip.querySelectorAll('.differ').length;
+  els.summary.textContent = `Original teacher-forced on the quantized answer: greedy choices agree on ${steps - differ} of ${steps} steps`;
+}
+
+function finishTurn(turn: TurnView): void {
+  const els = turnElements.get(turn.id);
+  if (!els) return;
+  els.quantized.textContent = turn.quantized.text;
+  els.qStats.textContent = statsText(turn.quantized.stats);
+  if (els.original && turn.original) {
+    els.original.textContent = turn.original.text;
+    els.oStats!.textContent = statsText(turn.original.stats);
+  }
+  if (turn.agreement !== undefined && turn.meanKl !== undefined && turn.steps.length > 0) {
+    els.summary.textContent = `Original teacher-forced on the quantized answer: greedy choices agree on ${(turn.agreement * 100).toFixed(0)}% of ${turn.steps.length} steps · mean KL(original‖quantized) ${turn.meanKl.toFixed(3)} nats`;
+  }
+  els.error.textContent = turn.error?.message ?? '';
+  els.root.classList.toggle('running', turn.running);
+}
+
+function renderState(next: ChatStateView): void {
+  state = next;
+  renderModels(next.models);
+  transcript.replaceChildren();
+  turnElements.clear();
+  if (next.turns.length === 0) transcript.append(h('p', { class: 'empty' }, 'Ask a question: the quantized model answers, the original beside it, and every step shows whether their top choices agree and how far their next-token distributions are apart (KL).'));
+  for (const turn of next.turns) renderTurn(turn);
+  renderPerplexity(next.perplexity);
+  updateButtons();
+  report();
+}
+
+function renderPerplexity(p: ChatStateView['perplexity']): void {
+  const result = document.getElementById('ppl-result');
+  if (!result) return;
+  if (!p) return void result.replaceChildren();
+  if (p.running) return void result.replaceChildren(h('vscode-progress-ring', {}));
+  if (p.error) return void result.replaceChildren(h('span', { class: 'error-text', role: 'alert' }, p.error));
+  if (!p.result) return void result.replaceChildren();
+  const r = p.result;
+  result.replaceChildren(
+    h('div', {}, `Quantized: ${r.quantized.perplexity.toFixed(3)} over ${r.quantized.tokens} tokens`),
+    r.original ? h('div', {}, `Original: ${r.original.perplexity.toFixed(3)} (quantized / original ${(r.quantized.perplexity / r.original.perplexity).toFixed(3)}×)`) : '',
+  );
+}
+
+function running(): boolean {
+  return state?.turns.some((t) => t.running) ?? false;
+}
+
+function updateButtons(): void {
+  setDisabled(sendButton, running() || state?.models.state === 'loading');
+  setDisabled(stopButton, !running());
+}
+
+function send(): void {
+  const prompt = promptBox.value.trim();
+  if (!prompt || running()) return;
+  host.post({ type: 'send', prompt, settings: page.settings });
+  promptBox.value = '';
+  page.draft = '';
+  save();
+}
+
+function report(): void {
+  const last = state?.turns.at(-1);
+  const els = last ? turnElements.get(last.id) : undefined;
+  const view: ChatRenderedView = {
+    turns: state?.turns.length ?? 0,
+    quantizedText: els?.quantized.textContent ?? '',
+    originalText: els?.original?.textContent ?? '',
+    divergence: els?.summary.textContent ?? '',
+    error: els?.error.textContent || (state?.models.state === 'error' ? (state.models.message ?? '') : ''),
+    running: running(),
+  };
+  host.post({ type: 'rendered', view });
+}
+
+function onMessage(message: HostToChatWebview): void {
+  switch (message.type) {
+    case 'state':
+      renderState(message.state);
+      return;
+    case 'models':
+      if (state) state = { ...state, models: message.models };
+      renderModels(message.models);
+      report();
+      return;
+    case 'turnStarted':
+      if (state) {
+        if (state.turns.length === 0) transcript.replaceChildren();
+        state = { ...state, turns: [...state.turns, message.turn] };
+      }
+      renderTurn(message.turn);
+      updateButtons();
+      return;
+    case 'token': {
+      const els = turnElements.get(message.turnId);
+      const target = message.side === 'quantized' ? els?.quantized : els?.original;
+      target?.append(message.text);
+      transcript.scrollTop = transcript.scrollHeight;
+      return;
+    }
+    case 'step': {
+      const els = turnElements.get(message.turnId);
+      if (els) addStep(els, message.step.agree, message.step.kl);
+      return;
+    }
+    case 'sideDone': {
+      const els = turnElements.get(message.turnId);
+      const target = message.side === 'quantized' ? els?.qStats : els?.oStats;
+      if (target) target.textContent = statsText(message.stats);
+      return;
+    }
+    case 'turnDone':
+      if (state) state = { ...state, turns: state.turns.map((t) => (t.id === message.turn.id ? message.turn : t)) };
+      finishTurn(message.turn);
+      updateButtons();
+      report();
+      return;
+    case 'perplexity':
+      if (state) state = { ...state, perplexity: message.perplexity };
+      renderPerplexity(message.perplexity);
+      return;
+    case 'ask':
+      promptBox.value = message.prompt;
+      send();
+      return;
+  }
+}
+
+buildLayout();
+host.post({ type: 'ready' });
