@@ -22,6 +22,7 @@ import { tensorByteLength } from '../../src/core/safetensors/writer';
 import { BenchRow, gbps, interleavedMedians, mb, median, ms, printTable } from './harness';
 import { LLAMA_3_1_70B, LLAMA_3_2_1B, LLAMA_3_8B, LlamaShape, llamaTensors } from './llamaShapes';
 import { writeSparseCheckpoint } from './sparseCheckpoint';
+import { gptqSection } from './gptq.bench';
 
 const root = join(__dirname, '..', '..');
 const dataDir = join(root, 'bench-data');
@@ -247,7 +248,7 @@ async function quantizeSection(rows: BenchRow[]): Promise<void> {
   rows.push({ section: 'quantize', what: 'Llama-3.1-70B INT4 group-128 output size', result: `${(w4 / 2 ** 30).toFixed(1)} GiB`, baseline: `${(llamaTensors(LLAMA_3_1_70B).reduce((s, t) => s + tensorByteLength(t), 0) / 2 ** 30).toFixed(1)} GiB bf16 input`, ratio: '-', target: '≈ 35 GiB (published GPTQ)' });
 }
 
-const SECTIONS: Record<string, (rows: BenchRow[]) => Promise<void>> = { header: headerSection, reads: readsSection, quantize: quantizeSection };
+const SECTIONS: Record<string, (rows: BenchRow[]) => Promise<void>> = { header: headerSection, reads: readsSection, quantize: quantizeSection, gptq: gptqSection };
 
 async function main(): Promise<void> {
   const onlyArg = process.argv.find((a) => a.startsWith('--only'));

@@ -314,7 +314,7 @@ describe('quantize job with GPTQ, AutoGPTQ and AutoFP8 outputs', function () {
     await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'w8a8', format: 'gptq' }), /--format gptq is weight-only; scheme w8a8 also quantizes activations/);
     await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'fp8-dynamic', format: 'gptq' }), /--format gptq writes AutoGPTQ INT4\/INT8 weights; scheme fp8-dynamic gives .* FLOAT8 weights \(use --format autofp8 or compressed-tensors\)/);
     await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'w4a16-rtn', format: 'autofp8' }), /--format autofp8 writes FP8 weights; scheme w4a16-rtn gives .* INT4 weights \(use --format gptq or compressed-tensors\)/);
-    await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'w4a16' }), /model\.layers\.0\.self_attn\.q_proj: GPTQ needs a Hessian, and no calibration statistics were given/);
+    await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'w4a16' }), /w4a16 runs GPTQ, which needs calibration Hessians \(a calibration statistics file: --calib-stats FILE\); use w4a16-rtn/);
     const awq = 'quant_stage:\n  quant_modifiers:\n    AWQModifier: {}\n    GPTQModifier:\n      scheme: W4A16\n      targets: [Linear]\n      ignore: [lm_head]\n';
     await assert.rejects(runQuantizeJob({ model: example(), out, recipe: { text: awq, path: 'awq.yaml' }, calibration }), /awq\.yaml: QuantLens runs QuantizationModifier and GPTQModifier; it cannot run AWQModifier/);
     const typo = 'quant_stage:\n  quant_modifiers:\n    GPTQModifier:\n      schme: W4A16\n';
