@@ -19,6 +19,8 @@ import { E4M3_TO_F32 } from '../../src/core/dtypes/float';
 import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
 import { CalibrationFile } from '../../src/core/jobs/calibrationFile';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
+import { quantizeCommand } from '../../src/cli/quantize';
+import { UsageError } from '../../src/cli/args';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
 import { dequantizeGptqResult, quantizeGptq } from '../../src/core/quant/gptq';
 import { quantizeAutoFp8 } from '../../src/core/quant/rtn';
@@ -320,6 +322,17 @@ describe('quantize job with GPTQ, AutoGPTQ and AutoFP8 outputs', function () {
     const typo = 'quant_stage:\n  quant_modifiers:\n    GPTQModifier:\n      schme: W4A16\n';
     await assert.rejects(runQuantizeJob({ model: example(), out, recipe: { text: typo, path: 'typo.yaml' }, calibration }), /typo\.yaml has errors:\n {2}typo\.yaml:4:7: /);
     assert.equal(existsSync(out), false);
+  });
+
+  it('CLI: --scheme or --recipe (not both), --format and --group-params are checked before anything runs', async () => {
+    const sink = { write: () => true } as unknown as NodeJS.WritableStream;
+    const run = (...args: string[]) => quantizeCommand([example(), '--out', join(tmp.path, 'cli-refused'), ...args], sink);
+    await assert.rejects(run(), (e: Error) => e instanceof UsageError && /--scheme .* or --recipe FILE is required/.test(e.message));
+    await assert.rejects(run('--scheme', 'w4a16', '--recipe', 'r.yaml'), (e: Error) => e instanceof UsageError && /not both/.test(e.message));
+    await assert.rejects(run('--scheme', 'w4a16', '--format', 'awq'), (e: Error) => e instanceof UsageError && /--format must be one of compressed-tensors, gptq, autofp8/.test(e.message));
+    await assert.rejects(run('--scheme', 'w4a16', '--group-params', 'later'), (e: Error) => e instanceof UsageError && /upfront or lazy/.test(e.message));
+    await assert.rejects(run('--recipe', join(tmp.path, 'no-such-recipe.yaml')), (e: Error) => e instanceof UsageError && /cannot read the recipe/.test(e.message));
+    assert.equal(existsSync(join(tmp.path, 'cli-refused')), false);
   });
 
   it('pre-flight: a Hessian of the wrong size names the layer and both shapes', async () => {
