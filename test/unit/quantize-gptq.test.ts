@@ -19,6 +19,8 @@ import { E4M3_TO_F32 } from '../../src/core/dtypes/float';
 import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
 import { CalibrationFile } from '../../src/core/jobs/calibrationFile';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
+import { quantizeCommand } from '../../src/cli/quantize';
+import { UsageError } from '../../src/cli/args';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
 import { dequantizeGptqResult, quantizeGptq } from '../../src/core/quant/gptq';
 import { quantizeAutoFp8 } from '../../src/core/quant/rtn';
@@ -314,12 +316,23 @@ describe('quantize job with GPTQ, AutoGPTQ and AutoFP8 outputs', function () {
     await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'w8a8', format: 'gptq' }), /--format gptq is weight-only; scheme w8a8 also quantizes activations/);
     await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'fp8-dynamic', format: 'gptq' }), /--format gptq writes AutoGPTQ INT4\/INT8 weights; scheme fp8-dynamic gives .* FLOAT8 weights \(use --format autofp8 or compressed-tensors\)/);
     await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'w4a16-rtn', format: 'autofp8' }), /--format autofp8 writes FP8 weights; scheme w4a16-rtn gives .* INT4 weights \(use --format gptq or compressed-tensors\)/);
-    await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'w4a16' }), /model\.layers\.0\.self_attn\.q_proj: GPTQ needs a Hessian, and no calibration statistics were given/);
+    await assert.rejects(runQuantizeJob({ model: example(), out, scheme: 'w4a16' }), /w4a16 runs GPTQ, which needs calibration Hessians \(a calibration statistics file: --calib-stats FILE\); use w4a16-rtn/);
     const awq = 'quant_stage:\n  quant_modifiers:\n    AWQModifier: {}\n    GPTQModifier:\n      scheme: W4A16\n      targets: [Linear]\n      ignore: [lm_head]\n';
     await assert.rejects(runQuantizeJob({ model: example(), out, recipe: { text: awq, path: 'awq.yaml' }, calibration }), /awq\.yaml: QuantLens runs QuantizationModifier and GPTQModifier; it cannot run AWQModifier/);
     const typo = 'quant_stage:\n  quant_modifiers:\n    GPTQModifier:\n      schme: W4A16\n';
     await assert.rejects(runQuantizeJob({ model: example(), out, recipe: { text: typo, path: 'typo.yaml' }, calibration }), /typo\.yaml has errors:\n {2}typo\.yaml:4:7: /);
     assert.equal(existsSync(out), false);
+  });
+
+  it('CLI: --scheme or --recipe (not both), --format and --group-params are checked before anything runs', async () => {
+    const sink = { write: () => true } as unknown as NodeJS.WritableStream;
+    const run = (...args: string[]) => quantizeCommand([example(), '--out', join(tmp.path, 'cli-refused'), ...args], sink);
+    await assert.rejects(run(), (e: Error) => e instanceof UsageError && /--scheme .* or --recipe FILE is required/.test(e.message));
+    await assert.rejects(run('--scheme', 'w4a16', '--recipe', 'r.yaml'), (e: Error) => e instanceof UsageError && /not both/.test(e.message));
+    await assert.rejects(run('--scheme', 'w4a16', '--format', 'awq'), (e: Error) => e instanceof UsageError && /--format must be one of compressed-tensors, gptq, autofp8/.test(e.message));
+    await assert.rejects(run('--scheme', 'w4a16', '--group-params', 'later'), (e: Error) => e instanceof UsageError && /upfront or lazy/.test(e.message));
+    await assert.rejects(run('--recipe', join(tmp.path, 'no-such-recipe.yaml')), (e: Error) => e instanceof UsageError && /cannot read the recipe/.test(e.message));
+    assert.equal(existsSync(join(tmp.path, 'cli-refused')), false);
   });
 
   it('pre-flight: a Hessian of the wrong size names the layer and both shapes', async () => {

@@ -375,10 +375,19 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
       ...(gptqDefaults.precision ? { precision: gptqDefaults.precision } : {}),
     };
     presetJob = { scheme, group: 'group_0', algorithm: isGptq ? 'gptq' : 'rtn', ...(isGptq ? { gptq: settings } : {}) };
+    if (isGptq && !options.calibration?.hessian) {
+      throw new QuantizeError('w4a16 runs GPTQ, which needs calibration Hessians (a calibration statistics file: --calib-stats FILE); use w4a16-rtn for round-to-nearest');
+    }
+    if (scheme.inputActivations && !scheme.inputActivations.dynamic && !options.calibration) {
+      throw new QuantizeError(`${options.scheme} has static activation scales, which need calibration statistics (input absmax per layer); use fp8-dynamic, or run with calibration data`);
+    }
     ignore = options.ignore ?? ['lm_head'];
   } else {
     resolved = await resolveRecipeJob(options, model, gptqDefaults);
     ignore = resolved.ignore;
+    if ([...resolved.layers.values()].some((l) => l.algorithm === 'gptq') && !options.calibration?.hessian) {
+      throw new QuantizeError(`${options.recipe!.path ?? 'the recipe'} runs GPTQModifier, which needs calibration Hessians (a calibration statistics file: --calib-stats FILE)`);
+    }
   }
   const jobFor = (module: string): LayerJob | undefined => (presetJob ? presetJob : resolved!.layers.get(module));
 
@@ -416,8 +425,7 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
       if (w.actorder === 'group' && job.algorithm !== 'gptq') problems.push(`${module.name}: actorder "group" saves weight_g_idx, which only GPTQ produces (use GPTQModifier, or drop actorder)`);
       if (job.algorithm === 'gptq') {
         const shape = options.calibration?.hessianShape?.(module.name);
-        if (!options.calibration?.hessian) problems.push(`${module.name}: GPTQ needs a Hessian, and no calibration statistics were given`);
-        else if (options.calibration.hessianShape && !shape) problems.push(`${module.name}: the calibration statistics have no Hessian for this layer`);
+        if (options.calibration?.hessianShape && !shape) problems.push(`${module.name}: the calibration statistics have no Hessian for this layer`);
         else if (shape && (shape.length !== 2 || shape[0] !== cols || shape[1] !== cols)) problems.push(`${module.name}: its Hessian is [${shape.join(', ')}], in_features is ${cols} (expected [${cols}, ${cols}])`);
       }
       const weight = `${module.name}.weight`;
