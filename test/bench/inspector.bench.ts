@@ -64,7 +64,7 @@ async function writeRealCheckpoint(folder: string, shape: LlamaShape): Promise<n
   for (let s = 0; s < shards.length; s++) {
     const name = shardFileName(s, shards.length);
     const writer = await SafetensorsWriter.create(join(folder, name), shards[s]!);
-    for (const spec of shards[s]!) {
+    for (const spec of writer.order) {
       weightMap.set(spec.name, name);
       for (let done = 0, size = tensorByteLength(spec); done < size; done += chunk.length) {
         fill();
@@ -160,7 +160,13 @@ export async function inspectorSection(rows: BenchRow[], dataDir: string, root: 
 
   // 3. Peak RSS of whole CLI processes on that checkpoint.
   const peakRss = (...args: string[]) => {
-    const script = `require(${JSON.stringify(join(root, 'dist', 'cli.js'))}).main(${JSON.stringify(['inspect', folder, ...args])}).then(() => process.stderr.write('RSS=' + process.resourceUsage().maxRSS * 1024))`;
+    // A forked child starts with its parent's peak RSS on Linux: reset the high-water mark (clear_refs 5)
+    // first, then read VmHWM, so the figure is the child's own.
+    const script = `const fs = require('fs'); try { fs.writeFileSync('/proc/self/clear_refs', '5'); } catch {}
+      require(${JSON.stringify(join(root, 'dist', 'cli.js'))}).main(${JSON.stringify(['inspect', folder, ...args])}).then(() => {
+        const hwm = /VmHWM:\\s+(\\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+        process.stderr.write('RSS=' + (hwm ? Number(hwm[1]) * 1024 : process.resourceUsage().maxRSS * 1024));
+      })`;
     const result = spawnSync(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
     return Number(/RSS=(\d+)/.exec(result.stderr)?.[1] ?? NaN);
   };
