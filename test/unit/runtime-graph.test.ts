@@ -77,6 +77,37 @@ describe('runtime: decoder graph vs float64 reference', function () {
     });
   });
 
+  it('fp16 graph (the CUDA precision: fp16 activations and KV cache, float32 logits) runs on CPU within fp16 accuracy', async () => {
+    const config = tinyConfig();
+    const weights = randomWeights(config, 3);
+    const folder = join(tmp.path, 'model-fp16');
+    await writeTinyCheckpoint(folder, config, weights);
+    const model = await openDecoderModel(folder);
+    const modelPath = join(tmp.path, 'graph-fp16', 'model.onnx');
+    try {
+      const info = await writeDecoderGraph(model, modelPath, { precision: 'fp16', maxSequenceLength: 32 });
+      assert.equal(info.precision, 'fp16');
+    } finally {
+      await model.checkpoint.close();
+    }
+    const session = await ort.InferenceSession.create(modelPath);
+    try {
+      const tokens = [1, 5, 9, 22, 7];
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, tokens.length]),
+        attention_mask: new ort.Tensor('int64', new BigInt64Array(tokens.length).fill(1n), [1, tokens.length]),
+      };
+      for (let l = 0; l < config.num_hidden_layers; l++) for (const k of ['key', 'value']) feeds[`past_key_values.${l}.${k}`] = new ort.Tensor('float16', new Uint16Array(0), [1, 2, 0, 16]);
+      const out = await session.run(feeds);
+      assert.equal(out.logits!.type, 'float32');
+      assert.equal(out['present.0.key']!.type, 'float16');
+      const error = relativeError(out.logits!.data as Float32Array, concat(referenceForward(config, weights, tokens).logits));
+      assert.ok(error < 3e-3, `relative error ${error}`);
+    } finally {
+      await session.release();
+    }
+  });
+
   it('refuses unsupported configs naming the field', () => {
     const base = tinyConfig() as unknown as Record<string, unknown>;
     assert.throws(() => parseDecoderConfig({ ...base, architectures: ['GPT2LMHeadModel'] }), (e: unknown) => e instanceof ModelConfigError && /architectures \["GPT2LMHeadModel"\] is not supported/.test(e.message));

@@ -235,9 +235,17 @@ async function emitInt8(ctx: LinearEmitContext, module: LinearModule, base: stri
   const unsigned = ctx.int8Kernel === 'u8u8';
   const flip = unsigned ? 0x80 : 0;
   const transposed = new Uint8Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    const row = r * cols;
-    for (let c = 0; c < cols; c++) transposed[c * rows + r] = raw[row + c]! ^ flip;
+  // 64×64 tiles keep both the reads and the strided writes in cache.
+  const TILE = 64;
+  for (let r0 = 0; r0 < rows; r0 += TILE) {
+    const r1 = Math.min(rows, r0 + TILE);
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const c1 = Math.min(cols, c0 + TILE);
+      for (let r = r0; r < r1; r++) {
+        const row = r * cols;
+        for (let c = c0; c < c1; c++) transposed[c * rows + r] = raw[row + c]! ^ flip;
+      }
+    }
   }
   const wT = await g.initializer(`${base}.weight_t`, unsigned ? DataType.UINT8 : DataType.INT8, [cols, rows], transposed);
   const scale = await readFloats(ctx, `${module.name}.weight_scale`);
@@ -306,6 +314,8 @@ async function emitInt4(ctx: LinearEmitContext, module: LinearModule, base: stri
   let scaleRowMajorNG: boolean;
   let groups: number;
   let gIdx: Int32Array | undefined;
+  /** The checkpoint tensor whose bytes are B as they stand (CT pack-quantized, K a multiple of 8). */
+  let packedBytes: string | undefined;
 
   if (observed.kind === 'gptq') {
     if (observed.bits !== 4 || !observed.shape) throw new LinearEmitError(module.name, `GPTQ with ${observed.bits ?? 'unknown'} bits is not supported (4-bit only)`);
@@ -336,8 +346,12 @@ async function emitInt4(ctx: LinearEmitContext, module: LinearModule, base: stri
     cols = Number(shape[1]);
     const packed = ctx.checkpoint.tensor(`${module.name}.weight_packed`);
     if (packed.shape[1] !== Math.ceil(cols / 8)) throw new LinearEmitError(module.name, `weight_packed [${packed.shape.join(', ')}] does not hold 4-bit values for ${cols} input features (only 4-bit pack-quantized is supported)`);
-    const q = unpackFromInt32(await readInt32(ctx, packed.name), rows, cols, 4, 1); // signed, [N, K]
-    code = (n, k) => q[n * cols + k]! + 8;
+    if (cols % 8 === 0) packedBytes = packed.name;
+    // Unpacked only when the columns must be reordered (act-order); see the zero-copy path below.
+    let q: Int8Array | undefined;
+    const unpacked = async () => (q ??= unpackFromInt32(await readInt32(ctx, packed.name), rows, cols, 4, 1)); // signed, [N, K]
+    if (cols % 8 !== 0 || has('weight_g_idx')) await unpacked();
+    code = (n, k) => q![n * cols + k]! + 8;
     scales = await readFloats(ctx, `${module.name}.weight_scale`);
     const scaleShape = ctx.checkpoint.tensor(`${module.name}.weight_scale`).shape;
     groups = scaleShape.length === 2 ? scaleShape[1]! : 1;
@@ -378,7 +392,9 @@ async function emitInt4(ctx: LinearEmitContext, module: LinearModule, base: stri
   const blocks = cols / block;
   const col = order ? (k: number) => order![k]! : (k: number) => k;
   const groupOfBlock = (b: number) => Math.floor(b / repeat);
-  const B = packNibbleRows((n, k) => code(n, col(k)), rows, cols);
+  // compressed-tensors packs u = q + 8 eight to an int32 word, low nibble first, along K: without a column
+  // permutation its bytes already are MatMulNBits' B, so they stream straight from the checkpoint.
+  const B = packedBytes && !order ? undefined : packNibbleRows((n, k) => code(n, col(k)), rows, cols);
   const S = new Float32Array(rows * blocks);
   for (let n = 0; n < rows; n++) {
     for (let b = 0; b < blocks; b++) {
@@ -386,7 +402,12 @@ async function emitInt4(ctx: LinearEmitContext, module: LinearModule, base: stri
       S[n * blocks + b] = scaleRowMajorNG ? scales[n * groups + grp]! : scales[grp * rows + n]!;
     }
   }
-  const inputs = [x, await g.initializer(`${base}.qweight_nbits`, DataType.UINT8, [rows, blocks, block / 2], B), await floatData(ctx, `${base}.scales`, S, [rows, blocks])];
+  const bName = B
+    ? await g.initializer(`${base}.qweight_nbits`, DataType.UINT8, [rows, blocks, block / 2], B)
+    : await g.streamedInitializer(`${base}.qweight_nbits`, DataType.UINT8, [rows, blocks, block / 2], (async function* () {
+        for await (const { bytes } of ctx.checkpoint.chunks(packedBytes!, { chunkBytes: ctx.chunkBytes ?? 8 * 1024 * 1024 })) yield bytes;
+      })());
+  const inputs = [x, bName, await floatData(ctx, `${base}.scales`, S, [rows, blocks])];
   if (zeros) {
     const zpBytes = Math.ceil(blocks / 2);
     const Z = new Uint8Array(rows * zpBytes);
