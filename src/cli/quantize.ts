@@ -1,14 +1,20 @@
 import { promises as fs } from 'node:fs';
 import { FlagSpec, UsageError, parseArgs } from './args';
-import { CalibrationFile } from '../core/jobs/calibrationFile';
-import { JobCancelled, OUTPUT_FORMATS, OutputFormat, SCHEME_PRESETS, SchemeName, runQuantizeJob } from '../core/jobs/quantize';
+import { JobCancelled, OUTPUT_FORMATS, OutputFormat, SCHEME_PRESETS, SchemeName } from '../core/jobs/quantize';
+import { CalibrationSource, DEFAULT_CALIBRATION } from '../core/jobs/jobSpec';
+import { runJob } from '../core/jobs/runJob';
+import { defaultCalibrationDataset } from '../core/runtime/dataset';
+import { cancelOnSignals, stderrProgress } from './progress';
 
 export const QUANTIZE_FLAGS: Record<string, FlagSpec> = {
   scheme: { type: 'string', description: `one of ${Object.keys(SCHEME_PRESETS).join(', ')} (or give --recipe)` },
   recipe: { type: 'string', description: 'llm-compressor recipe (QuantizationModifier / GPTQModifier) instead of --scheme' },
   format: { type: 'string', description: `output layout: ${OUTPUT_FORMATS.join(', ')} (default compressed-tensors)` },
   out: { type: 'string', description: 'output folder (must not exist; written atomically)' },
-  'calib-stats': { type: 'string', description: 'calibration statistics file (input absmax, Hessians) for fp8 and w4a16' },
+  calib: { type: 'string', description: 'calibration dataset (.txt, .jsonl, .json; "default" = shipped WikiText-2 sample), run before quantizing' },
+  samples: { type: 'number', description: `calibration samples (default ${DEFAULT_CALIBRATION.samples})` },
+  'seq-len': { type: 'number', description: `tokens per calibration sample (default ${DEFAULT_CALIBRATION.seqLen})` },
+  'calib-stats': { type: 'string', description: 'calibration statistics file from `quantlens calibrate` instead of --calib' },
   ignore: { type: 'string', description: 'comma-separated modules kept in full precision (default lm_head; re: patterns allowed)' },
   'max-shard-size': { type: 'number', description: 'maximum shard size in bytes (default 5e9)' },
   'dampening-frac': { type: 'number', description: 'GPTQ Hessian dampening, fraction of mean(diag H) (default 0.1; a recipe\'s value wins)' },
@@ -42,47 +48,49 @@ export async function quantizeCommand(argv: readonly string[], out: NodeJS.Writa
     ...(typeof flags['block-size'] === 'number' ? { blockSize: flags['block-size'] } : {}),
     ...(groupParams ? { groupParams: groupParams as 'upfront' | 'lazy' } : {}),
   };
-  const calibration = typeof flags['calib-stats'] === 'string' ? await CalibrationFile.open(flags['calib-stats']) : undefined;
-  const controller = new AbortController();
-  const onSignal = () => {
-    process.stderr.write('\nquantlens: cancelling…\n');
-    controller.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  let last = 0;
+  if (flags['calib-stats'] !== undefined && flags.calib !== undefined) throw new UsageError('give --calib (a dataset) or --calib-stats (a statistics file), not both');
+  for (const name of ['samples', 'seq-len'] as const) {
+    if (flags[name] !== undefined && flags.calib === undefined) throw new UsageError(`--${name} needs --calib`);
+  }
+  const calibration: CalibrationSource | undefined =
+    typeof flags['calib-stats'] === 'string'
+      ? { kind: 'stats', path: flags['calib-stats'] }
+      : typeof flags.calib === 'string'
+        ? {
+            kind: 'dataset',
+            path: flags.calib === 'default' ? defaultCalibrationDataset() : flags.calib,
+            samples: typeof flags.samples === 'number' ? flags.samples : DEFAULT_CALIBRATION.samples,
+            seqLen: typeof flags['seq-len'] === 'number' ? flags['seq-len'] : DEFAULT_CALIBRATION.seqLen,
+          }
+        : undefined;
+  const cancel = cancelOnSignals();
   try {
-    const summary = await runQuantizeJob({
-      model: positionals[0]!,
-      out: flags.out,
-      ...(scheme ? { scheme: scheme as SchemeName } : {}),
-      ...(recipe ? { recipe } : {}),
-      ...(format ? { format: format as OutputFormat } : {}),
-      gptq,
-      ignore: typeof flags.ignore === 'string' ? flags.ignore.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
-      calibration,
-      maxShardBytes: typeof flags['max-shard-size'] === 'number' ? flags['max-shard-size'] : undefined,
-      signal: controller.signal,
-      log: (line) => process.stderr.write(`${line}\n`),
-      onProgress: ({ fraction, stage, module }) => {
-        const now = Date.now();
-        if (now - last < 250 && fraction < 1) return;
-        last = now;
-        process.stderr.write(`${process.stderr.isTTY ? '\r' : ''}${stage} ${(fraction * 100).toFixed(0)}%${module ? ` ${module}` : ''}${process.stderr.isTTY ? '\u001b[K' : '\n'}`);
+    const result = await runJob(
+      {
+        kind: 'quantize',
+        model: positionals[0]!,
+        out: flags.out,
+        ...(scheme ? { preset: scheme as SchemeName } : {}),
+        ...(recipe ? { recipe: recipe.path } : {}),
+        ...(format ? { format: format as OutputFormat } : {}),
+        gptq,
+        ignore: typeof flags.ignore === 'string' ? flags.ignore.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+        calibration,
+        maxShardBytes: typeof flags['max-shard-size'] === 'number' ? flags['max-shard-size'] : undefined,
       },
-    });
+      { signal: cancel.signal, log: (line) => process.stderr.write(`${line}\n`), onProgress: stderrProgress() },
+    );
     if (process.stderr.isTTY) process.stderr.write('\n');
+    const summary = result.kind === 'quantize' ? { ...result.quantize, ...(result.calibration ? { calibration: result.calibration } : {}) } : result;
     out.write(`${JSON.stringify(summary, null, 2)}\n`);
     return 0;
   } catch (error) {
-    if (error instanceof JobCancelled) {
+    if (error instanceof JobCancelled || cancel.signal.aborted) {
       process.stderr.write('quantlens: cancelled; no output was written\n');
       return 130;
     }
     throw error;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await calibration?.close();
+    cancel.release();
   }
 }

@@ -2,7 +2,7 @@
  * What a user asks a job to do, as plain data: the extension's commands, the recipe preview's Run button
  * and the CLI all describe a job this way, the pre-flight check reads it, and the jobs worker runs it.
  */
-import type { OutputFormat, SchemeName } from './quantize';
+import type { GptqJobSettings, OutputFormat, SchemeName } from './quantize';
 
 /** Where calibration statistics come from: a statistics file made earlier, or a dataset run now. */
 export type CalibrationSource =
@@ -23,6 +23,8 @@ export interface QuantizeJobSpec {
   /** compressed-tensors (default), AutoGPTQ's or AutoFP8's layout. */
   readonly format?: OutputFormat;
   readonly calibration?: CalibrationSource;
+  /** GPTQ settings a recipe does not give (dampening, block size, group parameters). */
+  readonly gptq?: Partial<GptqJobSettings>;
   readonly maxShardBytes?: number;
 }
 

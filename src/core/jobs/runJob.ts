@@ -94,6 +94,7 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
       ...(recipe ? { recipe } : {}),
       ...(spec.format ? { format: spec.format } : {}),
       ignore: spec.ignore,
+      gptq: spec.gptq,
       calibration,
       maxShardBytes: spec.maxShardBytes,
       signal: options.signal,
