@@ -13,7 +13,7 @@ import { readModelConfig } from '../checkpoint/config';
 import { modelLayersFromCheckpoint } from '../recipe/model';
 import { RecipePlan, resolveRecipe } from '../recipe/resolve';
 import type { ModelLayers } from '../recipe/types';
-import { SCHEME_PRESETS, recipeYaml } from './quantize';
+import { RUNNABLE_MODIFIERS, SCHEME_PRESETS, recipeYaml } from './quantize';
 import type { CalibrateJobSpec, JobSpec, QuantizeJobSpec } from './jobSpec';
 
 export interface PreflightEstimate {
@@ -165,6 +165,10 @@ async function preflightQuantize(spec: QuantizeJobSpec): Promise<PreflightReport
     if (d.severity === 'error') problems.push(`${where}${d.message}`);
     else if (d.severity === 'warning') warnings.push(`${where}${d.message}`);
   }
+  // Modifiers the quantize job cannot run (it refuses them too; here they are named before calibration).
+  const unsupported = [...new Set(plan.modifiers.map((m) => m.type).filter((t) => !(RUNNABLE_MODIFIERS as readonly string[]).includes(t)))];
+  if (unsupported.length) problems.push(`${spec.recipe ? basename(spec.recipe) : 'recipe'}: QuantLens runs ${RUNNABLE_MODIFIERS.join(' and ')}; it cannot run ${unsupported.join(', ')} (use llm-compressor for this recipe, or remove the modifier)`);
+  if (plan.kvCache) problems.push(`${spec.recipe ? basename(spec.recipe) : 'recipe'}: kv_cache_scheme needs calibration of attention outputs, which QuantLens does not run`);
   if (plan.counts.quantized === 0) problems.push('no linear layer would be quantized (every layer is ignored or untouched)');
   // Group sizes that do not divide a targeted layer's input features are among the recipe diagnostics (named).
   const needs = calibrationNeeds(plan);

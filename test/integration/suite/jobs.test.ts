@@ -62,6 +62,20 @@ describe('Quantize and calibrate jobs', function () {
     });
   }
 
+  it('runs a recipe file as the recipe preview\'s Run does, and names a modifier it cannot run', async () => {
+    const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+    const recipes = join(ext.extensionPath, 'test', 'fixtures', 'recipes');
+    const out = join(scratch, 'recipe-fp8-dynamic');
+    const record = await quantize({ model: exampleDir(), recipe: join(recipes, 'llmc__e2e__recipes__FP8__recipe_fp8_dynamic.yaml'), output: out });
+    assert.equal(record?.status, 'succeeded', record?.error);
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { quantization_config: { format: string } };
+    assert.equal(config.quantization_config.format, 'float-quantized');
+    const smooth = await quantize({ model: exampleDir(), recipe: join(recipes, 'llmc__e2e__recipes__INT8__recipe_int8_channel_weight_dynamic_per_token.yaml'), output: join(scratch, 'smooth') });
+    assert.equal(smooth?.status, 'failed');
+    assert.match(smooth!.error!, /SmoothQuant/);
+    assert.ok(!existsSync(join(scratch, 'smooth')));
+  });
+
   it('the pre-flight check stops a job with a named problem before any work', async () => {
     const out = join(scratch, 'needs-calibration');
     const record = await quantize({ model: exampleDir(), preset: 'w4a16', output: out });
