@@ -7,9 +7,8 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { randomFillSync } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
-import { SafetensorsWriter, TensorSpec } from '../../src/core/safetensors/writer';
+import { ensureSyntheticLlama } from './syntheticLlama';
 import { runCalibrationJob } from '../../src/core/jobs/calibrate';
 import { defaultCalibrationDataset } from '../../src/core/runtime/dataset';
 import { GraphBuilder, DataType } from '../../src/core/runtime/onnx/builder';
@@ -38,46 +37,17 @@ const VOCAB = 128256;
 async function ensureModel(shape: Shape): Promise<string> {
   const folder = join(dataDir, `calib-${shape.name}`);
   if (existsSync(join(folder, 'config.json'))) return folder;
-  await fs.mkdir(folder, { recursive: true });
-  const head = shape.hidden / shape.heads;
-  const kv = head * shape.kvHeads;
-  const specs: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype: 'BF16', shape: [VOCAB, shape.hidden] }];
-  for (let l = 0; l < shape.layers; l++) {
-    const p = `model.layers.${l}`;
-    specs.push(
-      { name: `${p}.input_layernorm.weight`, dtype: 'BF16', shape: [shape.hidden] },
-      { name: `${p}.self_attn.q_proj.weight`, dtype: 'BF16', shape: [shape.hidden, shape.hidden] },
-      { name: `${p}.self_attn.k_proj.weight`, dtype: 'BF16', shape: [kv, shape.hidden] },
-      { name: `${p}.self_attn.v_proj.weight`, dtype: 'BF16', shape: [kv, shape.hidden] },
-      { name: `${p}.self_attn.o_proj.weight`, dtype: 'BF16', shape: [shape.hidden, shape.hidden] },
-      { name: `${p}.post_attention_layernorm.weight`, dtype: 'BF16', shape: [shape.hidden] },
-      { name: `${p}.mlp.gate_proj.weight`, dtype: 'BF16', shape: [shape.intermediate, shape.hidden] },
-      { name: `${p}.mlp.up_proj.weight`, dtype: 'BF16', shape: [shape.intermediate, shape.hidden] },
-      { name: `${p}.mlp.down_proj.weight`, dtype: 'BF16', shape: [shape.hidden, shape.intermediate] },
-    );
-  }
-  specs.push({ name: 'model.norm.weight', dtype: 'BF16', shape: [shape.hidden] }, { name: 'lm_head.weight', dtype: 'BF16', shape: [VOCAB, shape.hidden] });
-  const writer = await SafetensorsWriter.create(join(folder, 'model.safetensors'), specs, { order: 'given' });
-  const chunk = new Uint16Array(1 << 22);
-  const random = new Uint8Array(chunk.length);
-  for (const spec of specs) {
-    let remaining = spec.shape.reduce((a, b) => a * b, 1);
-    const isNorm = spec.shape.length === 1;
-    while (remaining > 0) {
-      const n = Math.min(remaining, chunk.length);
-      randomFillSync(random, 0, n);
-      // bf16: norms 1.0; weights ±(1 + m/128)·2^-6 with a random sign (mean 0, small enough to stay finite).
-      for (let i = 0; i < n; i++) chunk[i] = isNorm ? 0x3f80 : ((random[i]! & 0x80) << 8) | (0x3c80 + (random[i]! & 0x7f));
-      await writer.write(spec.name, new Uint8Array(chunk.buffer, 0, n * 2));
-      remaining -= n;
-    }
-  }
-  await writer.finish();
   const exampleConfig = JSON.parse(await fs.readFile(join(example, 'config.json'), 'utf8')) as Record<string, unknown>;
-  await fs.writeFile(
-    join(folder, 'config.json'),
-    JSON.stringify({ ...exampleConfig, hidden_size: shape.hidden, intermediate_size: shape.intermediate, num_hidden_layers: shape.layers, num_attention_heads: shape.heads, num_key_value_heads: shape.kvHeads, head_dim: head }, null, 2),
-  );
+  await ensureSyntheticLlama(folder, {
+    ...exampleConfig,
+    hidden_size: shape.hidden,
+    intermediate_size: shape.intermediate,
+    num_hidden_layers: shape.layers,
+    num_attention_heads: shape.heads,
+    num_key_value_heads: shape.kvHeads,
+    head_dim: shape.hidden / shape.heads,
+    vocab_size: VOCAB,
+  });
   for (const file of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']) await fs.copyFile(join(example, file), join(folder, file));
   return folder;
 }

@@ -7,8 +7,7 @@
  */
 import { promises as fs, existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { randomFillSync } from 'node:crypto';
-import { SafetensorsWriter, TensorSpec } from '../../src/core/safetensors/writer';
+import { ensureSyntheticLlama } from './syntheticLlama';
 import { runQuantizeJob, SchemeName } from '../../src/core/jobs/quantize';
 import { buildDecoderGraph } from '../../src/core/runtime/graphCache';
 import { DecoderSession, RuntimeHost } from '../../src/core/runtime/session';
@@ -33,49 +32,6 @@ const TINYLLAMA = {
   hidden_act: 'silu',
   torch_dtype: 'bfloat16',
 };
-
-/** Random bf16 weights of TinyLlama's shape (≈2.2 GB), written once; values ~N(0, 0.02)-like, norms 1. */
-async function ensureTinyLlama(folder: string): Promise<void> {
-  if (existsSync(join(folder, 'config.json'))) return;
-  await fs.mkdir(folder, { recursive: true });
-  const c = TINYLLAMA;
-  const kv = (c.hidden_size / c.num_attention_heads) * c.num_key_value_heads;
-  const specs: TensorSpec[] = [{ name: 'model.embed_tokens.weight', dtype: 'BF16', shape: [c.vocab_size, c.hidden_size] }];
-  for (let l = 0; l < c.num_hidden_layers; l++) {
-    const p = `model.layers.${l}`;
-    specs.push(
-      { name: `${p}.input_layernorm.weight`, dtype: 'BF16', shape: [c.hidden_size] },
-      { name: `${p}.self_attn.q_proj.weight`, dtype: 'BF16', shape: [c.hidden_size, c.hidden_size] },
-      { name: `${p}.self_attn.k_proj.weight`, dtype: 'BF16', shape: [kv, c.hidden_size] },
-      { name: `${p}.self_attn.v_proj.weight`, dtype: 'BF16', shape: [kv, c.hidden_size] },
-      { name: `${p}.self_attn.o_proj.weight`, dtype: 'BF16', shape: [c.hidden_size, c.hidden_size] },
-      { name: `${p}.post_attention_layernorm.weight`, dtype: 'BF16', shape: [c.hidden_size] },
-      { name: `${p}.mlp.gate_proj.weight`, dtype: 'BF16', shape: [c.intermediate_size, c.hidden_size] },
-      { name: `${p}.mlp.up_proj.weight`, dtype: 'BF16', shape: [c.intermediate_size, c.hidden_size] },
-      { name: `${p}.mlp.down_proj.weight`, dtype: 'BF16', shape: [c.hidden_size, c.intermediate_size] },
-    );
-  }
-  specs.push({ name: 'model.norm.weight', dtype: 'BF16', shape: [c.hidden_size] }, { name: 'lm_head.weight', dtype: 'BF16', shape: [c.vocab_size, c.hidden_size] });
-  const writer = await SafetensorsWriter.create(join(folder, 'model.safetensors'), specs, { order: 'given' });
-  const chunk = new Uint16Array(1 << 22);
-  const random = new Uint8Array(chunk.length);
-  for (const spec of specs) {
-    let remaining = spec.shape.reduce((a, b) => a * b, 1);
-    const isNorm = spec.shape.length === 1;
-    while (remaining > 0) {
-      const n = Math.min(remaining, chunk.length);
-      randomFillSync(random, 0, n);
-      for (let i = 0; i < n; i++) {
-        // bf16 bits: norms 1.0 (0x3f80); weights ±(1 + m/128)·2^-6 … 2^-5 with a random sign, mean 0.
-        chunk[i] = isNorm ? 0x3f80 : ((random[i]! & 0x80) << 8) | (0x3c80 + ((random[i]! & 0x7f) | 0));
-      }
-      await writer.write(spec.name, new Uint8Array(chunk.buffer, 0, n * 2));
-      remaining -= n;
-    }
-  }
-  await writer.finish();
-  await fs.writeFile(join(folder, 'config.json'), JSON.stringify(TINYLLAMA, null, 2));
-}
 
 async function ensureQuantized(model: string, scheme: SchemeName): Promise<string> {
   const out = join(dataDir, `${basename(model)}-${scheme}`);
@@ -130,7 +86,7 @@ export async function runtimeSection(rows: BenchRow[]): Promise<void> {
   if (!process.argv.includes('--runtime-example-only')) {
     const tinyllama = join(dataDir, 'tinyllama-synthetic');
     process.stderr.write('bench runtime: writing the TinyLlama-shaped checkpoint (once)…\n');
-    await ensureTinyLlama(tinyllama);
+    await ensureSyntheticLlama(tinyllama, TINYLLAMA);
     models.push({ label: 'TinyLlama-shaped (2048×22, vocab 32000)', folder: tinyllama, prompt: 32, steps: 8 });
   }
   try {
