@@ -35,8 +35,14 @@ describe('real recipes (test/fixtures/recipes, from llm-compressor and compresse
     assert.match(readme, /MANIFEST\.tsv/);
   });
 
-  it('the fixtures are verbatim copies of ../shared/data/recipes', () => {
-    const shared = join(sharedDir(), 'data', 'recipes');
+  it('the fixtures are verbatim copies of ../shared/data/recipes', function () {
+    // The source folder sits beside a development checkout, not beside every clone (CI clones main alone).
+    let shared: string;
+    try {
+      shared = join(sharedDir(), 'data', 'recipes');
+    } catch {
+      this.skip();
+    }
     for (const f of files) assert.equal(readFileSync(join(fixtures, f), 'utf8'), readFileSync(join(shared, f), 'utf8'), f);
   });
 
