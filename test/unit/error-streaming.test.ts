@@ -170,6 +170,46 @@ describe('quantization error, streamed in row blocks', function () {
     }
   });
 
+  it('bins the float32 error over its finite range when some errors overflow float32', async () => {
+    // Row 0 reconstructs to ±3.3e38 against an original of the opposite sign: w − ŵ ≈ ∓6.6e38 is finite in
+    // float64 (and counted in the sums) but ±Inf in float32, which has no bin.
+    const folder = join(tmp.path, 'overflow');
+    mkdirSync(join(folder, 'quantized'), { recursive: true });
+    mkdirSync(join(folder, 'original'));
+    const name = 'model.layers.0.mlp.down_proj';
+    const q = new Int8Array([127, -127, 3, 0, 1, 2, 3, 4]);
+    const scale = new Float32Array([2.6e36, 0.5]);
+    const w = new Float32Array([-3.3e38, 3.3e38, 1e36, 5, 0.5, 1.25, 1.5, 2]);
+    await writeSafetensors(join(folder, 'quantized', 'model.safetensors'), [
+      { name: `${name}.weight`, dtype: 'I8', shape: [2, 4], data: new Uint8Array(q.buffer) },
+      { name: `${name}.weight_scale`, dtype: 'F32', shape: [2, 1], data: new Uint8Array(scale.buffer) },
+    ]);
+    await writeSafetensors(join(folder, 'original', 'model.safetensors'), [{ name: `${name}.weight`, dtype: 'F32', shape: [2, 4], data: new Uint8Array(w.buffer) }]);
+    const quantized = await Checkpoint.open(join(folder, 'quantized'));
+    const original = await Checkpoint.open(join(folder, 'original'));
+    try {
+      const { layerMap } = await analyzeCheckpoint(quantized, join(folder, 'quantized'));
+      const [layer] = (await compareWithOriginal(quantized, layerMap, original)).layers;
+      assert.ok(layer && !layer.skipped, JSON.stringify(layer));
+      const approx = Array.from(q, (v, i) => Math.fround(v * scale[i >> 2]!));
+      const errors = Array.from(w, (v, i) => v - approx[i]!);
+      assert.equal(layer.metrics.count, 8);
+      assert.equal(layer.metrics.maxAbsError, Math.max(...errors.map(Math.abs)));
+      const finite32 = errors.map(Math.fround).filter(Number.isFinite);
+      assert.equal(finite32.length, 6);
+      const { edges, counts } = layer.errorHistogram;
+      assert.equal(edges[0], Math.min(...finite32));
+      assert.equal(counts.length, 64);
+      assert.equal(counts.reduce((a, b) => a + b, 0), 6);
+      // Bins 6.8e36 / 64 wide: the minimum in the first, the five errors in [0, 5] in the last.
+      assert.equal(counts[0], 1);
+      assert.equal(counts[63], 5);
+    } finally {
+      await quantized.close();
+      await original.close();
+    }
+  });
+
   it('stored weights read in row blocks equal the whole read; the comparison of a pack-quantized checkpoint with zero points agrees with float64', async () => {
     const example = join(repoRoot(), 'examples', 'tiny-llama');
     if (!existsSync(join(example, 'model.safetensors.index.json'))) throw new Error('the example checkpoint is missing: run `npm run example`');

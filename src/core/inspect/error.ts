@@ -94,16 +94,18 @@ class LayerErrorMeter {
   private approxNormSq = 0;
   private errNormSq = 0;
   private dot = 0;
-  private maxAbsError = 0;
   /** Partial sums of the current run of SUM_RUN elements, and how many it holds. */
   private runRef = 0;
   private runApprox = 0;
   private runErr = 0;
   private runDot = 0;
   private runFill = 0;
-  /** Range of the finite float32 errors (as the tensor statistics' moments see them). */
+  /** Range of the (float64) errors of the accumulated pairs. */
   private errMin = Infinity;
   private errMax = -Infinity;
+  /** Range of the finite float32 errors, where some error overflows float32 (see `needsRangePass`). */
+  private f32Min = Infinity;
+  private f32Max = -Infinity;
   private low = 0;
   private width = 1;
   private bins = 0;
@@ -113,7 +115,6 @@ class LayerErrorMeter {
   private edges: number[] = [];
 
   add(ref: Float32Array, approx: Float32Array, n: number): void {
-    let maxAbs = this.maxAbsError;
     let errMin = this.errMin;
     let errMax = this.errMax;
     let i = 0;
@@ -139,15 +140,9 @@ class LayerErrorMeter {
         a2 += a * a;
         e2 += e * e;
         d += r * a;
-        // Math.abs, not a sign test: the sign of the error is random, and a branch on it mispredicts.
-        const ae = Math.abs(e);
-        if (ae > maxAbs) maxAbs = ae;
-        // The float32 error (what the histogram bins); it can overflow to ±Inf, which has no bin.
-        const v = Math.fround(e);
-        if (v - v === 0) {
-          if (v < errMin) errMin = v;
-          if (v > errMax) errMax = v;
-        }
+        // The range alone gives max |e| and, rounded to float32, the histogram's range (see histogramRange).
+        if (e < errMin) errMin = e;
+        if (e > errMax) errMax = e;
       }
       this.count += end - start - skipped;
       this.nonFinite += skipped;
@@ -158,7 +153,6 @@ class LayerErrorMeter {
       this.runDot = d;
       if (this.runFill === SUM_RUN) this.endRun();
     }
-    this.maxAbsError = maxAbs;
     this.errMin = errMin;
     this.errMax = errMax;
   }
@@ -174,8 +168,33 @@ class LayerErrorMeter {
 
   metrics(): ErrorMetrics {
     if (this.runFill > 0) this.endRun();
-    const { count, nonFinite, nonFiniteMismatch, refNormSq, approxNormSq, errNormSq, dot, maxAbsError } = this;
+    const { count, nonFinite, nonFiniteMismatch, refNormSq, approxNormSq, errNormSq, dot } = this;
+    // max |e| = max(−min e, max e); 0 when nothing was accumulated (the ranges are then ±Infinity).
+    const maxAbsError = Math.max(0, -this.errMin, this.errMax);
     return errorMetricsFromSums({ count, nonFinite, nonFiniteMismatch, refNormSq, approxNormSq, errNormSq, dot, maxAbsError });
+  }
+
+  /**
+   * The range of the float32 errors fround(e) that are finite (what the histogram bins). fround is
+   * monotone, so it is the rounded range of e — unless an error overflows float32 (|e| beyond 3.4e38, only
+   * with weights that large), which leaves it out: then `needsRangePass` is true and `range` must see
+   * every pair once more.
+   */
+  needsRangePass(): boolean {
+    return Math.fround(this.errMin) === -Infinity || Math.fround(this.errMax) === Infinity;
+  }
+
+  range(ref: Float32Array, approx: Float32Array, n: number): void {
+    for (let i = 0; i < n; i++) {
+      const v = Math.fround(ref[i]! - approx[i]!);
+      if (v - v !== 0) continue;
+      if (v < this.f32Min) this.f32Min = v;
+      if (v > this.f32Max) this.f32Max = v;
+    }
+  }
+
+  private histogramRange(): [number, number] {
+    return this.needsRangePass() ? [this.f32Min, this.f32Max] : [Math.fround(this.errMin), Math.fround(this.errMax)];
   }
 
   /**
@@ -183,8 +202,7 @@ class LayerErrorMeter {
    * when no error is finite), as the tensor statistics' linear histogram does. False when there are none.
    */
   startHistogram(bins: number): boolean {
-    const low = this.errMin;
-    const high = this.errMax;
+    const [low, high] = this.histogramRange();
     if (!Number.isFinite(low) || !Number.isFinite(high)) return false;
     const span = high > low ? high - low : Math.max(Math.abs(low), 1e-30) * 1e-6;
     const n = high > low ? bins : 1;
@@ -303,6 +321,7 @@ async function measureStreamed(
   };
   await pass(0, (n) => meter.add(ref, approx, n));
   const metrics = meter.metrics();
+  if (meter.needsRangePass()) await pass(0, (n) => meter.range(ref, approx, n));
   if (meter.startHistogram(ERROR_BINS)) await pass(1, (n) => meter.bin(ref, approx, n));
   return { module: module.name, block: module.block, projection: module.projection, shape: [rows, cols], metrics, errorHistogram: meter.histogram() };
 }
