@@ -1,9 +1,16 @@
 /**
  * Dequantizes the weight of one linear module as a checkpoint stores it — float, compressed-tensors
- * int-/float-/pack-quantized (with zero points and g_idx), FP8 block scales, or GPTQ (v1/v2) — into a float32
- * matrix [out, in]. One layer at a time: the memory bound is that layer's size.
+ * int-/float-/pack-quantized (with zero points and g_idx), FP8 block scales, or GPTQ (v1/v2) — into float32
+ * [out, in], either whole (`dequantizeStoredWeight`) or in blocks of rows (`openStoredWeight`), which read only
+ * those rows' codes: the memory bound is then one block plus the layer's scales, zero points and g_idx.
+ * GPTQ stores the weight transposed ([in, out] packed along in), so a block of output rows needs every
+ * packed word: that layout is dequantized whole on the first read (the bound is that layer's size).
+ *
+ * Every value is (q − zero) · scale with the scale and zero point as float32 (exact for every scale dtype
+ * a checkpoint uses), rounded once to float32: the same numbers whichever block size reads them.
  */
-import { decodeToFloat32 } from '../dtypes/convert';
+import { bytesForElements, decodeToFloat32 } from '../dtypes/convert';
+import { DTYPE_INFO } from '../dtypes/dtype';
 import { E4M3_TO_F32 } from '../dtypes/float';
 import type { Checkpoint } from '../safetensors/checkpoint';
 import type { LinearModule } from '../checkpoint/scheme';
@@ -42,48 +49,152 @@ export function cellMapper(scaleShape: readonly number[], rows: number, cols: nu
 }
 
 /**
- * The dequantized weight [out, in] of `module`. `declared` (the config's weight args) resolves what shapes
- * alone cannot (bits of a packed weight, a block structure); `gptqFormat` is the checkpoint_format.
+ * Where each element's scale cell is, without a call per element: cell(r, c) = ⌊r / rowDiv⌋ · rowStride +
+ * colCell[c], the same mapping as `cellMapper`.
  */
-export async function dequantizeStoredWeight(
+interface CellLayout {
+  readonly rowDiv: number;
+  readonly rowStride: number;
+  readonly colCell: Int32Array;
+}
+
+function cellLayout(scaleShape: readonly number[], rows: number, cols: number, block?: readonly [number, number], gIdx?: Int32Array): CellLayout {
+  const colCell = new Int32Array(cols);
+  const numel = scaleShape.reduce((a, b) => a * b, 1);
+  if (numel === 1) return { rowDiv: 1, rowStride: 0, colCell };
+  const [s0, s1 = 1] = scaleShape;
+  if (block || (s0 !== rows && s0! > 0)) {
+    const br = block?.[0] ?? Math.ceil(rows / s0!);
+    const bc = block?.[1] ?? Math.ceil(cols / s1);
+    for (let c = 0; c < cols; c++) colCell[c] = Math.floor(c / bc);
+    return { rowDiv: br, rowStride: s1, colCell };
+  }
+  if (s1 === 1) return { rowDiv: 1, rowStride: 1, colCell };
+  if (gIdx) colCell.set(gIdx.subarray(0, cols));
+  else {
+    const gs = Math.ceil(cols / s1);
+    for (let c = 0; c < cols; c++) colCell[c] = Math.floor(c / gs);
+  }
+  return { rowDiv: 1, rowStride: s1, colCell };
+}
+
+/** Throws when some element of the [rows, cols] weight maps outside the `cells` scale values. */
+function checkCoverage(layout: CellLayout, rows: number, cols: number, cells: number, what: string): void {
+  if (rows === 0 || cols === 0) return;
+  let maxCol = 0;
+  let minCol = 0;
+  for (let c = 0; c < cols; c++) {
+    const k = layout.colCell[c]!;
+    if (k > maxCol) maxCol = k;
+    if (k < minCol) minCol = k;
+  }
+  const last = Math.floor((rows - 1) / layout.rowDiv) * layout.rowStride + maxCol;
+  if (minCol < 0 || last >= cells) throw new DequantizeError(`${what} does not cover the weight [${rows}, ${cols}] (element cell ${minCol < 0 ? minCol : last} of ${cells})`);
+}
+
+/** A quantized (or float) linear weight, dequantized a block of rows at a time. */
+export interface StoredWeightRows {
+  /** Logical [out, in]. */
+  readonly rows: number;
+  readonly cols: number;
+  /** Dequantizes rows [r0, r1) into out[0, (r1 − r0) · cols); returns that prefix of `out`. */
+  read(r0: number, r1: number, out: Float32Array): Promise<Float32Array>;
+}
+
+/** A byte buffer that grows to the largest block asked for and is then reused. */
+class ByteBuffer {
+  private buffer = new Uint8Array(0);
+  get(length: number): Uint8Array {
+    if (this.buffer.length < length) this.buffer = new Uint8Array(length);
+    return this.buffer;
+  }
+}
+
+function checkRows(name: string, rows: number, r0: number, r1: number, out: Float32Array, cols: number): void {
+  if (!(Number.isSafeInteger(r0) && Number.isSafeInteger(r1) && 0 <= r0 && r0 <= r1 && r1 <= rows)) throw new DequantizeError(`${name}: rows [${r0}, ${r1}) are outside the weight's ${rows} rows`);
+  if (out.length < (r1 - r0) * cols) throw new DequantizeError(`${name}: the output holds ${out.length} values, rows [${r0}, ${r1}) need ${(r1 - r0) * cols}`);
+}
+
+/**
+ * Opens the weight of `module` for dequantizing in row blocks. Reads the scales, zero points and g_idx
+ * (small) now and the codes of each block on `read`. `declared` (the config's weight args) resolves what
+ * shapes alone cannot (bits of a packed weight, a block structure); `gptqFormat` is the checkpoint_format.
+ */
+export async function openStoredWeight(
   checkpoint: Checkpoint,
   module: LinearModule,
   options: { declared?: QuantArgs; gptqFormat?: GptqCheckpointFormat } = {},
-): Promise<{ weight: Float32Array; rows: number; cols: number }> {
+): Promise<StoredWeightRows> {
   const observed = module.observed;
   const name = module.name;
   if (!observed) throw new DequantizeError(`${name}: no weight in this checkpoint`);
   const has = (suffix: string) => checkpoint.has(`${name}.${suffix}`);
+  const bytes = new ByteBuffer();
   switch (observed.kind) {
     case 'float': {
       const [rows, cols] = observed.shape!;
-      return { weight: await floats(checkpoint, `${name}.weight`), rows, cols };
+      const weightName = `${name}.weight`;
+      const dtype = checkpoint.tensor(weightName).dtype;
+      if (DTYPE_INFO[dtype].bits % 8 !== 0) {
+        // Sub-byte floats (F4/F6) do not split on row boundaries in general: decode whole, hand out rows.
+        let whole: Float32Array | undefined;
+        return {
+          rows,
+          cols,
+          async read(r0, r1, out) {
+            checkRows(weightName, rows, r0, r1, out, cols);
+            whole ??= await floats(checkpoint, weightName);
+            const values = whole.subarray(r0 * cols, r1 * cols);
+            out.set(values);
+            return out.subarray(0, values.length);
+          },
+        };
+      }
+      const rowBytes = bytesForElements(dtype, cols);
+      return {
+        rows,
+        cols,
+        async read(r0, r1, out) {
+          checkRows(weightName, rows, r0, r1, out, cols);
+          const raw = await checkpoint.readTensorRange(weightName, r0 * rowBytes, r1 * rowBytes, bytes.get((r1 - r0) * rowBytes));
+          return decodeToFloat32(dtype, raw, out);
+        },
+      };
     }
     case 'ct-int':
     case 'ct-fp8':
     case 'fp8-block': {
       const [rows, cols] = observed.shape!;
       const weightTensor = checkpoint.tensor(`${name}.weight`);
-      const raw = await checkpoint.readTensorBytes(weightTensor.name);
+      if (DTYPE_INFO[weightTensor.dtype].bits !== 8) throw new DequantizeError(`${weightTensor.name}: expected 8-bit codes (I8 or F8_E4M3), found ${weightTensor.dtype}`);
       const scaleName = has('weight_scale_inv') ? 'weight_scale_inv' : 'weight_scale';
       const scale = await floats(checkpoint, `${name}.${scaleName}`);
       const scaleShape = checkpoint.tensor(`${name}.${scaleName}`).shape;
-      const zp = has('weight_zero_point') ? await floats(checkpoint, `${name}.weight_zero_point`) : undefined;
+      const zp = has('weight_zero_point') ? await floats(checkpoint, `${name}.weight_zero_point`) : new Float32Array(scale.length);
+      if (zp.length < scale.length) throw new DequantizeError(`${name}.weight_zero_point: ${zp.length} values, but ${scaleName} has ${scale.length}`);
       const gIdx = has('weight_g_idx') ? await ints(checkpoint, `${name}.weight_g_idx`) : undefined;
       const block = options.declared?.strategy === 'block' ? options.declared.blockStructure : undefined;
-      const cell = cellMapper(scaleShape, rows, cols, block, gIdx);
-      const isFp8 = weightTensor.dtype === 'F8_E4M3';
-      const q = isFp8 ? raw : new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength);
-      const out = new Float32Array(rows * cols);
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < cols; c++) {
-          const i = r * cols + c;
-          const k = cell(r, c);
-          const value = isFp8 ? E4M3_TO_F32[q[i]!]! : q[i]!;
-          out[i] = (value - (zp ? zp[k]! : 0)) * scale[k]!;
-        }
-      }
-      return { weight: out, rows, cols };
+      const layout = cellLayout(scaleShape, rows, cols, block, gIdx);
+      checkCoverage(layout, rows, cols, scale.length, `${name}.${scaleName} [${scaleShape.join(', ')}]`);
+      // The value of every 8-bit code: E4M3 for FP8 weights, the signed byte otherwise.
+      const codeValue = weightTensor.dtype === 'F8_E4M3' ? E4M3_TO_F32 : Float32Array.from({ length: 256 }, (_, b) => (b << 24) >> 24);
+      const { rowDiv, rowStride, colCell } = layout;
+      return {
+        rows,
+        cols,
+        async read(r0, r1, out) {
+          checkRows(weightTensor.name, rows, r0, r1, out, cols);
+          const raw = await checkpoint.readTensorRange(weightTensor.name, r0 * cols, r1 * cols, bytes.get((r1 - r0) * cols));
+          for (let r = r0, i = 0; r < r1; r++) {
+            const base = Math.floor(r / rowDiv) * rowStride;
+            for (let c = 0; c < cols; c++, i++) {
+              const k = base + colCell[c]!;
+              out[i] = (codeValue[raw[i]!]! - zp[k]!) * scale[k]!;
+            }
+          }
+          return out.subarray(0, (r1 - r0) * cols);
+        },
+      };
     }
     case 'ct-packed': {
       const shapeBytes = await checkpoint.readTensorBytes(`${name}.weight_shape`);
@@ -94,40 +205,83 @@ export async function dequantizeStoredWeight(
       const packedCols = packedTensor.shape[1]!;
       const bits = options.declared?.numBits ?? [4, 8, 2, 3, 5, 6, 7, 1].find((b) => Math.ceil((cols * b) / 32) === packedCols);
       if (!bits) throw new DequantizeError(`${name}: cannot tell the bit width of weight_packed [${packedTensor.shape.join(', ')}] for ${cols} input features`);
-      const q = unpackFromInt32(await ints(checkpoint, packedTensor.name), rows, cols, bits, 1);
+      if (packedTensor.dtype !== 'I32' || packedTensor.shape.length !== 2 || packedTensor.shape[0] !== rows || packedCols !== Math.ceil((cols * bits) / 32)) {
+        throw new DequantizeError(`${packedTensor.name}: expected I32 [${rows}, ${Math.ceil((cols * bits) / 32)}] for ${bits}-bit weights [${rows}, ${cols}], found ${packedTensor.dtype} [${packedTensor.shape.join(', ')}]`);
+      }
       const scale = await floats(checkpoint, `${name}.weight_scale`);
       const scaleShape = checkpoint.tensor(`${name}.weight_scale`).shape;
       const groups = scaleShape.length === 2 ? scaleShape[1]! : 1;
-      const zp = has('weight_zero_point') ? unpackFromInt32(await ints(checkpoint, `${name}.weight_zero_point`), rows, groups, bits, 0) : undefined;
+      const zp = has('weight_zero_point') ? unpackFromInt32(await ints(checkpoint, `${name}.weight_zero_point`), rows, groups, bits, 0) : new Int8Array(scale.length);
       const gIdx = has('weight_g_idx') ? await ints(checkpoint, `${name}.weight_g_idx`) : undefined;
-      const cell = cellMapper(scaleShape, rows, cols, undefined, gIdx);
-      const out = new Float32Array(rows * cols);
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < cols; c++) {
-          const k = cell(r, c);
-          out[r * cols + c] = (q[r * cols + c]! - (zp ? zp[k]! : 0)) * scale[k]!;
-        }
-      }
-      return { weight: out, rows, cols };
+      const layout = cellLayout(scaleShape, rows, cols, undefined, gIdx);
+      checkCoverage(layout, rows, cols, Math.min(scale.length, zp.length), `${name}.weight_scale [${scaleShape.join(', ')}]`);
+      const { rowDiv, rowStride, colCell } = layout;
+      const rowBytes = packedCols * 4;
+      let q = new Int8Array(0);
+      return {
+        rows,
+        cols,
+        async read(r0, r1, out) {
+          checkRows(packedTensor.name, rows, r0, r1, out, cols);
+          const raw = await checkpoint.readTensorRange(packedTensor.name, r0 * rowBytes, r1 * rowBytes, bytes.get((r1 - r0) * rowBytes));
+          // A fresh ByteBuffer allocation starts at offset 0, so its int32 view is aligned.
+          const words = new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+          if (q.length < (r1 - r0) * cols) q = new Int8Array((r1 - r0) * cols);
+          unpackFromInt32(words, r1 - r0, cols, bits, 1, q);
+          for (let r = r0, i = 0; r < r1; r++) {
+            const base = Math.floor(r / rowDiv) * rowStride;
+            for (let c = 0; c < cols; c++, i++) {
+              const k = base + colCell[c]!;
+              out[i] = (q[i]! - zp[k]!) * scale[k]!;
+            }
+          }
+          return out.subarray(0, (r1 - r0) * cols);
+        },
+      };
     }
     case 'gptq': {
       const [rows, cols] = observed.shape ?? [0, 0];
       if (!observed.bits || rows === 0) throw new DequantizeError(`${name}: cannot tell the GPTQ layout (bits/in_features) from qweight and g_idx`);
-      const weight = dequantizeGptq(
-        {
-          bits: observed.bits,
-          inFeatures: cols,
-          outFeatures: rows,
-          qweight: await ints(checkpoint, `${name}.qweight`),
-          qzeros: await ints(checkpoint, `${name}.qzeros`),
-          scales: await floats(checkpoint, `${name}.scales`),
-          gIdx: await ints(checkpoint, `${name}.g_idx`),
+      const bits = observed.bits;
+      let whole: Float32Array | undefined;
+      return {
+        rows,
+        cols,
+        async read(r0, r1, out) {
+          checkRows(`${name}.qweight`, rows, r0, r1, out, cols);
+          whole ??= dequantizeGptq(
+            {
+              bits,
+              inFeatures: cols,
+              outFeatures: rows,
+              qweight: await ints(checkpoint, `${name}.qweight`),
+              qzeros: await ints(checkpoint, `${name}.qzeros`),
+              scales: await floats(checkpoint, `${name}.scales`),
+              gIdx: await ints(checkpoint, `${name}.g_idx`),
+            },
+            options.gptqFormat ?? 'gptq',
+          );
+          const values = whole.subarray(r0 * cols, r1 * cols);
+          out.set(values);
+          return out.subarray(0, values.length);
         },
-        options.gptqFormat ?? 'gptq',
-      );
-      return { weight, rows, cols };
+      };
     }
     default:
       throw new DequantizeError(`${name}: dequantizing ${observed.kind} weights is not supported`);
   }
+}
+
+/**
+ * The dequantized weight [out, in] of `module`, whole (see `openStoredWeight` for blocks of rows).
+ */
+export async function dequantizeStoredWeight(
+  checkpoint: Checkpoint,
+  module: LinearModule,
+  options: { declared?: QuantArgs; gptqFormat?: GptqCheckpointFormat } = {},
+): Promise<{ weight: Float32Array; rows: number; cols: number }> {
+  const stored = await openStoredWeight(checkpoint, module, options);
+  const weight = new Float32Array(stored.rows * stored.cols);
+  await stored.read(0, stored.rows, weight);
+  return { weight, rows: stored.rows, cols: stored.cols };
 }
