@@ -401,7 +401,7 @@ export async function simulateErrors(checkpoint: Checkpoint, layerMap: LayerMap,
           if (v > mx) mx = v;
         }
       }
-      // No finite value: 0 adds nothing to a range that always includes 0 (NaN is refused when quantizing).
+      // No values (or only NaN, which quantizing refuses): 0 adds nothing to a range that always includes 0.
       layerMin = mn === Infinity ? 0 : mn;
       layerMax = mx === -Infinity ? 0 : mx;
     }
