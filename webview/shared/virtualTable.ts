@@ -4,6 +4,7 @@
  * element height are scaled.
  */
 import { h } from './toolkit';
+import './virtualTable.css';
 
 export interface Column<Row> {
   readonly label: string;
