@@ -1,9 +1,7 @@
 import { FlagSpec, UsageError, parseArgs } from './args';
 import { DEFAULT_CALIBRATION } from '../core/jobs/jobSpec';
-import { JobCancelled } from '../core/jobs/quantize';
-import { runJob } from '../core/jobs/runJob';
 import { defaultCalibrationDataset } from '../core/runtime/dataset';
-import { cancelOnSignals, stderrProgress } from './progress';
+import { runCliJob } from './progress';
 
 export const CALIBRATE_FLAGS: Record<string, FlagSpec> = {
   data: { type: 'string', description: 'dataset: .txt, .jsonl (text or messages) or .json; "default" = the shipped WikiText-2 sample' },
@@ -21,22 +19,7 @@ export async function calibrateCommand(argv: readonly string[], out: NodeJS.Writ
   const data = typeof flags.data === 'string' && flags.data !== 'default' ? flags.data : defaultCalibrationDataset();
   const samples = typeof flags.samples === 'number' ? flags.samples : DEFAULT_CALIBRATION.samples;
   const seqLen = typeof flags['seq-len'] === 'number' ? flags['seq-len'] : DEFAULT_CALIBRATION.seqLen;
-  const cancel = cancelOnSignals();
-  try {
-    const result = await runJob(
-      { kind: 'calibrate', model: positionals[0]!, out: flags.out, dataset: data, samples, seqLen, hessians: flags.hessians === true },
-      { signal: cancel.signal, log: (line) => process.stderr.write(`${line}\n`), onProgress: stderrProgress() },
-    );
-    if (process.stderr.isTTY) process.stderr.write('\n');
-    out.write(`${JSON.stringify(result.kind === 'calibrate' ? result.calibration : result, null, 2)}\n`);
-    return 0;
-  } catch (error) {
-    if (error instanceof JobCancelled || cancel.signal.aborted) {
-      process.stderr.write('quantlens: cancelled; no output was written\n');
-      return 130;
-    }
-    throw error;
-  } finally {
-    cancel.release();
-  }
+  return runCliJob({ kind: 'calibrate', model: positionals[0]!, out: flags.out, dataset: data, samples, seqLen, hessians: flags.hessians === true }, out, (result) =>
+    result.kind === 'calibrate' ? result.calibration : result,
+  );
 }

@@ -1,7 +1,9 @@
 /** Progress on stderr for long CLI jobs (redrawn in place on a terminal, a line at a time otherwise) and Ctrl-C as cancel. */
-import type { JobProgress } from '../core/jobs/runJob';
+import type { JobSpec } from '../core/jobs/jobSpec';
+import { JobCancelled } from '../core/jobs/quantize';
+import { JobProgress, JobResult, runJob } from '../core/jobs/runJob';
 
-export function stderrProgress(): (progress: JobProgress) => void {
+function stderrProgress(): (progress: JobProgress) => void {
   let last = 0;
   return ({ fraction, stage, module }) => {
     const now = Date.now();
@@ -13,7 +15,7 @@ export function stderrProgress(): (progress: JobProgress) => void {
 }
 
 /** An AbortController that SIGINT / SIGTERM abort; `release` removes the handlers. */
-export function cancelOnSignals(): { signal: AbortSignal; release: () => void } {
+function cancelOnSignals(): { signal: AbortSignal; release: () => void } {
   const controller = new AbortController();
   const onSignal = () => {
     process.stderr.write('\nquantlens: cancelling…\n');
@@ -28,4 +30,26 @@ export function cancelOnSignals(): { signal: AbortSignal; release: () => void } 
       process.off('SIGTERM', onSignal);
     },
   };
+}
+
+/**
+ * Runs a job the way every CLI command does: log and progress on stderr, Ctrl-C cancels (exit 130, nothing
+ * written), the summary `render` makes of the result as JSON on stdout.
+ */
+export async function runCliJob(spec: JobSpec, out: NodeJS.WritableStream, render: (result: JobResult) => unknown): Promise<number> {
+  const cancel = cancelOnSignals();
+  try {
+    const result = await runJob(spec, { signal: cancel.signal, log: (line) => process.stderr.write(`${line}\n`), onProgress: stderrProgress() });
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    out.write(`${JSON.stringify(render(result), null, 2)}\n`);
+    return 0;
+  } catch (error) {
+    if (error instanceof JobCancelled || cancel.signal.aborted) {
+      process.stderr.write('quantlens: cancelled; no output was written\n');
+      return 130;
+    }
+    throw error;
+  } finally {
+    cancel.release();
+  }
 }

@@ -1,10 +1,9 @@
 import { promises as fs } from 'node:fs';
 import { FlagSpec, UsageError, parseArgs } from './args';
-import { JobCancelled, OUTPUT_FORMATS, OutputFormat, SCHEME_PRESETS, SchemeName } from '../core/jobs/quantize';
+import { OUTPUT_FORMATS, OutputFormat, SCHEME_PRESETS, SchemeName } from '../core/jobs/quantize';
 import { CalibrationSource, DEFAULT_CALIBRATION } from '../core/jobs/jobSpec';
-import { runJob } from '../core/jobs/runJob';
 import { defaultCalibrationDataset } from '../core/runtime/dataset';
-import { cancelOnSignals, stderrProgress } from './progress';
+import { runCliJob } from './progress';
 
 export const QUANTIZE_FLAGS: Record<string, FlagSpec> = {
   scheme: { type: 'string', description: `one of ${Object.keys(SCHEME_PRESETS).join(', ')} (or give --recipe)` },
@@ -63,34 +62,20 @@ export async function quantizeCommand(argv: readonly string[], out: NodeJS.Writa
             seqLen: typeof flags['seq-len'] === 'number' ? flags['seq-len'] : DEFAULT_CALIBRATION.seqLen,
           }
         : undefined;
-  const cancel = cancelOnSignals();
-  try {
-    const result = await runJob(
-      {
-        kind: 'quantize',
-        model: positionals[0]!,
-        out: flags.out,
-        ...(scheme ? { preset: scheme as SchemeName } : {}),
-        ...(recipe ? { recipe: recipe.path } : {}),
-        ...(format ? { format: format as OutputFormat } : {}),
-        gptq,
-        ignore: typeof flags.ignore === 'string' ? flags.ignore.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
-        calibration,
-        maxShardBytes: typeof flags['max-shard-size'] === 'number' ? flags['max-shard-size'] : undefined,
-      },
-      { signal: cancel.signal, log: (line) => process.stderr.write(`${line}\n`), onProgress: stderrProgress() },
-    );
-    if (process.stderr.isTTY) process.stderr.write('\n');
-    const summary = result.kind === 'quantize' ? { ...result.quantize, ...(result.calibration ? { calibration: result.calibration } : {}) } : result;
-    out.write(`${JSON.stringify(summary, null, 2)}\n`);
-    return 0;
-  } catch (error) {
-    if (error instanceof JobCancelled || cancel.signal.aborted) {
-      process.stderr.write('quantlens: cancelled; no output was written\n');
-      return 130;
-    }
-    throw error;
-  } finally {
-    cancel.release();
-  }
+  return runCliJob(
+    {
+      kind: 'quantize',
+      model: positionals[0]!,
+      out: flags.out,
+      ...(scheme ? { preset: scheme as SchemeName } : {}),
+      ...(recipe ? { recipe: recipe.path } : {}),
+      ...(format ? { format: format as OutputFormat } : {}),
+      gptq,
+      ignore: typeof flags.ignore === 'string' ? flags.ignore.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+      calibration,
+      maxShardBytes: typeof flags['max-shard-size'] === 'number' ? flags['max-shard-size'] : undefined,
+    },
+    out,
+    (result) => (result.kind === 'quantize' ? { ...result.quantize, ...(result.calibration ? { calibration: result.calibration } : {}) } : result),
+  );
 }

@@ -31,7 +31,7 @@ export interface RunJobOptions {
   readonly log?: (line: string) => void;
   /** Where the runtime caches built graphs (calibration); a temporary folder when absent. */
   readonly graphCacheDir?: string;
-  /** Skip the pre-flight check (the caller already ran it and showed it). */
+  /** The caller already ran and showed the pre-flight check: it is repeated, but not logged again. */
   readonly preflightDone?: boolean;
 }
 
@@ -39,11 +39,11 @@ export type JobResult = { readonly kind: 'quantize'; readonly quantize: Quantize
 
 export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promise<JobResult> {
   const log = options.log ?? (() => undefined);
-  if (!options.preflightDone) {
-    const report = await preflight(spec);
-    log(formatPreflight(report));
-    if (report.problems.length) throw new PreflightFailed(report.problems);
-  }
+  // Headers only, so it is cheap to repeat here even when the caller already showed it: things may have
+  // changed since (an output created meanwhile), and the quantize step needs to know what to calibrate.
+  const report = await preflight(spec);
+  if (!options.preflightDone) log(formatPreflight(report));
+  if (report.problems.length) throw new PreflightFailed(report.problems);
   if (spec.kind === 'calibrate') {
     const calibration = await runCalibrationJob({
       model: spec.model,
@@ -66,7 +66,6 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
   let tempStats: string | undefined;
   const calibrationShare = spec.calibration?.kind === 'dataset' ? 0.5 : 0;
   if (spec.calibration?.kind === 'dataset') {
-    const report = await preflight(spec);
     tempStats = join(dirname(resolve(spec.out)), `.${basename(spec.out)}.${randomBytes(4).toString('hex')}.calibration.safetensors`);
     calibrationSummary = await runCalibrationJob({
       model: spec.model,
