@@ -138,6 +138,8 @@ export async function runCalibrationJob(options: CalibrationJobOptions): Promise
     });
     const batch = Math.max(1, Math.floor((options.tokensPerRun ?? 2048) / L));
     const runs = Math.ceil(samples.length / batch);
+    let layersWritten = 0;
+    let hessiansWritten = 0;
 
     for (let l = 0; l < c.numLayers; l++) {
       checkCancelled(options.signal);
@@ -187,12 +189,14 @@ export async function runCalibrationJob(options: CalibrationJobOptions): Promise
           if (!Number.isFinite(value)) throw new Error(`${m}: the calibration activations contain NaN or Inf (absmax ${value}); the model or the data is broken`);
           await writer.write(`${m}.input_absmax`, new Uint8Array(Float32Array.of(value).buffer));
           await writer.write(`${m}.input_channel_absmax`, new Uint8Array(channel.get(m)!.buffer));
+          layersWritten++;
           const h = hessian.get(m);
           if (h) {
             const scaled = new Float32Array(h.length);
             const factor = 2 / tokens;
             for (let k = 0; k < h.length; k++) scaled[k] = h[k]! * factor;
             await writer.write(`${m}.hessian`, new Uint8Array(scaled.buffer));
+            hessiansWritten++;
           }
         }
       } finally {
@@ -212,8 +216,8 @@ export async function runCalibrationJob(options: CalibrationJobOptions): Promise
       samples: samples.length,
       seqLen: options.seqLen,
       tokens,
-      layers: c.numLayers * 7,
-      hessians: options.hessians ? c.numLayers * 4 : 0,
+      layers: layersWritten,
+      hessians: hessiansWritten,
       device: device.device,
       seconds,
       tokensPerSecond: tokens / seconds,
