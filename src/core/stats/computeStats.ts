@@ -11,7 +11,7 @@ export interface StatsOptions {
   /** Called with the fraction of bytes processed (0…1). */
   readonly onProgress?: (fraction: number) => void;
   readonly chunkBytes?: number;
-  /** Extra counting threads for large 8/16-bit tensors (default: one less than the cores, at most 3; 0 = this thread only). */
+  /** Counting workers for large 8/16-bit tensors (default: one per core, at most 4; 0 = this thread only). */
   readonly threads?: number;
   /** Tensors at least this large are split over the counting threads (default PARALLEL_MIN_BYTES). */
   readonly parallelMinBytes?: number;
@@ -41,40 +41,41 @@ export async function computeTensorStatistics(checkpoint: Checkpoint, name: stri
     const counter = new CodeCounter(tensor.dtype);
     const bytesPerCode = DTYPE_INFO[tensor.dtype].bits === 8 ? 1 : 2;
     const threads = options.threads ?? countingThreads();
-    // Large tensors: the caller's thread counts the first part while pooled workers count the rest.
-    const parts = tensor.byteLength >= (options.parallelMinBytes ?? PARALLEL_MIN_BYTES) ? threads + 1 : 1;
-    const partBytes = Math.ceil(tensor.byteLength / parts / 4096) * 4096;
     const chunkBytes = options.chunkBytes ?? 8 * 1024 * 1024;
-    const remote: ReturnType<typeof countInWorker>[] = [];
-    const local = new AbortController();
-    const abort = () => local.abort();
-    options.signal?.addEventListener('abort', abort, { once: true });
-    try {
-      const path = checkpoint.fileOf(name).path;
-      for (let p = 1; p < parts; p++) {
-        const start = p * partBytes;
-        const length = Math.min(tensor.byteLength, start + partBytes) - start;
-        if (length <= 0) continue;
-        const part = countInWorker({ path, start: tensor.fileOffset + start, length, bytesPerCode, chunkBytes }, local.signal);
-        part.result.catch(() => undefined); // awaited below; this only keeps an early failure from being 'unhandled'
-        remote.push(part);
-      }
-      const firstEnd = Math.min(tensor.byteLength, partBytes);
-      const progress = (localDone: number) => options.onProgress?.((localDone + remote.reduce((sum, r) => sum + r.progress(), 0)) / Math.max(1, tensor.byteLength));
-      for await (const { offset, bytes } of checkpoint.chunks(name, { chunkBytes, end: firstEnd })) {
+    if (threads === 0 || tensor.byteLength < (options.parallelMinBytes ?? PARALLEL_MIN_BYTES)) {
+      for await (const { offset, bytes } of checkpoint.chunks(name, { chunkBytes })) {
         checkCancel(options.signal);
         counter.add(bytes);
-        progress(offset + bytes.length);
+        options.onProgress?.((offset + bytes.length) / Math.max(1, tensor.byteLength));
       }
-      for (const part of remote) counter.merge(await part.result);
-      options.onProgress?.(1);
-    } catch (error) {
-      local.abort();
-      await Promise.allSettled(remote.map((r) => r.result));
-      if (options.signal?.aborted) throw new CancelledError();
-      throw error;
-    } finally {
-      options.signal?.removeEventListener('abort', abort);
+    } else {
+      // Large tensors: split over the counting workers (faster than this thread even for one part, see
+      // parallelCount.ts); this thread only waits, merges and reports progress.
+      const partBytes = Math.ceil(tensor.byteLength / threads / 4096) * 4096;
+      const local = new AbortController();
+      const abort = () => local.abort();
+      options.signal?.addEventListener('abort', abort, { once: true });
+      const path = checkpoint.fileOf(name).path;
+      const parts: ReturnType<typeof countInWorker>[] = [];
+      for (let start = 0; start < tensor.byteLength; start += partBytes) {
+        const length = Math.min(tensor.byteLength, start + partBytes) - start;
+        const part = countInWorker({ path, start: tensor.fileOffset + start, length, bytesPerCode }, local.signal);
+        part.result.catch(() => local.abort()); // one part failing stops the others
+        parts.push(part);
+      }
+      const timer = options.onProgress
+        ? setInterval(() => options.onProgress?.(parts.reduce((sum, p) => sum + p.progress(), 0) / Math.max(1, tensor.byteLength)), 100)
+        : undefined;
+      try {
+        const results = await Promise.allSettled(parts.map((p) => p.result));
+        if (options.signal?.aborted) throw new CancelledError();
+        for (const r of results) if (r.status === 'rejected') throw r.reason;
+        for (const r of results) counter.merge((r as PromiseFulfilledResult<Float64Array>).value);
+        options.onProgress?.(1);
+      } finally {
+        if (timer) clearInterval(timer);
+        options.signal?.removeEventListener('abort', abort);
+      }
     }
     return statisticsFromCounts(table, counter.counts, bins);
   }

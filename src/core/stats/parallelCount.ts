@@ -4,14 +4,24 @@
  * caller merges (addition of integer counts, so the result is identical to a single-threaded count).
  *
  * The workers are a small lazily started pool (unref'd, so they never keep a process alive). Their code is
- * one self-contained function run with `eval`, so it works from every bundle (extension, CLI, analysis
+ * a few self-contained functions run with `eval`, so it works from every bundle (extension, CLI, analysis
  * worker, tests) without locating a separate worker file on disk.
+ *
+ * Why the workers count faster than the calling thread (CodeCounter): in the worker script the read buffer
+ * and the counters are script-level constants of fixed length, so V8 can prove every counter index in range
+ * and drops the bounds checks of the one-increment-per-code loop. Measured on the 2-core EPYC, bf16 weights:
+ * 1.7–1.8 GB/s against 1.05–1.1 GB/s for the same loop over typed arrays passed as arguments.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
-/** Below this size a tensor is counted on the calling thread: starting work elsewhere costs more. */
-export const PARALLEL_MIN_BYTES = 48 * 1024 * 1024;
+/** Below this size a tensor is counted on the calling thread: handing it to a worker costs about 1 ms. */
+export const PARALLEL_MIN_BYTES = 8 * 1024 * 1024;
+
+/** Bytes each counting worker reads and counts at a time (its one read buffer). */
+const STAGE_BYTES = 8 * 1024 * 1024;
+/** Counter sub-tables per code width (see countStage16 / countStage8). */
+const LANES_16 = 8;
 
 export interface CountJob {
   readonly path: string;
@@ -19,7 +29,6 @@ export interface CountJob {
   readonly start: number;
   readonly length: number;
   readonly bytesPerCode: 1 | 2;
-  readonly chunkBytes: number;
 }
 
 interface JobMessage extends CountJob {
@@ -28,76 +37,112 @@ interface JobMessage extends CountJob {
 
 type WorkerReply = { readonly counts: Float64Array } | { readonly error: string } | { readonly cancelled: true };
 
+// Script-level constants of the worker script (defined in workerSource, not in this module).
+declare const COUNT_STAGE: Uint8Array;
+declare const COUNT_STAGE_WORDS: Uint32Array;
+declare const COUNT_TABLE: Uint32Array;
+
 /**
- * The worker body. It must not reference anything outside itself (it is serialised with toString).
- * control[0] = 1 asks it to stop; control[1] = KiB counted so far (progress).
+ * Counts the 16-bit codes of the first `bytes` bytes of COUNT_STAGE into COUNT_TABLE's eight sub-tables of
+ * 65,536 (code k of each group of eight into sub-table k: runs of equal codes, common in weights, then do
+ * not wait on the previous increment's store). Runs in the worker only.
  */
-function countWorkerMain(): void {
+function countStage16(bytes: number): void {
+  const words = bytes >> 2;
+  let i = 0;
+  for (; i + 4 <= words; i += 4) {
+    const a = COUNT_STAGE_WORDS[i]!;
+    const b = COUNT_STAGE_WORDS[i + 1]!;
+    const c = COUNT_STAGE_WORDS[i + 2]!;
+    const d = COUNT_STAGE_WORDS[i + 3]!;
+    COUNT_TABLE[a & 0xffff]!++;
+    COUNT_TABLE[0x10000 + (a >>> 16)]!++;
+    COUNT_TABLE[0x20000 + (b & 0xffff)]!++;
+    COUNT_TABLE[0x30000 + (b >>> 16)]!++;
+    COUNT_TABLE[0x40000 + (c & 0xffff)]!++;
+    COUNT_TABLE[0x50000 + (c >>> 16)]!++;
+    COUNT_TABLE[0x60000 + (d & 0xffff)]!++;
+    COUNT_TABLE[0x70000 + (d >>> 16)]!++;
+  }
+  for (; i < words; i++) {
+    const x = COUNT_STAGE_WORDS[i]!;
+    COUNT_TABLE[x & 0xffff]!++;
+    COUNT_TABLE[0x10000 + (x >>> 16)]!++;
+  }
+  // A code the words did not cover (byte counts are even for 16-bit codes).
+  if (bytes & 2) COUNT_TABLE[COUNT_STAGE[bytes - 2]! | (COUNT_STAGE[bytes - 1]! << 8)]!++;
+}
+
+/** Counts the 8-bit codes of the first `bytes` bytes of COUNT_STAGE into four sub-tables of 256, one per byte lane. */
+function countStage8(bytes: number): void {
+  const words = bytes >> 2;
+  for (let i = 0; i < words; i++) {
+    const x = COUNT_STAGE_WORDS[i]!;
+    COUNT_TABLE[x & 0xff]!++;
+    COUNT_TABLE[256 + ((x >>> 8) & 0xff)]!++;
+    COUNT_TABLE[512 + ((x >>> 16) & 0xff)]!++;
+    COUNT_TABLE[768 + (x >>> 24)]!++;
+  }
+  for (let i = words << 2; i < bytes; i++) COUNT_TABLE[COUNT_STAGE[i]!]!++;
+}
+
+/**
+ * The worker's message loop. Self-contained apart from the script-level constants and the two counting
+ * functions it is given. control[0] = 1 asks it to stop; control[1] = KiB counted so far (progress).
+ */
+function countWorkerMain(count16: typeof countStage16, count8: typeof countStage8, lanes16: number): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
   const fs = require('node:fs') as typeof import('node:fs');
   /* eslint-enable @typescript-eslint/no-require-imports */
   parentPort!.on('message', (job: JobMessage) => {
     const control = new Int32Array(job.control);
-    const size = job.bytesPerCode === 1 ? 256 : 65536;
-    const lanes = job.bytesPerCode === 1 ? 4 : 2;
-    const fast = new Uint32Array(size * lanes);
+    const wide = job.bytesPerCode === 2;
+    const size = wide ? 65536 : 256;
+    const used = size * (wide ? lanes16 : 4);
     const total = new Float64Array(size);
-    const flush = () => {
-      for (let i = 0; i < fast.length; i++) {
-        if (fast[i] !== 0) {
-          total[i % size]! += fast[i]!;
-          fast[i] = 0;
+    // Moves the integer counters into the float64 totals and clears them (for the next range or job).
+    const drain = () => {
+      for (let i = 0; i < used; i++) {
+        const c = COUNT_TABLE[i]!;
+        if (c !== 0) {
+          total[i & (size - 1)]! += c;
+          COUNT_TABLE[i] = 0;
         }
       }
     };
     let fd = -1;
     try {
       fd = fs.openSync(job.path, 'r');
-      const buffer = new Uint8Array(Math.max(4, job.chunkBytes - (job.chunkBytes % 4)));
-      const words = new Uint32Array(buffer.buffer);
       let pending = 0;
       for (let done = 0; done < job.length; ) {
         if (Atomics.load(control, 0) === 1) {
+          drain();
           parentPort!.postMessage({ cancelled: true });
           return;
         }
-        const want = Math.min(buffer.length, job.length - done);
+        const want = Math.min(COUNT_STAGE.length, job.length - done);
         let got = 0;
         while (got < want) {
-          const n = fs.readSync(fd, buffer, got, want - got, job.start + done + got);
+          const n = fs.readSync(fd, COUNT_STAGE, got, want - got, job.start + done + got);
           if (n === 0) throw new Error(`${job.path}: file ends at byte ${job.start + done + got}, inside the tensor`);
           got += n;
         }
+        // A counter sees at most `pending` codes: drain long before 32 bits could overflow.
         if (pending + want >= 0x7fffffff) {
-          flush();
+          drain();
           pending = 0;
         }
         pending += want;
-        const whole = want >> 2;
-        if (job.bytesPerCode === 2) {
-          for (let i = 0; i < whole; i++) {
-            const x = words[i]!;
-            fast[x & 0xffff]!++;
-            fast[65536 + (x >>> 16)]!++;
-          }
-          for (let i = whole << 2; i + 1 < want; i += 2) fast[buffer[i]! | (buffer[i + 1]! << 8)]!++;
-        } else {
-          for (let i = 0; i < whole; i++) {
-            const x = words[i]!;
-            fast[x & 0xff]!++;
-            fast[256 + ((x >>> 8) & 0xff)]!++;
-            fast[512 + ((x >>> 16) & 0xff)]!++;
-            fast[768 + (x >>> 24)]!++;
-          }
-          for (let i = whole << 2; i < want; i++) fast[buffer[i]!]!++;
-        }
+        if (wide) count16(want);
+        else count8(want);
         done += want;
         Atomics.store(control, 1, Math.floor(done / 1024));
       }
-      flush();
+      drain();
       parentPort!.postMessage({ counts: total }, [total.buffer]);
     } catch (error) {
+      drain();
       parentPort!.postMessage({ error: error instanceof Error ? error.message : String(error) });
     } finally {
       if (fd >= 0) fs.closeSync(fd);
@@ -105,17 +150,27 @@ function countWorkerMain(): void {
   });
 }
 
+/** The worker script: its fixed buffers as script-level constants, then the message loop. */
+function workerSource(): string {
+  return [
+    `const COUNT_STAGE = new Uint8Array(${STAGE_BYTES});`,
+    'const COUNT_STAGE_WORDS = new Uint32Array(COUNT_STAGE.buffer);',
+    `const COUNT_TABLE = new Uint32Array(${65536 * LANES_16});`,
+    `(${countWorkerMain.toString()})(${countStage16.toString()}, ${countStage8.toString()}, ${LANES_16});`,
+  ].join('\n');
+}
+
 const idle: Worker[] = [];
 
-/** Extra threads to use besides the caller's: one less than the cores, at most 3. */
+/** Counting workers to split a large tensor over: one per core, at most 4. */
 export function countingThreads(): number {
-  return Math.max(0, Math.min(3, availableParallelism() - 1));
+  return Math.max(1, Math.min(4, availableParallelism()));
 }
 
 function takeWorker(): Worker {
   const worker = idle.pop();
   if (worker) return worker;
-  const fresh = new Worker(`(${countWorkerMain.toString()})()`, { eval: true });
+  const fresh = new Worker(workerSource(), { eval: true });
   fresh.unref();
   return fresh;
 }

