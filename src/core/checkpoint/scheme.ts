@@ -386,7 +386,9 @@ export function buildLayerMap(
     if (observed.kind === 'unknown') issues.push(`unrecognised weight storage (${observed.weightDtype ?? 'no weight tensor'})`);
     modules.push({ name, block, projection, state, declared, observed, tensors: tensorNames, issues });
   }
-  modules.sort((a, b) => (a.block ?? Infinity) - (b.block ?? Infinity) || moduleOrder(a.projection) - moduleOrder(b.projection) || (a.name < b.name ? -1 : 1));
+  // Sort keys computed once per module, not once per comparison (100,000-tensor files have 70,000 modules).
+  const order = new Map(modules.map((m) => [m, moduleOrder(m.projection)]));
+  modules.sort((a, b) => (a.block ?? Infinity) - (b.block ?? Infinity) || order.get(a)! - order.get(b)! || (a.name < b.name ? -1 : 1));
 
   const counts = { quantized: 0, ignored: 0, unquantized: 0, missing: 0 };
   for (const m of modules) counts[m.state]++;
@@ -409,10 +411,11 @@ export function buildLayerMap(
   return { scheme: { ...schemeFields, family, source, description, disagreements }, modules, counts };
 }
 
+const PROJECTION_ORDER = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+
 function moduleOrder(projection: string): number {
-  const order = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-  const i = order.indexOf(projection);
-  return i < 0 ? order.length : i;
+  const i = PROJECTION_ORDER.indexOf(projection);
+  return i < 0 ? PROJECTION_ORDER.length : i;
 }
 
 function describeCheckpoint(parsed: ReturnType<typeof parseQuantizationConfig>, modules: readonly LinearModule[], source: DetectedScheme['source']): string {

@@ -115,17 +115,26 @@ export function parseHeader(file: string, headerBytes: Uint8Array, fileSize: num
     if (end < begin) {
       throw new SafetensorsError('InvalidOffset', file, `invalid data_offsets [${begin}, ${end}]: end is before begin`, name);
     }
-    let numel = 1n;
-    for (const dim of shape) numel *= BigInt(dim);
-    const bits = numel * BigInt(DTYPE_INFO[dtype].bits);
-    if (bits > 2n ** 64n - 1n) {
-      throw new SafetensorsError('ValidationOverflow', file, `shape [${shape.join(', ')}] of ${dtype} overflows a 64-bit byte count`, name);
+    // Exact element and bit counts: plain numbers when the bit count is a safe integer (every product on
+    // the way is then no larger, or the result is 0, so each is exact), bigints otherwise.
+    let numelNumber = 1;
+    for (const dim of shape) numelNumber *= dim;
+    const bitsNumber = numelNumber * DTYPE_INFO[dtype].bits;
+    let numel: number | bigint = numelNumber;
+    let bits: number | bigint = bitsNumber;
+    if (!Number.isSafeInteger(bitsNumber)) {
+      numel = 1n;
+      for (const dim of shape) numel *= BigInt(dim);
+      bits = numel * BigInt(DTYPE_INFO[dtype].bits);
+      if (bits > 2n ** 64n - 1n) {
+        throw new SafetensorsError('ValidationOverflow', file, `shape [${shape.join(', ')}] of ${dtype} overflows a 64-bit byte count`, name);
+      }
     }
-    if (bits % 8n !== 0n) {
+    if (typeof bits === 'number' ? bits % 8 !== 0 : bits % 8n !== 0n) {
       throw new SafetensorsError('MisalignedSlice', file, `${numel} elements of ${dtype} (${DTYPE_INFO[dtype].bits} bits each) do not fill whole bytes`, name);
     }
-    const expected = bits / 8n;
-    if (BigInt(end - begin) !== expected) {
+    const expected = typeof bits === 'number' ? bits / 8 : bits / 8n;
+    if (typeof expected === 'number' ? end - begin !== expected : BigInt(end - begin) !== expected) {
       throw new SafetensorsError(
         'TensorInvalidInfo',
         file,

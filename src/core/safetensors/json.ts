@@ -86,6 +86,27 @@ export function parseStrictJson(text: string): JsonValue {
 
   const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
   const parseNumber = (): number | bigint | JsonFloat => {
+    // Fast path for what headers are made of: a non-negative integer of at most 15 digits (always a safe
+    // integer), accumulated without a regex match or a substring.
+    const start = pos;
+    const first = text.charCodeAt(pos);
+    if (first >= 0x30 && first <= 0x39) {
+      let value = 0;
+      let end = pos;
+      while (end - start < 16) {
+        const c = text.charCodeAt(end);
+        if (c < 0x30 || c > 0x39) break;
+        value = value * 10 + (c - 0x30);
+        end++;
+      }
+      const next = text.charCodeAt(end);
+      const plainInteger = end - start <= 15 && next !== 0x2e && next !== 0x65 && next !== 0x45 && !(next >= 0x30 && next <= 0x39);
+      // A leading zero is only valid alone ("0"), as in the general path below.
+      if (plainInteger && (first !== 0x30 || end - start === 1)) {
+        pos = end;
+        return value;
+      }
+    }
     NUMBER.lastIndex = pos;
     const match = NUMBER.exec(text);
     if (!match) return fail('bad number');
