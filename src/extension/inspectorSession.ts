@@ -52,6 +52,9 @@ export class InspectorSession implements vscode.Disposable {
     webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(services.extensionUri, 'dist', 'webview')] };
     webview.html = webviewHtml(webview, services.extensionUri, 'inspector', basename(path));
     this.disposables.push(webview.onDidReceiveMessage((message: WebviewToHost) => this.onMessage(message)));
+    // Read the headers while the page loads rather than after it asks: the two overlap (a 100,000-tensor
+    // header takes about as long as a cold webview). Failures are reported when the page is ready.
+    this.getAnalysis().catch(() => undefined);
   }
 
   private codes: { analysis: CheckpointAnalysis; names: ReadonlySet<string> } | undefined;
