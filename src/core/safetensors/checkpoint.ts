@@ -236,7 +236,9 @@ export class Checkpoint {
         } else if (weightMap && weightMap.get(info.name) !== shard.name && !existing) {
           problems.push({ kind: 'unmapped-tensor', severity: 'warning', tensor: info.name, shard: shard.name, message: `tensor ${JSON.stringify(info.name)} is in ${shard.name}, but the index maps it to ${weightMap.get(info.name)}` });
         }
-        const tensor: CheckpointTensor = { ...info, shard: shard.name };
+        // Spelt out rather than spread: V8's object spread dominated opening files of 100,000 tensors.
+        const { name, dtype, shape, numel, dataOffsets, byteLength, fileOffset } = info;
+        const tensor: CheckpointTensor = { name, dtype, shape, numel, dataOffsets, byteLength, fileOffset, shard: shard.name };
         tensors.push(tensor);
         resolved.set(info.name, { tensor, file: shard.file });
       }
