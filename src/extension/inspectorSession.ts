@@ -145,6 +145,8 @@ export class InspectorSession implements vscode.Disposable {
         return queryLayers((await this.getAnalysis()).layerMap.modules, params as LayerQuery);
       case 'tensorStats': {
         const { tensor, bins, view } = params as InspectorMethods['tensorStats']['params'];
+        // The worker reads a missing or empty view as "the tensor as stored": refuse anything else unknown.
+        if (view !== undefined && view !== 'dequantized' && view !== 'codes') throw new Error(`statistics of ${tensor}: unknown view ${JSON.stringify(view)} (expected "dequantized" or "codes", or none for the tensor as stored)`);
         return this.services.analysis.call('tensorStats', { path: this.path, tensor, bins, view }, { onProgress: progress, signal });
       }
       case 'scales':

@@ -85,6 +85,48 @@ export interface RenderedView {
   readonly worstLayer?: string;
   /** What the virtualized tables hold and actually render (tests check that the DOM stays bounded). */
   readonly tables?: Readonly<Partial<Record<InspectorTable, TableView>>>;
+  /** True when the page was reloaded from its saved state (its tab had been hidden and was shown again). */
+  readonly restored: boolean;
+  /** The selected tensor's detail as the page shows it, once a tensor is selected. */
+  readonly tensorDetail?: TensorDetailView;
+}
+
+/** What a tensor's statistics show: a quantized layer's dequantized weight or codes, or the tensor as stored. */
+export type TensorValuesView = WeightView | 'stored';
+
+/** The tensor detail, read back from the page's DOM (tests compare it with an independent computation). */
+export interface TensorDetailView {
+  readonly tensor: string;
+  /** Whether the tensor holds a quantized layer's codes (then the page offers the values toggle). */
+  readonly quantized: boolean;
+  /** The view the statistics are (or would be) computed in. */
+  readonly view: TensorValuesView;
+  /** The values toggle as the DOM has it: absent for a tensor that is not a quantized layer's codes. */
+  readonly toggle?: {
+    readonly tag: string;
+    readonly role: string;
+    /** Its accessible name (aria-label). */
+    readonly label: string;
+    /** -1 when it cannot be reached with Tab. */
+    readonly tabIndex: number;
+    /** Whether it has the keyboard focus. */
+    readonly focused: boolean;
+    readonly value: string;
+    readonly options: readonly string[];
+  };
+  /** The statistics on screen, when computed. */
+  readonly stats?: {
+    readonly view: TensorValuesView;
+    /** Each field of the statistics grid: label → the text shown. */
+    readonly fields: Readonly<Record<string, string>>;
+    /** The numbers the page formatted into those fields. */
+    readonly values: { readonly min: number; readonly max: number; readonly mean: number; readonly std: number; readonly absMax: number; readonly count: number; readonly nan: number };
+    /** Which histogram is drawn: of the values, or of log10 |value| (zeros excluded). */
+    readonly histogramAxis: 'linear' | 'log';
+    /** Sum of the counts on the histogram's bars (from their tooltips), and how many bars it has. */
+    readonly histogramTotal: number;
+    readonly histogramBars: number;
+  };
 }
 
 export type InspectorTable = 'tensors' | 'layers';
@@ -106,6 +148,11 @@ export interface TableCommand {
   readonly filter?: string;
   /** Row index to scroll into view, or 'end'. */
   readonly scrollTo?: number | 'end';
+  /**
+   * Then open the selected row's detail the way a keyboard user does (Enter on the table), and in a tensor's
+   * detail pick `statsView` on the values toggle with the arrow keys and/or press "Compute statistics".
+   */
+  readonly open?: { readonly statsView?: TensorValuesView; readonly compute?: boolean };
 }
 
 export type HostToWebview =

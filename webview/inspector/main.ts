@@ -4,8 +4,8 @@
  * (src/protocol/inspector.ts) and keeps its view state with setState so it survives being hidden.
  */
 import './inspector.css';
-import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, WebviewToHost } from '../../src/protocol/inspector';
-import type { WeightStatistics, WeightView } from '../../src/core/stats/weightStats';
+import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, TensorDetailView, TensorValuesView, WebviewToHost } from '../../src/protocol/inspector';
+import type { WeightStatistics } from '../../src/core/stats/weightStats';
 import type { ErrorReport, SimulationName } from '../../src/core/inspect/error';
 import type { TensorRow } from '../../src/core/checkpoint/summary';
 import type { LinearModule } from '../../src/core/checkpoint/scheme';
@@ -26,7 +26,12 @@ interface ViewState {
   selectedTensor?: string;
   statsScale: 'linear' | 'log';
   /** For a quantized layer's codes: dequantized values, the codes, or the tensor as stored (packed words). */
-  statsView: WeightView | 'stored';
+  statsView: TensorValuesView;
+  /**
+   * The statistics computed for the selected tensor, by view: the page is reloaded whenever its tab is hidden
+   * and shown again, and recomputing would stream the whole tensor once more.
+   */
+  shownStats?: { tensor: string; results: Partial<Record<TensorValuesView, TensorStatistics | WeightStatistics>> };
   layerFilter: string;
   layerState: InspectorMethods['layerPage']['params']['state'];
   layerTable: TableState;
@@ -39,6 +44,8 @@ interface ViewState {
 registerToolkit();
 const app = document.getElementById('app')!;
 const host = new HostConnection<WebviewToHost, HostToWebview, ViewState>(onMessage);
+/** A saved state means the page was reloaded (VS Code discards hidden webviews: no retainContextWhenHidden). */
+const restored = host.state !== undefined;
 const state: ViewState = {
   tab: 'overview',
   tensorFilter: '',
@@ -83,6 +90,38 @@ async function runTableCommand(command: TableCommand): Promise<void> {
   showTab(command.table, false);
   if (command.filter !== undefined) await entry.setFilter(command.filter);
   if (command.scrollTo !== undefined) entry.table.scrollToRow(command.scrollTo);
+  if (!command.open) return;
+  // Done with the keys a keyboard user presses, so that the API (and the tests using it) go the user's way.
+  const grid = entry.table.element.querySelector<HTMLElement>('[role="grid"]');
+  if (!grid || !(await until(() => grid.querySelector('[aria-selected="true"]')))) return;
+  grid.focus();
+  grid.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true, cancelable: true }));
+  if (command.table !== 'tensors') return;
+  if (command.open.statsView) await chooseStatsView(command.open.statsView);
+  if (command.open.compute) document.getElementById('compute-stats')?.click();
+}
+
+/** Polls `probe` every 20 ms for up to 2 s (rendering happens in animation frames and slot changes). */
+async function until<T>(probe: () => T | null | undefined): Promise<T | undefined> {
+  for (let waited = 0; waited <= 2000; waited += 20) {
+    const value = probe();
+    if (value) return value;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return undefined;
+}
+
+/** Picks `view` on the tensor detail's values toggle with Home and ArrowDown, as from the keyboard. */
+async function chooseStatsView(view: TensorValuesView): Promise<void> {
+  const toggle = document.getElementById('stats-view') as (HTMLElement & { value: string; options?: readonly unknown[] }) | null;
+  if (!toggle) return; // not a quantized layer's codes: the page offers no toggle
+  // A dropdown just built takes in its options on a slot change: keys before that select nothing.
+  const count = toggle.querySelectorAll('vscode-option').length;
+  if (!(await until(() => toggle.options?.length === count))) return;
+  toggle.focus();
+  const press = (key: string) => toggle.dispatchEvent(new KeyboardEvent('keydown', { key, bubbles: true, cancelable: true }));
+  press('Home');
+  for (let i = 0; i < count && toggle.value !== view; i++) press('ArrowDown');
 }
 
 let reportScheduled = false;
@@ -124,7 +163,9 @@ function reportRendered(): void {
       tabs: Array.from(document.querySelectorAll('vscode-panel-tab'), (t) => t.textContent ?? ''),
       loaded: [...loaded],
       worstLayer,
+      restored,
       tables: Object.fromEntries([...tables].map(([name, t]): [InspectorTable, TableView] => [name, { ...t.table.snapshot(), filter: t.filter() }])),
+      tensorDetail: readTensorDetail(),
     },
   });
 }
@@ -263,7 +304,9 @@ function filterField(id: string, placeholder: string, value: string, onInput: (v
 
 function dropdown(id: string, label: string, options: [string, string][], value: string, onChange: (v: string) => void): HTMLElement {
   const select = h('vscode-dropdown', { id, 'aria-label': label }, ...options.map(([v, text]) => h('vscode-option', { value: v, selected: v === value }, text))) as HTMLElement & { value: string };
-  select.addEventListener('change', () => onChange(select.value));
+  // The toolkit's dropdown reports a change to '' when a key reaches it before its options are slotted in:
+  // only a value it offers is a choice.
+  select.addEventListener('change', () => (options.some(([v]) => v === select.value) ? onChange(select.value) : undefined));
   return select;
 }
 
@@ -337,7 +380,14 @@ function layersView(): HTMLElement {
     table.element,
     detail,
   );
-  queueMicrotask(() => void table.refresh(true));
+  // After a reload (the tab was hidden and shown again): the selected layer's detail.
+  const restoreDetail = async () => {
+    const name = state.selectedLayer;
+    if (!name) return;
+    const page = await call('layerPage', { filter: exactName(name), state: '', offset: 0, limit: 1 }).result;
+    if (page.rows[0] && state.selectedLayer === name) detail.replaceChildren(layerDetail(page.rows[0]));
+  };
+  queueMicrotask(() => void table.refresh(true).then(restoreDetail));
   return element;
 }
 
@@ -402,13 +452,26 @@ function tensorsView(summary: SummaryView): HTMLElement {
     },
   });
   const dtypes = Object.keys(summary.byDtype).sort();
+  /** After a reload (the tab was hidden and shown again): the selected tensor's detail, with its statistics. */
+  const restoreDetail = async () => {
+    const name = state.selectedTensor;
+    if (!name) return;
+    const page = await call('tensorPage', { filter: exactName(name), offset: 0, limit: 1 }).result;
+    const row = page.rows[0];
+    if (!row || state.selectedTensor !== name) return;
+    for (const codes of page.quantizedCodes ?? []) quantizedCodes.add(codes);
+    if (state.shownStats?.tensor === name) {
+      for (const [view, result] of Object.entries(state.shownStats.results)) statsCache.set(`${view}:${name}`, result);
+    }
+    showTensorDetail(detail, row);
+  };
   document.addEventListener('keydown', (event) => {
     if (event.key === '/' && state.tab === 'tensors' && !(document.activeElement?.tagName ?? '').startsWith('VSCODE-TEXT')) {
       event.preventDefault();
       document.getElementById('tensor-filter')?.focus();
     }
   });
-  queueMicrotask(() => void table.refresh(true));
+  queueMicrotask(() => void table.refresh(true).then(restoreDetail));
   return h(
     'section',
     { class: 'table-section' },
@@ -430,18 +493,26 @@ function tensorsView(summary: SummaryView): HTMLElement {
   );
 }
 
-const VIEW_LABELS: Record<ViewState['statsView'], string> = {
+/** A `re:` filter matching exactly one tensor or module name. */
+const exactName = (name: string) => `re:^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`;
+
+const VIEW_LABELS: Record<TensorValuesView, string> = {
   dequantized: 'dequantized weight: (q − zero) · scale',
   codes: 'stored codes q (unpacked)',
   stored: 'tensor as stored (raw words)',
 };
 
+/** The tensor whose detail is on the page, and the statistics it shows (for the `rendered` report). */
+let shownDetail: { row: TensorRow; quantized: boolean; view: TensorValuesView; shown?: { view: TensorValuesView; result: TensorStatistics | WeightStatistics } } | undefined;
+
 function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
   const body = h('div', { class: 'stats-body' });
   const quantized = quantizedCodes.has(row.name);
-  const view = () => (quantized ? state.statsView : 'stored');
+  const view = (): TensorValuesView => (quantized ? state.statsView : 'stored');
   const cacheKey = () => `${view()}:${row.name}`;
   const computeButton = button('Compute statistics', () => void compute(), { id: 'compute-stats' });
+  const current: NonNullable<typeof shownDetail> = { row, quantized, view: view() };
+  shownDetail = current;
   const compute = async () => {
     const v = view();
     const key = cacheKey();
@@ -449,17 +520,22 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
     const result = await withProgress(body, label, (onProgress) => call('tensorStats', { tensor: row.name, ...(v === 'stored' ? {} : { view: v }) }, onProgress));
     if (result) {
       statsCache.set(key, result);
-      if (cacheKey() === key) showCached();
+      // Kept in the saved state too (only this tensor's), so a reload shows it without streaming again.
+      state.shownStats = { tensor: row.name, results: { ...(state.shownStats?.tensor === row.name ? state.shownStats.results : {}), [v]: result } };
+      save();
       loaded.add(`${v === 'stored' ? 'stats' : v}:${row.name}`);
-      reportRendered();
+      if (cacheKey() === key && shownDetail === current) showCached();
+      else reportRendered();
     }
   };
   const showCached = () => {
     const cached = statsCache.get(cacheKey());
+    current.view = view();
+    current.shown = cached ? { view: view(), result: cached } : undefined;
     body.replaceChildren(cached ? statsView(cached) : h('p', { class: 'muted' }, quantized && view() !== 'stored' ? 'Dequantizes every element, streamed in row blocks; nothing is sampled.' : 'Statistics read every element of the tensor; nothing is sampled.'));
     computeButton.textContent = cached ? 'Recompute statistics' : 'Compute statistics';
+    reportRendered();
   };
-  showCached();
   detail.replaceChildren(
     h('h3', {}, row.name),
     h('div', { class: 'fields' }, field('dtype', row.dtype), field('shape', formatShape(row.shape)), field('size', `${formatBytes(row.bytes)} in ${row.shard} at byte ${row.offset.toLocaleString('en-US')}`)),
@@ -467,8 +543,8 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
       'div',
       { class: 'toolbar' },
       quantized
-        ? dropdown('stats-view', 'Values', Object.entries(VIEW_LABELS) as [string, string][], state.statsView, (v) => {
-            state.statsView = v as ViewState['statsView'];
+        ? dropdown('stats-view', 'Show values as', Object.entries(VIEW_LABELS) as [string, string][], state.statsView, (v) => {
+            state.statsView = v as TensorValuesView;
             save();
             showCached();
           })
@@ -477,6 +553,44 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
     ),
     body,
   );
+  showCached();
+}
+
+/** The tensor detail as the DOM shows it: the toggle's state, each statistic's text, the histogram's bars. */
+function readTensorDetail(): TensorDetailView | undefined {
+  const detail = document.getElementById('tensor-detail');
+  if (!shownDetail || !detail) return undefined;
+  const toggle = detail.querySelector<HTMLElement & { value: string }>('#stats-view');
+  const grid = detail.querySelector('#stats-grid');
+  const shown = shownDetail.shown;
+  const bars = Array.from(detail.querySelectorAll('.chart-box rect.bar > title'), (t) => Number((t.textContent ?? '').split('): ').pop()!.replace(/,/g, '')));
+  return {
+    tensor: shownDetail.row.name,
+    quantized: shownDetail.quantized,
+    view: shownDetail.view,
+    toggle: toggle
+      ? {
+          tag: toggle.tagName.toLowerCase(),
+          role: toggle.getAttribute('role') ?? '',
+          label: toggle.getAttribute('aria-label') ?? '',
+          tabIndex: toggle.tabIndex,
+          focused: document.activeElement === toggle,
+          value: toggle.value,
+          options: Array.from(toggle.querySelectorAll('vscode-option'), (o) => o.getAttribute('value') ?? ''),
+        }
+      : undefined,
+    stats:
+      shown && grid
+        ? {
+            view: shown.view,
+            fields: Object.fromEntries(Array.from(grid.querySelectorAll('.field'), (f) => [f.querySelector('.field-label')?.textContent ?? '', f.querySelector('.field-value')?.textContent ?? ''])),
+            values: (({ min, max, mean, std, absMax, count, nan }) => ({ min, max, mean, std, absMax, count, nan }))(shown.result.stats),
+            histogramAxis: state.statsScale,
+            histogramTotal: bars.reduce((a, b) => a + b, 0),
+            histogramBars: bars.length,
+          }
+        : undefined,
+  };
 }
 
 /** Tensors that hold a quantized layer's codes, as the host marked them on the pages it sent. */
@@ -525,6 +639,7 @@ function statsView(result: TensorStatistics | WeightStatistics): HTMLElement {
       state.statsScale = v as ViewState['statsScale'];
       save();
       draw();
+      reportRendered();
     }),
     chart,
   );

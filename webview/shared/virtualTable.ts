@@ -147,11 +147,22 @@ export class VirtualTable<Row> {
     });
   }
 
-  private async fetch(restoreScroll: boolean): Promise<void> {
+  /** The latest page request: a superseded one settles when this one has rendered. */
+  private latest: Promise<void> = Promise.resolve();
+
+  private fetch(restoreScroll: boolean): Promise<void> {
+    const request = this.load(restoreScroll);
+    this.latest = request;
+    return request;
+  }
+
+  private async load(restoreScroll: boolean): Promise<void> {
     const serial = ++this.serial;
     const first = restoreScroll ? Math.floor((this.state.scrollTop * this.scale) / ROW_HEIGHT) : this.firstVisibleRow();
     const page = await this.fetchPage(Math.max(0, first - OVERSCAN), this.visibleRowCount() + 2 * OVERSCAN, this.state.sort);
-    if (serial !== this.serial) return; // superseded by a newer request
+    // Superseded by a newer request (refresh() resets the scroll, whose event asks again): settle with that
+    // one, so that `await refresh()` means the new rows are there.
+    if (serial !== this.serial) return this.latest;
     this.page = page;
     this.total = page.total;
     this.spacer.style.height = `${(this.total * ROW_HEIGHT) / this.scale}px`;

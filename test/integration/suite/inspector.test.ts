@@ -9,7 +9,8 @@ import * as vscode from 'vscode';
 import type { QuantLensApi } from '../../../src/extension/extension';
 import { runQuantizeJob } from '../../../src/core/jobs/quantize';
 import { takeScreenshot } from './screenshot';
-import { waitFor } from './wait';
+import { sleep, waitFor } from './wait';
+import { QuantizedFixture, StoredLayer, writeAutoFp8Fixture, writeGptqFixture, writeInt8ChannelFixture, writePackQuantizedFixture } from './quantizedFixtures';
 
 function exampleDir(): string {
   const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
@@ -201,5 +202,165 @@ describe('Checkpoint inspector with 100,000 tensors', function () {
     const attn = await table('layers', 'the filtered layer table', (t) => t.filter === 'layers.42.self_attn' && t.total === 4 && t.domRows === 4);
     assert.equal(attn.first?.text, 'model.layers.42.self_attn.q_proj');
     await takeScreenshot('inspector-100k-layers');
+  });
+});
+
+describe('Quantized layer values in the inspector: dequantized view and codes view', function () {
+  this.timeout(180_000);
+  let scratch: string;
+  before(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'quantlens-dequant-'));
+  });
+  after(async () => {
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  /** Float64 statistics from their definitions. */
+  function reference(values: Float64Array) {
+    let [min, max, sum, absMax] = [Infinity, -Infinity, 0, 0];
+    for (const v of values) {
+      min = Math.min(min, v);
+      max = Math.max(max, v);
+      absMax = Math.max(absMax, Math.abs(v));
+      sum += v;
+    }
+    const mean = sum / values.length;
+    let squares = 0;
+    for (const v of values) squares += (v - mean) ** 2;
+    return { min, max, mean, absMax, std: Math.sqrt(squares / values.length), count: values.length };
+  }
+
+  type Detail = NonNullable<NonNullable<Awaited<ReturnType<typeof rendered>>>['tensorDetail']>;
+
+  async function detailOf(file: string, what: string, accept: (d: Detail) => boolean): Promise<Detail> {
+    const quantlens = await api();
+    const last = () => quantlens.inspectors().find((i) => i.path === file)?.rendered;
+    try {
+      return await waitFor(what, () => {
+        const d = last()?.tensorDetail;
+        return d && accept(d) ? d : undefined;
+      }, 60_000);
+    } catch (error) {
+      // Say what the page showed instead.
+      const { tables, tensorDetail, loaded, tab } = last() ?? {};
+      throw new Error(`${(error as Error).message}; the page reports ${JSON.stringify({ tab, loaded, tables, tensorDetail })}`);
+    }
+  }
+
+  /** What the page shows against the reference: the numbers it holds, the text it prints, the histogram it draws. */
+  function checkShown(d: Detail, layer: StoredLayer, view: 'dequantized' | 'codes', values: Float64Array): ReturnType<typeof reference> {
+    const ref = reference(values);
+    const stats = d.stats!;
+    const where = `${layer.codesTensor} (${view})`;
+    assert.equal(stats.view, view);
+    assert.equal(stats.values.count, layer.shape[0] * layer.shape[1], `${where}: count`);
+    assert.equal(stats.values.nan, 0, `${where}: NaN`);
+    // (q − zero) · scale is exact in float64 on both sides: the extremes must agree to the bit.
+    assert.equal(stats.values.min, ref.min, `${where}: min`);
+    assert.equal(stats.values.max, ref.max, `${where}: max`);
+    assert.equal(stats.values.absMax, ref.absMax, `${where}: absmax`);
+    // Sums in another order: agree to rounding.
+    assert.ok(Math.abs(stats.values.mean - ref.mean) <= 1e-9 * ref.absMax, `${where}: mean ${stats.values.mean} vs ${ref.mean}`);
+    assert.ok(Math.abs(stats.values.std - ref.std) <= 1e-9 * ref.std, `${where}: std ${stats.values.std} vs ${ref.std}`);
+    // The text on screen (5 significant digits, or 4 in exponent notation).
+    for (const [label, expected] of [['min', ref.min], ['max', ref.max], ['mean', ref.mean], ['std', ref.std], ['absmax', ref.absMax]] as const) {
+      const text = stats.fields[label];
+      assert.ok(text !== undefined, `${where}: no "${label}" field among ${Object.keys(stats.fields).join(', ')}`);
+      const shown = Number(text);
+      assert.ok(Math.abs(shown - expected) <= 5e-4 * Math.abs(expected) + 1e-9 * ref.absMax, `${where}: ${label} shows "${text}", expected ${expected}`);
+    }
+    assert.equal(stats.fields.elements, ref.count.toLocaleString('en-US'), `${where}: elements`);
+    assert.equal(stats.fields.NaN, '0');
+    assert.match(stats.fields.values ?? '', view === 'dequantized' ? new RegExp(`^dequantized ${layer.module.replace(/\./g, '\\.')} \\[${layer.shape[0]} × ${layer.shape[1]}\\]$`) : /^codes: /);
+    // Every element is in the histogram of values (none is NaN or infinite here).
+    assert.equal(stats.histogramAxis, 'linear');
+    assert.ok(stats.histogramBars > 1, `${where}: ${stats.histogramBars} histogram bars`);
+    assert.equal(stats.histogramTotal, ref.count, `${where}: histogram total`);
+    return ref;
+  }
+
+  /** The values toggle: a named, focusable combobox (Tab reaches it; the arrow keys changed it). */
+  function checkToggle(d: Detail, value: string, operated = true): void {
+    assert.ok(d.quantized, `${d.tensor} is not marked as a quantized layer's codes`);
+    const toggle = d.toggle;
+    assert.ok(toggle, `${d.tensor}: no values toggle in the detail`);
+    assert.equal(toggle.tag, 'vscode-dropdown');
+    assert.equal(toggle.role, 'combobox');
+    assert.equal(toggle.label, 'Show values as');
+    assert.equal(toggle.tabIndex, 0);
+    if (operated) assert.ok(toggle.focused, 'the toggle has the keyboard focus after being operated with the keys');
+    assert.deepEqual(toggle.options, ['dequantized', 'codes', 'stored']);
+    assert.equal(toggle.value, value);
+    assert.equal(d.view, value);
+  }
+
+  const exact = (name: string) => `re:^${name.replace(/\./g, '\\.')}$`;
+
+  /**
+   * Opens the checkpoint, selects `layer`'s codes tensor in the Tensors table, computes the dequantized view,
+   * checks it, then switches the toggle to the codes view and checks that.
+   */
+  async function inspectLayer(file: string, layer: StoredLayer, scheme: RegExp, codeRange: [number, number], screenshot?: string): Promise<void> {
+    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(file), 'quantlens.checkpoint');
+    const view = await rendered(file);
+    assert.match(view.scheme, scheme);
+    assert.equal(view.restored, false);
+    const quantlens = await api();
+
+    assert.ok(quantlens.revealInInspector(file, { table: 'tensors', filter: exact(layer.codesTensor), scrollTo: 0, open: { statsView: 'dequantized', compute: true } }));
+    const dequantized = await detailOf(file, `the dequantized statistics of ${layer.codesTensor}`, (d) => d.tensor === layer.codesTensor && d.stats?.view === 'dequantized');
+    checkToggle(dequantized, 'dequantized');
+    checkShown(dequantized, layer, 'dequantized', layer.dequantize());
+    if (screenshot) await takeScreenshot(`${screenshot}-dequantized`);
+
+    assert.ok(quantlens.revealInInspector(file, { table: 'tensors', open: { statsView: 'codes', compute: true } }));
+    const codes = await detailOf(file, `the code statistics of ${layer.codesTensor}`, (d) => d.tensor === layer.codesTensor && d.stats?.view === 'codes');
+    checkToggle(codes, 'codes');
+    const ref = checkShown(codes, layer, 'codes', layer.codes());
+    assert.ok(ref.min >= codeRange[0] && ref.max <= codeRange[1], `codes of ${layer.codesTensor} in [${ref.min}, ${ref.max}]`);
+    if (screenshot) await takeScreenshot(`${screenshot}-codes`);
+  }
+
+  const layerOf = (fixture: QuantizedFixture, module: string) => fixture.layers.find((l) => l.module === module)!;
+
+  it('GPTQ v1 packed INT4 (act-order g_idx, zero points): dequantized and codes views match a float64 dequantization, and survive hiding the tab', async () => {
+    const fixture = writeGptqFixture(join(scratch, 'gptq-int4'));
+    const layer = layerOf(fixture, 'model.layers.1.mlp.down_proj');
+    await inspectLayer(fixture.file, layer, /^INT4 GPTQ, group 64, act-order, asymmetric \(zero points\)/, [0, 15], 'inspector-gptq');
+
+    // Back to the dequantized view (computed already), then hide the editor behind another one and show it
+    // again: VS Code discards the hidden page, which must come back with the same tensor, view and numbers.
+    const quantlens = await api();
+    assert.ok(quantlens.revealInInspector(fixture.file, { table: 'tensors', open: { statsView: 'dequantized' } }));
+    const before = await detailOf(fixture.file, 'the cached dequantized statistics', (d) => d.view === 'dequantized' && d.stats?.view === 'dequantized');
+    const other = await vscode.workspace.openTextDocument(join(scratch, 'gptq-int4', 'config.json'));
+    await vscode.window.showTextDocument(other, { preview: false });
+    await waitFor('the text editor in front', () => (vscode.window.activeTextEditor?.document.uri.fsPath === other.uri.fsPath ? true : undefined));
+    await sleep(500);
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+    const after = await waitFor('the inspector page reloaded with its state', () => {
+      const r = quantlens.inspectors().find((i) => i.path === fixture.file)?.rendered;
+      return r?.restored && r.tensorDetail?.stats ? r.tensorDetail : undefined;
+    }, 60_000);
+    assert.equal(after.tensor, layer.codesTensor);
+    checkToggle(after, 'dequantized', false);
+    assert.deepEqual(after.stats, before.stats);
+    checkShown(after, layer, 'dequantized', layer.dequantize());
+  });
+
+  it('compressed-tensors pack-quantized INT4 groups with packed zero points: dequantized and codes views', async () => {
+    const fixture = writePackQuantizedFixture(join(scratch, 'ct-w4a16-asym'));
+    await inspectLayer(fixture.file, layerOf(fixture, 'model.layers.0.mlp.down_proj'), /^INT4 weights, group 32, asymmetric/, [-8, 7]);
+  });
+
+  it('AutoFP8 per-tensor FP8 with weight_scale: dequantized and codes views', async () => {
+    const fixture = writeAutoFp8Fixture(join(scratch, 'autofp8'));
+    await inspectLayer(fixture.file, layerOf(fixture, 'model.layers.0.self_attn.o_proj'), /^FP8 weights and activations, per-tensor static scales/, [-448, 448]);
+  });
+
+  it('compressed-tensors INT8 per channel: dequantized and codes views', async () => {
+    const fixture = writeInt8ChannelFixture(join(scratch, 'int8-channel'));
+    await inspectLayer(fixture.file, layerOf(fixture, 'model.layers.0.mlp.gate_proj'), /^INT8 weights per channel/, [-128, 127]);
   });
 });
