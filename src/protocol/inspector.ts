@@ -89,6 +89,11 @@ export interface RenderedView {
   readonly restored: boolean;
   /** The selected tensor's detail as the page shows it, once a tensor is selected. */
   readonly tensorDetail?: TensorDetailView;
+  /**
+   * Milestones of this page load in ms since its navigation began: the script started (after the webview
+   * machinery and the bundle loaded), the host's init arrived, the first render was reported.
+   */
+  readonly timing: { readonly scriptStart: number; readonly init: number; readonly firstRender: number };
 }
 
 /** What a tensor's statistics show: a quantized layer's dequantized weight or codes, or the tensor as stored. */

@@ -17,6 +17,11 @@ import { Column, TableState, VirtualTable } from '../shared/virtualTable';
 import { heatmap, histogramChart } from '../shared/charts';
 import { formatBytes, formatCount, formatShape } from '../../src/core/util/format';
 
+/** When this script started, in ms since the page's navigation began (see RenderedView.timing). */
+const scriptStartMs = performance.now();
+let initMs: number | undefined;
+let firstRenderMs: number | undefined;
+
 type Tab = InspectorTab;
 interface ViewState {
   tab: Tab;
@@ -73,7 +78,10 @@ function call<M extends keyof InspectorMethods>(method: M, params: InspectorMeth
 }
 
 function onMessage(message: HostToWebview): void {
-  if (message.type === 'init') render(message.summary, message.wholeCheckpoint);
+  if (message.type === 'init') {
+    initMs ??= performance.now();
+    render(message.summary, message.wholeCheckpoint);
+  }
   else if (message.type === 'loadError') renderLoadError(message.message);
   else if (message.type === 'progress') progressListeners.get(message.requestId)?.(message.fraction, message.what);
   else if (message.type === 'show') showTab(message.tab, message.start ?? false, message.params);
@@ -166,6 +174,7 @@ function reportRendered(): void {
       restored,
       tables: Object.fromEntries([...tables].map(([name, t]): [InspectorTable, TableView] => [name, { ...t.table.snapshot(), filter: t.filter() }])),
       tensorDetail: readTensorDetail(),
+      timing: { scriptStart: scriptStartMs, init: initMs ?? NaN, firstRender: (firstRenderMs ??= performance.now()) },
     },
   });
 }
