@@ -522,18 +522,23 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
   const computeButton = button('Compute statistics', () => void compute(), { id: 'compute-stats' });
   const current: NonNullable<typeof shownDetail> = { row, quantized, view: view() };
   shownDetail = current;
+  /** Whether a computation is running: its progress line and Cancel button own the body until it ends. */
+  let running = false;
   const compute = async () => {
+    if (running) return; // one computation per detail at a time (Cancel stops it)
     const v = view();
     const key = cacheKey();
     const label = v === 'stored' ? `Streaming ${formatBytes(row.bytes)}` : `Dequantizing ${row.name.replace(/\.(weight|weight_packed|qweight)$/, '')} in row blocks`;
-    const result = await withProgress(body, label, (onProgress) => call('tensorStats', { tensor: row.name, ...(v === 'stored' ? {} : { view: v }) }, onProgress));
+    running = true;
+    const result = await withProgress(body, label, (onProgress) => call('tensorStats', { tensor: row.name, ...(v === 'stored' ? {} : { view: v }) }, onProgress)).finally(() => (running = false));
     if (result) {
       statsCache.set(key, result);
       // Kept in the saved state too (only this tensor's), so a reload shows it without streaming again.
       state.shownStats = { tensor: row.name, results: { ...(state.shownStats?.tensor === row.name ? state.shownStats.results : {}), [v]: result } };
       save();
       loaded.add(`${v === 'stored' ? 'stats' : v}:${row.name}`);
-      if (cacheKey() === key && shownDetail === current) showCached();
+      // The toggle may have moved while it ran: show what the toggle now asks for.
+      if (shownDetail === current) showCached();
       else reportRendered();
     }
   };
@@ -555,7 +560,12 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
         ? dropdown('stats-view', 'Show values as', Object.entries(VIEW_LABELS) as [string, string][], state.statsView, (v) => {
             state.statsView = v as TensorValuesView;
             save();
-            showCached();
+            // During a computation its progress and Cancel stay on screen; the new view shows when it ends.
+            if (running) {
+              current.view = view();
+              computeButton.textContent = 'Compute statistics';
+              reportRendered();
+            } else showCached();
           })
         : undefined,
       computeButton,
