@@ -99,6 +99,41 @@ export interface StoredWeightRows {
   readonly cols: number;
   /** Dequantizes rows [r0, r1) into out[0, (r1 − r0) · cols); returns that prefix of `out`. */
   read(r0: number, r1: number, out: Float32Array): Promise<Float32Array>;
+  /**
+   * The same in two steps, so that one file read can feed several smaller (cache-sized) decodes: `load`
+   * reads the stored rows [r0, r1); `decode` dequantizes rows [s0, s1) within them into
+   * out[0, (s1 − s0) · cols) and returns that prefix.
+   */
+  load(r0: number, r1: number): Promise<void>;
+  decode(s0: number, s1: number, out: Float32Array): Float32Array;
+}
+
+/** A StoredWeightRows from its two steps (`decode` gets the first loaded row too). */
+function twoStep(name: string, rows: number, cols: number, load: (r0: number, r1: number) => Promise<void>, decode: (s0: number, s1: number, out: Float32Array, r0: number) => void): StoredWeightRows {
+  let loaded0 = 0;
+  let loaded1 = 0;
+  const weight: StoredWeightRows = {
+    rows,
+    cols,
+    async load(r0, r1) {
+      checkRows(name, rows, r0, r1, undefined, cols);
+      await load(r0, r1);
+      loaded0 = r0;
+      loaded1 = r1;
+    },
+    decode(s0, s1, out) {
+      if (!(s0 >= loaded0 && s1 <= loaded1 && s0 <= s1)) throw new DequantizeError(`${name}: rows [${s0}, ${s1}) are not within the rows loaded [${loaded0}, ${loaded1})`);
+      checkRows(name, rows, s0, s1, out, cols);
+      decode(s0, s1, out, loaded0);
+      return out.subarray(0, (s1 - s0) * cols);
+    },
+    async read(r0, r1, out) {
+      checkRows(name, rows, r0, r1, out, cols);
+      await weight.load(r0, r1);
+      return weight.decode(r0, r1, out);
+    },
+  };
+  return weight;
 }
 
 /** A byte buffer that grows to the largest block asked for and is then reused. */
@@ -110,9 +145,9 @@ class ByteBuffer {
   }
 }
 
-function checkRows(name: string, rows: number, r0: number, r1: number, out: Float32Array, cols: number): void {
+function checkRows(name: string, rows: number, r0: number, r1: number, out: Float32Array | undefined, cols: number): void {
   if (!(Number.isSafeInteger(r0) && Number.isSafeInteger(r1) && 0 <= r0 && r0 <= r1 && r1 <= rows)) throw new DequantizeError(`${name}: rows [${r0}, ${r1}) are outside the weight's ${rows} rows`);
-  if (out.length < (r1 - r0) * cols) throw new DequantizeError(`${name}: the output holds ${out.length} values, rows [${r0}, ${r1}) need ${(r1 - r0) * cols}`);
+  if (out && out.length < (r1 - r0) * cols) throw new DequantizeError(`${name}: the output holds ${out.length} values, rows [${r0}, ${r1}) need ${(r1 - r0) * cols}`);
 }
 
 /**
@@ -138,28 +173,27 @@ export async function openStoredWeight(
       if (DTYPE_INFO[dtype].bits % 8 !== 0) {
         // Sub-byte floats (F4/F6) do not split on row boundaries in general: decode whole, hand out rows.
         let whole: Float32Array | undefined;
-        return {
+        return twoStep(
+          weightName,
           rows,
           cols,
-          async read(r0, r1, out) {
-            checkRows(weightName, rows, r0, r1, out, cols);
+          async () => {
             whole ??= await floats(checkpoint, weightName);
-            const values = whole.subarray(r0 * cols, r1 * cols);
-            out.set(values);
-            return out.subarray(0, values.length);
           },
-        };
+          (s0, s1, out) => out.set(whole!.subarray(s0 * cols, s1 * cols)),
+        );
       }
       const rowBytes = bytesForElements(dtype, cols);
-      return {
+      let raw: Uint8Array = new Uint8Array(0);
+      return twoStep(
+        weightName,
         rows,
         cols,
-        async read(r0, r1, out) {
-          checkRows(weightName, rows, r0, r1, out, cols);
-          const raw = await checkpoint.readTensorRange(weightName, r0 * rowBytes, r1 * rowBytes, bytes.get((r1 - r0) * rowBytes));
-          return decodeToFloat32(dtype, raw, out);
+        async (r0, r1) => {
+          raw = await checkpoint.readTensorRange(weightName, r0 * rowBytes, r1 * rowBytes, bytes.get((r1 - r0) * rowBytes));
         },
-      };
+        (s0, s1, out, r0) => decodeToFloat32(dtype, raw.subarray((s0 - r0) * rowBytes, (s1 - r0) * rowBytes), out),
+      );
     }
     case 'ct-int':
     case 'ct-fp8':
@@ -179,22 +213,24 @@ export async function openStoredWeight(
       // The value of every 8-bit code: E4M3 for FP8 weights, the signed byte otherwise.
       const codeValue = weightTensor.dtype === 'F8_E4M3' ? E4M3_TO_F32 : Float32Array.from({ length: 256 }, (_, b) => (b << 24) >> 24);
       const { rowDiv, rowStride, colCell } = layout;
-      return {
+      let raw: Uint8Array = new Uint8Array(0);
+      return twoStep(
+        weightTensor.name,
         rows,
         cols,
-        async read(r0, r1, out) {
-          checkRows(weightTensor.name, rows, r0, r1, out, cols);
-          const raw = await checkpoint.readTensorRange(weightTensor.name, r0 * cols, r1 * cols, bytes.get((r1 - r0) * cols));
-          for (let r = r0, i = 0; r < r1; r++) {
+        async (r0, r1) => {
+          raw = await checkpoint.readTensorRange(weightTensor.name, r0 * cols, r1 * cols, bytes.get((r1 - r0) * cols));
+        },
+        (s0, s1, out, r0) => {
+          for (let r = s0, i = 0, j = (s0 - r0) * cols; r < s1; r++) {
             const base = Math.floor(r / rowDiv) * rowStride;
-            for (let c = 0; c < cols; c++, i++) {
+            for (let c = 0; c < cols; c++, i++, j++) {
               const k = base + colCell[c]!;
-              out[i] = (codeValue[raw[i]!]! - zp[k]!) * scale[k]!;
+              out[i] = (codeValue[raw[j]!]! - zp[k]!) * scale[k]!;
             }
           }
-          return out.subarray(0, (r1 - r0) * cols);
         },
-      };
+      );
     }
     case 'ct-packed': {
       const shapeBytes = await checkpoint.readTensorBytes(`${name}.weight_shape`);
@@ -218,37 +254,39 @@ export async function openStoredWeight(
       const { rowDiv, rowStride, colCell } = layout;
       const rowBytes = packedCols * 4;
       let q = new Int8Array(0);
-      return {
+      let words: Int32Array = new Int32Array(0);
+      return twoStep(
+        packedTensor.name,
         rows,
         cols,
-        async read(r0, r1, out) {
-          checkRows(packedTensor.name, rows, r0, r1, out, cols);
+        async (r0, r1) => {
           const raw = await checkpoint.readTensorRange(packedTensor.name, r0 * rowBytes, r1 * rowBytes, bytes.get((r1 - r0) * rowBytes));
           // A fresh ByteBuffer allocation starts at offset 0, so its int32 view is aligned.
-          const words = new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
-          if (q.length < (r1 - r0) * cols) q = new Int8Array((r1 - r0) * cols);
-          unpackFromInt32(words, r1 - r0, cols, bits, 1, q);
-          for (let r = r0, i = 0; r < r1; r++) {
+          words = new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+        },
+        (s0, s1, out, r0) => {
+          if (q.length < (s1 - s0) * cols) q = new Int8Array((s1 - s0) * cols);
+          unpackFromInt32(words.subarray((s0 - r0) * packedCols, (s1 - r0) * packedCols), s1 - s0, cols, bits, 1, q);
+          for (let r = s0, i = 0; r < s1; r++) {
             const base = Math.floor(r / rowDiv) * rowStride;
             for (let c = 0; c < cols; c++, i++) {
               const k = base + colCell[c]!;
               out[i] = (q[i]! - zp[k]!) * scale[k]!;
             }
           }
-          return out.subarray(0, (r1 - r0) * cols);
         },
-      };
+      );
     }
     case 'gptq': {
       const [rows, cols] = observed.shape ?? [0, 0];
       if (!observed.bits || rows === 0) throw new DequantizeError(`${name}: cannot tell the GPTQ layout (bits/in_features) from qweight and g_idx`);
       const bits = observed.bits;
       let whole: Float32Array | undefined;
-      return {
+      return twoStep(
+        `${name}.qweight`,
         rows,
         cols,
-        async read(r0, r1, out) {
-          checkRows(`${name}.qweight`, rows, r0, r1, out, cols);
+        async () => {
           whole ??= dequantizeGptq(
             {
               bits,
@@ -261,11 +299,9 @@ export async function openStoredWeight(
             },
             options.gptqFormat ?? 'gptq',
           );
-          const values = whole.subarray(r0 * cols, r1 * cols);
-          out.set(values);
-          return out.subarray(0, values.length);
         },
-      };
+        (s0, s1, out) => out.set(whole!.subarray(s0 * cols, s1 * cols)),
+      );
     }
     default:
       throw new DequantizeError(`${name}: dequantizing ${observed.kind} weights is not supported`);
