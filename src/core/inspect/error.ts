@@ -282,13 +282,15 @@ interface BlockSource {
   /** Rows per block read (one file read), and per block computed (decoded and measured: the workspace's size). */
   readonly ioRows: number;
   readonly computeRows: number;
-  /** Reads rows [r0, r1) (at most ioRows) from the file(s). */
-  read(r0: number, r1: number): Promise<void>;
+  /** 2 when a block can be read into one slot while the other's rows are computed; else 1. */
+  readonly slots: 1 | 2;
+  /** Reads rows [r0, r1) (at most ioRows) from the file(s) into slot `slot`. */
+  read(r0: number, r1: number, slot: number): Promise<void>;
   /**
-   * Puts rows [s0, s1) of the rows last read (at most computeRows) into the workspace: x, and approx — or
-   * the codes and scales `reconstruct` turns into approx.
+   * Puts rows [s0, s1) (at most computeRows) of the block read into `slot` from row r0 into the workspace:
+   * x, and approx — or the codes and scales `reconstruct` turns into approx.
    */
-  fill(s0: number, s1: number): void;
+  fill(s0: number, s1: number, r0: number, slot: number): void;
   /** Fills approx[start, end) of the rows last filled from their codes; absent when `fill` fills approx. */
   readonly reconstruct?: (start: number, end: number) => void;
 }
@@ -311,16 +313,26 @@ async function measureStreamed(
   const total = rows * cols;
   const kept = ws.errors.length >= total;
   const passes = kept ? 1 : 2;
+  const { ioRows, computeRows, slots } = source;
   const pass = async (index: number, use: (n: number, r0: number) => void) => {
-    for (let r0 = 0; r0 < rows; r0 += source.ioRows) {
+    // With two slots the next block is read while this one is computed.
+    const readBlock = (r0: number, slot: number) => {
+      const reading = source.read(r0, Math.min(rows, r0 + ioRows), slot);
+      reading.catch(() => undefined); // awaited below; a read left behind by a cancellation must not be unhandled
+      return reading;
+    };
+    let pending = rows > 0 ? readBlock(0, 0) : undefined;
+    for (let r0 = 0, slot = 0; r0 < rows; r0 += ioRows, slot = slots === 2 ? slot ^ 1 : 0) {
+      await pending;
       if (options.signal?.aborted) throw new Error('cancelled');
-      const r1 = Math.min(rows, r0 + source.ioRows);
-      await source.read(r0, r1);
-      for (let s0 = r0; s0 < r1; s0 += source.computeRows) {
-        const s1 = Math.min(r1, s0 + source.computeRows);
-        source.fill(s0, s1);
+      const r1 = Math.min(rows, r0 + ioRows);
+      if (slots === 2 && r1 < rows) pending = readBlock(r1, slot ^ 1);
+      for (let s0 = r0; s0 < r1; s0 += computeRows) {
+        const s1 = Math.min(r1, s0 + computeRows);
+        source.fill(s0, s1, r0, slot);
         use((s1 - s0) * cols, s0);
       }
+      if (slots === 1 && r1 < rows) pending = readBlock(r1, 0);
       progress((index + r1 / rows) / passes);
     }
   };
@@ -423,8 +435,12 @@ export async function simulateErrors(checkpoint: Checkpoint, layerMap: LayerMap,
     const size = (computeRows + rangeRows) * cols;
     const strategy = args.strategy;
     const cells = strategy === 'tensor' ? 1 : strategy === 'channel' ? computeRows + rangeRows : strategy === 'group' ? (computeRows + rangeRows) * (cols / args.groupSize!) : rtnScaleShape(args, computeRows + rangeRows, cols).reduce((a, b) => a * b, 1);
-    ws.prepare(size, cells, rows * cols <= keepUpTo ? rows * cols : size);
+    // bf16 weights are read straight into the workspace (two slots) and widened there; others through openStoredWeight.
+    const rowBytes = dtype === 'BF16' ? 2 * cols : 0;
+    ws.prepare(size, cells, rows * cols <= keepUpTo ? rows * cols : size, rowBytes * ioRows);
     const x = ws.x;
+    const load = rowBytes > 0 ? async (r0: number, r1: number, slot: number) => void (await checkpoint.readTensorRange(weightName, r0 * rowBytes, r1 * rowBytes, ws.raw(slot))) : (r0: number, r1: number) => stored.load(r0, r1);
+    const decode = (s0: number, s1: number, r0: number, slot: number) => (rowBytes > 0 ? ws.decodeBF16(slot, (s0 - r0) * rowBytes, (s1 - s0) * cols) : void stored.decode(s0, s1, x));
     const codes = args.type === 'float' ? ws.codesU8 : ws.codesI8;
     let layerMin = 0;
     let layerMax = 0;
@@ -435,10 +451,10 @@ export async function simulateErrors(checkpoint: Checkpoint, layerMap: LayerMap,
       for (let r0 = 0; r0 < rows; r0 += ioRows) {
         if (options.signal?.aborted) throw new Error('cancelled');
         const r1 = Math.min(rows, r0 + ioRows);
-        await stored.load(r0, r1);
+        await load(r0, r1, 0);
         for (let s0 = r0; s0 < r1; s0 += computeRows) {
           const s1 = Math.min(r1, s0 + computeRows);
-          stored.decode(s0, s1, x);
+          decode(s0, s1, r0, 0);
           const range = ws.minMax((s1 - s0) * cols);
           if (range.min < mn) mn = range.min;
           if (range.max > mx) mx = range.max;
@@ -468,10 +484,11 @@ export async function simulateErrors(checkpoint: Checkpoint, layerMap: LayerMap,
     const source: BlockSource = {
       ioRows,
       computeRows,
-      read: (r0, r1) => stored.load(r0, r1),
-      fill(s0, s1) {
+      slots: rowBytes > 0 ? 2 : 1,
+      read: load,
+      fill(s0, s1, r0, slot) {
         const n = (s1 - s0) * cols;
-        stored.decode(s0, s1, x);
+        decode(s0, s1, r0, slot);
         if (fusedFp8) return;
         if (rangeRows > 0) {
           x.fill(0, n, n + rangeRows * cols);
@@ -533,16 +550,21 @@ export async function compareWithOriginal(
     const reference = await openStoredWeight(original, { ...module, observed: { kind: 'float', shape: [rows, cols], hasZeroPoint: false, hasGIdx: false, staticInputScale: false } });
     const ioRows = Math.min(Math.max(rows, 1), rowsPerBlock(cols, budget));
     const computeRows = Math.min(ioRows, rowsPerBlock(cols, COMPUTE_ELEMENTS));
-    ws.prepare(computeRows * cols, 0, rows * cols <= keepUpTo ? rows * cols : computeRows * cols);
+    // A bf16 original is read straight into the workspace and widened there.
+    const rowBytes = ref.dtype === 'BF16' ? 2 * cols : 0;
+    ws.prepare(computeRows * cols, 0, rows * cols <= keepUpTo ? rows * cols : computeRows * cols, rowBytes * ioRows);
     const source: BlockSource = {
       ioRows,
       computeRows,
+      slots: 1,
       async read(r0, r1) {
-        await reference.load(r0, r1);
+        if (rowBytes > 0) await original.readTensorRange(originalName, r0 * rowBytes, r1 * rowBytes, ws.raw(0));
+        else await reference.load(r0, r1);
         await stored.load(r0, r1);
       },
-      fill(s0, s1) {
-        reference.decode(s0, s1, ws.x);
+      fill(s0, s1, r0) {
+        if (rowBytes > 0) ws.decodeBF16(0, (s0 - r0) * rowBytes, (s1 - s0) * cols);
+        else reference.decode(s0, s1, ws.x);
         stored.decode(s0, s1, ws.approx);
       },
     };

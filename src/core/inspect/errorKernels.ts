@@ -53,6 +53,7 @@ interface KernelExports {
   fp8TensorBF16(x: number, a: number, start: number, end: number, scale: number): void;
   fp8TensorF32(x: number, a: number, start: number, end: number, scale: number): void;
   minMax(x: number, n: number, out: number): number;
+  bf16ToF32(src: number, dst: number, n: number): void;
 }
 
 /**
@@ -295,6 +296,24 @@ function minMaxKernel(): WasmFunc {
   return { name: 'minMax', params: [T.I32, T.I32, T.I32], results: [T.I32], locals: [T.I32, T.V128, T.V128, T.V128, T.V128], body };
 }
 
+/** bfloat16 → float32 (the bits, shifted): params src (2n bytes), dst, n (a multiple of 8). */
+function bf16Kernel(): WasmFunc {
+  const [src, dst, n] = [0, 1, 2];
+  const [end, v] = [3, 4];
+  const body = [
+    ...I.get(src), ...I.get(n), ...I.i32(1), ...I.i32Shl, ...I.i32Add, ...I.set(end),
+    ...I.block, ...I.loop,
+    ...I.get(src), ...I.get(end), ...I.i32GeU, ...I.brIf(1),
+    ...I.get(src), ...I.v128Load(), ...I.set(v),
+    ...I.get(dst), ...I.get(v), ...I.i32x4ExtendLowI16x8U, ...I.i32(16), ...I.i32x4Shl, ...I.v128Store(),
+    ...I.get(dst), ...I.get(v), ...I.i32x4ExtendHighI16x8U, ...I.i32(16), ...I.i32x4Shl, ...I.v128Store(16),
+    ...I.get(src), ...I.i32(16), ...I.i32Add, ...I.set(src),
+    ...I.get(dst), ...I.i32(32), ...I.i32Add, ...I.set(dst),
+    ...I.br(0), ...I.end, ...I.end,
+  ];
+  return { name: 'bf16ToF32', params: [T.I32, T.I32, T.I32], results: [], locals: [T.I32, T.V128], body };
+}
+
 let compiled: WebAssembly.Module | null | undefined;
 
 function kernelModule(): WebAssembly.Module | null {
@@ -312,6 +331,7 @@ function kernelModule(): WebAssembly.Module | null {
         fp8TensorKernel('fp8TensorBF16', true),
         fp8TensorKernel('fp8TensorF32', false),
         minMaxKernel(),
+        bf16Kernel(),
       ],
       1,
     );
@@ -364,6 +384,8 @@ export class ErrorWorkspace {
   private ePtr = 0;
   private qPtr = 0;
   private zPtr = 0;
+  private rawPtr = 0;
+  private rawSlot = 0;
 
   /** engine 'js' forces the portable kernels (tests compare the two). */
   constructor(engine: 'auto' | 'js' = 'auto') {
@@ -373,16 +395,18 @@ export class ErrorWorkspace {
   }
 
   /**
-   * Room for blocks of `size` values with `cells` scale cells, and `errorCapacity` (≥ size) float32 errors;
-   * clears the accumulators and the counters.
+   * Room for blocks of `size` values with `cells` scale cells, `errorCapacity` (≥ size) float32 errors and
+   * two slots of `rawBytes` stored bytes (see `raw`); clears the accumulators and the counters.
    */
-  prepare(size: number, cells: number, errorCapacity = size): void {
+  prepare(size: number, cells: number, errorCapacity = size, rawBytes = 0): void {
     this.zPtr = SCALES_PTR + align16(cells * 4);
     this.xPtr = this.zPtr + align16(cells * 4);
     this.aPtr = this.xPtr + align16(size * 4);
     this.ePtr = this.aPtr + align16(size * 4);
     this.qPtr = this.ePtr + align16(Math.max(size, errorCapacity) * 4);
-    const total = this.qPtr + Math.max(align16(size), BIN_CHUNK) + 16;
+    this.rawPtr = this.qPtr + Math.max(align16(size), BIN_CHUNK);
+    this.rawSlot = align16(rawBytes);
+    const total = this.rawPtr + 2 * this.rawSlot + 16;
     if (this.kernels) {
       const mem = this.kernels.mem;
       if (mem.buffer.byteLength < total) mem.grow(Math.ceil((total - mem.buffer.byteLength) / 65536));
@@ -401,6 +425,22 @@ export class ErrorWorkspace {
     this.codesU8 = new Uint8Array(b, this.qPtr, size);
     this.resetSums();
     this.counts.fill(0);
+  }
+
+  /** Slot `slot` (0 or 1) of the stored bytes, for a file read while the other slot's rows are decoded. */
+  raw(slot: number): Uint8Array {
+    return new Uint8Array(this.buffer, this.rawPtr + slot * this.rawSlot, this.rawSlot);
+  }
+
+  /** x[0, n) = the bfloat16 values at byte `offset` of raw slot `slot`. */
+  decodeBF16(slot: number, offset: number, n: number): void {
+    const k = this.kernels;
+    const at = this.rawPtr + slot * this.rawSlot + offset;
+    const body = k ? n & ~7 : 0;
+    if (body > 0) k!.bf16ToF32(at, this.xPtr, body);
+    const bytes = new Uint8Array(this.buffer, at, 2 * n);
+    const bits = new Uint32Array(this.buffer, this.xPtr, n);
+    for (let i = body; i < n; i++) bits[i] = (bytes[2 * i]! | (bytes[2 * i + 1]! << 8)) << 16;
   }
 
   resetSums(): void {

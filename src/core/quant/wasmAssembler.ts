@@ -135,6 +135,7 @@ export const I = {
   i16x8ExtendLowI8x16U: [0xfd, ...uleb(0x89)],
   i32x4ExtendLowI16x8S: [0xfd, ...uleb(0xa7)],
   i32x4ExtendLowI16x8U: [0xfd, ...uleb(0xa9)],
+  i32x4ExtendHighI16x8U: [0xfd, ...uleb(0xaa)],
   i32x4Shl: [0xfd, ...uleb(0xab)],
   f32x4Sub: [0xfd, ...uleb(0xe5)],
   f32x4Mul: [0xfd, ...uleb(0xe6)],
