@@ -552,7 +552,10 @@ export async function compareWithOriginal(
     const computeRows = Math.min(ioRows, rowsPerBlock(cols, COMPUTE_ELEMENTS));
     // A bf16 original is read straight into the workspace and widened there.
     const rowBytes = ref.dtype === 'BF16' ? 2 * cols : 0;
-    ws.prepare(computeRows * cols, 0, rows * cols <= keepUpTo ? rows * cols : computeRows * cols, rowBytes * ioRows);
+    // int8 codes whose cells are runs (per channel, groups, per tensor): reconstructed by the workspace.
+    const runs = stored.decodeCodes ? stored.codeRuns : undefined;
+    const cells = runs ? Math.max(1, computeRows * runs.cellsPerRow) : 0;
+    ws.prepare(computeRows * cols, cells, rows * cols <= keepUpTo ? rows * cols : computeRows * cols, rowBytes * ioRows);
     const source: BlockSource = {
       ioRows,
       computeRows,
@@ -565,8 +568,10 @@ export async function compareWithOriginal(
       fill(s0, s1, r0) {
         if (rowBytes > 0) ws.decodeBF16(0, (s0 - r0) * rowBytes, (s1 - s0) * cols);
         else reference.decode(s0, s1, ws.x);
-        stored.decode(s0, s1, ws.approx);
+        if (runs) stored.decodeCodes!(s0, s1, ws.codesI8, ws.scale, ws.zero);
+        else stored.decode(s0, s1, ws.approx);
       },
+      reconstruct: runs ? (start, end) => ws.reconstruct(start, end, runs.cellsPerRow === 0 ? computeRows * cols : runs.cellLen, false, runs.hasZero) : undefined,
     };
     layers.push(await measureStreamed(module, rows, cols, ws, source, options, progress));
   }

@@ -106,6 +106,50 @@ export interface StoredWeightRows {
    */
   load(r0: number, r1: number): Promise<void>;
   decode(s0: number, s1: number, out: Float32Array): Float32Array;
+  /**
+   * Present for int8 codes (compressed-tensors int- and pack-quantized) whose scale cells are runs of
+   * consecutive elements of the row-major weight (per tensor, per channel, groups without g_idx): then
+   * `decodeCodes` gives rows [s0, s1) of those loaded as their codes, and the scales and zero points (as
+   * values) of the cells covering them, in order — (code − zero) · scale of cell ⌊i / cellLen⌋ is what
+   * `decode` gives — for callers that reconstruct the values themselves.
+   */
+  readonly codeRuns?: CodeRuns;
+  decodeCodes?(s0: number, s1: number, codes: Int8Array, scale: Float32Array, zero: Float32Array): void;
+}
+
+export interface CodeRuns {
+  /** Elements per scale cell (per tensor: the whole weight). */
+  readonly cellLen: number;
+  /** Cells per row (per tensor: 0, the one cell serves every row). */
+  readonly cellsPerRow: number;
+  readonly hasZero: boolean;
+}
+
+/** The runs `layout` describes, if its cells are runs of consecutive elements (see StoredWeightRows.codeRuns). */
+function codeRuns(layout: CellLayout, rows: number, cols: number, cells: number, hasZero: boolean, zero: ArrayLike<number>): CodeRuns | undefined {
+  const { rowDiv, rowStride, colCell } = layout;
+  // Integer zero points keep code − zero exact in float32 (the reconstruction's arithmetic).
+  for (let k = 0; k < cells; k++) if (!(Number.isInteger(zero[k]) && Math.abs(zero[k]!) <= 256)) return undefined;
+  if (cells === 1 && rowStride === 0) return { cellLen: Math.max(1, rows * cols), cellsPerRow: 0, hasZero };
+  if (rowDiv !== 1 || rowStride < 1 || cols % rowStride !== 0) return undefined;
+  const gs = cols / rowStride;
+  for (let c = 0; c < cols; c++) if (colCell[c] !== Math.floor(c / gs)) return undefined;
+  return { cellLen: gs, cellsPerRow: rowStride, hasZero };
+}
+
+/** Throws unless rows [s0, s1) are within those `weight` loaded last (decoding no rows checks that). */
+function checkLoaded(weight: StoredWeightRows, s0: number, s1: number): void {
+  const none = new Float32Array(0);
+  weight.decode(s0, s0, none);
+  weight.decode(s1, s1, none);
+}
+
+/** Scales and zero points of the cells covering rows [s0, s1) under `runs`, into `scale` and `zero`. */
+function cellsOf(runs: CodeRuns, s0: number, s1: number, scaleAll: Float32Array, zeroAll: ArrayLike<number>, scale: Float32Array, zero: Float32Array): void {
+  const first = s0 * runs.cellsPerRow;
+  const count = runs.cellsPerRow === 0 ? 1 : (s1 - s0) * runs.cellsPerRow;
+  scale.set(scaleAll.subarray(first, first + count));
+  for (let k = 0; k < count; k++) zero[k] = zeroAll[first + k]!;
 }
 
 /** A StoredWeightRows from its two steps (`decode` gets the first loaded row too). */
@@ -213,24 +257,49 @@ export async function openStoredWeight(
       // The value of every 8-bit code: E4M3 for FP8 weights, the signed byte otherwise.
       const codeValue = weightTensor.dtype === 'F8_E4M3' ? E4M3_TO_F32 : Float32Array.from({ length: 256 }, (_, b) => (b << 24) >> 24);
       const { rowDiv, rowStride, colCell } = layout;
+      const oneCellPerRow = colCell.every((k) => k === 0);
+      const rowValues = new Float32Array(256);
       let raw: Uint8Array = new Uint8Array(0);
-      return twoStep(
+      let loaded0 = 0;
+      const runs = weightTensor.dtype === 'I8' ? codeRuns(layout, rows, cols, scale.length, has('weight_zero_point'), zp) : undefined;
+      const weight = twoStep(
         weightTensor.name,
         rows,
         cols,
         async (r0, r1) => {
           raw = await checkpoint.readTensorRange(weightTensor.name, r0 * cols, r1 * cols, bytes.get((r1 - r0) * cols));
+          loaded0 = r0;
         },
         (s0, s1, out, r0) => {
+          const codes = raw;
           for (let r = s0, i = 0, j = (s0 - r0) * cols; r < s1; r++) {
             const base = Math.floor(r / rowDiv) * rowStride;
+            if (oneCellPerRow) {
+              // Per channel / per tensor: one scale and zero point for the whole row, so the row's 256
+              // possible values are computed once (the same float32 values) and the codes look them up.
+              const z = zp[base]!;
+              const sc = scale[base]!;
+              for (let b = 0; b < 256; b++) rowValues[b] = (codeValue[b]! - z) * sc;
+              for (let c = 0; c < cols; c++, i++, j++) out[i] = rowValues[codes[j]!]!;
+              continue;
+            }
             for (let c = 0; c < cols; c++, i++, j++) {
               const k = base + colCell[c]!;
-              out[i] = (codeValue[raw[j]!]! - zp[k]!) * scale[k]!;
+              out[i] = (codeValue[codes[j]!]! - zp[k]!) * scale[k]!;
             }
           }
         },
       );
+      if (!runs) return weight;
+      return {
+        ...weight,
+        codeRuns: runs,
+        decodeCodes(s0, s1, codes, cellScale, cellZero) {
+          checkLoaded(weight, s0, s1);
+          codes.set(new Int8Array(raw.buffer, raw.byteOffset + (s0 - loaded0) * cols, (s1 - s0) * cols));
+          cellsOf(runs, s0, s1, scale, zp, cellScale, cellZero);
+        },
+      };
     }
     case 'ct-packed': {
       const shapeBytes = await checkpoint.readTensorBytes(`${name}.weight_shape`);
@@ -255,7 +324,9 @@ export async function openStoredWeight(
       const rowBytes = packedCols * 4;
       let q = new Int8Array(0);
       let words: Int32Array = new Int32Array(0);
-      return twoStep(
+      let loaded0 = 0;
+      const runs = codeRuns(layout, rows, cols, Math.min(scale.length, zp.length), has('weight_zero_point'), zp);
+      const weight = twoStep(
         packedTensor.name,
         rows,
         cols,
@@ -263,19 +334,31 @@ export async function openStoredWeight(
           const raw = await checkpoint.readTensorRange(packedTensor.name, r0 * rowBytes, r1 * rowBytes, bytes.get((r1 - r0) * rowBytes));
           // A fresh ByteBuffer allocation starts at offset 0, so its int32 view is aligned.
           words = new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+          loaded0 = r0;
         },
         (s0, s1, out, r0) => {
           if (q.length < (s1 - s0) * cols) q = new Int8Array((s1 - s0) * cols);
-          unpackFromInt32(words.subarray((s0 - r0) * packedCols, (s1 - r0) * packedCols), s1 - s0, cols, bits, 1, q);
+          const codes = q;
+          unpackFromInt32(words.subarray((s0 - r0) * packedCols, (s1 - r0) * packedCols), s1 - s0, cols, bits, 1, codes);
           for (let r = s0, i = 0; r < s1; r++) {
             const base = Math.floor(r / rowDiv) * rowStride;
             for (let c = 0; c < cols; c++, i++) {
               const k = base + colCell[c]!;
-              out[i] = (q[i]! - zp[k]!) * scale[k]!;
+              out[i] = (codes[i]! - zp[k]!) * scale[k]!;
             }
           }
         },
       );
+      if (!runs) return weight;
+      return {
+        ...weight,
+        codeRuns: runs,
+        decodeCodes(s0, s1, codes, cellScale, cellZero) {
+          checkLoaded(weight, s0, s1);
+          unpackFromInt32(words.subarray((s0 - loaded0) * packedCols, (s1 - loaded0) * packedCols), s1 - s0, cols, bits, 1, codes);
+          cellsOf(runs, s0, s1, scale, zp, cellScale, cellZero);
+        },
+      };
     }
     case 'gptq': {
       const [rows, cols] = observed.shape ?? [0, 0];
