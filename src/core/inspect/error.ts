@@ -7,17 +7,22 @@
  * Per layer: relative Frobenius error, SQNR (dB), max abs error, cosine similarity, and an error histogram;
  * a ranking of the worst layers and a suggested ignore list.
  *
- * Streamed in blocks of rows (`blockElements` values at a time): the memory bound is one block of the
- * weight, its quantized codes and its reconstruction, never a whole layer (except GPTQ-layout weights when
- * comparing, which are stored transposed). The error histogram's range is the error's min/max, so each
- * layer takes two passes (sums and range, then the histogram), each re-reading and re-quantizing its rows;
- * per-tensor FP8 takes one more pass first, for the absmax its scale needs.
+ * Streamed in blocks of rows: each file read covers `blockElements` values (bf16 weights go straight into
+ * the workspace, the next block read while one is measured), and is decoded, quantized and measured in
+ * smaller blocks (COMPUTE_ELEMENTS) that stay in the CPU caches. The memory bound is one block of the
+ * weight, its codes and its reconstruction — never a whole layer (except GPTQ-layout weights when
+ * comparing, which are stored transposed) — plus the float32 errors of a layer of at most `cacheElements`
+ * values. The error histogram's range is the error's min/max, so each layer takes two passes: the sums and
+ * the range, keeping the float32 errors; then the histogram, over the kept errors, or — for larger layers —
+ * by re-reading and re-quantizing the rows. Per-tensor FP8 takes one more pass first, for the min and max
+ * its scale needs. The inner loops are WebAssembly SIMD kernels (errorKernels.ts; a JS engine gives the
+ * same results).
  *
- * The numbers are bit-identical to measuring the whole layer at once with `ErrorAccumulator` and the
- * tensor statistics' linear histogram: the sums keep ErrorAccumulator's order (float64 partials over runs
- * of 4096 consecutive elements of the row-major layer, whatever the block boundaries), and every row block
- * is quantized exactly as the whole layer would be (channel / group cells never span rows; a tensor scale
- * depends only on the layer's min and max, which the block sees through one extra row holding them).
+ * The numbers do not depend on the blocks: the sums are float64 over runs of 4096 consecutive elements of
+ * the row-major layer (ErrorAccumulator's runs), each run in four lanes by element index (see
+ * LayerErrorMeter), and every row block is quantized exactly as the whole layer would be (channel / group
+ * cells never span rows; a tensor scale depends only on the layer's min and max, which each block sees
+ * through one extra row holding them, or, for FP8 in one step, directly).
  */
 import type { Checkpoint } from '../safetensors/checkpoint';
 import type { LayerMap, LinearModule } from '../checkpoint/scheme';
