@@ -3,8 +3,9 @@
  * - first paint of the layer map for a Llama-3-8B-shaped (sparse) checkpoint: open + summary + layer map +
  *   the two messages the page needs before it can draw (init, first layer page), serialised as postMessage
  *   would; against a raw read + JSON.parse of the headers;
- * - statistics and error simulation over every tensor of a ~1.7 GB Llama-shaped checkpoint with real
- *   (heavy-tailed bf16) data; against a plain read of the same bytes;
+ * - statistics, and the error simulation of every scheme in SIMULATIONS over every linear layer, of a ~1.7 GB
+ *   Llama-shaped checkpoint with real (heavy-tailed bf16) data, and the comparison of its W8A8 quantization
+ *   with it; against a plain read of the same bytes;
  * - peak RSS of `quantlens inspect --stats` / `--error` on that checkpoint, as whole processes.
  */
 import { promises as fs, existsSync } from 'node:fs';
@@ -15,7 +16,8 @@ import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
 import { queryLayers, queryTensorTable } from '../../src/core/checkpoint/tensorQuery';
 import { computeTensorStatistics } from '../../src/core/stats/computeStats';
-import { simulateErrors } from '../../src/core/inspect/error';
+import { compareWithOriginal, simulateErrors, SIMULATIONS, SimulationName } from '../../src/core/inspect/error';
+import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import { SafetensorsWriter, tensorByteLength } from '../../src/core/safetensors/writer';
 import { planShards, shardFileName, writeShardIndex } from '../../src/core/safetensors/shards';
 import { BenchRow, gbps, interleavedMedians, mb, ms } from './harness';
@@ -147,15 +149,37 @@ export async function inspectorSection(rows: BenchRow[], dataDir: string, root: 
     target: '-',
   });
   const linearBytes = layerMap.modules.filter((m) => m.observed?.kind === 'float').reduce((s, m) => s + checkpoint.tensor(`${m.name}.weight`).byteLength, 0);
-  const [tError, tRead2] = await interleavedMedians(1, () => simulateErrors(checkpoint, layerMap, 'int8-channel'), () => plainRead(folder));
+  for (const simulation of Object.keys(SIMULATIONS) as SimulationName[]) {
+    const [tError, tRead2] = await interleavedMedians(1, () => simulateErrors(checkpoint, layerMap, simulation), () => plainRead(folder));
+    rows.push({
+      section: 'inspector',
+      what: `error simulation ${SIMULATIONS[simulation].label} over every linear layer (${mb(linearBytes)} of weights)`,
+      result: gbps(linearBytes, tError),
+      baseline: `${gbps(bytes, tRead2)} plain read`,
+      ratio: `${(linearBytes / tError / (bytes / tRead2)).toFixed(2)}× the plain read's speed`,
+      target: '≥ 0.4 GB/s',
+    });
+  }
+  // compareWithOriginal: the same checkpoint quantized to W8A8 (RTN) once, every layer against the original.
+  const w8a8 = join(dataDir, 'llama-0.8b-real-w8a8');
+  if (!existsSync(join(w8a8, '.complete'))) {
+    await fs.rm(w8a8, { recursive: true, force: true });
+    await runQuantizeJob({ model: folder, out: w8a8, scheme: 'w8a8' });
+    await fs.writeFile(join(w8a8, '.complete'), '');
+  }
+  const quantized = await Checkpoint.open(w8a8);
+  const { layerMap: quantizedMap } = await analyzeCheckpoint(quantized, w8a8);
+  const comparedBytes = quantizedMap.modules.filter((m) => m.state === 'quantized').reduce((s, m) => s + checkpoint.tensor(`${m.name}.weight`).byteLength, 0);
+  const [tCompare, tRead3] = await interleavedMedians(1, () => compareWithOriginal(quantized, quantizedMap, checkpoint), () => plainRead(folder));
   rows.push({
     section: 'inspector',
-    what: `error simulation INT8 per channel over every linear layer (${mb(linearBytes)} of weights)`,
-    result: gbps(linearBytes, tError),
-    baseline: `${gbps(bytes, tRead2)} plain read`,
-    ratio: `${(linearBytes / tError / (bytes / tRead2)).toFixed(2)}× the plain read's speed`,
-    target: '-',
+    what: `compare with original, W8A8 RTN checkpoint against its bf16 original (${mb(comparedBytes)} of original weights)`,
+    result: gbps(comparedBytes, tCompare),
+    baseline: `${gbps(bytes, tRead3)} plain read`,
+    ratio: `${(comparedBytes / tCompare / (bytes / tRead3)).toFixed(2)}× the plain read's speed`,
+    target: '≥ 0.4 GB/s',
   });
+  await quantized.close();
   await checkpoint.close();
 
   // 3. Peak RSS of whole CLI processes on that checkpoint.

@@ -7,27 +7,33 @@
  * Per layer: relative Frobenius error, SQNR (dB), max abs error, cosine similarity, and an error histogram;
  * a ranking of the worst layers and a suggested ignore list.
  *
- * Streamed in blocks of rows (`blockElements` values at a time): the memory bound is one block of the
- * weight, its quantized codes and its reconstruction, never a whole layer (except GPTQ-layout weights when
- * comparing, which are stored transposed). The error histogram's range is the error's min/max, so each
- * layer takes two passes (sums and range, then the histogram), each re-reading and re-quantizing its rows;
- * per-tensor FP8 takes one more pass first, for the absmax its scale needs.
+ * Streamed in blocks of rows: each file read covers `blockElements` values (bf16 weights go straight into
+ * the workspace, the next block read while one is measured), and is decoded, quantized and measured in
+ * smaller blocks (COMPUTE_ELEMENTS) that stay in the CPU caches. The memory bound is one block of the
+ * weight, its codes and its reconstruction — never a whole layer (except GPTQ-layout weights when
+ * comparing, which are stored transposed) — plus the float32 errors of a layer of at most `cacheElements`
+ * values. The error histogram's range is the error's min/max, so each layer takes two passes: the sums and
+ * the range, keeping the float32 errors; then the histogram, over the kept errors, or — for larger layers —
+ * by re-reading and re-quantizing the rows. Per-tensor FP8 takes one more pass first, for the min and max
+ * its scale needs. The inner loops are WebAssembly SIMD kernels (errorKernels.ts; a JS engine gives the
+ * same results).
  *
- * The numbers are bit-identical to measuring the whole layer at once with `ErrorAccumulator` and the
- * tensor statistics' linear histogram: the sums keep ErrorAccumulator's order (float64 partials over runs
- * of 4096 consecutive elements of the row-major layer, whatever the block boundaries), and every row block
- * is quantized exactly as the whole layer would be (channel / group cells never span rows; a tensor scale
- * depends only on the layer's min and max, which the block sees through one extra row holding them).
+ * The numbers do not depend on the blocks: the sums are float64 over runs of 4096 consecutive elements of
+ * the row-major layer (ErrorAccumulator's runs), each run in four lanes by element index (see
+ * LayerErrorMeter), and every row block is quantized exactly as the whole layer would be (channel / group
+ * cells never span rows; a tensor scale depends only on the layer's min and max, which each block sees
+ * through one extra row holding them, or, for FP8 in one step, directly).
  */
 import type { Checkpoint } from '../safetensors/checkpoint';
 import type { LayerMap, LinearModule } from '../checkpoint/scheme';
 import { QuantArgs, presetScheme } from '../quant/args';
 import { ErrorAccumulator, ErrorMetrics, errorMetricsFromSums } from '../quant/metrics';
-import { QuantizeError, quantizeRtn, RtnResult, ScaleDtype } from '../quant/rtn';
+import { QuantizeError, quantizeRtn, RtnResult, rtnScaleShape, ScaleDtype } from '../quant/rtn';
 import { E4M3_TO_F32 } from '../dtypes/float';
 import { openStoredWeight, StoredWeightRows } from '../quant/storedWeights';
 import type { Histogram } from '../stats/tensorStats';
 import type { GptqCheckpointFormat } from '../quant/gptqFormat';
+import { ACC_APPROX, ACC_DOT, ACC_ERR, ACC_MAX, ACC_MIN, ACC_REF, ErrorWorkspace } from './errorKernels';
 
 export const SIMULATIONS = {
   'fp8-tensor': { label: 'FP8 per tensor', args: presetScheme('FP8')!.weights! },
@@ -68,6 +74,12 @@ const ERROR_BINS = 64;
 /** ErrorAccumulator's partial-sum run length: kept so the sums are those of one add() over the whole layer. */
 const SUM_RUN = 4096;
 const DEFAULT_BLOCK_ELEMENTS = 1024 * 1024;
+const DEFAULT_CACHE_ELEMENTS = 16 * 1024 * 1024;
+/**
+ * Values per block decoded, quantized and measured at a time, within a block read (blockElements): small
+ * enough that its buffers stay in the CPU's caches between those steps.
+ */
+const COMPUTE_ELEMENTS = 64 * 1024;
 
 function finish(kind: ErrorReport['kind'], scheme: string, layers: LayerError[]): ErrorReport {
   const evaluated = layers.filter((l) => !l.skipped);
@@ -82,25 +94,27 @@ function finish(kind: ErrorReport['kind'], scheme: string, layers: LayerError[])
 }
 
 /**
- * The error metrics and the error histogram of one layer, fed a block of (reference, reconstruction) pairs
- * at a time: pass 1 (`add`) accumulates what ErrorAccumulator does plus the range of the float32 error
- * w − ŵ, pass 2 (`bin`, after `startHistogram`) counts that error into equal-width bins over the range.
+ * The error metrics and the error histogram of one layer, over its row blocks in the workspace: pass 1
+ * (`add`) accumulates what ErrorAccumulator does plus the range of the error and writes the float32 errors
+ * w − ŵ of the block; pass 2 (`bin`, after `startHistogram`) counts float32 errors into equal-width bins
+ * over that range.
+ *
+ * The sums are float64 over runs of SUM_RUN consecutive elements of the row-major layer (whatever the block
+ * boundaries), each run in four lanes (element i in lane i mod 4, see errorKernels.ts) folded as
+ * (lane 0 + lane 1) + (lane 2 + lane 3) at the end of the run, then added to the totals in run order.
  */
 class LayerErrorMeter {
-  private count = 0;
+  /** Pairs seen, of which non-finite (NaN or ±Inf error: not accumulated), of which not equal on both sides. */
+  private seen = 0;
   private nonFinite = 0;
   private nonFiniteMismatch = 0;
   private refNormSq = 0;
   private approxNormSq = 0;
   private errNormSq = 0;
   private dot = 0;
-  /** Partial sums of the current run of SUM_RUN elements, and how many it holds. */
-  private runRef = 0;
-  private runApprox = 0;
-  private runErr = 0;
-  private runDot = 0;
+  /** How many elements the current run holds. */
   private runFill = 0;
-  /** Range of the (float64) errors of the accumulated pairs. */
+  /** Range of the (float64) errors, set by `metrics`. */
   private errMin = Infinity;
   private errMax = -Infinity;
   /** Range of the finite float32 errors, where some error overflows float32 (see `needsRangePass`). */
@@ -109,66 +123,69 @@ class LayerErrorMeter {
   private low = 0;
   private width = 1;
   private bins = 0;
-  /** Four interleaved sets of `bins` counters (see `bin`). */
-  private laneCounts = new Float64Array(0);
-  private binOf = new Uint8Array(0);
   private edges: number[] = [];
 
-  add(ref: Float32Array, approx: Float32Array, n: number): void {
-    let errMin = this.errMin;
-    let errMax = this.errMax;
-    let i = 0;
-    while (i < n) {
-      const start = i;
+  constructor(private readonly ws: ErrorWorkspace) {
+    ws.resetSums();
+  }
+
+  /**
+   * Pass 1 over the block in the workspace, whose first element is element `base` of the layer: x[0, n)
+   * against approx[0, n), which `reconstruct` (when given) fills run by run first.
+   */
+  add(base: number, n: number, reconstruct?: (start: number, end: number) => void): void {
+    for (let i = 0; i < n; ) {
       const end = Math.min(n, i + (SUM_RUN - this.runFill));
-      let r2 = this.runRef;
-      let a2 = this.runApprox;
-      let e2 = this.runErr;
-      let d = this.runDot;
-      let skipped = 0;
-      for (; i < end; i++) {
-        const r = ref[i]!;
-        const a = approx[i]!;
-        const e = r - a;
-        if (e - e !== 0) {
-          // NaN or ±Inf on either side: not accumulated, counted (ErrorAccumulator's conventions).
-          skipped++;
-          if (!((r !== r && a !== a) || r === a)) this.nonFiniteMismatch++;
-          continue;
-        }
-        r2 += r * r;
-        a2 += a * a;
-        e2 += e * e;
-        d += r * a;
-        // The range alone gives max |e| and, rounded to float32, the histogram's range (see histogramRange).
-        if (e < errMin) errMin = e;
-        if (e > errMax) errMax = e;
-      }
-      this.count += end - start - skipped;
-      this.nonFinite += skipped;
-      this.runFill += end - start;
-      this.runRef = r2;
-      this.runApprox = a2;
-      this.runErr = e2;
-      this.runDot = d;
+      reconstruct?.(i, end);
+      this.addRange(base, i, end);
+      this.runFill += end - i;
       if (this.runFill === SUM_RUN) this.endRun();
+      i = end;
     }
-    this.errMin = errMin;
-    this.errMax = errMax;
+    this.seen += n;
+  }
+
+  private addRange(base: number, start: number, end: number): void {
+    const ws = this.ws;
+    let i = start;
+    // Lanes follow the layer's element index: one at a time up to a multiple of 4, then the kernel.
+    for (; i < end && ((base + i) & 3) !== 0; i++) if (!ws.sumOne(i, base + i)) this.countNonFinite(i, i + 1);
+    const body = (end - i) & ~3;
+    if (body > 0 && ws.sums(i, body)) this.countNonFinite(i, i + body);
+    for (i += body; i < end; i++) if (!ws.sumOne(i, base + i)) this.countNonFinite(i, i + 1);
+  }
+
+  /** Counts the non-finite errors of [start, end) (ErrorAccumulator's conventions). */
+  private countNonFinite(start: number, end: number): void {
+    const { x, approx } = this.ws;
+    for (let i = start; i < end; i++) {
+      const r = x[i]!;
+      const a = approx[i]!;
+      const e = r - a;
+      if (e - e === 0) continue;
+      this.nonFinite++;
+      if (!((r !== r && a !== a) || r === a)) this.nonFiniteMismatch++;
+    }
   }
 
   private endRun(): void {
-    this.refNormSq += this.runRef;
-    this.approxNormSq += this.runApprox;
-    this.errNormSq += this.runErr;
-    this.dot += this.runDot;
-    this.runRef = this.runApprox = this.runErr = this.runDot = 0;
+    const acc = this.ws.acc;
+    const fold = (at: number) => acc[at]! + acc[at + 1]! + (acc[at + 2]! + acc[at + 3]!);
+    this.refNormSq += fold(ACC_REF);
+    this.approxNormSq += fold(ACC_APPROX);
+    this.errNormSq += fold(ACC_ERR);
+    this.dot += fold(ACC_DOT);
+    acc.fill(0, 0, ACC_MIN);
     this.runFill = 0;
   }
 
   metrics(): ErrorMetrics {
     if (this.runFill > 0) this.endRun();
-    const { count, nonFinite, nonFiniteMismatch, refNormSq, approxNormSq, errNormSq, dot } = this;
+    const acc = this.ws.acc;
+    this.errMin = Math.min(acc[ACC_MIN]!, acc[ACC_MIN + 1]!);
+    this.errMax = Math.max(acc[ACC_MAX]!, acc[ACC_MAX + 1]!);
+    const { nonFinite, nonFiniteMismatch, refNormSq, approxNormSq, errNormSq, dot } = this;
+    const count = this.seen - nonFinite;
     // max |e| = max(−min e, max e); 0 when nothing was accumulated (the ranges are then ±Infinity).
     const maxAbsError = Math.max(0, -this.errMin, this.errMax);
     return errorMetricsFromSums({ count, nonFinite, nonFiniteMismatch, refNormSq, approxNormSq, errNormSq, dot, maxAbsError });
@@ -178,15 +195,15 @@ class LayerErrorMeter {
    * The range of the float32 errors fround(e) that are finite (what the histogram bins). fround is
    * monotone, so it is the rounded range of e — unless an error overflows float32 (|e| beyond 3.4e38, only
    * with weights that large), which leaves it out: then `needsRangePass` is true and `range` must see
-   * every pair once more.
+   * every error once more.
    */
   needsRangePass(): boolean {
     return Math.fround(this.errMin) === -Infinity || Math.fround(this.errMax) === Infinity;
   }
 
-  range(ref: Float32Array, approx: Float32Array, n: number): void {
+  range(errors: Float32Array, n: number): void {
     for (let i = 0; i < n; i++) {
-      const v = Math.fround(ref[i]! - approx[i]!);
+      const v = errors[i]!;
       if (v - v !== 0) continue;
       if (v < this.f32Min) this.f32Min = v;
       if (v > this.f32Max) this.f32Max = v;
@@ -210,59 +227,35 @@ class LayerErrorMeter {
     this.width = span / n;
     this.edges = Array.from({ length: n + 1 }, (_, i) => low + i * this.width);
     this.bins = n;
-    this.laneCounts = new Float64Array(4 * n);
+    this.ws.counts.fill(0);
     return true;
   }
 
-  bin(ref: Float32Array, approx: Float32Array, n: number): void {
-    // Two loops: bin indices first, then the counts. Incrementing a counter whose index comes out of a
-    // long float computation in the same loop runs several times slower (the CPU cannot tell early whether
-    // consecutive increments hit the same counter).
-    if (this.binOf.length < n) this.binOf = new Uint8Array(n);
-    const binOf = this.binOf;
-    const last = this.bins - 1;
-    const low = this.low;
-    const width = this.width;
-    let m = 0;
+  /** Counts the workspace's float32 errors [0, n): bin ⌊(v − low) / width⌋ clamped to the first and last. */
+  bin(n: number): void {
     if (this.nonFinite === 0 && !this.needsRangePass()) {
-      // Every float32 error is finite (pass 1 saw no NaN/Inf and no overflow): no test per element.
-      for (; m < n; m++) {
-        // ⌊t⌋ clamped to [0, last], with t < last < 2^31 truncated by | 0 (equal to ⌊t⌋ for t ≥ 0).
-        const t = (Math.fround(ref[m]! - approx[m]!) - low) / width;
-        binOf[m] = t >= last ? last : t > 0 ? t | 0 : 0;
-      }
-    } else {
-      for (let i = 0; i < n; i++) {
-        const v = Math.fround(ref[i]! - approx[i]!);
-        if (v - v !== 0) continue;
-        const t = (v - low) / width;
-        binOf[m++] = t >= last ? last : t > 0 ? t | 0 : 0;
-      }
+      // Every float32 error is finite (pass 1 saw no NaN/Inf and no overflow): the kernel, no test per element.
+      this.ws.bin(n, this.low, this.width, this.bins);
+      return;
     }
-    // Four interleaved sets of counters, so that runs of equal bins do not wait on each other's stores.
-    const lanes = this.laneCounts;
-    const bins = last + 1;
-    let i = 0;
-    for (; i + 4 <= m; i += 4) {
-      lanes[binOf[i]!]!++;
-      lanes[bins + binOf[i + 1]!]!++;
-      lanes[2 * bins + binOf[i + 2]!]!++;
-      lanes[3 * bins + binOf[i + 3]!]!++;
+    const { errors } = this.ws;
+    const last = this.bins - 1;
+    for (let i = 0; i < n; i++) {
+      const v = errors[i]!;
+      if (v - v !== 0) continue;
+      const t = (v - this.low) / this.width;
+      this.ws.countOne(t >= last ? last : t > 0 ? Math.trunc(t) : 0);
     }
-    for (; i < m; i++) lanes[binOf[i]!]!++;
   }
 
   histogram(): Histogram {
-    const bins = this.bins;
-    const lanes = this.laneCounts;
-    return { kind: 'linear', edges: this.edges, counts: Array.from({ length: bins }, (_, b) => lanes[b]! + lanes[bins + b]! + lanes[2 * bins + b]! + lanes[3 * bins + b]!) };
+    return { kind: 'linear', edges: this.edges, counts: this.ws.binCounts(this.bins) };
   }
 }
 
 /**
  * ŵ = (q − zp) · scale of an RTN result into `out`, the values `dequantizeRtn` gives (each product rounded
- * once to float32), with one tight loop per scale cell instead of a call per element. Strategies tensor,
- * channel, group (without g_idx) and block.
+ * once to float32), for the strategies the workspace's cell runs do not describe (block).
  */
 function reconstruct(result: RtnResult, out: Float32Array): void {
   const { rows, cols, scale, args } = result;
@@ -277,18 +270,8 @@ function reconstruct(result: RtnResult, out: Float32Array): void {
     const rowCells = Math.floor(r / cellRows) * perRow;
     for (let c0 = 0, cell = rowCells; c0 < cols; c0 += cellCols, cell += perRow === 0 ? 0 : 1) {
       const sc = scale[cell]!;
-      const a = r * cols + c0;
-      const b = r * cols + Math.min(cols, c0 + cellCols);
-      if (isFp8) {
-        const q = result.q;
-        const z = zp ? E4M3_TO_F32[zp[cell]!]! : 0;
-        for (let i = a; i < b; i++) out[i] = (E4M3_TO_F32[q[i]!]! - z) * sc;
-      } else {
-        const q = result.q;
-        const z = zp ? zp[cell]! : 0;
-        if (z === 0) for (let i = a; i < b; i++) out[i] = q[i]! * sc;
-        else for (let i = a; i < b; i++) out[i] = (q[i]! - z) * sc;
-      }
+      const z = zp ? (isFp8 ? E4M3_TO_F32[zp[cell]!]! : zp[cell]!) : 0;
+      for (let i = r * cols + c0, b = r * cols + Math.min(cols, c0 + cellCols); i < b; i++) out[i] = ((isFp8 ? E4M3_TO_F32[result.q[i]!]! : result.q[i]!) - z) * sc;
     }
   }
 }
@@ -299,38 +282,98 @@ function rowsPerBlock(cols: number, budget: number, multiple = 1): number {
   return Math.max(multiple, Math.floor(rows / multiple) * multiple);
 }
 
-/** Fills `ref` and `approx` with rows [r0, r1) of the reference and its reconstruction. */
-type PairReader = (r0: number, r1: number, ref: Float32Array, approx: Float32Array) => Promise<void>;
+/** Where a layer's row blocks come from. */
+interface BlockSource {
+  /** Rows per block read (one file read), and per block computed (decoded and measured: the workspace's size). */
+  readonly ioRows: number;
+  readonly computeRows: number;
+  /** 2 when a block can be read into one slot while the other's rows are computed; else 1. */
+  readonly slots: 1 | 2;
+  /** Reads rows [r0, r1) (at most ioRows) from the file(s) into slot `slot`. */
+  read(r0: number, r1: number, slot: number): Promise<void>;
+  /**
+   * Puts rows [s0, s1) (at most computeRows) of the block read into `slot` from row r0 into the workspace:
+   * x, and approx — or the codes and scales `reconstruct` turns into approx.
+   */
+  fill(s0: number, s1: number, r0: number, slot: number): void;
+  /** Fills approx[start, end) of the rows last filled from their codes; absent when `fill` fills approx. */
+  readonly reconstruct?: (start: number, end: number) => void;
+}
 
 /**
- * Measures one layer in two streamed passes over its row blocks (see the module comment). `progress`
- * gets the fraction of the layer done.
+ * Measures one layer (see the module comment): pass 1 over its row blocks gives the sums, the error's range
+ * and the float32 errors, which the workspace keeps when it has room for the whole layer's (see `prepare`);
+ * pass 2 bins those errors — kept, or by reading and reconstructing every block again. `progress` gets the fraction of the layer done.
  */
 async function measureStreamed(
   module: LinearModule,
   rows: number,
   cols: number,
-  blockRows: number,
-  buffers: { ref: Float32Array; approx: Float32Array },
-  read: PairReader,
+  ws: ErrorWorkspace,
+  source: BlockSource,
   options: ErrorOptions,
   progress: (fraction: number) => void,
 ): Promise<LayerError> {
-  const meter = new LayerErrorMeter();
-  const { ref, approx } = buffers;
-  const pass = async (index: number, use: (n: number) => void) => {
-    for (let r0 = 0; r0 < rows; r0 += blockRows) {
+  const meter = new LayerErrorMeter(ws);
+  const total = rows * cols;
+  const kept = ws.errors.length >= total;
+  const passes = kept ? 1 : 2;
+  const { ioRows, computeRows, slots } = source;
+  const pass = async (index: number, use: (n: number, r0: number) => void) => {
+    // With two slots the next block is read while this one is computed.
+    const readBlock = (r0: number, slot: number) => {
+      const reading = source.read(r0, Math.min(rows, r0 + ioRows), slot);
+      reading.catch(() => undefined); // awaited below; a read left behind by a cancellation must not be unhandled
+      return reading;
+    };
+    let pending = rows > 0 ? readBlock(0, 0) : undefined;
+    for (let r0 = 0, slot = 0; r0 < rows; r0 += ioRows, slot = slots === 2 ? slot ^ 1 : 0) {
+      await pending;
       if (options.signal?.aborted) throw new Error('cancelled');
-      const r1 = Math.min(rows, r0 + blockRows);
-      await read(r0, r1, ref, approx);
-      use((r1 - r0) * cols);
-      progress((index + r1 / rows) / 2);
+      const r1 = Math.min(rows, r0 + ioRows);
+      if (slots === 2 && r1 < rows) pending = readBlock(r1, slot ^ 1);
+      for (let s0 = r0; s0 < r1; s0 += computeRows) {
+        const s1 = Math.min(r1, s0 + computeRows);
+        source.fill(s0, s1, r0, slot);
+        use((s1 - s0) * cols, s0);
+      }
+      if (slots === 1 && r1 < rows) pending = readBlock(r1, 0);
+      progress((index + r1 / rows) / passes);
     }
   };
-  await pass(0, (n) => meter.add(ref, approx, n));
+  await pass(0, (n, r0) => {
+    ws.errorBase = kept ? r0 * cols : 0;
+    meter.add(r0 * cols, n, source.reconstruct);
+  });
+  ws.errorBase = 0;
   const metrics = meter.metrics();
-  if (meter.needsRangePass()) await pass(0, (n) => meter.range(ref, approx, n));
-  if (meter.startHistogram(ERROR_BINS)) await pass(1, (n) => meter.bin(ref, approx, n));
+  /** The float32 errors of the block just read again (the sums are done: the accumulators are scratch now). */
+  const errorsAgain = (n: number) => {
+    ws.resetSums();
+    source.reconstruct?.(0, n);
+    const body = n & ~3;
+    ws.sums(0, body);
+    for (let i = body; i < n; i++) ws.sumOne(i, i);
+  };
+  if (meter.needsRangePass()) {
+    if (kept) meter.range(ws.errors, total);
+    else {
+      await pass(0, (n) => {
+        errorsAgain(n);
+        meter.range(ws.errors, n);
+      });
+    }
+  }
+  if (meter.startHistogram(ERROR_BINS)) {
+    if (kept) meter.bin(total);
+    else {
+      await pass(1, (n) => {
+        errorsAgain(n);
+        meter.bin(n);
+      });
+    }
+  }
+  progress(1);
   return { module: module.name, block: module.block, projection: module.projection, shape: [rows, cols], metrics, errorHistogram: meter.histogram() };
 }
 
@@ -346,6 +389,13 @@ export interface ErrorOptions {
   readonly modules?: readonly string[];
   /** Values per streamed row block (default 1 Mi); the results do not depend on it. */
   readonly blockElements?: number;
+  /**
+   * Float32 errors of one layer kept between its two passes (default 16 Mi values, 64 MiB): larger layers
+   * are read and quantized twice. The results do not depend on it.
+   */
+  readonly cacheElements?: number;
+  /** 'js' forces the portable kernels instead of WebAssembly SIMD (tests compare the two); same results. */
+  readonly engine?: 'auto' | 'js';
 }
 
 /** Reports per-layer progress as a fraction of all layers. */
@@ -365,6 +415,8 @@ export async function simulateErrors(checkpoint: Checkpoint, layerMap: LayerMap,
   const { label, args } = SIMULATIONS[simulation];
   const modules = layerMap.modules.filter((m) => m.observed?.kind === 'float' && m.observed.shape && (!options.modules || options.modules.includes(m.name)));
   const budget = Math.max(1, options.blockElements ?? DEFAULT_BLOCK_ELEMENTS);
+  const ws = new ErrorWorkspace(options.engine);
+  const keepUpTo = options.cacheElements ?? DEFAULT_CACHE_ELEMENTS;
   const layers: LayerError[] = [];
   for (const [i, module] of modules.entries()) {
     if (options.signal?.aborted) throw new Error('cancelled');
@@ -379,51 +431,94 @@ export async function simulateErrors(checkpoint: Checkpoint, layerMap: LayerMap,
       continue;
     }
     // A block holds whole scale cells: whole rows (channel, group), whole row blocks (block strategy).
-    const blockRows = Math.min(Math.max(rows, 1), rowsPerBlock(cols, budget, args.strategy === 'block' ? args.blockStructure![0] : 1));
+    const multiple = args.strategy === 'block' ? args.blockStructure![0] : 1;
+    const ioRows = Math.min(Math.max(rows, 1), rowsPerBlock(cols, budget, multiple));
+    const computeRows = Math.min(ioRows, rowsPerBlock(cols, COMPUTE_ELEMENTS, multiple));
     // Per tensor: the scale depends only on the layer's min and max, so every block is quantized together
     // with extra row(s) holding them (their codes are dropped).
     const rangeRows = args.strategy === 'tensor' && cols > 0 ? Math.ceil(2 / cols) : 0;
-    const size = (blockRows + rangeRows) * cols;
-    const x = new Float32Array(size);
-    const codes = args.type === 'float' ? new Uint8Array(size) : new Int8Array(size);
-    const approx = new Float32Array(size);
+    const size = (computeRows + rangeRows) * cols;
+    const strategy = args.strategy;
+    const cells = strategy === 'tensor' ? 1 : strategy === 'channel' ? computeRows + rangeRows : strategy === 'group' ? (computeRows + rangeRows) * (cols / args.groupSize!) : rtnScaleShape(args, computeRows + rangeRows, cols).reduce((a, b) => a * b, 1);
+    // bf16 weights are read straight into the workspace (two slots) and widened there; others through openStoredWeight.
+    const rowBytes = dtype === 'BF16' ? 2 * cols : 0;
+    ws.prepare(size, cells, rows * cols <= keepUpTo ? rows * cols : size, rowBytes * ioRows);
+    const x = ws.x;
+    const load = rowBytes > 0 ? async (r0: number, r1: number, slot: number) => void (await checkpoint.readTensorRange(weightName, r0 * rowBytes, r1 * rowBytes, ws.raw(slot))) : (r0: number, r1: number) => stored.load(r0, r1);
+    const decode = (s0: number, s1: number, r0: number, slot: number) => (rowBytes > 0 ? ws.decodeBF16(slot, (s0 - r0) * rowBytes, (s1 - s0) * cols) : void stored.decode(s0, s1, x));
+    const codes = args.type === 'float' ? ws.codesU8 : ws.codesI8;
     let layerMin = 0;
     let layerMax = 0;
+    let layerNan = false;
     if (rangeRows > 0) {
       let mn = Infinity;
       let mx = -Infinity;
-      for (let r0 = 0; r0 < rows; r0 += blockRows) {
+      for (let r0 = 0; r0 < rows; r0 += ioRows) {
         if (options.signal?.aborted) throw new Error('cancelled');
-        const values = await stored.read(r0, Math.min(rows, r0 + blockRows), x);
-        for (let k = 0; k < values.length; k++) {
-          const v = values[k]!;
-          if (v < mn) mn = v;
-          if (v > mx) mx = v;
+        const r1 = Math.min(rows, r0 + ioRows);
+        await load(r0, r1, 0);
+        for (let s0 = r0; s0 < r1; s0 += computeRows) {
+          const s1 = Math.min(r1, s0 + computeRows);
+          decode(s0, s1, r0, 0);
+          const range = ws.minMax((s1 - s0) * cols);
+          if (range.min < mn) mn = range.min;
+          if (range.max > mx) mx = range.max;
+          layerNan ||= range.nan;
         }
       }
       // No values (or only NaN, which quantizing refuses): 0 adds nothing to a range that always includes 0.
       layerMin = mn === Infinity ? 0 : mn;
       layerMax = mx === -Infinity ? 0 : mx;
     }
-    const read: PairReader = async (r0, r1, ref, out) => {
-      const n = (r1 - r0) * cols;
-      await stored.read(r0, r1, ref);
-      if (rangeRows > 0) {
-        ref.fill(0, n, n + rangeRows * cols);
-        ref[n] = layerMin;
-        ref[n + 1] = layerMax;
-      }
-      let result;
+    // FP8 per tensor (symmetric, bf16 or float32 arithmetic, no NaN: quantizeRtn reports those) is quantized
+    // and dequantized in one step with the layer's scale, which depends only on its min and max.
+    let fp8Scale = 0;
+    const fusedFp8 = args.type === 'float' && strategy === 'tensor' && args.symmetric && scaleDtype !== 'F16' && !layerNan;
+    if (fusedFp8) {
       try {
-        result = quantizeRtn(ref.subarray(0, n + rangeRows * cols), r1 - r0 + rangeRows, cols, args, { scaleDtype, out: codes });
+        fp8Scale = quantizeRtn(new Float32Array([layerMin, layerMax]), 1, 2, args, { scaleDtype }).scale[0]!;
       } catch (error) {
         if (!(error instanceof QuantizeError)) throw error;
-        const nan = nanPosition(ref, n, cols, r0);
-        throw new QuantizeError(nan ? `${weightName}: the weight holds NaN (${nan}); cannot simulate ${label}` : `${weightName}: ${error.message}`);
+        throw new QuantizeError(`${weightName}: ${error.message}`);
       }
-      reconstruct(result, out);
+    }
+    const isFp8 = args.type === 'float';
+    // Tensor, channel and group cells are runs of consecutive elements: the workspace reconstructs those.
+    const cellLen = strategy === 'tensor' ? Math.max(1, size) : strategy === 'channel' ? cols : strategy === 'group' ? args.groupSize! : 0;
+    const hasZero = !args.symmetric;
+    const source: BlockSource = {
+      ioRows,
+      computeRows,
+      slots: rowBytes > 0 ? 2 : 1,
+      read: load,
+      fill(s0, s1, r0, slot) {
+        const n = (s1 - s0) * cols;
+        decode(s0, s1, r0, slot);
+        if (fusedFp8) return;
+        if (rangeRows > 0) {
+          x.fill(0, n, n + rangeRows * cols);
+          x[n] = layerMin;
+          x[n + 1] = layerMax;
+        }
+        let result: RtnResult;
+        try {
+          result = quantizeRtn(x.subarray(0, n + rangeRows * cols), s1 - s0 + rangeRows, cols, args, { scaleDtype, out: codes });
+        } catch (error) {
+          if (!(error instanceof QuantizeError)) throw error;
+          const nan = nanPosition(x, n, cols, s0);
+          throw new QuantizeError(nan ? `${weightName}: the weight holds NaN (${nan}); cannot simulate ${label}` : `${weightName}: ${error.message}`);
+        }
+        if (cellLen === 0) {
+          reconstruct(result, ws.approx);
+          return;
+        }
+        ws.scale.set(result.scale);
+        const zp = result.zeroPoint;
+        if (zp) for (let c = 0; c < zp.length; c++) ws.zero[c] = isFp8 ? E4M3_TO_F32[zp[c]!]! : zp[c]!;
+      },
+      reconstruct: fusedFp8 ? (start, end) => ws.fp8Tensor(start, end, fp8Scale, scaleDtype === 'BF16') : cellLen === 0 ? undefined : (start, end) => ws.reconstruct(start, end, cellLen, isFp8, hasZero),
     };
-    layers.push(await measureStreamed(module, rows, cols, blockRows, { ref: x, approx }, read, options, progress));
+    layers.push(await measureStreamed(module, rows, cols, ws, source, options, progress));
   }
   options.onProgress?.(1, 'done');
   return finish('simulation', label, layers);
@@ -438,6 +533,8 @@ export async function compareWithOriginal(
 ): Promise<ErrorReport> {
   const modules = layerMap.modules.filter((m) => m.state === 'quantized' && (!options.modules || options.modules.includes(m.name)));
   const budget = Math.max(1, options.blockElements ?? DEFAULT_BLOCK_ELEMENTS);
+  const ws = new ErrorWorkspace(options.engine);
+  const keepUpTo = options.cacheElements ?? DEFAULT_CACHE_ELEMENTS;
   const layers: LayerError[] = [];
   for (const [i, module] of modules.entries()) {
     if (options.signal?.aborted) throw new Error('cancelled');
@@ -456,13 +553,32 @@ export async function compareWithOriginal(
       continue;
     }
     const reference = await openStoredWeight(original, { ...module, observed: { kind: 'float', shape: [rows, cols], hasZeroPoint: false, hasGIdx: false, staticInputScale: false } });
-    const blockRows = Math.min(Math.max(rows, 1), rowsPerBlock(cols, budget));
-    const buffers = { ref: new Float32Array(blockRows * cols), approx: new Float32Array(blockRows * cols) };
-    const read: PairReader = async (r0, r1, refOut, approxOut) => {
-      await reference.read(r0, r1, refOut);
-      await stored.read(r0, r1, approxOut);
+    const ioRows = Math.min(Math.max(rows, 1), rowsPerBlock(cols, budget));
+    const computeRows = Math.min(ioRows, rowsPerBlock(cols, COMPUTE_ELEMENTS));
+    // A bf16 original is read straight into the workspace and widened there.
+    const rowBytes = ref.dtype === 'BF16' ? 2 * cols : 0;
+    // int8 codes whose cells are runs (per channel, groups, per tensor): reconstructed by the workspace.
+    const runs = stored.decodeCodes ? stored.codeRuns : undefined;
+    const cells = runs ? Math.max(1, computeRows * runs.cellsPerRow) : 0;
+    ws.prepare(computeRows * cols, cells, rows * cols <= keepUpTo ? rows * cols : computeRows * cols, rowBytes * ioRows);
+    const source: BlockSource = {
+      ioRows,
+      computeRows,
+      slots: 1,
+      async read(r0, r1) {
+        if (rowBytes > 0) await original.readTensorRange(originalName, r0 * rowBytes, r1 * rowBytes, ws.raw(0));
+        else await reference.load(r0, r1);
+        await stored.load(r0, r1);
+      },
+      fill(s0, s1, r0) {
+        if (rowBytes > 0) ws.decodeBF16(0, (s0 - r0) * rowBytes, (s1 - s0) * cols);
+        else reference.decode(s0, s1, ws.x);
+        if (runs) stored.decodeCodes!(s0, s1, ws.codesI8, ws.scale, ws.zero);
+        else stored.decode(s0, s1, ws.approx);
+      },
+      reconstruct: runs ? (start, end) => ws.reconstruct(start, end, runs.cellsPerRow === 0 ? computeRows * cols : runs.cellLen, false, runs.hasZero) : undefined,
     };
-    layers.push(await measureStreamed(module, rows, cols, blockRows, buffers, read, options, progress));
+    layers.push(await measureStreamed(module, rows, cols, ws, source, options, progress));
   }
   options.onProgress?.(1, 'done');
   return finish('comparison', layerMap.scheme.description, layers);

@@ -60,6 +60,7 @@
 import type { QuantArgs } from './args';
 import { packToInt32, packedShape } from './pack';
 import { E4M3_FORMAT, E4M3_TO_F32, F16_FORMAT, decodeF16, encodeE4M3, encodeF16, encodeMiniF32Bits, f16ToF32Table } from '../dtypes/float';
+import { I, T, WasmFunc, assemble, splat32 } from './wasmAssembler';
 
 // ---------------------------------------------------------------------------------------------------------
 // Public types
@@ -860,134 +861,14 @@ function autoFp8Table(dtype: 'BF16' | 'F16'): Uint8Array {
 // WebAssembly SIMD engine (integer schemes, channel / group / tensor, BF16 or F32 arithmetic)
 // ---------------------------------------------------------------------------------------------------------
 //
-// The module is assembled here from the instruction encodings of the WebAssembly core and SIMD specs (no
-// build step, no dependency). It computes exactly what the JS kernels compute — every step is an IEEE
+// The module is assembled here (wasmAssembler.ts: the instruction encodings of the WebAssembly core and SIMD
+// specs; no build step, no dependency). It computes exactly what the JS kernels compute — every step is an IEEE
 // operation with the same rounding:
 //   amax/min/max per group (pmin/pmax, with a separate NaN flag) → calculate_qparams in float32 with bf16
 //   rounding after each op (i32 RNE on the bits) → x·(1/s) in f64x2, demoted to f32 (= fround) → bf16 RNE
 //   → (+ zp, bf16 RNE) → f32x4.nearest (ties to even) → clamp → i32 → saturating narrows to int8,
 // and for 4/8 bits the compressed-tensors packing (nibble pairs via i16 lanes; q XOR 0x80).
 // Tests run every scheme through both engines and an independent reference.
-
-const enum T {
-  I32 = 0x7f,
-  F32 = 0x7d,
-  F64 = 0x7c,
-  V128 = 0x7b,
-}
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-/** Byte emitters for the instructions used (names as in the text format). */
-const I = {
-  block: [0x02, 0x40],
-  loop: [0x03, 0x40],
-  if: [0x04, 0x40],
-  else: [0x05],
-  end: [0x0b],
-  br: (d: number) => [0x0c, ...uleb(d)],
-  brIf: (d: number) => [0x0d, ...uleb(d)],
-  select: [0x1b],
-  get: (i: number) => [0x20, ...uleb(i)],
-  set: (i: number) => [0x21, ...uleb(i)],
-  tee: (i: number) => [0x22, ...uleb(i)],
-  i32Load: (off = 0) => [0x28, 2, ...uleb(off)],
-  f32Load: (off = 0) => [0x2a, 2, ...uleb(off)],
-  f64Load: (off = 0) => [0x2b, 3, ...uleb(off)],
-  f32Store: (off = 0) => [0x38, 2, ...uleb(off)],
-  f64Store: (off = 0) => [0x39, 3, ...uleb(off)],
-  i32: (v: number) => [0x41, ...sleb(v | 0)],
-  f32: (v: number) => [0x43, ...new Uint8Array(new Float32Array([v]).buffer)],
-  f64: (v: number) => [0x44, ...new Uint8Array(new Float64Array([v]).buffer)],
-  i32Eqz: [0x45],
-  i32GeU: [0x4f],
-  f32Eq: [0x5b],
-  f32Ne: [0x5c],
-  i32Add: [0x6a],
-  i32Mul: [0x6c],
-  i32And: [0x71],
-  i32Shl: [0x74],
-  i32ShrU: [0x76],
-  f32Nearest: [0x90],
-  f32Add: [0x92],
-  f32Sub: [0x93],
-  f32Mul: [0x94],
-  f32Div: [0x95],
-  f32Min: [0x96],
-  f32Max: [0x97],
-  f64Div: [0xa3],
-  f64PromoteF32: [0xbb],
-  i32ReinterpretF32: [0xbc],
-  f32ReinterpretI32: [0xbe],
-  // SIMD (0xFD prefix)
-  v128Load: (off = 0) => [0xfd, ...uleb(0x00), 4, ...uleb(off)],
-  v128Store: (off = 0) => [0xfd, ...uleb(0x0b), 4, ...uleb(off)],
-  v128Const: (bytes: ArrayLike<number>) => [0xfd, ...uleb(0x0c), ...Array.from(bytes)],
-  shuffle: (lanes: number[]) => [0xfd, ...uleb(0x0d), ...lanes],
-  i8x16Splat: [0xfd, ...uleb(0x0f)],
-  i16x8Splat: [0xfd, ...uleb(0x10)],
-  i32x4Splat: [0xfd, ...uleb(0x11)],
-  f32x4Splat: [0xfd, ...uleb(0x13)],
-  f64x2Splat: [0xfd, ...uleb(0x14)],
-  f32x4ExtractLane: (l: number) => [0xfd, ...uleb(0x1f), l],
-  f32x4Ne: [0xfd, ...uleb(0x42)],
-  v128And: [0xfd, ...uleb(0x4e)],
-  v128Or: [0xfd, ...uleb(0x50)],
-  v128Xor: [0xfd, ...uleb(0x51)],
-  v128AnyTrue: [0xfd, ...uleb(0x53)],
-  f32x4DemoteF64x2Zero: [0xfd, ...uleb(0x5e)],
-  f64x2PromoteLowF32x4: [0xfd, ...uleb(0x5f)],
-  i8x16NarrowI16x8S: [0xfd, ...uleb(0x65)],
-  i8x16NarrowI16x8U: [0xfd, ...uleb(0x66)],
-  f32x4Nearest: [0xfd, ...uleb(0x6a)],
-  i8x16Add: [0xfd, ...uleb(0x6e)],
-  i8x16MinS: [0xfd, ...uleb(0x76)],
-  i8x16MaxS: [0xfd, ...uleb(0x78)],
-  i32x4Sub: [0xfd, ...uleb(0xb1)],
-  f32x4Div: [0xfd, ...uleb(0xe7)],
-  i16x8NarrowI32x4S: [0xfd, ...uleb(0x85)],
-  i16x8ShrU: [0xfd, ...uleb(0x8d)],
-  i32x4ShrU: [0xfd, ...uleb(0xad)],
-  i32x4Add: [0xfd, ...uleb(0xae)],
-  f32x4Abs: [0xfd, ...uleb(0xe0)],
-  f32x4Add: [0xfd, ...uleb(0xe4)],
-  f32x4Pmin: [0xfd, ...uleb(0xea)],
-  f32x4Pmax: [0xfd, ...uleb(0xeb)],
-  f64x2Mul: [0xfd, ...uleb(0xf2)],
-  i32x4TruncSatF32x4S: [0xfd, ...uleb(0xf8)],
-};
-
-const splat32 = (v: number) => I.v128Const(new Uint8Array(new Uint32Array([v, v, v, v]).buffer));
-
-interface WasmFunc {
-  readonly name: string;
-  readonly params: T[];
-  readonly results: T[];
-  readonly locals: T[];
-  readonly body: number[];
-}
 
 /**
  * The quantize kernel, one per (bf16, zp) variant. params: src, groups, gs, scalePtr, zpPtr, qmin(i32),
@@ -1151,32 +1032,6 @@ function packKernel(name: string, bits: 4 | 8): WasmFunc {
   return { name, params: [T.I32, T.I32, T.I32], results: [], locals: [T.I32, T.V128], body };
 }
 
-function assemble(funcs: WasmFunc[], initialPages: number): Uint8Array<ArrayBuffer> {
-  const section = (id: number, payload: number[]) => [id, ...uleb(payload.length), ...payload];
-  const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
-  const name = (s: string) => [...uleb(s.length), ...Array.from(s, (ch) => ch.charCodeAt(0))];
-  const types = funcs.map((f) => [0x60, ...uleb(f.params.length), ...f.params, ...uleb(f.results.length), ...f.results]);
-  const code = funcs.map((f) => {
-    const groups: number[][] = [];
-    for (let i = 0; i < f.locals.length; ) {
-      let j = i;
-      while (j < f.locals.length && f.locals[j] === f.locals[i]) j++;
-      groups.push([...uleb(j - i), f.locals[i]!]);
-      i = j;
-    }
-    const body = [...vec(groups), ...f.body, 0x0b];
-    return [...uleb(body.length), ...body];
-  });
-  const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec(types)),
-    ...section(3, vec(funcs.map((_, i) => uleb(i)))),
-    ...section(5, vec([[0x00, ...uleb(initialPages)]])),
-    ...section(7, vec([...funcs.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]), [...name('mem'), 0x02, 0x00]])),
-    ...section(10, vec(code)),
-  ];
-  return new Uint8Array(bytes);
-}
 
 interface SimdExports {
   readonly mem: WebAssembly.Memory;

@@ -99,6 +99,85 @@ export interface StoredWeightRows {
   readonly cols: number;
   /** Dequantizes rows [r0, r1) into out[0, (r1 − r0) · cols); returns that prefix of `out`. */
   read(r0: number, r1: number, out: Float32Array): Promise<Float32Array>;
+  /**
+   * The same in two steps, so that one file read can feed several smaller (cache-sized) decodes: `load`
+   * reads the stored rows [r0, r1); `decode` dequantizes rows [s0, s1) within them into
+   * out[0, (s1 − s0) · cols) and returns that prefix.
+   */
+  load(r0: number, r1: number): Promise<void>;
+  decode(s0: number, s1: number, out: Float32Array): Float32Array;
+  /**
+   * Present for int8 codes (compressed-tensors int- and pack-quantized) whose scale cells are runs of
+   * consecutive elements of the row-major weight (per tensor, per channel, groups without g_idx): then
+   * `decodeCodes` gives rows [s0, s1) of those loaded as their codes, and the scales and zero points (as
+   * values) of the cells covering them, in order — (code − zero) · scale of cell ⌊i / cellLen⌋ is what
+   * `decode` gives — for callers that reconstruct the values themselves.
+   */
+  readonly codeRuns?: CodeRuns;
+  decodeCodes?(s0: number, s1: number, codes: Int8Array, scale: Float32Array, zero: Float32Array): void;
+}
+
+export interface CodeRuns {
+  /** Elements per scale cell (per tensor: the whole weight). */
+  readonly cellLen: number;
+  /** Cells per row (per tensor: 0, the one cell serves every row). */
+  readonly cellsPerRow: number;
+  readonly hasZero: boolean;
+}
+
+/** The runs `layout` describes, if its cells are runs of consecutive elements (see StoredWeightRows.codeRuns). */
+function codeRuns(layout: CellLayout, rows: number, cols: number, cells: number, hasZero: boolean, zero: ArrayLike<number>): CodeRuns | undefined {
+  const { rowDiv, rowStride, colCell } = layout;
+  // Integer zero points keep code − zero exact in float32 (the reconstruction's arithmetic).
+  for (let k = 0; k < cells; k++) if (!(Number.isInteger(zero[k]) && Math.abs(zero[k]!) <= 256)) return undefined;
+  if (cells === 1 && rowStride === 0) return { cellLen: Math.max(1, rows * cols), cellsPerRow: 0, hasZero };
+  if (rowDiv !== 1 || rowStride < 1 || cols % rowStride !== 0) return undefined;
+  const gs = cols / rowStride;
+  for (let c = 0; c < cols; c++) if (colCell[c] !== Math.floor(c / gs)) return undefined;
+  return { cellLen: gs, cellsPerRow: rowStride, hasZero };
+}
+
+/** Throws unless rows [s0, s1) are within those `weight` loaded last (decoding no rows checks that). */
+function checkLoaded(weight: StoredWeightRows, s0: number, s1: number): void {
+  const none = new Float32Array(0);
+  weight.decode(s0, s0, none);
+  weight.decode(s1, s1, none);
+}
+
+/** Scales and zero points of the cells covering rows [s0, s1) under `runs`, into `scale` and `zero`. */
+function cellsOf(runs: CodeRuns, s0: number, s1: number, scaleAll: Float32Array, zeroAll: ArrayLike<number>, scale: Float32Array, zero: Float32Array): void {
+  const first = s0 * runs.cellsPerRow;
+  const count = runs.cellsPerRow === 0 ? 1 : (s1 - s0) * runs.cellsPerRow;
+  scale.set(scaleAll.subarray(first, first + count));
+  for (let k = 0; k < count; k++) zero[k] = zeroAll[first + k]!;
+}
+
+/** A StoredWeightRows from its two steps (`decode` gets the first loaded row too). */
+function twoStep(name: string, rows: number, cols: number, load: (r0: number, r1: number) => Promise<void>, decode: (s0: number, s1: number, out: Float32Array, r0: number) => void): StoredWeightRows {
+  let loaded0 = 0;
+  let loaded1 = 0;
+  const weight: StoredWeightRows = {
+    rows,
+    cols,
+    async load(r0, r1) {
+      checkRows(name, rows, r0, r1, undefined, cols);
+      await load(r0, r1);
+      loaded0 = r0;
+      loaded1 = r1;
+    },
+    decode(s0, s1, out) {
+      if (!(s0 >= loaded0 && s1 <= loaded1 && s0 <= s1)) throw new DequantizeError(`${name}: rows [${s0}, ${s1}) are not within the rows loaded [${loaded0}, ${loaded1})`);
+      checkRows(name, rows, s0, s1, out, cols);
+      decode(s0, s1, out, loaded0);
+      return out.subarray(0, (s1 - s0) * cols);
+    },
+    async read(r0, r1, out) {
+      checkRows(name, rows, r0, r1, out, cols);
+      await weight.load(r0, r1);
+      return weight.decode(r0, r1, out);
+    },
+  };
+  return weight;
 }
 
 /** A byte buffer that grows to the largest block asked for and is then reused. */
@@ -110,9 +189,9 @@ class ByteBuffer {
   }
 }
 
-function checkRows(name: string, rows: number, r0: number, r1: number, out: Float32Array, cols: number): void {
+function checkRows(name: string, rows: number, r0: number, r1: number, out: Float32Array | undefined, cols: number): void {
   if (!(Number.isSafeInteger(r0) && Number.isSafeInteger(r1) && 0 <= r0 && r0 <= r1 && r1 <= rows)) throw new DequantizeError(`${name}: rows [${r0}, ${r1}) are outside the weight's ${rows} rows`);
-  if (out.length < (r1 - r0) * cols) throw new DequantizeError(`${name}: the output holds ${out.length} values, rows [${r0}, ${r1}) need ${(r1 - r0) * cols}`);
+  if (out && out.length < (r1 - r0) * cols) throw new DequantizeError(`${name}: the output holds ${out.length} values, rows [${r0}, ${r1}) need ${(r1 - r0) * cols}`);
 }
 
 /**
@@ -138,28 +217,27 @@ export async function openStoredWeight(
       if (DTYPE_INFO[dtype].bits % 8 !== 0) {
         // Sub-byte floats (F4/F6) do not split on row boundaries in general: decode whole, hand out rows.
         let whole: Float32Array | undefined;
-        return {
+        return twoStep(
+          weightName,
           rows,
           cols,
-          async read(r0, r1, out) {
-            checkRows(weightName, rows, r0, r1, out, cols);
+          async () => {
             whole ??= await floats(checkpoint, weightName);
-            const values = whole.subarray(r0 * cols, r1 * cols);
-            out.set(values);
-            return out.subarray(0, values.length);
           },
-        };
+          (s0, s1, out) => out.set(whole!.subarray(s0 * cols, s1 * cols)),
+        );
       }
       const rowBytes = bytesForElements(dtype, cols);
-      return {
+      let raw: Uint8Array = new Uint8Array(0);
+      return twoStep(
+        weightName,
         rows,
         cols,
-        async read(r0, r1, out) {
-          checkRows(weightName, rows, r0, r1, out, cols);
-          const raw = await checkpoint.readTensorRange(weightName, r0 * rowBytes, r1 * rowBytes, bytes.get((r1 - r0) * rowBytes));
-          return decodeToFloat32(dtype, raw, out);
+        async (r0, r1) => {
+          raw = await checkpoint.readTensorRange(weightName, r0 * rowBytes, r1 * rowBytes, bytes.get((r1 - r0) * rowBytes));
         },
-      };
+        (s0, s1, out, r0) => decodeToFloat32(dtype, raw.subarray((s0 - r0) * rowBytes, (s1 - r0) * rowBytes), out),
+      );
     }
     case 'ct-int':
     case 'ct-fp8':
@@ -179,20 +257,47 @@ export async function openStoredWeight(
       // The value of every 8-bit code: E4M3 for FP8 weights, the signed byte otherwise.
       const codeValue = weightTensor.dtype === 'F8_E4M3' ? E4M3_TO_F32 : Float32Array.from({ length: 256 }, (_, b) => (b << 24) >> 24);
       const { rowDiv, rowStride, colCell } = layout;
-      return {
+      const oneCellPerRow = colCell.every((k) => k === 0);
+      const rowValues = new Float32Array(256);
+      let raw: Uint8Array = new Uint8Array(0);
+      let loaded0 = 0;
+      const runs = weightTensor.dtype === 'I8' ? codeRuns(layout, rows, cols, scale.length, has('weight_zero_point'), zp) : undefined;
+      const weight = twoStep(
+        weightTensor.name,
         rows,
         cols,
-        async read(r0, r1, out) {
-          checkRows(weightTensor.name, rows, r0, r1, out, cols);
-          const raw = await checkpoint.readTensorRange(weightTensor.name, r0 * cols, r1 * cols, bytes.get((r1 - r0) * cols));
-          for (let r = r0, i = 0; r < r1; r++) {
+        async (r0, r1) => {
+          raw = await checkpoint.readTensorRange(weightTensor.name, r0 * cols, r1 * cols, bytes.get((r1 - r0) * cols));
+          loaded0 = r0;
+        },
+        (s0, s1, out, r0) => {
+          const codes = raw;
+          for (let r = s0, i = 0, j = (s0 - r0) * cols; r < s1; r++) {
             const base = Math.floor(r / rowDiv) * rowStride;
-            for (let c = 0; c < cols; c++, i++) {
+            if (oneCellPerRow) {
+              // Per channel / per tensor: one scale and zero point for the whole row, so the row's 256
+              // possible values are computed once (the same float32 values) and the codes look them up.
+              const z = zp[base]!;
+              const sc = scale[base]!;
+              for (let b = 0; b < 256; b++) rowValues[b] = (codeValue[b]! - z) * sc;
+              for (let c = 0; c < cols; c++, i++, j++) out[i] = rowValues[codes[j]!]!;
+              continue;
+            }
+            for (let c = 0; c < cols; c++, i++, j++) {
               const k = base + colCell[c]!;
-              out[i] = (codeValue[raw[i]!]! - zp[k]!) * scale[k]!;
+              out[i] = (codeValue[codes[j]!]! - zp[k]!) * scale[k]!;
             }
           }
-          return out.subarray(0, (r1 - r0) * cols);
+        },
+      );
+      if (!runs) return weight;
+      return {
+        ...weight,
+        codeRuns: runs,
+        decodeCodes(s0, s1, codes, cellScale, cellZero) {
+          checkLoaded(weight, s0, s1);
+          codes.set(new Int8Array(raw.buffer, raw.byteOffset + (s0 - loaded0) * cols, (s1 - s0) * cols));
+          cellsOf(runs, s0, s1, scale, zp, cellScale, cellZero);
         },
       };
     }
@@ -218,24 +323,40 @@ export async function openStoredWeight(
       const { rowDiv, rowStride, colCell } = layout;
       const rowBytes = packedCols * 4;
       let q = new Int8Array(0);
-      return {
+      let words: Int32Array = new Int32Array(0);
+      let loaded0 = 0;
+      const runs = codeRuns(layout, rows, cols, Math.min(scale.length, zp.length), has('weight_zero_point'), zp);
+      const weight = twoStep(
+        packedTensor.name,
         rows,
         cols,
-        async read(r0, r1, out) {
-          checkRows(packedTensor.name, rows, r0, r1, out, cols);
+        async (r0, r1) => {
           const raw = await checkpoint.readTensorRange(packedTensor.name, r0 * rowBytes, r1 * rowBytes, bytes.get((r1 - r0) * rowBytes));
           // A fresh ByteBuffer allocation starts at offset 0, so its int32 view is aligned.
-          const words = new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
-          if (q.length < (r1 - r0) * cols) q = new Int8Array((r1 - r0) * cols);
-          unpackFromInt32(words, r1 - r0, cols, bits, 1, q);
-          for (let r = r0, i = 0; r < r1; r++) {
+          words = new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+          loaded0 = r0;
+        },
+        (s0, s1, out, r0) => {
+          if (q.length < (s1 - s0) * cols) q = new Int8Array((s1 - s0) * cols);
+          const codes = q;
+          unpackFromInt32(words.subarray((s0 - r0) * packedCols, (s1 - r0) * packedCols), s1 - s0, cols, bits, 1, codes);
+          for (let r = s0, i = 0; r < s1; r++) {
             const base = Math.floor(r / rowDiv) * rowStride;
             for (let c = 0; c < cols; c++, i++) {
               const k = base + colCell[c]!;
-              out[i] = (q[i]! - zp[k]!) * scale[k]!;
+              out[i] = (codes[i]! - zp[k]!) * scale[k]!;
             }
           }
-          return out.subarray(0, (r1 - r0) * cols);
+        },
+      );
+      if (!runs) return weight;
+      return {
+        ...weight,
+        codeRuns: runs,
+        decodeCodes(s0, s1, codes, cellScale, cellZero) {
+          checkLoaded(weight, s0, s1);
+          unpackFromInt32(words.subarray((s0 - loaded0) * packedCols, (s1 - loaded0) * packedCols), s1 - s0, cols, bits, 1, codes);
+          cellsOf(runs, s0, s1, scale, zp, cellScale, cellZero);
         },
       };
     }
@@ -244,11 +365,11 @@ export async function openStoredWeight(
       if (!observed.bits || rows === 0) throw new DequantizeError(`${name}: cannot tell the GPTQ layout (bits/in_features) from qweight and g_idx`);
       const bits = observed.bits;
       let whole: Float32Array | undefined;
-      return {
+      return twoStep(
+        `${name}.qweight`,
         rows,
         cols,
-        async read(r0, r1, out) {
-          checkRows(`${name}.qweight`, rows, r0, r1, out, cols);
+        async () => {
           whole ??= dequantizeGptq(
             {
               bits,
@@ -261,11 +382,9 @@ export async function openStoredWeight(
             },
             options.gptqFormat ?? 'gptq',
           );
-          const values = whole.subarray(r0 * cols, r1 * cols);
-          out.set(values);
-          return out.subarray(0, values.length);
         },
-      };
+        (s0, s1, out) => out.set(whole!.subarray(s0 * cols, s1 * cols)),
+      );
     }
     default:
       throw new DequantizeError(`${name}: dequantizing ${observed.kind} weights is not supported`);
