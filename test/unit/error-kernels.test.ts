@@ -22,22 +22,9 @@ import { presetScheme } from '../../src/core/quant/args';
 import type { DType } from '../../src/core/dtypes/dtype';
 import { tempDir } from '../helpers/paths';
 import { rng } from '../helpers/random';
+import { heavyTailedWeights as heavyTailed, toBf16 as bf16 } from '../helpers/weights';
 
-/** float32 values rounded to bf16 (ties to even): the bytes, and the values they hold. */
-function bf16(values: Float32Array): { bytes: Uint8Array; values: Float32Array } {
-  const u32 = new Uint32Array(values.buffer.slice(0));
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = (u32[i]! + 0x7fff + ((u32[i]! >>> 16) & 1)) >>> 16;
-  return { bytes: new Uint8Array(out.buffer), values: new Float32Array(new Uint32Array(Array.from(out, (h) => h << 16)).buffer) };
-}
 
-function heavyTailed(seed: number, n: number): Float32Array {
-  const next = rng(seed, { openInterval: true });
-  return Float32Array.from({ length: n }, () => {
-    const u = next();
-    return 0.02 * Math.sqrt(Math.abs(Math.tan(Math.PI * (u - 0.5)))) * (u < 0.5 ? -1 : 1);
-  });
-}
 
 /** Float64 metrics and the 64-bin histogram of the float32 error over the finite pairs, naively. */
 function reference(w: Float32Array, approx: Float32Array) {

@@ -16,6 +16,7 @@ import { GptqError, dequantizeGptqResult, quantizeGptq, type GptqResult } from '
 import { loadOrt } from '../../src/core/quant/gemm';
 import { dequantizeRtn, quantizeRtn } from '../../src/core/quant/rtn';
 import { rng } from '../helpers/random';
+import { roundToBf16 as bf16 } from '../helpers/weights';
 
 // ---------------------------------------------------------------------------------------------------------
 // Test data
@@ -74,12 +75,6 @@ function correlatedInputs(tokens: number, cols: number, seed: number, deadColumn
   return { x, h };
 }
 
-function bf16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  u[0] = (u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) & 0xffff0000;
-  return f[0]!;
-}
 
 /** ‖(W − Ŵ) Xᵀ‖_F. */
 function outputError(w: Float32Array, approx: Float32Array, rows: number, cols: number, x: Float64Array, tokens: number): number {

@@ -13,16 +13,11 @@ import { CalibrationFile } from '../../src/core/jobs/calibrationFile';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import { rng } from '../helpers/random';
 import { repoRoot, tempDir } from '../helpers/paths';
+import { roundToBf16 as bf16 } from '../helpers/weights';
 
 const example = () => join(repoRoot(), 'examples', 'tiny-llama');
 
 /** float → bf16 (round to nearest even) → float, computed here. */
-function bf16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  u[0] = (u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) & 0xffff0000;
-  return f[0]!;
-}
 
 describe('FP8 static quantization from calibration statistics', function () {
   this.timeout(120_000);
