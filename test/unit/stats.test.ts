@@ -5,7 +5,7 @@ import { computeTensorStatistics, CancelledError } from '../../src/core/stats/co
 import type { Histogram, TensorStatistics } from '../../src/core/stats/tensorStats';
 import { rawSafetensors } from '../helpers/safetensorsBytes';
 import { tempDir } from '../helpers/paths';
-import { writeFileSync } from 'node:fs';
+import { statSync, truncateSync, writeFileSync } from 'node:fs';
 
 /** Deterministic heavy-tailed values with exact bf16 / f16 representations computed here, not by src/. */
 function heavyTailed(n: number, seed: number): number[] {
@@ -177,6 +177,24 @@ describe('tensor statistics (exact, streamed) against a float64 reference', () =
     await withTensor('I8', [codes.length], new Uint8Array(codes), async (c) => {
       const parallel = await computeTensorStatistics(c, 't', { threads: 1, parallelMinBytes: 0, chunkBytes: 4097 });
       checkAgainstReference(parallel, codes.map((b) => (b << 24) >> 24));
+    });
+  });
+
+  it('a file cut short under a parallel count rejects with the file and the byte where it ends, and the pool stays usable', async () => {
+    const bytes = new Uint8Array(400_000).fill(0x3c);
+    await withTensor('BF16', [200_000], bytes, async (c) => {
+      // The header was valid when opened; the data is cut afterwards (a copy still being written, say).
+      const path = c.fileOf('t').path;
+      truncateSync(path, 8 + (statSync(path).size - 8 - 400_000) + 300_000);
+      await assert.rejects(computeTensorStatistics(c, 't', { threads: 2, parallelMinBytes: 0 }), (error: Error) => {
+        assert.match(error.message, /file ends at byte \d+, inside the tensor/);
+        assert.ok(error.message.includes(path), error.message);
+        return true;
+      });
+    });
+    const codes = Array.from({ length: 70_001 }, (_, i) => (i * 40503) & 0xff);
+    await withTensor('U8', [codes.length], new Uint8Array(codes), async (c) => {
+      checkAgainstReference(await computeTensorStatistics(c, 't', { threads: 2, parallelMinBytes: 0 }), codes);
     });
   });
 

@@ -51,6 +51,7 @@ export async function computeTensorStatistics(checkpoint: Checkpoint, name: stri
     } else {
       // Large tensors: split over the counting workers (faster than this thread even for one part, see
       // parallelCount.ts); this thread only waits, merges and reports progress.
+      checkCancel(options.signal); // an already-aborted signal never fires 'abort'
       const partBytes = Math.ceil(tensor.byteLength / threads / 4096) * 4096;
       const local = new AbortController();
       const abort = () => local.abort();
@@ -69,7 +70,9 @@ export async function computeTensorStatistics(checkpoint: Checkpoint, name: stri
       try {
         const results = await Promise.allSettled(parts.map((p) => p.result));
         if (options.signal?.aborted) throw new CancelledError();
-        for (const r of results) if (r.status === 'rejected') throw r.reason;
+        // A part that failed stopped the others, which then report 'cancelled': throw the real failure.
+        const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
+        if (failures.length > 0) throw failures.find((e) => e.message !== 'cancelled') ?? failures[0];
         for (const r of results) counter.merge((r as PromiseFulfilledResult<Float64Array>).value);
         options.onProgress?.(1);
       } finally {
