@@ -144,6 +144,29 @@ function checkLoaded(weight: StoredWeightRows, s0: number, s1: number): void {
   weight.decode(s1, s1, none);
 }
 
+/**
+ * `weight` with decodeCodes when its codes come in runs of one scale cell (`runs`): `copyCodes` puts the
+ * int8 codes of loaded rows [s0, s1) into `codes`; the cells' scales and zero points come from `runs`.
+ */
+function withCodeRuns(
+  weight: StoredWeightRows,
+  runs: CodeRuns | undefined,
+  scaleAll: Float32Array,
+  zeroAll: ArrayLike<number>,
+  copyCodes: (s0: number, s1: number, codes: Int8Array) => void,
+): StoredWeightRows {
+  if (!runs) return weight;
+  return {
+    ...weight,
+    codeRuns: runs,
+    decodeCodes(s0, s1, codes, cellScale, cellZero) {
+      checkLoaded(weight, s0, s1);
+      copyCodes(s0, s1, codes);
+      cellsOf(runs, s0, s1, scaleAll, zeroAll, cellScale, cellZero);
+    },
+  };
+}
+
 /** Scales and zero points of the cells covering rows [s0, s1) under `runs`, into `scale` and `zero`. */
 function cellsOf(runs: CodeRuns, s0: number, s1: number, scaleAll: Float32Array, zeroAll: ArrayLike<number>, scale: Float32Array, zero: Float32Array): void {
   const first = s0 * runs.cellsPerRow;
@@ -290,16 +313,7 @@ export async function openStoredWeight(
           }
         },
       );
-      if (!runs) return weight;
-      return {
-        ...weight,
-        codeRuns: runs,
-        decodeCodes(s0, s1, codes, cellScale, cellZero) {
-          checkLoaded(weight, s0, s1);
-          codes.set(new Int8Array(raw.buffer, raw.byteOffset + (s0 - loaded0) * cols, (s1 - s0) * cols));
-          cellsOf(runs, s0, s1, scale, zp, cellScale, cellZero);
-        },
-      };
+      return withCodeRuns(weight, runs, scale, zp, (s0, s1, codes) => codes.set(new Int8Array(raw.buffer, raw.byteOffset + (s0 - loaded0) * cols, (s1 - s0) * cols)));
     }
     case 'ct-packed': {
       const shapeBytes = await checkpoint.readTensorBytes(`${name}.weight_shape`);
@@ -349,16 +363,9 @@ export async function openStoredWeight(
           }
         },
       );
-      if (!runs) return weight;
-      return {
-        ...weight,
-        codeRuns: runs,
-        decodeCodes(s0, s1, codes, cellScale, cellZero) {
-          checkLoaded(weight, s0, s1);
-          unpackFromInt32(words.subarray((s0 - loaded0) * packedCols, (s1 - loaded0) * packedCols), s1 - s0, cols, bits, 1, codes);
-          cellsOf(runs, s0, s1, scale, zp, cellScale, cellZero);
-        },
-      };
+      return withCodeRuns(weight, runs, scale, zp, (s0, s1, codes) =>
+        unpackFromInt32(words.subarray((s0 - loaded0) * packedCols, (s1 - loaded0) * packedCols), s1 - s0, cols, bits, 1, codes),
+      );
     }
     case 'gptq': {
       const [rows, cols] = observed.shape ?? [0, 0];
