@@ -9,9 +9,11 @@ describe('analysis worker (worker_threads)', () => {
   let client: AnalysisClient;
   before(async () => {
     tmp = tempDir();
-    const values = new Float32Array(2_000_000).map((_, i) => Math.sin(i));
+    // Large enough (64 MB: eight 8 MiB chunks per pass) that a cancel sent at the first progress report
+    // always reaches the worker before it is done; at 8 MB the whole request could finish first.
+    const values = new Float32Array(16_000_000).map((_, i) => Math.sin(i));
     await writeSafetensors(join(tmp.path, 'model.safetensors'), [
-      { name: 'big.weight', dtype: 'F32', shape: [2000, 1000], data: new Uint8Array(values.buffer) },
+      { name: 'big.weight', dtype: 'F32', shape: [4000, 4000], data: new Uint8Array(values.buffer) },
       { name: 'small.weight', dtype: 'F32', shape: [2, 2], data: new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer) },
     ]);
     client = new AnalysisClient(join(repoRoot(), 'dist', 'workers', 'analysis.worker.js'));
