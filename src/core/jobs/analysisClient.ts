@@ -2,7 +2,7 @@
  * Client side of the analysis worker: typed calls with progress and cancellation. Used by the extension
  * (so the extension host's event loop never does the heavy work) and available to any other shell.
  */
-import { Worker } from 'node:worker_threads';
+import { WorkerLink } from '../util/workerLink';
 import type { AnalysisMethods, FromWorker, MethodName, ToWorker } from '../workers/protocol';
 
 export class CancelledByCaller extends Error {
@@ -16,58 +16,41 @@ export interface CallOptions {
   readonly onProgress?: (fraction: number, what?: string) => void;
 }
 
+interface AnalysisCall {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  onProgress?: CallOptions['onProgress'];
+}
+
 export class AnalysisClient {
-  private worker: Worker | undefined;
-  private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; onProgress?: CallOptions['onProgress'] }>();
+  private readonly link: WorkerLink<FromWorker, AnalysisCall>;
 
-  constructor(private readonly workerPath: string) {}
-
-  private ensureWorker(): Worker {
-    if (this.worker) return this.worker;
-    const worker = new Worker(this.workerPath);
-    worker.on('message', (message: FromWorker) => {
-      const call = this.pending.get(message.id);
-      if (!call) return;
-      if (message.type === 'progress') {
-        call.onProgress?.(message.fraction, message.what);
-        return;
-      }
-      this.pending.delete(message.id);
-      if (message.type === 'result') call.resolve(message.result);
-      else call.reject(message.cancelled ? new CancelledByCaller() : new Error(message.message));
-    });
-    // A crashed worker fails its calls with the reason; the next call starts a fresh one.
-    const fail = (error: Error) => {
-      for (const call of this.pending.values()) call.reject(error);
-      this.pending.clear();
-      this.worker = undefined;
-    };
-    worker.on('error', (error) => fail(new Error(`analysis worker failed: ${error.message}`)));
-    worker.on('exit', (code) => {
-      if (this.worker === worker) fail(new Error(`analysis worker exited with code ${code}`));
-    });
-    worker.unref();
-    this.worker = worker;
-    return worker;
+  constructor(workerPath: string) {
+    this.link = new WorkerLink<FromWorker, AnalysisCall>(
+      workerPath,
+      (message, call) => {
+        if (message.type === 'progress') {
+          call.onProgress?.(message.fraction, message.what);
+          return false;
+        }
+        if (message.type === 'result') call.resolve(message.result);
+        else call.reject(message.cancelled ? new CancelledByCaller() : new Error(message.message));
+        return true;
+      },
+      (end) => new Error('error' in end ? `analysis worker failed: ${end.error.message}` : `analysis worker exited with code ${end.exitCode}`),
+    );
   }
 
   call<M extends MethodName>(method: M, params: AnalysisMethods[M]['params'], options: CallOptions = {}): Promise<AnalysisMethods[M]['result']> {
     if (options.signal?.aborted) return Promise.reject(new CancelledByCaller());
-    const worker = this.ensureWorker();
-    const id = this.nextId++;
+    const id = this.link.newId();
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onProgress: options.onProgress });
-      options.signal?.addEventListener('abort', () => worker.postMessage({ type: 'cancel', id } satisfies ToWorker), { once: true });
-      worker.postMessage({ type: 'run', id, method, params } satisfies ToWorker);
+      this.link.send(id, { resolve: resolve as (v: unknown) => void, reject, onProgress: options.onProgress }, { type: 'run', id, method, params } satisfies ToWorker);
+      options.signal?.addEventListener('abort', () => this.link.post({ type: 'cancel', id } satisfies ToWorker), { once: true });
     });
   }
 
-  async dispose(): Promise<void> {
-    const worker = this.worker;
-    this.worker = undefined;
-    for (const call of this.pending.values()) call.reject(new Error('analysis worker stopped'));
-    this.pending.clear();
-    await worker?.terminate();
+  dispose(): Promise<void> {
+    return this.link.dispose(new Error('analysis worker stopped'));
   }
 }

@@ -8,7 +8,7 @@
  * failures reject the call with the worker's message. Feeds are transferred to the worker (their buffers
  * become unusable here); outputs are transferred back.
  */
-import { Worker } from 'node:worker_threads';
+import { WorkerLink } from '../util/workerLink';
 import type { DecoderGraphInfo } from './llama/graph';
 import type { FromRuntime, RuntimeSessionOptions, SessionDescription, ToRuntime, WireTensor, WireTensorData } from './protocol';
 
@@ -21,56 +21,27 @@ export type CreateSessionResult =
 type Pending = { resolve: (m: FromRuntime) => void; reject: (e: Error) => void };
 
 export class RuntimeHost {
-  private worker: Worker | undefined;
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
+  private readonly link: WorkerLink<FromRuntime, Pending>;
 
   /** `workerPath`: the bundled dist/workers/runtime.worker.js. */
-  constructor(private readonly workerPath: string) {}
-
-  private ensureWorker(): Worker {
-    if (this.worker) return this.worker;
-    const worker = new Worker(this.workerPath);
-    worker.on('message', (message: FromRuntime) => {
-      const call = this.pending.get(message.id);
-      if (!call) return;
-      this.pending.delete(message.id);
-      if (this.pending.size === 0) worker.unref();
-      call.resolve(message);
-    });
-    const fail = (error: Error) => {
-      for (const call of this.pending.values()) call.reject(error);
-      this.pending.clear();
-      this.worker = undefined;
-    };
-    worker.on('error', (error) => fail(new Error(`runtime worker failed: ${error.message}`)));
-    worker.on('exit', (code) => {
-      if (this.worker === worker) fail(new Error(`runtime worker exited with code ${code}`));
-    });
-    worker.unref();
-    this.worker = worker;
-    return worker;
+  constructor(workerPath: string) {
+    this.link = new WorkerLink<FromRuntime, Pending>(
+      workerPath,
+      (message, call) => {
+        call.resolve(message);
+        return true;
+      },
+      (end) => new Error('error' in end ? `runtime worker failed: ${end.error.message}` : `runtime worker exited with code ${end.exitCode}`),
+    );
   }
 
   /** Sends a request; the promise settles with the worker's answer (errors included, as messages). */
   request(message: ToRuntime, transfer: ArrayBuffer[] = []): Promise<FromRuntime> {
-    const worker = this.ensureWorker();
-    return new Promise((resolve, reject) => {
-      this.pending.set(message.id, { resolve, reject });
-      // An idle worker must not keep the process alive, a busy one must (a CLI awaiting a run would exit).
-      worker.ref();
-      try {
-        worker.postMessage(message, transfer);
-      } catch (error) {
-        this.pending.delete(message.id);
-        if (this.pending.size === 0) worker.unref();
-        reject(error as Error);
-      }
-    });
+    return new Promise((resolve, reject) => this.link.send(message.id, { resolve, reject }, message, transfer));
   }
 
   newId(): number {
-    return this.nextId++;
+    return this.link.newId();
   }
 
   async createSession(modelPath: string, options: RuntimeSessionOptions = {}): Promise<CreateSessionResult> {
@@ -81,12 +52,8 @@ export class RuntimeHost {
   }
 
   /** Stops the worker; every session dies with it. */
-  async dispose(): Promise<void> {
-    const worker = this.worker;
-    this.worker = undefined;
-    for (const call of this.pending.values()) call.reject(new Error('runtime worker stopped'));
-    this.pending.clear();
-    await worker?.terminate();
+  dispose(): Promise<void> {
+    return this.link.dispose(new Error('runtime worker stopped'));
   }
 }
 
