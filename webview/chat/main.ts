@@ -4,6 +4,7 @@
  * (src/protocol/chat.ts); the page keeps only its inputs (prompt draft, settings, open sections) in setState.
  * Keyboard: Enter sends, Shift+Enter is a new line, Escape stops; every control is a focusable element.
  */
+import '../shared/base.css';
 import './chat.css';
 import type { ChatRenderedView, ChatSettings, ChatStateView, ChatWebviewToHost, HostToChatWebview, ModelPairView, SideStats, TurnView } from '../../src/protocol/chat';
 import { DEFAULT_CHAT_SETTINGS } from '../../src/protocol/chat';

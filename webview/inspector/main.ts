@@ -3,6 +3,7 @@
  * and histograms, health scan. The host owns the files; this page asks for summaries and pages only
  * (src/protocol/inspector.ts) and keeps its view state with setState so it survives being hidden.
  */
+import '../shared/base.css';
 import './inspector.css';
 import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, TensorDetailView, TensorValuesView, WebviewToHost } from '../../src/protocol/inspector';
 import type { WeightStatistics } from '../../src/core/stats/weightStats';

@@ -4,6 +4,7 @@
  * The host recomputes on every edit (debounced); this page updates sections in place so scroll position,
  * table selection and focus survive, and keeps its view state with setState.
  */
+import '../shared/base.css';
 import './recipe.css';
 import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeMethods, RecipeRenderedView, RecipeWebviewToHost } from '../../src/protocol/recipe';
 import type { PreviewLayer, PreviewLayerQuery, StageSummary } from '../../src/core/recipe/preview';
