@@ -6,8 +6,7 @@
  * ancestor folder of the document holding config.json and *.safetensors.
  */
 import * as vscode from 'vscode';
-import { promises as fs } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { recipeModel } from './recipeModel';
 import {
   CompletionItem as CoreCompletion,
   Diagnostic as CoreDiagnostic,
@@ -24,7 +23,6 @@ import {
 
 const DEBOUNCE_MS = 300;
 const MODEL_CACHE_MS = 30_000;
-const MAX_ANCESTORS = 12;
 
 export function registerRecipeSupport(context: vscode.ExtensionContext): void {
   const collection = vscode.languages.createDiagnosticCollection('quantlens-recipes');
@@ -40,7 +38,7 @@ export function registerRecipeSupport(context: vscode.ExtensionContext): void {
   };
 
   const modelFor = async (doc: vscode.TextDocument): Promise<ModelLayers | undefined> => {
-    const dir = await modelFolder(doc);
+    const dir = await recipeModel(doc);
     if (!dir) return undefined;
     const cached = models.get(dir);
     if (cached && Date.now() - cached.at < MODEL_CACHE_MS) return cached.layers;
@@ -162,35 +160,6 @@ export function registerRecipeSupport(context: vscode.ExtensionContext): void {
   );
 
   for (const doc of vscode.workspace.textDocuments) schedule(doc, 0);
-}
-
-/** `quantlens.recipe.model`, or the nearest ancestor with config.json and *.safetensors. */
-async function modelFolder(doc: vscode.TextDocument): Promise<string | undefined> {
-  const configured = vscode.workspace.getConfiguration('quantlens.recipe', doc.uri).get<string>('model')?.trim();
-  if (configured) {
-    if (isAbsolute(configured)) return configured;
-    const folder = vscode.workspace.getWorkspaceFolder(doc.uri) ?? vscode.workspace.workspaceFolders?.[0];
-    return folder ? resolve(folder.uri.fsPath, configured) : undefined;
-  }
-  if (doc.uri.scheme !== 'file') return undefined;
-  let dir = dirname(doc.uri.fsPath);
-  for (let i = 0; i < MAX_ANCESTORS; i++) {
-    if (await isCheckpointFolder(dir)) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  return undefined;
-}
-
-async function isCheckpointFolder(dir: string): Promise<boolean> {
-  try {
-    const names = await fs.readdir(dir);
-    if (!names.includes('config.json')) return false;
-    return names.some((n) => n.endsWith('.safetensors')) || (await fs.stat(join(dir, 'model.safetensors.index.json')).then(() => true, () => false));
-  } catch {
-    return false;
-  }
 }
 
 function toVscodeRange(range: CoreRange): vscode.Range {

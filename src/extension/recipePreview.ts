@@ -5,18 +5,17 @@
  * the view model is src/core/recipe/preview.ts; the page is webview/recipe.
  */
 import * as vscode from 'vscode';
-import { promises as fs } from 'node:fs';
-import { basename, dirname, isAbsolute, relative, resolve } from 'node:path';
+import { basename, dirname, relative, resolve } from 'node:path';
 import { ModelLayers, RecipePreview, buildRecipePreview, modelLayersFromCheckpoint, queryPreviewLayers, runAvailability } from '../core/recipe';
 import type { PreviewLayerQuery } from '../core/recipe/preview';
 import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeRenderedView, RecipeWebviewToHost } from '../protocol/recipe';
 import { webviewHtml } from './webviewHtml';
+import { ancestorModel, isCheckpointFolder, settingModel } from './recipeModel';
 
 export const RECIPE_PREVIEW_VIEW_TYPE = 'quantlens.recipePreview';
 /** The quantize command (src/extension, built beside this one): takes `{ model?, preset?, recipe?, … }`. */
 export const QUANTIZE_COMMAND = 'quantlens.quantizeModel';
 const DEBOUNCE_MS = 250;
-const MAX_ANCESTORS = 12;
 const MAX_WORKSPACE_CONFIGS = 200;
 
 export interface RecipePreviewServices {
@@ -297,36 +296,6 @@ export function registerRecipePreview(context: vscode.ExtensionContext, services
 }
 
 // ------------------------------------------------------------------ model folders
-
-async function isCheckpointFolder(dir: string): Promise<boolean> {
-  try {
-    const names = await fs.readdir(dir);
-    return names.includes('config.json') && names.some((n) => n.endsWith('.safetensors') || n.endsWith('.safetensors.index.json'));
-  } catch {
-    return false;
-  }
-}
-
-/** The `quantlens.recipe.model` setting, resolved against the workspace folder (as the validator does). */
-function settingModel(doc: vscode.TextDocument): string | undefined {
-  const configured = vscode.workspace.getConfiguration('quantlens.recipe', doc.uri).get<string>('model')?.trim();
-  if (!configured) return undefined;
-  if (isAbsolute(configured)) return configured;
-  const folder = vscode.workspace.getWorkspaceFolder(doc.uri) ?? vscode.workspace.workspaceFolders?.[0];
-  return folder ? resolve(folder.uri.fsPath, configured) : undefined;
-}
-
-async function ancestorModel(doc: vscode.TextDocument): Promise<string | undefined> {
-  if (doc.uri.scheme !== 'file') return undefined;
-  let dir = dirname(doc.uri.fsPath);
-  for (let i = 0; i < MAX_ANCESTORS; i++) {
-    if (await isCheckpointFolder(dir)) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  return undefined;
-}
 
 /** The model a fresh preview starts with: the setting, else the nearest checkpoint folder above the recipe. */
 async function defaultModel(doc: vscode.TextDocument): Promise<{ path: string; origin: ModelOrigin } | undefined> {
