@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import { basename } from 'node:path';
-import { Checkpoint, findIndexListing } from '../core/safetensors/checkpoint';
-import { CheckpointAnalysis, analyzeCheckpoint } from '../core/checkpoint/summary';
+import { findIndexListing } from '../core/safetensors/checkpoint';
+import type { CheckpointAnalysis } from '../core/checkpoint/summary';
 import { queryLayers, queryTensorTable } from '../core/checkpoint/tensorQuery';
 import { codesTensorOf } from '../core/stats/weightStats';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
@@ -52,8 +52,8 @@ export class InspectorSession implements vscode.Disposable {
     webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(services.extensionUri, 'dist', 'webview')] };
     webview.html = webviewHtml(webview, services.extensionUri, 'inspector', basename(path));
     this.disposables.push(webview.onDidReceiveMessage((message: WebviewToHost) => this.onMessage(message)));
-    // Read the headers while the page loads rather than after it asks: the two overlap (a 100,000-tensor
-    // header takes about as long as a cold webview). Failures are reported when the page is ready.
+    // Read the headers while the page loads rather than after it asks: the two overlap. Failures are
+    // reported when the page is ready.
     this.getAnalysis().catch(() => undefined);
   }
 
@@ -77,18 +77,13 @@ export class InspectorSession implements vscode.Disposable {
     this.post({ type: 'table', command });
   }
 
-  /** Summary and layer map (headers only, computed once). */
+  /**
+   * Summary and layer map (headers only, computed once), from the analysis worker: it parses the headers
+   * off the extension host's thread (a 100,000-tensor header takes over a second) and keeps the checkpoint
+   * open for the statistics, scales and error requests that follow, so nothing is parsed twice.
+   */
   getAnalysis(): Promise<CheckpointAnalysis> {
-    if (!this.analysis) {
-      this.analysis = (async () => {
-        const checkpoint = await Checkpoint.open(this.path);
-        try {
-          return await analyzeCheckpoint(checkpoint, this.path);
-        } finally {
-          await checkpoint.close();
-        }
-      })();
-    }
+    this.analysis ??= this.services.analysis.call('analyze', { path: this.path });
     return this.analysis;
   }
 
