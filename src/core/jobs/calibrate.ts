@@ -26,15 +26,10 @@ import { ModelTokenizer } from '../runtime/tokenizer';
 import { calibrationMetadata, loadCalibrationDataset } from '../runtime/dataset';
 import { DevicePreference, detectDevice } from '../runtime/device';
 import { JobCancelled } from './quantize';
+import type { CalibrateJobSpec } from './jobSpec';
 
-export interface CalibrationJobOptions {
-  readonly model: string;
-  /** The statistics file to write (must not exist). */
-  readonly out: string;
-  readonly dataset: string;
-  readonly samples: number;
-  readonly seqLen: number;
-  readonly hessians: boolean;
+/** The calibrate job spec (model, out, dataset, samples, seqLen, hessians) plus how to run it. */
+export interface CalibrationJobOptions extends Omit<CalibrateJobSpec, 'kind'> {
   /** Where block graphs are written while they are used (a fresh folder inside it; removed at the end). */
   readonly graphCacheDir?: string;
   readonly device?: DevicePreference;
