@@ -161,8 +161,19 @@ function showTab(tab: Tab, start: boolean, params?: InspectorMethods['errors']['
 let lastSummary: SummaryView | undefined;
 const loaded = new Set<string>();
 let worstLayer: string | undefined;
+/** Reports put off while the values toggle is still upgrading (see reportRendered). */
+let reportRetries = 0;
 function reportRendered(): void {
   if (!lastSummary) return;
+  // The toolkit's dropdown reads '' until its options are slotted in (right after a render or a restore):
+  // report the page once it has settled rather than a toggle that shows nothing (usually a few frames).
+  const toggle = document.getElementById('stats-view') as (HTMLElement & { value: string }) | null;
+  if (toggle && toggle.value === '' && reportRetries < 300) {
+    reportRetries++;
+    setTimeout(reportRendered, 16);
+    return;
+  }
+  reportRetries = 0;
   host.post({
     type: 'rendered',
     view: {
