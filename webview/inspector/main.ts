@@ -474,12 +474,16 @@ function tensorsView(summary: SummaryView): HTMLElement {
   });
   const dtypes = Object.keys(summary.byDtype).sort();
   /** After a reload (the tab was hidden and shown again): the selected tensor's detail, with its statistics. */
+  const restoreName = state.selectedTensor;
   const restoreDetail = async () => {
-    const name = state.selectedTensor;
-    if (!name) return;
+    const name = restoreName;
+    // Only the tensor the saved state selected, and only if nothing put a detail on the page meanwhile: a
+    // reveal command that arrives while the first page loads selects and computes on its own detail, which
+    // a second one built here would replace (its result would then land on a detail no longer shown).
+    if (!name || shownDetail) return;
     const page = await call('tensorPage', { filter: exactName(name), offset: 0, limit: 1 }).result;
     const row = page.rows[0];
-    if (!row || state.selectedTensor !== name) return;
+    if (!row || state.selectedTensor !== name || shownDetail) return;
     for (const codes of page.quantizedCodes ?? []) quantizedCodes.add(codes);
     if (state.shownStats?.tensor === name) {
       for (const [view, result] of Object.entries(state.shownStats.results)) statsCache.set(`${view}:${name}`, result);
@@ -524,7 +528,7 @@ const VIEW_LABELS: Record<TensorValuesView, string> = {
 };
 
 /** The tensor whose detail is on the page, and the statistics it shows (for the `rendered` report). */
-let shownDetail: { row: TensorRow; quantized: boolean; view: TensorValuesView; shown?: { view: TensorValuesView; result: TensorStatistics | WeightStatistics } } | undefined;
+let shownDetail: { row: TensorRow; quantized: boolean; view: TensorValuesView; shown?: { view: TensorValuesView; result: TensorStatistics | WeightStatistics }; refresh: () => void } | undefined;
 
 function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
   const body = h('div', { class: 'stats-body' });
@@ -532,7 +536,7 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
   const view = (): TensorValuesView => (quantized ? state.statsView : 'stored');
   const cacheKey = () => `${view()}:${row.name}`;
   const computeButton = button('Compute statistics', () => void compute(), { id: 'compute-stats' });
-  const current: NonNullable<typeof shownDetail> = { row, quantized, view: view() };
+  const current: NonNullable<typeof shownDetail> = { row, quantized, view: view(), refresh: () => running || showCached() };
   shownDetail = current;
   /** Whether a computation is running: its progress line and Cancel button own the body until it ends. */
   let running = false;
@@ -549,8 +553,10 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
       state.shownStats = { tensor: row.name, results: { ...(state.shownStats?.tensor === row.name ? state.shownStats.results : {}), [v]: result } };
       save();
       loaded.add(`${v === 'stored' ? 'stats' : v}:${row.name}`);
-      // The toggle may have moved while it ran: show what the toggle now asks for.
+      // The toggle may have moved while it ran: show what the toggle now asks for. A newer detail of the
+      // same tensor (rebuilt meanwhile) shows the result too, unless it is computing on its own.
       if (shownDetail === current) showCached();
+      else if (shownDetail?.row.name === row.name) shownDetail.refresh();
       else reportRendered();
     }
   };
