@@ -21,6 +21,7 @@ import { dequantizeStoredWeight, openStoredWeight } from '../../src/core/quant/s
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import type { DType } from '../../src/core/dtypes/dtype';
 import { repoRoot, tempDir } from '../helpers/paths';
+import { writeGptqFixture } from '../integration/suite/quantizedFixtures';
 import { heavyTailedWeights as heavyTailed, toBf16 as bf16 } from '../helpers/weights';
 
 
@@ -248,6 +249,65 @@ describe('quantization error, streamed in row blocks', function () {
       const m = compared.layers.find((l) => l.module === name)!.metrics;
       close(m.relativeFrobenius, Math.sqrt(err / ref), 'relative Frobenius');
       assert.equal(m.maxAbsError, maxAbs);
+    } finally {
+      await quantized.close();
+      await original.close();
+    }
+  });
+
+  it('GPTQ weights (stored transposed) are read in slabs of qweight columns: any slab width gives the whole dequantization, and the comparison agrees with float64', async () => {
+    // The fixture writes GPTQ v1 INT4 (act-order g_idx, zero points) without src/, with a float64 dequantization.
+    const folder = join(tmp.path, 'gptq-slabs');
+    const fixture = writeGptqFixture(join(folder, 'quantized'));
+    const perturbed = (values: Float64Array) => Float32Array.from(values, (v, i) => v + 0.004 * Math.sin(i * 0.37));
+    mkdirSync(join(folder, 'original'));
+    await writeSafetensors(
+      join(folder, 'original', 'model.safetensors'),
+      fixture.layers.map((l) => ({ name: `${l.module}.weight`, dtype: 'F32' as DType, shape: [...l.shape], data: new Uint8Array(perturbed(l.dequantize()).buffer) })),
+    );
+    const quantized = await Checkpoint.open(join(folder, 'quantized'));
+    const original = await Checkpoint.open(join(folder, 'original'));
+    try {
+      const { layerMap } = await analyzeCheckpoint(quantized, join(folder, 'quantized'));
+      const modules = layerMap.modules.filter((m) => m.state === 'quantized');
+      assert.equal(modules.length, fixture.layers.length);
+      for (const layer of fixture.layers.filter((_, i) => i % 3 === 0)) {
+        const module = modules.find((m) => m.name === layer.module)!;
+        const [rows, cols] = layer.shape;
+        const expected = Float32Array.from(layer.dequantize());
+        // Slabs of 1 column, 5, 37 (not dividing the rows) and the whole layer; row blocks of 7 within them.
+        for (const slabElements of [1, 5 * cols, 37 * cols, rows * cols]) {
+          const stored = await openStoredWeight(quantized, module, { gptqFormat: 'gptq', slabElements });
+          const blocks = new Float32Array(rows * cols);
+          const buffer = new Float32Array(7 * cols);
+          for (let r0 = 0; r0 < rows; r0 += 7) {
+            const r1 = Math.min(rows, r0 + 7);
+            blocks.set(await stored.read(r0, r1, buffer), r0 * cols);
+          }
+          assert.deepEqual(blocks, expected, `${layer.module}, slabs of ${slabElements} codes`);
+        }
+      }
+      const compared = await compareWithOriginal(quantized, layerMap, original);
+      assert.deepEqual(await compareWithOriginal(quantized, layerMap, original, { blockElements: 1000 }), compared);
+      for (const layer of fixture.layers) {
+        const x = perturbed(layer.dequantize());
+        const d = layer.dequantize();
+        let err = 0;
+        let ref = 0;
+        let maxAbs = 0;
+        for (let i = 0; i < x.length; i++) {
+          const e = x[i]! - d[i]!;
+          err += e * e;
+          ref += x[i]! * x[i]!;
+          maxAbs = Math.max(maxAbs, Math.abs(e));
+        }
+        const m = compared.layers.find((l) => l.module === layer.module)!.metrics;
+        assert.equal(m.count, x.length);
+        close(m.relativeFrobenius, Math.sqrt(err / ref), `${layer.module}: relative Frobenius`);
+        close(m.sqnrDb, 10 * Math.log10(ref / err), `${layer.module}: SQNR`);
+        // The error is computed in float32 from float32 values: within an ulp of the float64 one.
+        assert.ok(Math.abs(m.maxAbsError - maxAbs) <= 2 ** -23 * maxAbs, `${layer.module}: max |e| ${m.maxAbsError} vs ${maxAbs}`);
+      }
     } finally {
       await quantized.close();
       await original.close();

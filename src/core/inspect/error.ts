@@ -10,9 +10,9 @@
  * Streamed in blocks of rows: each file read covers `blockElements` values (bf16 weights go straight into
  * the workspace, the next block read while one is measured), and is decoded, quantized and measured in
  * smaller blocks (COMPUTE_ELEMENTS) that stay in the CPU caches. The memory bound is one block of the
- * weight, its codes and its reconstruction — never a whole layer (except GPTQ-layout weights when
- * comparing, which are stored transposed) — plus the float32 errors of a layer of at most `cacheElements`
- * values. The error histogram's range is the error's min/max, so each layer takes two passes: the sums and
+ * weight, its codes and its reconstruction — never a whole layer (GPTQ weights, stored transposed, are
+ * read in slabs of columns: see storedWeights.ts) — plus the float32 errors of a layer of at most
+ * `cacheElements` values. The error histogram's range is the error's min/max, so each layer takes two passes: the sums and
  * the range, keeping the float32 errors; then the histogram, over the kept errors, or — for larger layers —
  * by re-reading and re-quantizing the rows. Per-tensor FP8 takes one more pass first, for the min and max
  * its scale needs. The inner loops are WebAssembly SIMD kernels (errorKernels.ts; a JS engine gives the

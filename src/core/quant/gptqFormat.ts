@@ -250,6 +250,14 @@ export function qzerosV2ToV1<T extends WordArray>(words: T, bits: number, fieldC
 }
 
 function checkLayer(layer: GptqLayerTensors): number {
+  return checkGptqGroups(layer);
+}
+
+/**
+ * Checks what a GPTQ layer's scales and g_idx must satisfy (everything but qweight and qzeros, which are
+ * checked where they are unpacked) and returns its number of groups G.
+ */
+export function checkGptqGroups(layer: Pick<GptqLayerTensors, 'bits' | 'inFeatures' | 'outFeatures' | 'scales' | 'gIdx'>): number {
   const { bits, inFeatures: K, outFeatures: N } = layer;
   checkBits(bits);
   checkMultiple('in_features', K, bits);

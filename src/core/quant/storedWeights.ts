@@ -16,7 +16,7 @@ import type { Checkpoint } from '../safetensors/checkpoint';
 import type { LinearModule } from '../checkpoint/scheme';
 import type { QuantArgs } from './args';
 import { unpackFromInt32 } from './pack';
-import { GptqCheckpointFormat, dequantizeGptq } from './gptqFormat';
+import { GptqCheckpointFormat, GptqFormatError, checkGptqGroups, unpackGptqQweight, unpackGptqQzeros } from './gptqFormat';
 
 export class DequantizeError extends Error {}
 
@@ -225,7 +225,7 @@ function checkRows(name: string, rows: number, r0: number, r1: number, out: Floa
 export async function openStoredWeight(
   checkpoint: Checkpoint,
   module: LinearModule,
-  options: { declared?: QuantArgs; gptqFormat?: GptqCheckpointFormat } = {},
+  options: { declared?: QuantArgs; gptqFormat?: GptqCheckpointFormat; slabElements?: number } = {},
 ): Promise<StoredWeightRows> {
   const observed = module.observed;
   const name = module.name;
@@ -367,35 +367,86 @@ export async function openStoredWeight(
         unpackFromInt32(words.subarray((s0 - loaded0) * packedCols, (s1 - loaded0) * packedCols), s1 - s0, cols, bits, 1, codes),
       );
     }
-    case 'gptq': {
-      const [rows, cols] = observed.shape ?? [0, 0];
-      if (!observed.bits || rows === 0) throw new DequantizeError(`${name}: cannot tell the GPTQ layout (bits/in_features) from qweight and g_idx`);
-      const bits = observed.bits;
-      let whole: Float32Array | undefined;
-      return twoStep(
-        `${name}.qweight`,
-        rows,
-        cols,
-        async () => {
-          whole ??= dequantizeGptq(
-            {
-              bits,
-              inFeatures: cols,
-              outFeatures: rows,
-              qweight: await ints(checkpoint, `${name}.qweight`),
-              qzeros: await ints(checkpoint, `${name}.qzeros`),
-              scales: await floats(checkpoint, `${name}.scales`),
-              gIdx: await ints(checkpoint, `${name}.g_idx`),
-            },
-            options.gptqFormat ?? 'gptq',
-          );
-        },
-        (s0, s1, out) => out.set(whole!.subarray(s0 * cols, s1 * cols)),
-      );
-    }
+    case 'gptq':
+      return openGptqWeight(checkpoint, name, observed.shape ?? [0, 0], observed.bits, options.gptqFormat ?? 'gptq', options.slabElements ?? GPTQ_SLAB_ELEMENTS);
     default:
       throw new DequantizeError(`${name}: dequantizing ${observed.kind} weights is not supported`);
   }
+}
+
+/** Codes of a GPTQ weight unpacked at a time (see openGptqWeight): 8 MiB of codes, 4 MiB of 4-bit words. */
+const GPTQ_SLAB_ELEMENTS = 8 * 1024 * 1024;
+/** Strided reads of a GPTQ slab in flight at once (positional reads of one file handle). */
+const GPTQ_READS_IN_FLIGHT = 16;
+
+/**
+ * A GPTQ weight in row blocks of W [N, K] (out × in), without dequantizing the layer whole. GPTQ stores the
+ * codes transposed, qweight [K·bits/32, N]: the rows of W are columns of qweight. A load reads a slab of
+ * qweight's columns [c0, c1) — one strided read per packed row, every read (c1 − c0) words — wide enough
+ * that the slab holds about `slabElements` codes, and unpacks it to codes [K, c1 − c0]; the row blocks
+ * that follow, up to c1, decode from it. Memory is the slab and the scales / zero points / g_idx (small),
+ * independent of the layer's size: a 70B MLP weight is 235 M values.
+ */
+async function openGptqWeight(checkpoint: Checkpoint, name: string, shape: readonly number[], bits: number | undefined, format: GptqCheckpointFormat, slabElements: number): Promise<StoredWeightRows> {
+  const [N, K] = [shape[0] ?? 0, shape[1] ?? 0];
+  if (!bits || N === 0 || K === 0) throw new DequantizeError(`${name}: cannot tell the GPTQ layout (bits/in_features) from qweight and g_idx`);
+  const qweightName = `${name}.qweight`;
+  const qweight = checkpoint.tensor(qweightName);
+  const packedRows = (K * bits) / 32;
+  if (qweight.dtype !== 'I32' || qweight.shape.length !== 2 || qweight.shape[0] !== packedRows || qweight.shape[1] !== N) {
+    throw new DequantizeError(`${qweightName}: expected I32 [${packedRows}, ${N}] for ${bits}-bit weights [${N}, ${K}], found ${qweight.dtype} [${qweight.shape.join(', ')}]`);
+  }
+  const scales = await floats(checkpoint, `${name}.scales`);
+  const gIdx = await ints(checkpoint, `${name}.g_idx`);
+  let zeros: Uint8Array;
+  try {
+    const groups = checkGptqGroups({ bits, inFeatures: K, outFeatures: N, scales, gIdx });
+    zeros = unpackGptqQzeros(await ints(checkpoint, `${name}.qzeros`), groups, N, bits, format);
+  } catch (error) {
+    if (error instanceof GptqFormatError) throw new DequantizeError(`${name}: ${error.message}`);
+    throw error;
+  }
+  const width = Math.min(N, Math.max(1, Math.floor(slabElements / K)));
+  let words = new Int32Array(0);
+  let codes: Uint8Array = new Uint8Array(0);
+  let c0 = 0;
+  let c1 = 0;
+  return twoStep(
+    qweightName,
+    N,
+    K,
+    async (r0, r1) => {
+      if (r0 >= c0 && r1 <= c1) return;
+      const w = Math.min(N - r0, Math.max(width, r1 - r0));
+      if (words.length < packedRows * w) words = new Int32Array(packedRows * w);
+      const bytes = new Uint8Array(words.buffer, 0, packedRows * w * 4);
+      if (w === N) await checkpoint.readTensorRange(qweightName, 0, packedRows * N * 4, bytes);
+      else {
+        // Column block [r0, r0 + w) of every packed row, a few reads in flight at a time.
+        for (let p0 = 0; p0 < packedRows; p0 += GPTQ_READS_IN_FLIGHT) {
+          const reads: Promise<Uint8Array>[] = [];
+          for (let p = p0; p < Math.min(packedRows, p0 + GPTQ_READS_IN_FLIGHT); p++) {
+            reads.push(checkpoint.readTensorRange(qweightName, (p * N + r0) * 4, (p * N + r0 + w) * 4, bytes.subarray(p * w * 4, (p + 1) * w * 4)));
+          }
+          await Promise.all(reads);
+        }
+      }
+      // Unpacking a [packedRows, w] block of qweight is unpacking a qweight of w output features.
+      codes = unpackGptqQweight(words.subarray(0, packedRows * w), K, w, bits);
+      c0 = r0;
+      c1 = r0 + w;
+    },
+    (s0, s1, out) => {
+      // W[n, k] = scales[g_idx[k], n] · (q[k, n] − z[g_idx[k], n]), rounded once to float32 (exact for f16
+      // scales). Input features outside, the block's rows inside: codes and scales are read in runs.
+      const w = c1 - c0;
+      for (let k = 0; k < K; k++) {
+        const g = gIdx[k]! * N;
+        const q = k * w - c0;
+        for (let n = s0, o = k; n < s1; n++, o += K) out[o] = scales[g + n]! * (codes[q + n]! - zeros[g + n]!);
+      }
+    },
+  );
 }
 
 /**
@@ -404,7 +455,7 @@ export async function openStoredWeight(
 export async function dequantizeStoredWeight(
   checkpoint: Checkpoint,
   module: LinearModule,
-  options: { declared?: QuantArgs; gptqFormat?: GptqCheckpointFormat } = {},
+  options: { declared?: QuantArgs; gptqFormat?: GptqCheckpointFormat; slabElements?: number } = {},
 ): Promise<{ weight: Float32Array; rows: number; cols: number }> {
   const stored = await openStoredWeight(checkpoint, module, options);
   const weight = new Float32Array(stored.rows * stored.cols);
