@@ -205,7 +205,7 @@ describe('Checkpoint inspector with 100,000 tensors', function () {
   });
 });
 
-describe('Quantized layer values in the inspector: dequantized view and codes view', function () {
+describe('Quantized layer values in the inspector: dequantized, codes and stored views', function () {
   this.timeout(180_000);
   let scratch: string;
   before(() => {
@@ -249,12 +249,13 @@ describe('Quantized layer values in the inspector: dequantized view and codes vi
   }
 
   /** What the page shows against the reference: the numbers it holds, the text it prints, the histogram it draws. */
-  function checkShown(d: Detail, layer: StoredLayer, view: 'dequantized' | 'codes', values: Float64Array): ReturnType<typeof reference> {
+  function checkShown(d: Detail, layer: StoredLayer, view: 'dequantized' | 'codes' | 'stored', values: Float64Array): ReturnType<typeof reference> {
     const ref = reference(values);
     const stats = d.stats!;
     const where = `${layer.codesTensor} (${view})`;
     assert.equal(stats.view, view);
-    assert.equal(stats.values.count, layer.shape[0] * layer.shape[1], `${where}: count`);
+    assert.equal(stats.values.count, values.length, `${where}: count`);
+    if (view !== 'stored') assert.equal(values.length, layer.shape[0] * layer.shape[1], `${where}: reference count`);
     assert.equal(stats.values.nan, 0, `${where}: NaN`);
     // (q − zero) · scale is exact in float64 on both sides: the extremes must agree to the bit.
     assert.equal(stats.values.min, ref.min, `${where}: min`);
@@ -272,7 +273,8 @@ describe('Quantized layer values in the inspector: dequantized view and codes vi
     }
     assert.equal(stats.fields.elements, ref.count.toLocaleString('en-US'), `${where}: elements`);
     assert.equal(stats.fields.NaN, '0');
-    assert.match(stats.fields.values ?? '', view === 'dequantized' ? new RegExp(`^dequantized ${layer.module.replace(/\./g, '\\.')} \\[${layer.shape[0]} × ${layer.shape[1]}\\]$`) : /^codes: /);
+    if (view === 'stored') assert.equal(stats.fields.values, undefined, `${where}: the tensor as stored is not described as a layer's values`);
+    else assert.match(stats.fields.values ?? '', view === 'dequantized' ? new RegExp(`^dequantized ${layer.module.replace(/\./g, '\\.')} \\[${layer.shape[0]} × ${layer.shape[1]}\\]$`) : /^codes: /);
     // Every element is in the histogram of values (none is NaN or infinite here).
     assert.equal(stats.histogramAxis, 'linear');
     assert.ok(stats.histogramBars > 1, `${where}: ${stats.histogramBars} histogram bars`);
@@ -299,7 +301,7 @@ describe('Quantized layer values in the inspector: dequantized view and codes vi
 
   /**
    * Opens the checkpoint, selects `layer`'s codes tensor in the Tensors table, computes the dequantized view,
-   * checks it, then switches the toggle to the codes view and checks that.
+   * checks it, then switches the toggle to the codes view and to the tensor as stored, and checks those.
    */
   async function inspectLayer(file: string, layer: StoredLayer, scheme: RegExp, codeRange: [number, number], screenshot?: string): Promise<void> {
     await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(file), 'quantlens.checkpoint');
@@ -320,11 +322,17 @@ describe('Quantized layer values in the inspector: dequantized view and codes vi
     const ref = checkShown(codes, layer, 'codes', layer.codes());
     assert.ok(ref.min >= codeRange[0] && ref.max <= codeRange[1], `codes of ${layer.codesTensor} in [${ref.min}, ${ref.max}]`);
     if (screenshot) await takeScreenshot(`${screenshot}-codes`);
+
+    // The tensor as stored: its elements as the file holds them (for packed layouts, the int32 words).
+    assert.ok(quantlens.revealInInspector(file, { table: 'tensors', open: { statsView: 'stored', compute: true } }));
+    const stored = await detailOf(file, `the stored statistics of ${layer.codesTensor}`, (d) => d.tensor === layer.codesTensor && d.stats?.view === 'stored');
+    checkToggle(stored, 'stored');
+    checkShown(stored, layer, 'stored', layer.stored());
   }
 
   const layerOf = (fixture: QuantizedFixture, module: string) => fixture.layers.find((l) => l.module === module)!;
 
-  it('GPTQ v1 packed INT4 (act-order g_idx, zero points): dequantized and codes views match a float64 dequantization, and survive hiding the tab', async () => {
+  it('GPTQ v1 packed INT4 (act-order g_idx, zero points): dequantized, codes and stored views match a float64 reading, and survive hiding the tab', async () => {
     const fixture = writeGptqFixture(join(scratch, 'gptq-int4'));
     const layer = layerOf(fixture, 'model.layers.1.mlp.down_proj');
     await inspectLayer(fixture.file, layer, /^INT4 GPTQ, group 64, act-order, asymmetric \(zero points\)/, [0, 15], 'inspector-gptq');
@@ -349,17 +357,17 @@ describe('Quantized layer values in the inspector: dequantized view and codes vi
     checkShown(after, layer, 'dequantized', layer.dequantize());
   });
 
-  it('compressed-tensors pack-quantized INT4 groups with packed zero points: dequantized and codes views', async () => {
+  it('compressed-tensors pack-quantized INT4 groups with packed zero points: dequantized, codes and stored views', async () => {
     const fixture = writePackQuantizedFixture(join(scratch, 'ct-w4a16-asym'));
     await inspectLayer(fixture.file, layerOf(fixture, 'model.layers.0.mlp.down_proj'), /^INT4 weights, group 32, asymmetric/, [-8, 7]);
   });
 
-  it('AutoFP8 per-tensor FP8 with weight_scale: dequantized and codes views', async () => {
+  it('AutoFP8 per-tensor FP8 with weight_scale: dequantized, codes and stored views', async () => {
     const fixture = writeAutoFp8Fixture(join(scratch, 'autofp8'));
     await inspectLayer(fixture.file, layerOf(fixture, 'model.layers.0.self_attn.o_proj'), /^FP8 weights and activations, per-tensor static scales/, [-448, 448]);
   });
 
-  it('compressed-tensors INT8 per channel: dequantized and codes views', async () => {
+  it('compressed-tensors INT8 per channel: dequantized, codes and stored views', async () => {
     const fixture = writeInt8ChannelFixture(join(scratch, 'int8-channel'));
     await inspectLayer(fixture.file, layerOf(fixture, 'model.layers.0.mlp.gate_proj'), /^INT8 weights per channel/, [-128, 127]);
   });

@@ -192,6 +192,8 @@ export interface StoredLayer {
   dequantize(): Float64Array;
   /** The codes q as the codes view shows them (unpacked integers, or decoded FP8 values). */
   codes(): Float64Array;
+  /** The codes tensor's elements as stored (the int32 words of packed layouts), as the "stored" view shows them. */
+  stored(): Float64Array;
 }
 
 export interface QuantizedFixture {
@@ -267,6 +269,7 @@ export function writeGptqFixture(dir: string): QuantizedFixture {
         return scales[c]! * (q[k * N + n]! - zeros[c]!);
       }),
       codes: () => Float64Array.from({ length: N * K }, (_, i) => q[(i % K) * N + Math.floor(i / K)]!),
+      stored: () => Float64Array.from(qweight),
     });
   });
   const config = llamaConfig(shape, 'float16', { quant_method: 'gptq', bits: 4, group_size: groupSize, desc_act: true, sym: false, static_groups: false, true_sequential: true, damp_percent: 0.01, checkpoint_format: 'gptq' });
@@ -322,6 +325,7 @@ export function writePackQuantizedFixture(dir: string): QuantizedFixture {
         return (v - zp[k]!) * scales[k]!;
       }),
       codes: () => Float64Array.from(q),
+      stored: () => Float64Array.from(packed),
     });
   });
   const config = llamaConfig(shape, 'bfloat16', {
@@ -351,7 +355,7 @@ export function writeAutoFp8Fixture(dir: string): QuantizedFixture {
       { name: `${name}.weight_scale`, dtype: 'F32', shape: [], data: new Float32Array([scale]) },
       { name: `${name}.input_scale`, dtype: 'F32', shape: [], data: new Float32Array([0.05]) },
     );
-    layers.push({ module: name, codesTensor: `${name}.weight`, shape: [out, inp], dequantize: () => Float64Array.from(codes, (c) => e4m3Value(c) * scale), codes: () => Float64Array.from(codes, e4m3Value) });
+    layers.push({ module: name, codesTensor: `${name}.weight`, shape: [out, inp], dequantize: () => Float64Array.from(codes, (c) => e4m3Value(c) * scale), codes: () => Float64Array.from(codes, e4m3Value), stored: () => Float64Array.from(codes, e4m3Value) });
   });
   const config = llamaConfig(shape, 'bfloat16', { quant_method: 'fp8', activation_scheme: 'static', ignored_layers: ['lm_head'] });
   return { file: writeCheckpointFolder(dir, tensors, config), layers };
@@ -378,7 +382,7 @@ export function writeInt8ChannelFixture(dir: string): QuantizedFixture {
       for (let c = 0; c < inp; c++) q[r * inp + c] = clamp(roundEven(w[r * inp + c]! / s.value), -128, 127);
     }
     tensors.push({ name: `${name}.weight`, dtype: 'I8', shape: [out, inp], data: q }, { name: `${name}.weight_scale`, dtype: 'BF16', shape: [out, 1], data: scaleBits });
-    layers.push({ module: name, codesTensor: `${name}.weight`, shape: [out, inp], dequantize: () => Float64Array.from(q, (v, i) => v * scales[Math.floor(i / inp)]!), codes: () => Float64Array.from(q) });
+    layers.push({ module: name, codesTensor: `${name}.weight`, shape: [out, inp], dequantize: () => Float64Array.from(q, (v, i) => v * scales[Math.floor(i / inp)]!), codes: () => Float64Array.from(q), stored: () => Float64Array.from(q) });
   });
   const config = llamaConfig(shape, 'bfloat16', {
     quant_method: 'compressed-tensors',
