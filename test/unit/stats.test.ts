@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { computeTensorStatistics, CancelledError } from '../../src/core/stats/computeStats';
-import type { Histogram, TensorStatistics } from '../../src/core/stats/tensorStats';
+import { CodeCounter, type Histogram, type TensorStatistics } from '../../src/core/stats/tensorStats';
 import { rawSafetensors } from '../helpers/safetensorsBytes';
 import { tempDir } from '../helpers/paths';
 import { statSync, truncateSync, writeFileSync } from 'node:fs';
@@ -106,6 +106,27 @@ describe('tensor statistics (exact, streamed) against a float64 reference', () =
       assert.equal(result.method, 'exact bit-pattern counts');
       checkAgainstReference(result, values);
     });
+  });
+
+  it('code counts are exact over any mix of chunk sizes, odd and even, small (counted directly) and large (in sub-tables)', () => {
+    // 300,001 bytes: 150,000 16-bit codes and a dangling byte, or 300,001 8-bit codes.
+    const bytes = new Uint8Array(300_001);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (Math.imul(i, 2654435761) >>> 13) & (i % 7 === 0 ? 0x3f : 0xff);
+    const sizes = [1, 3, 70_001, 2, 65_536, 5, 100_000, 65_537, 7];
+    for (const [dtype, width] of [['BF16', 2], ['I8', 1]] as const) {
+      const reference = new Float64Array(width === 2 ? 65536 : 256);
+      for (let i = 0; i + width <= bytes.length; i += width) reference[width === 2 ? bytes[i]! | (bytes[i + 1]! << 8) : bytes[i]!]!++;
+      // Twice in a row, with the counter tables handed back and taken again in between.
+      for (let round = 0; round < 2; round++) {
+        const counter = new CodeCounter(dtype);
+        for (let at = 0, k = round; at < bytes.length; k++) {
+          const end = Math.min(bytes.length, at + sizes[k % sizes.length]!);
+          counter.add(bytes.subarray(at, end));
+          at = end;
+        }
+        assert.deepEqual(counter.counts, reference, `${dtype}, round ${round}`);
+      }
+    }
   });
 
   it('F32: two-pass stream, exact', async () => {

@@ -21,7 +21,7 @@
  */
 import { E4M3_TO_F32, encodeE4M3 } from '../dtypes/float';
 import { roundToBF16 } from '../quant/rtn';
-import { I, T, WasmFunc, assemble, splat32 } from '../quant/wasmAssembler';
+import { I, T, WasmFunc, assemble, instantiateWithMemory, splat32 } from '../quant/wasmAssembler';
 
 /** Byte offsets of the accumulator block: four lanes each of Σr², Σŵ², Σe², Σr·ŵ, then min e (2 lanes), max e (2 lanes). */
 export const ACC_REF = 0;
@@ -357,7 +357,8 @@ const BIN_CHUNK = 16384;
  * view); the views are valid until the next `prepare`.
  */
 export class ErrorWorkspace {
-  private readonly kernels: KernelExports | null;
+  private kernels: KernelExports | null;
+  private readonly module: WebAssembly.Module | null;
   private buffer: ArrayBuffer;
   /** The reference values of the block (x). */
   x = new Float32Array(0);
@@ -389,8 +390,8 @@ export class ErrorWorkspace {
 
   /** engine 'js' forces the portable kernels (tests compare the two). */
   constructor(engine: 'auto' | 'js' = 'auto') {
-    const module = engine === 'js' ? null : kernelModule();
-    this.kernels = module ? (new WebAssembly.Instance(module).exports as unknown as KernelExports) : null;
+    this.module = engine === 'js' ? null : kernelModule();
+    this.kernels = this.module ? instantiateWithMemory<KernelExports>(this.module, 0, 1) : null;
     this.buffer = this.kernels ? this.kernels.mem.buffer : new ArrayBuffer(0);
   }
 
@@ -407,10 +408,11 @@ export class ErrorWorkspace {
     this.rawPtr = this.qPtr + Math.max(align16(size), BIN_CHUNK);
     this.rawSlot = align16(rawBytes);
     const total = this.rawPtr + 2 * this.rawSlot + 16;
-    if (this.kernels) {
-      const mem = this.kernels.mem;
-      if (mem.buffer.byteLength < total) mem.grow(Math.ceil((total - mem.buffer.byteLength) / 65536));
-      this.buffer = mem.buffer;
+    if (this.kernels && this.module) {
+      // A bigger memory is a new instance (see instantiateWithMemory: never grown); nothing in the old
+      // one outlives a prepare.
+      if (this.kernels.mem.buffer.byteLength < total) this.kernels = instantiateWithMemory<KernelExports>(this.module, total, 1);
+      this.buffer = this.kernels.mem.buffer;
     } else if (this.buffer.byteLength < total) this.buffer = new ArrayBuffer(total);
     const b = this.buffer;
     this.acc = new Float64Array(b, ACC_PTR, ACC_VALUES);

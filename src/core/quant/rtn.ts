@@ -60,7 +60,7 @@
 import type { QuantArgs } from './args';
 import { packToInt32, packedShape } from './pack';
 import { E4M3_FORMAT, E4M3_TO_F32, F16_FORMAT, decodeF16, encodeE4M3, encodeF16, encodeMiniF32Bits, f16ToF32Table } from '../dtypes/float';
-import { I, T, WasmFunc, assemble, splat32 } from './wasmAssembler';
+import { I, T, WasmFunc, assemble, instantiateWithMemory, splat32 } from './wasmAssembler';
 
 // ---------------------------------------------------------------------------------------------------------
 // Public types
@@ -1048,6 +1048,7 @@ interface SimdExports {
 }
 
 let simd: SimdExports | null | undefined;
+let simdModule: WebAssembly.Module | undefined;
 /** Set by quantizeSimd: whether it also wrote the packed words. */
 let simdPacked = false;
 
@@ -1072,7 +1073,8 @@ function simdKernels(): SimdExports | null {
       64,
     );
     if (typeof WebAssembly === 'object' && WebAssembly.validate(bytes)) {
-      simd = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as SimdExports;
+      simdModule = new WebAssembly.Module(bytes);
+      simd = instantiateWithMemory<SimdExports>(simdModule, 0, 64);
     }
   } catch {
     simd = null;
@@ -1130,9 +1132,10 @@ function quantizeSimd(
   const S = B + cells * 4;
   const ZP = S + cells * 4;
   const total = ZP + cells * 4 + 64;
-  const k = kernels;
+  // A bigger memory is a new instance (see instantiateWithMemory: never grown).
+  if (kernels.mem.buffer.byteLength < total) simd = instantiateWithMemory<SimdExports>(simdModule!, total, 64);
+  const k = simd!;
   const mem = k.mem;
-  if (mem.buffer.byteLength < total) mem.grow(Math.ceil((total - mem.buffer.byteLength) / 65536));
   const f32 = new Float32Array(mem.buffer);
   const i8 = new Int8Array(mem.buffer);
   const i32 = new Int32Array(mem.buffer);

@@ -1,6 +1,6 @@
 /**
  * A small WebAssembly assembler: the instruction encodings (core and SIMD specs) the in-repo kernels use,
- * and a module writer (types, functions, one exported memory, exports). No build step, no dependency: each
+ * and a module writer (types, functions, one imported and re-exported memory, exports). No build step, no dependency: each
  * kernel is a function that returns its body as bytes. Used by the RTN engine (rtn.ts) and the inspector's
  * error kernels (inspect/errorKernels.ts).
  */
@@ -179,10 +179,22 @@ export function assemble(funcs: WasmFunc[], initialPages: number): Uint8Array<Ar
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec(types)),
+    // The memory is imported (env.mem, at least `initialPages`): see instantiateWithMemory.
+    ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, ...uleb(initialPages)]])),
     ...section(3, vec(funcs.map((_, i) => uleb(i)))),
-    ...section(5, vec([[0x00, ...uleb(initialPages)]])),
     ...section(7, vec([...funcs.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]), [...name('mem'), 0x02, 0x00]])),
     ...section(10, vec(code)),
   ];
   return new Uint8Array(bytes);
+}
+
+/**
+ * An instance of `module` (from `assemble`) over a fresh memory of at least `bytes` and `minPages` pages.
+ * Callers needing more memory make a new instance rather than grow this one: growing detaches the old
+ * buffer, and the first ArrayBuffer detached in a thread makes V8 recompile every typed-array loop of that
+ * thread with detach checks, ~25% slower for the rest of its life (measured on the statistics counter).
+ */
+export function instantiateWithMemory<Exports>(module: WebAssembly.Module, bytes: number, minPages: number): Exports {
+  const memory = new WebAssembly.Memory({ initial: Math.max(minPages, Math.ceil(bytes / 65536)) });
+  return new WebAssembly.Instance(module, { env: { mem: memory } }).exports as unknown as Exports;
 }

@@ -18,8 +18,12 @@ import { Worker } from 'node:worker_threads';
 /** Below this size a tensor is counted on the calling thread: handing it to a worker costs about 1 ms. */
 export const PARALLEL_MIN_BYTES = 8 * 1024 * 1024;
 
-/** Bytes each counting worker reads and counts at a time (its one read buffer). */
-const STAGE_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes each counting worker reads and counts at a time (its one read buffer): small enough to stay in the
+ * core's L2 cache between the read's copy and the count (8 MiB buffers measured 10–15% slower alone, and
+ * more with two workers sharing the L3 cache).
+ */
+const STAGE_BYTES = 512 * 1024;
 /** Counter sub-tables per code width (see countStage16 / countStage8). */
 const LANES_16 = 8;
 
@@ -140,7 +144,10 @@ function countWorkerMain(count16: typeof countStage16, count16Tail: typeof count
         Atomics.store(control, 1, Math.floor(done / 1024));
       }
       drain();
-      parentPort!.postMessage({ counts: total }, [total.buffer]);
+      // Copied, not transferred: transferring detaches the buffer, and the first detach in an isolate makes
+      // V8 drop its "no typed array is ever detached" assumption and recompile every typed-array loop with
+      // detach checks — the counting loop then runs ~1.3 GB/s instead of ~1.9 (512 KiB copied is ~0.1 ms).
+      parentPort!.postMessage({ counts: total });
     } catch (error) {
       drain();
       parentPort!.postMessage({ error: error instanceof Error ? error.message : String(error) });

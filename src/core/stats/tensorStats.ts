@@ -118,9 +118,20 @@ export function countWords(bytes: Uint8Array, bytesPerCode: 1 | 2, counts: Uint3
 export const COUNT_LANES: Readonly<Record<1 | 2, number>> = { 1: 4, 2: 8 };
 
 /** Accumulates bit-pattern counts of an 8/16-bit tensor, chunk by chunk. */
+/**
+ * Zeroed integer counter tables (2 MiB for 16-bit codes) that finished counters gave back: a statistics run
+ * over every tensor of a checkpoint would otherwise allocate and zero one per tensor, and that cost more
+ * than counting a small tensor.
+ */
+const spareCounterTables: Uint32Array[] = [];
+
 export class CodeCounter {
-  /** Integer counters (several sub-tables, see countWords) are much faster to bump than doubles; flushed before they could overflow. */
-  private readonly fast: Uint32Array;
+  /**
+   * Integer counters (several sub-tables, see countWords) are much faster to bump than doubles; flushed
+   * before they could overflow. Taken on the first add and given back (zeroed) by a flush, so a counter
+   * that only merges counts made elsewhere never has one.
+   */
+  private fast: Uint32Array | undefined;
   private readonly total: Float64Array;
   private pending = 0;
   private readonly bytesPerCode: 1 | 2;
@@ -130,7 +141,6 @@ export class CodeCounter {
   constructor(readonly dtype: DType) {
     this.bytesPerCode = DTYPE_INFO[dtype].bits === 8 ? 1 : 2;
     this.size = this.bytesPerCode === 1 ? 256 : 65536;
-    this.fast = new Uint32Array(this.size * COUNT_LANES[this.bytesPerCode]);
     this.total = new Float64Array(this.size);
   }
 
@@ -146,19 +156,36 @@ export class CodeCounter {
   }
 
   private flush(): void {
+    const fast = this.fast;
+    if (!fast) return;
     const size = this.size;
-    for (let i = 0; i < this.fast.length; i++) {
-      if (this.fast[i] !== 0) {
-        this.total[i % size]! += this.fast[i]!;
-        this.fast[i] = 0;
+    const total = this.total;
+    for (let lane = 0; lane < fast.length; lane += size) {
+      for (let i = 0; i < size; i++) {
+        const c = fast[lane + i]!;
+        if (c !== 0) {
+          total[i]! += c;
+          fast[lane + i] = 0;
+        }
       }
     }
     this.pending = 0;
+    this.fast = undefined;
+    spareCounterTables.push(fast);
   }
 
   add(bytes: Uint8Array): void {
+    if (bytes.length <= DIRECT_COUNT_BYTES) {
+      this.addDirect(bytes);
+      return;
+    }
     if (this.pending + bytes.length >= 0x7fffffff) this.flush();
     this.pending += bytes.length;
+    const length = this.size * COUNT_LANES[this.bytesPerCode];
+    if (!this.fast) {
+      const spare = spareCounterTables.findIndex((t) => t.length === length);
+      this.fast = spare >= 0 ? spareCounterTables.splice(spare, 1)[0]! : new Uint32Array(length);
+    }
     const counts = this.fast;
     if (this.bytesPerCode === 1) {
       let i = 0;
@@ -186,10 +213,36 @@ export class CodeCounter {
     for (; i + 1 < bytes.length; i += 2) counts[bytes[i]! | (bytes[i + 1]! << 8)]!++;
     if (i < bytes.length) this.carry = bytes[i];
   }
+
+  private addDirect(bytes: Uint8Array): void {
+    const total = this.total;
+    let i = 0;
+    if (this.bytesPerCode === 1) {
+      for (; i < bytes.length; i++) total[bytes[i]!]!++;
+      return;
+    }
+    if (this.carry !== undefined && bytes.length > 0) {
+      total[this.carry | (bytes[0]! << 8)]!++;
+      this.carry = undefined;
+      i = 1;
+    }
+    for (; i + 1 < bytes.length; i += 2) total[bytes[i]! | (bytes[i + 1]! << 8)]!++;
+    if (i < bytes.length) this.carry = bytes[i];
+  }
 }
+
+/**
+ * Chunks up to this size are counted straight into the float64 totals: the integer sub-tables pay off on
+ * large chunks, and draining them (half a million entries for 16-bit codes) costs more than counting a
+ * norm weight.
+ */
+const DIRECT_COUNT_BYTES = 64 * 1024;
 
 /** Statistics and histograms from (value, count) pairs, e.g. a code table and its counts. Exact. */
 export function statisticsFromCounts(values: Float64Array, counts: Float64Array, bins = DEFAULT_BINS): TensorStatistics {
+  // The codes that occur, in code order (a few thousand of 65,536 for bf16 weights): the passes below visit
+  // only those, and in the same order as over the whole table, so the sums are the same.
+  const present = presentCodes(counts);
   let count = 0;
   let nan = 0;
   let posInf = 0;
@@ -200,9 +253,9 @@ export function statisticsFromCounts(values: Float64Array, counts: Float64Array,
   let minAbsNonzero = Infinity;
   let sum = 0;
   let finite = 0;
-  for (let i = 0; i < values.length; i++) {
+  for (let p = 0; p < present.length; p++) {
+    const i = present[p]!;
     const c = counts[i]!;
-    if (c === 0) continue;
     const v = values[i]!;
     count += c;
     if (Number.isNaN(v)) nan += c;
@@ -219,10 +272,11 @@ export function statisticsFromCounts(values: Float64Array, counts: Float64Array,
   }
   const mean = finite > 0 ? sum / finite : NaN;
   let m2 = 0;
-  for (let i = 0; i < values.length; i++) {
+  for (let p = 0; p < present.length; p++) {
+    const i = present[p]!;
     const c = counts[i]!;
     const v = values[i]!;
-    if (c === 0 || !Number.isFinite(v)) continue;
+    if (!Number.isFinite(v)) continue;
     m2 += c * (v - mean) * (v - mean);
   }
   const stats: ValueStats = {
@@ -242,14 +296,24 @@ export function statisticsFromCounts(values: Float64Array, counts: Float64Array,
   const logLow = Math.log10(minAbsNonzero);
   const logHigh = Math.log10(stats.absMax);
   const log = emptyHistogram('log', logLow, logHigh, bins);
-  for (let i = 0; i < values.length; i++) {
+  for (let p = 0; p < present.length; p++) {
+    const i = present[p]!;
     const c = counts[i]!;
     const v = values[i]!;
-    if (c === 0 || !Number.isFinite(v)) continue;
+    if (!Number.isFinite(v)) continue;
     addToHistogram(linear, v, c);
     if (v !== 0) addToHistogram(log, Math.log10(Math.abs(v)), c);
   }
   return { stats, linear: freeze(linear), log: freeze(log), method: 'exact bit-pattern counts' };
+}
+
+/** Indices of the nonzero entries of `counts`, ascending. */
+function presentCodes(counts: Float64Array): Uint32Array {
+  let n = 0;
+  for (let i = 0; i < counts.length; i++) if (counts[i] !== 0) n++;
+  const present = new Uint32Array(n);
+  for (let i = 0, p = 0; i < counts.length; i++) if (counts[i] !== 0) present[p++] = i;
+  return present;
 }
 
 interface MutableHistogram {
