@@ -536,7 +536,10 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
   const view = (): TensorValuesView => (quantized ? state.statsView : 'stored');
   const cacheKey = () => `${view()}:${row.name}`;
   const computeButton = button('Compute statistics', () => void compute(), { id: 'compute-stats' });
-  const current: NonNullable<typeof shownDetail> = { row, quantized, view: view(), refresh: () => running || showCached() };
+  const current: NonNullable<typeof shownDetail> = { row, quantized, view: view(), refresh: () => {
+      if (!running) showCached();
+    },
+  };
   shownDetail = current;
   /** Whether a computation is running: its progress line and Cancel button own the body until it ends. */
   let running = false;

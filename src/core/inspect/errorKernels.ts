@@ -333,7 +333,6 @@ function kernelModule(): WebAssembly.Module | null {
         minMaxKernel(),
         bf16Kernel(),
       ],
-      1,
     );
     if (typeof WebAssembly === 'object' && WebAssembly.validate(bytes)) compiled = new WebAssembly.Module(bytes);
   } catch {
@@ -391,7 +390,7 @@ export class ErrorWorkspace {
   /** engine 'js' forces the portable kernels (tests compare the two). */
   constructor(engine: 'auto' | 'js' = 'auto') {
     this.module = engine === 'js' ? null : kernelModule();
-    this.kernels = this.module ? instantiateWithMemory<KernelExports>(this.module, 0, 1) : null;
+    this.kernels = this.module ? instantiateWithMemory<KernelExports>(this.module, 0) : null;
     this.buffer = this.kernels ? this.kernels.mem.buffer : new ArrayBuffer(0);
   }
 
@@ -411,7 +410,7 @@ export class ErrorWorkspace {
     if (this.kernels && this.module) {
       // A bigger memory is a new instance (see instantiateWithMemory: never grown); nothing in the old
       // one outlives a prepare.
-      if (this.kernels.mem.buffer.byteLength < total) this.kernels = instantiateWithMemory<KernelExports>(this.module, total, 1);
+      if (this.kernels.mem.buffer.byteLength < total) this.kernels = instantiateWithMemory<KernelExports>(this.module, total);
       this.buffer = this.kernels.mem.buffer;
     } else if (this.buffer.byteLength < total) this.buffer = new ArrayBuffer(total);
     const b = this.buffer;

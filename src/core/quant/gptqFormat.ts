@@ -249,10 +249,6 @@ export function qzerosV2ToV1<T extends WordArray>(words: T, bits: number, fieldC
   return shiftPackedZeroFields(words, bits, -1, fieldCount);
 }
 
-function checkLayer(layer: GptqLayerTensors): number {
-  return checkGptqGroups(layer);
-}
-
 /**
  * Checks what a GPTQ layer's scales and g_idx must satisfy (everything but qweight and qzeros, which are
  * checked where they are unpacked) and returns its number of groups G.
@@ -274,7 +270,7 @@ export function checkGptqGroups(layer: Pick<GptqLayerTensors, 'bits' | 'inFeatur
 
 /** Unpacked view of a GPTQ layer: unsigned q [K, N], true zeros [G, N]. */
 export function unpackGptqLayer(layer: GptqLayerTensors, format: GptqCheckpointFormat): { q: Uint8Array; zeros: Uint8Array; groups: number } {
-  const G = checkLayer(layer);
+  const G = checkGptqGroups(layer);
   return {
     q: unpackGptqQweight(layer.qweight, layer.inFeatures, layer.outFeatures, layer.bits),
     zeros: unpackGptqQzeros(layer.qzeros, G, layer.outFeatures, layer.bits, format),
@@ -354,7 +350,7 @@ export function toGptqLayer(
     scales,
     gIdx,
   };
-  checkLayer(layer);
+  checkGptqGroups(layer);
   return layer;
 }
 

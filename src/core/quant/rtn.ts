@@ -1070,11 +1070,10 @@ function simdKernels(): SimdExports | null {
         packKernel('pack4', 4),
         packKernel('pack8', 8),
       ],
-      64,
     );
     if (typeof WebAssembly === 'object' && WebAssembly.validate(bytes)) {
       simdModule = new WebAssembly.Module(bytes);
-      simd = instantiateWithMemory<SimdExports>(simdModule, 0, 64);
+      simd = instantiateWithMemory<SimdExports>(simdModule, 4 * 1024 * 1024); // room for a chunk of SIMD_CHUNK rows
     }
   } catch {
     simd = null;
@@ -1133,7 +1132,7 @@ function quantizeSimd(
   const ZP = S + cells * 4;
   const total = ZP + cells * 4 + 64;
   // A bigger memory is a new instance (see instantiateWithMemory: never grown).
-  if (kernels.mem.buffer.byteLength < total) simd = instantiateWithMemory<SimdExports>(simdModule!, total, 64);
+  if (kernels.mem.buffer.byteLength < total) simd = instantiateWithMemory<SimdExports>(simdModule!, total);
   const k = simd!;
   const mem = k.mem;
   const f32 = new Float32Array(mem.buffer);

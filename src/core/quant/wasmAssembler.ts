@@ -160,7 +160,7 @@ export interface WasmFunc {
   readonly body: number[];
 }
 
-export function assemble(funcs: WasmFunc[], initialPages: number): Uint8Array<ArrayBuffer> {
+export function assemble(funcs: WasmFunc[]): Uint8Array<ArrayBuffer> {
   const section = (id: number, payload: number[]) => [id, ...uleb(payload.length), ...payload];
   const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
   const name = (s: string) => [...uleb(s.length), ...Array.from(s, (ch) => ch.charCodeAt(0))];
@@ -179,8 +179,8 @@ export function assemble(funcs: WasmFunc[], initialPages: number): Uint8Array<Ar
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec(types)),
-    // The memory is imported (env.mem, at least `initialPages`): see instantiateWithMemory.
-    ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, ...uleb(initialPages)]])),
+    // The memory is imported (env.mem, at least one page), sized by instantiateWithMemory.
+    ...section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x00, 0x01]])),
     ...section(3, vec(funcs.map((_, i) => uleb(i)))),
     ...section(7, vec([...funcs.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]), [...name('mem'), 0x02, 0x00]])),
     ...section(10, vec(code)),
@@ -189,12 +189,12 @@ export function assemble(funcs: WasmFunc[], initialPages: number): Uint8Array<Ar
 }
 
 /**
- * An instance of `module` (from `assemble`) over a fresh memory of at least `bytes` and `minPages` pages.
+ * An instance of `module` (from `assemble`) over a fresh memory of at least `bytes` (one page at least).
  * Callers needing more memory make a new instance rather than grow this one: growing detaches the old
  * buffer, and the first ArrayBuffer detached in a thread makes V8 recompile every typed-array loop of that
  * thread with detach checks, ~25% slower for the rest of its life (measured on the statistics counter).
  */
-export function instantiateWithMemory<Exports>(module: WebAssembly.Module, bytes: number, minPages: number): Exports {
-  const memory = new WebAssembly.Memory({ initial: Math.max(minPages, Math.ceil(bytes / 65536)) });
+export function instantiateWithMemory<Exports>(module: WebAssembly.Module, bytes: number): Exports {
+  const memory = new WebAssembly.Memory({ initial: Math.max(1, Math.ceil(bytes / 65536)) });
   return new WebAssembly.Instance(module, { env: { mem: memory } }).exports as unknown as Exports;
 }
