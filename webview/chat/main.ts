@@ -4,12 +4,12 @@
  * (src/protocol/chat.ts); the page keeps only its inputs (prompt draft, settings, open sections) in setState.
  * Keyboard: Enter sends, Shift+Enter is a new line, Escape stops; every control is a focusable element.
  */
-import '../shared/base.css';
+import '../common/base.css';
 import './chat.css';
 import type { ChatRenderedView, ChatSettings, ChatStateView, ChatWebviewToHost, HostToChatWebview, ModelPairView, SideStats, TurnView } from '../../src/protocol/chat';
 import { DEFAULT_CHAT_SETTINGS } from '../../src/protocol/chat';
-import { HostConnection } from '../shared/vscodeApi';
-import { h, registerToolkit } from '../shared/toolkit';
+import { HostConnection } from '../common/vscodeApi';
+import { h, registerToolkit } from '../common/toolkit';
 import { formatBytes } from '../../src/core/util/format';
 
 interface PageState {

@@ -3,7 +3,7 @@
  * and histograms, health scan. The host owns the files; this page asks for summaries and pages only
  * (src/protocol/inspector.ts) and keeps its view state with setState so it survives being hidden.
  */
-import '../shared/base.css';
+import '../common/base.css';
 import './inspector.css';
 import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, TensorDetailView, TensorValuesView, WebviewToHost } from '../../src/protocol/inspector';
 import type { WeightStatistics } from '../../src/core/stats/weightStats';
@@ -12,10 +12,10 @@ import type { TensorRow } from '../../src/core/checkpoint/summary';
 import type { LinearModule } from '../../src/core/checkpoint/scheme';
 import type { TensorStatistics } from '../../src/core/stats/tensorStats';
 import type { ModuleScales } from '../../src/core/inspect/scales';
-import { HostConnection } from '../shared/vscodeApi';
-import { h, registerToolkit } from '../shared/toolkit';
-import { Column, TableState, VirtualTable } from '../shared/virtualTable';
-import { heatmap, histogramChart } from '../shared/charts';
+import { HostConnection } from '../common/vscodeApi';
+import { h, registerToolkit } from '../common/toolkit';
+import { Column, TableState, VirtualTable } from '../common/virtualTable';
+import { heatmap, histogramChart } from '../common/charts';
 import { formatBytes, formatCount, formatShape } from '../../src/core/util/format';
 
 /** When this script started, in ms since the page's navigation began (see RenderedView.timing). */

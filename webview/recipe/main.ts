@@ -4,13 +4,13 @@
  * The host recomputes on every edit (debounced); this page updates sections in place so scroll position,
  * table selection and focus survive, and keeps its view state with setState.
  */
-import '../shared/base.css';
+import '../common/base.css';
 import './recipe.css';
 import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeMethods, RecipeRenderedView, RecipeWebviewToHost } from '../../src/protocol/recipe';
 import type { PreviewLayer, PreviewLayerQuery, StageSummary } from '../../src/core/recipe/preview';
-import { HostConnection } from '../shared/vscodeApi';
-import { h, registerToolkit } from '../shared/toolkit';
-import { Column, TableState, VirtualTable } from '../shared/virtualTable';
+import { HostConnection } from '../common/vscodeApi';
+import { h, registerToolkit } from '../common/toolkit';
+import { Column, TableState, VirtualTable } from '../common/virtualTable';
 import { formatBytes } from '../../src/core/util/format';
 
 interface ViewState {
