@@ -1,7 +1,7 @@
 /**
  * Fuzzing the format layer: thousands of mutated files, each of which must end in a typed error or a valid
  * parse whose tensors really tile the file — never another exception, a hang, or unbounded memory. Verdicts
- * are also compared with an independent checker written here from FORMATS.md §1.2 (on the cases where
+ * are also compared with an independent checker written here from docs/formats.md §1.2 (on the cases where
  * JSON.parse can judge: no duplicate keys, no integers beyond 2^53).
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 // Scalar number-format codecs (src/core/dtypes/float.ts), checked against an independent float64
-// implementation written here from the bit layouts of FORMATS.md §2, and against the reference vectors
+// implementation written here from the bit layouts of docs/formats.md §2, and against the reference vectors
 // (vectors/float_tables_DERIVED.json, vectors/nvfp4_e2m1.json).
 import assert from 'node:assert/strict';
 import { rng } from '../helpers/random';
@@ -36,7 +36,7 @@ interface Ref {
   M: number;
   bias: number;
   kind: Kind;
-  /** Expected largest finite value and smallest subnormal, as stated in FORMATS.md §2 / the brief. */
+  /** Expected largest finite value and smallest subnormal, as stated in docs/formats.md §2. */
   max: number;
   minSub: number;
 }
@@ -223,7 +223,7 @@ function nextDown64(x: number): number {
 
 describe('dtypes/float: the reference formula itself', () => {
   // Guards the guard: the test-side formula must reproduce documented anchors, or every comparison below is moot.
-  it('reproduces the FORMATS.md §2 anchors', () => {
+  it('reproduces the docs/formats.md §2 anchors', () => {
     assert.equal(refDecode(REF.F8_E4M3, 0x7e), 448);
     assert.ok(Number.isNaN(refDecode(REF.F8_E4M3, 0x7f)));
     assert.equal(refDecode(REF.F8_E4M3, 0x01), p2(-9));

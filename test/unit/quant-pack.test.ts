@@ -45,7 +45,7 @@ describe('compressed-tensors pack_to_int32 / unpack_from_int32', () => {
     });
   });
 
-  it('FORMATS.md §3.6 anchors: [-8..-1] → 0x76543210, 8-bit [1,2,3,4] → 0x84838281', () => {
+  it('docs/formats.md §3.6 anchors: [-8..-1] → 0x76543210, 8-bit [1,2,3,4] → 0x84838281', () => {
     assert.equal(packToInt32(Int8Array.from([-8, -7, -6, -5, -4, -3, -2, -1]), 1, 8, 4)[0]! >>> 0, 0x76543210);
     assert.equal(packToInt32(Int8Array.from([1, 2, 3, 4]), 1, 4, 8)[0]! >>> 0, 0x84838281);
   });

@@ -4,7 +4,7 @@ import { rng as randomStream } from '../helpers/random';
 import { dequantizeRtn, quantizeAutoFp8, quantizeRtn, QuantizeError, rtnSimdAvailable, type RtnResult, type ScaleDtype } from '../../src/core/quant/rtn';
 
 // ---------------------------------------------------------------------------------------------------------
-// Independent reference (float64, straight from FORMATS.md §2/§3.7 and the torch op order read upstream).
+// Independent reference (float64, straight from docs/formats.md §2/§3.7 and the torch op order read upstream).
 // Roundings are written from their definitions here: nearest of the two neighbours, ties to the even one.
 // ---------------------------------------------------------------------------------------------------------
 

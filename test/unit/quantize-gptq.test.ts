@@ -1,7 +1,7 @@
 /**
  * GPTQ through the quantize job on the shipped example: Hessians computed here from random correlated
  * activations and written to a calibration statistics file → runQuantizeJob → the checkpoint's config,
- * tensor names, dtypes and shapes are what FORMATS.md §3.5 / §5 / §6 prescribe; the stored weights dequantize
+ * tensor names, dtypes and shapes are what docs/formats.md §3.5 / §5 / §6 prescribe; the stored weights dequantize
  * (src/core/quant/storedWeights.ts) to exactly what quantizeGptq returned for the same layer; the inspector's
  * scheme detection recognises the result. Also the AutoGPTQ and AutoFP8 layouts (checked against the
  * reference vectors' dtypes and configs), recipes, the refusals, and a CLI job killed halfway.
@@ -237,8 +237,8 @@ describe('quantize job with GPTQ, AutoGPTQ and AutoFP8 outputs', function () {
     assert.deepEqual(JSON.parse(await fs.readFile(join(out, 'config.json'), 'utf8')).quantization_config, expected);
     assert.equal(existsSync(join(out, 'recipe.yaml')), false);
 
-    // The integer tensors' dtypes of the reference GPTQ file (GPTQModel's test definitions, FORMATS.md §9); its
-    // scales are F32 test values, while AutoGPTQ checkpoints store F16 scales (FORMATS.md §5.2).
+    // The integer tensors' dtypes of the reference GPTQ file (GPTQModel's test definitions, docs/formats.md §9); its
+    // scales are F32 test values, while AutoGPTQ checkpoints store F16 scales (docs/formats.md §5.2).
     const vector = await SafetensorsFile.open(vectorsDir('gptq', 'zeros_4bit_gptq.safetensors'));
     const vectorDtypes: Record<string, string> = Object.fromEntries(['qweight', 'qzeros', 'g_idx'].map((s) => [s, vector.tensor(`linear.${s}`).dtype]));
     vectorDtypes.scales = 'F16';
@@ -258,7 +258,7 @@ describe('quantize job with GPTQ, AutoGPTQ and AutoFP8 outputs', function () {
         assert.deepEqual([t('qzeros').dtype, t('qzeros').shape], [vectorDtypes.qzeros, [K / 128, N / 8]]);
         assert.deepEqual([t('scales').dtype, t('scales').shape], [vectorDtypes.scales, [K / 128, N]]);
         assert.deepEqual([t('g_idx').dtype, t('g_idx').shape], [vectorDtypes.g_idx, [K]]);
-        // Symmetric 4-bit, v1: every zero is 8, stored as 7 in every nibble (FORMATS.md §5.4).
+        // Symmetric 4-bit, v1: every zero is 8, stored as 7 in every nibble (docs/formats.md §5.4).
         const qzeros = new Uint32Array((await quantized.readTensorBytes(`${layer.name}.qzeros`)).slice().buffer);
         assert.ok(qzeros.every((w) => w === 0x77777777));
         const gIdx = new Int32Array((await quantized.readTensorBytes(`${layer.name}.g_idx`)).slice().buffer);

@@ -26,7 +26,7 @@ function m(text: string, from: string | RegExp, to: string): string {
 
 const errors = (d: readonly Diagnostic[]) => d.filter((x) => x.severity === 'error');
 
-/** The config.json fragment llm-compressor writes for W4A16 (FORMATS.md §7.1), inside a model config. */
+/** The config.json fragment llm-compressor writes for W4A16 (docs/formats.md §7.1), inside a model config. */
 const W4A16 = JSON.stringify(
   {
     architectures: ['LlamaForCausalLM'],

@@ -1,7 +1,7 @@
 // The recipe preview's view model (src/core/recipe/preview.ts) on the real recipes in test/fixtures/recipes
 // and the shipped example checkpoint (examples/tiny-llama, written by `npm run example`). Layer counts and
 // sizes are checked against figures computed here from the safetensors headers, read with a few lines of
-// code of this test's own and the compressed-tensors storage layout (FORMATS.md §3.5).
+// code of this test's own and the compressed-tensors storage layout (docs/formats.md §3.5).
 import assert from 'node:assert/strict';
 import { existsSync, openSync, readFileSync, readSync, closeSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';

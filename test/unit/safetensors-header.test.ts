@@ -26,7 +26,7 @@ function expectError(bytes: Uint8Array, code: SafetensorsErrorCode, pattern?: Re
 const entry = (dtype: string, shape: number[], begin: number, end: number) => ({ dtype, shape, data_offsets: [begin, end] });
 const file = (header: object, dataBytes: number) => rawSafetensors(JSON.stringify(header), new Uint8Array(dataBytes));
 
-describe('safetensors header rules (FORMATS.md §1.2)', () => {
+describe('safetensors header rules (docs/formats.md §1.2)', () => {
   it('accepts a well-formed multi-tensor header with metadata and computes file offsets', () => {
     const bytes = file({ __metadata__: { format: 'pt' }, b: entry('BF16', [2, 3], 8, 20), a: entry('F64', [1], 0, 8) }, 20);
     const header = parseFile(bytes);

@@ -1,6 +1,7 @@
 // Statistics of dequantized weights, streamed in row blocks, for every quantized layout: fixtures are real
 // safetensors files written here (codes packed with src's writers, the GPTQ reference vectors), and every
-// number is checked against a float64 dequantization written in this test from FORMATS.md's formulas.
+// number is checked against a float64 dequantization written in this test from the formulas of
+// docs/formats.md §3.7 and §5.5.
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -61,7 +62,7 @@ function f16Exact(v: number): number {
   return sign | ((e + 15) << 10) | m;
 }
 
-/** FP8 E4M3 (e4m3fn): bias 7, no infinities, S.1111.111 is NaN (FORMATS.md §2). */
+/** FP8 E4M3 (e4m3fn): bias 7, no infinities, S.1111.111 is NaN (docs/formats.md §2). */
 function e4m3(code: number): number {
   const s = code & 0x80 ? -1 : 1;
   const e = (code >> 3) & 0xf;
@@ -271,7 +272,7 @@ describe('dequantized weight statistics (streamed in row blocks) against a float
         ],
         { quant_method: 'gptq', bits: 4, group_size: gs, desc_act: true, sym: false, checkpoint_format: format },
       );
-      // W[n, k] = scales[g_idx[k], n] · (q[k, n] − z[g_idx[k], n]) (FORMATS.md §5.5).
+      // W[n, k] = scales[g_idx[k], n] · (q[k, n] − z[g_idx[k], n]) (docs/formats.md §5.5).
       const expected: number[] = [];
       for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) expected.push(scaleValues[gIdx[k]! * N + n]! * (q[k * N + n]! - zeros[gIdx[k]! * N + n]!));
       const result = await stats(dir, `${M}.qweight`, 'dequantized', 40);

@@ -8,7 +8,7 @@
  * - 8- and 16-bit floats decode by table lookup or bit shifts on integer views, so bf16 → f32 is a copy
  *   with a shift and NaN payloads survive bit-exactly.
  *
- * Sub-byte layouts: F4 packs 2 elements per byte, the even index in the low nibble (FORMATS.md §3.9);
+ * Sub-byte layouts: F4 packs 2 elements per byte, the even index in the low nibble (docs/formats.md §3.9);
  * F6_E2M3 / F6_E3M2 are a dense LSB-first 6-bit bitstream (element i occupies stream bits 6i..6i+5, stream
  * bit j being bit j%8 of byte ⌊j/8⌋; 4 elements per 3 bytes). Their element count cannot always be told from
  * the byte length (1 byte of F4 holds 1 or 2 elements), so the decoders take an optional `count`.

@@ -1,6 +1,6 @@
 /**
  * The safetensors dtype vocabulary: exact spellings, element widths, and the writer's "alignment order".
- * Source: ../shared/reference/FORMATS.md §1.3 (the Rust reference's `enum Dtype` and `bitsize()`).
+ * Source: docs/formats.md §1.3 (the Rust reference's `enum Dtype` and `bitsize()`).
  */
 
 /** Every dtype string the reference reader accepts, in its enum (alignment) order. */

@@ -2,7 +2,7 @@
  * Scalar codecs for every floating-point element format a safetensors file can hold, bit-exact, plus the
  * decode tables the bulk converters (./convert.ts) use.
  *
- * Source: ../shared/reference/FORMATS.md §2 (layouts, biases, special values) and §8 items 5 and 9.
+ * Source: docs/formats.md §2 (layouts, biases, special values, rounding).
  * A normal number is (−1)^s · 2^(e−bias) · (1 + m/2^M); a subnormal (e = 0) is (−1)^s · 2^(1−bias) · m/2^M.
  *
  * | format            | s/E/M | bias | max finite     | specials                                        |
@@ -19,7 +19,7 @@
  * | F6_E3M2           | 1/3/2 | 3    | 28             | none (OCP MX FP6)                                |
  *
  * Encoding (every `encode*` here):
- * - Round to nearest, ties to even (FORMATS.md §8.5), performed ONCE on the exact value of the JS number
+ * - Round to nearest, ties to even (docs/formats.md §2), performed ONCE on the exact value of the JS number
  *   passed in. For any input that is a float32 (everything read from a Float32Array, every bf16/f16/fp8
  *   value) this is bit-identical to torch's casts, which take a float32. torch casts a float64 tensor by
  *   going through float32 first (two roundings); for a float64 input that is not a float32 and lies within

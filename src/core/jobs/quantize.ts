@@ -2,12 +2,12 @@
  * The quantize job: reads a float checkpoint layer by layer and writes a quantized checkpoint that vLLM loads:
  *
  *   - compressed-tensors (default; float-quantized, int-quantized or pack-quantized, per config group), with
- *     config.json's quantization_config and recipe.yaml, exactly as llm-compressor writes them (FORMATS.md §3);
+ *     config.json's quantization_config and recipe.yaml, exactly as llm-compressor writes them (docs/formats.md §3);
  *   - AutoGPTQ (`format: 'gptq'`): qweight / qzeros (v1, zero − 1) / scales (F16) / g_idx per Linear,
- *     quantize_config.json and quantization_config `quant_method: gptq` (FORMATS.md §5), for INT4/INT8
+ *     quantize_config.json and quantization_config `quant_method: gptq` (docs/formats.md §5), for INT4/INT8
  *     weight-only schemes;
  *   - AutoFP8 (`format: 'autofp8'`): weight F8_E4M3 + per-tensor F32 weight_scale (+ input_scale when static),
- *     quantization_config `quant_method: fp8` (FORMATS.md §6), for FP8 schemes.
+ *     quantization_config `quant_method: fp8` (docs/formats.md §6), for FP8 schemes.
  *
  * What to quantize comes from a preset (`scheme`) or an llm-compressor recipe (`recipe`, resolved per layer by
  * src/core/recipe/resolve.ts): QuantizationModifier layers get round-to-nearest (rtn.ts), GPTQModifier layers
@@ -151,7 +151,7 @@ function scaleShapeOf(w: QuantArgs, rows: number, cols: number): number[] {
   return w.strategy === 'tensor' ? [1] : w.strategy === 'channel' ? [rows, 1] : w.strategy === 'group' ? [rows, cols / w.groupSize!] : [Math.ceil(rows / w.blockStructure![0]), Math.ceil(cols / w.blockStructure![1])];
 }
 
-/** Tensors compressed-tensors writes for one Linear (FORMATS.md §3.5), in the order the job writes them. */
+/** Tensors compressed-tensors writes for one Linear (docs/formats.md §3.5), in the order the job writes them. */
 export function outputSpecs(module: string, rows: number, cols: number, weightDtype: DType, scheme: QuantScheme, format: string): TensorSpec[] {
   const w = scheme.weights!;
   const scaleDtype = scaleDtypeOf(weightDtype);
@@ -177,7 +177,7 @@ export function outputSpecs(module: string, rows: number, cols: number, weightDt
   return specs;
 }
 
-/** AutoGPTQ tensors of one Linear (FORMATS.md §5.2): scales in F16 as AutoGPTQ stores them. */
+/** AutoGPTQ tensors of one Linear (docs/formats.md §5.2): scales in F16 as AutoGPTQ stores them. */
 export function gptqOutputSpecs(module: string, rows: number, cols: number, w: QuantArgs): TensorSpec[] {
   const shapes = gptqShapes(cols, rows, w.numBits, w.strategy === 'group' ? w.groupSize! : -1);
   return [
@@ -188,7 +188,7 @@ export function gptqOutputSpecs(module: string, rows: number, cols: number, w: Q
   ];
 }
 
-/** AutoFP8 tensors of one Linear (FORMATS.md §6): per-tensor F32 scalars. */
+/** AutoFP8 tensors of one Linear (docs/formats.md §6): per-tensor F32 scalars. */
 export function autoFp8OutputSpecs(module: string, rows: number, cols: number, staticInput: boolean): TensorSpec[] {
   return [
     { name: `${module}.weight`, dtype: 'F8_E4M3', shape: [rows, cols] },

@@ -1,6 +1,6 @@
 /**
  * compressed-tensors QuantizationArgs and QuantizationScheme: the normalised model every part of QuantLens
- * uses (inspector, quantizer, recipe validator), with the validation rules of FORMATS.md §3.2–§3.3 in the
+ * uses (inspector, quantizer, recipe validator), with the validation rules of docs/formats.md §3.2–§3.3 in the
  * order compressed-tensors applies them. Errors name the field, so editors can place them.
  */
 
@@ -197,7 +197,7 @@ export function parseQuantArgs(raw: unknown, path: readonly (string | number)[] 
   };
 }
 
-/** Preset schemes (FORMATS.md §3.10), as current compressed-tensors defines them. */
+/** Preset schemes (docs/formats.md §3.10), as current compressed-tensors defines them. */
 export function presetScheme(name: string, targets: readonly string[] = ['Linear']): QuantScheme | undefined {
   const int = (bits: number, strategy: QuantStrategy, extra: Partial<QuantArgs> = {}): QuantArgs => ({
     numBits: bits,
@@ -314,7 +314,7 @@ export function parseQuantScheme(raw: unknown, path: readonly (string | number)[
 }
 
 /**
- * The compressed-tensors format a scheme is saved in (FORMATS.md §3.4), first match wins:
+ * The compressed-tensors format a scheme is saved in (docs/formats.md §3.4), first match wins:
  * int weights with input activations → int-quantized; int ≤ 8 bits otherwise → pack-quantized; float
  * weights with input activations → float-quantized; otherwise naive-quantized.
  */

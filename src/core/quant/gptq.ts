@@ -2,7 +2,7 @@
  * GPTQ (Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers",
  * ICLR 2023) for one Linear weight W [rows = out, cols = in] given the Hessian H = 2/n Σ x xᵀ [in, in] of its
  * inputs, as llm-compressor's GPTQModifier runs it (modifiers/gptq/gptq_quantize.py `quantize_weight`, read at
- * vllm-project/llm-compressor ab1ba3e) and AutoGPTQ's `fasterquant` (FORMATS.md §5.7):
+ * vllm-project/llm-compressor ab1ba3e) and AutoGPTQ's `fasterquant` (docs/formats.md §5.7):
  *
  *   1. act-order (optional): perm = argsort(diag H, descending) (computed before the dead-column fix, as
  *      llm-compressor does; ties keep column order); W and H are permuted;

@@ -1,5 +1,5 @@
 /**
- * The AutoGPTQ / GPTQModel tensor layout of a quantized Linear (FORMATS.md §5.2–§5.6), K = in_features,
+ * The AutoGPTQ / GPTQModel tensor layout of a quantized Linear (docs/formats.md §5.2–§5.6), K = in_features,
  * N = out_features, b = bits, G = number of groups:
  *
  * | tensor    | dtype | shape        | content                                                              |

@@ -1,5 +1,5 @@
 /**
- * Target / ignore matching as compressed-tensors does it (FORMATS.md §3.11): `re:` patterns are Python
+ * Target / ignore matching as compressed-tensors does it (docs/formats.md §3.11): `re:` patterns are Python
  * regexes applied with re.match (anchored at the start only); other strings match the full module name or
  * the module's class name. AutoFP8's ignore list uses re.search instead (unanchored).
  */

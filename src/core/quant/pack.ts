@@ -1,6 +1,6 @@
 /**
  * compressed-tensors `pack_to_int32` / `unpack_from_int32` (compressors/pack_quantized/helpers.py,
- * FORMATS.md §3.6) and the NVFP4 nibble packing (§3.9).
+ * docs/formats.md §3.6) and the NVFP4 nibble packing (§3.9).
  *
  * pack_to_int32, for b ∈ [1, 8]:
  * - a signed value q ∈ [−2^(b−1), 2^(b−1) − 1] is stored as u = q + 2^(b−1);

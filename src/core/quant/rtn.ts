@@ -1,7 +1,7 @@
 /**
  * Round-to-nearest (RTN) quantization of one Linear weight W [rows = out, cols = in] (row-major
  * Float32Array), bit-exact with what compressed-tensors / llm-compressor write for the same weight
- * (FORMATS.md §3.5, §3.7), plus AutoFP8's per-tensor FP8 (§6).
+ * (docs/formats.md §3.5, §3.7), plus AutoFP8's per-tensor FP8 (§6).
  *
  * ## What upstream does (read from the source: vllm-project/compressed-tensors @ac8e2ba, llm-compressor
  * ## @ab1ba3e, neuralmagic/AutoFP8 @505a7ed; confirmed bit for bit against torch 2.11 on CPU and CUDA)

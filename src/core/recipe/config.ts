@@ -1,6 +1,6 @@
 /**
  * Validation of a checkpoint's quantization config: `config.json` → `quantization_config`
- * (compressed-tensors, GPTQ, AutoFP8) and GPTQ's standalone `quantize_config.json` (FORMATS.md §3.1–§3.4,
+ * (compressed-tensors, GPTQ, AutoFP8) and GPTQ's standalone `quantize_config.json` (docs/formats.md §3.1–§3.4,
  * §5.1, §6, §7). Same diagnostics and ranges as recipes; a JSON parse that keeps positions.
  */
 import { QuantScheme, presetScheme } from '../quant/args';
@@ -153,7 +153,7 @@ function checkCompressedTensors(ctx: Ctx, config: PMap, groups: ResolvedGroup[],
 
 const ACTIVATION_FORMATS = new Set(['int-quantized', 'float-quantized', 'naive-quantized']);
 
-/** vLLM asserts float weights for weight-only groups in activation formats (FORMATS.md §7). */
+/** vLLM asserts float weights for weight-only groups in activation formats (docs/formats.md §7). */
 function checkVllmFormat(ctx: Ctx, group: PEntry, scheme: QuantScheme, globalFormat: string | undefined): void {
   const format = scheme.format ?? globalFormat;
   if (!format || !scheme.weights || scheme.inputActivations) return;

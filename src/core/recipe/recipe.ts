@@ -1,5 +1,5 @@
 /**
- * llm-compressor recipe validation (FORMATS.md §4): the stage / group / modifier structure that
+ * llm-compressor recipe validation (docs/formats.md §4): the stage / group / modifier structure that
  * `Recipe.from_dict` reads, each modifier's fields (extra fields are forbidden), the schemes they carry,
  * the recipe-level rules, and — with a model — targets, ignore entries and group-size divisibility.
  */

@@ -2,7 +2,7 @@
  * What a recipe does to a model, layer by layer: which modifier's scheme each linear layer ends up with
  * (later quantization modifiers override earlier ones on the layers they target), which layers are
  * ignored or left alone, the KV-cache modules, and an estimate of the compressed checkpoint's size from the
- * storage layout compressed-tensors writes (FORMATS.md §3.5). For the recipe preview editor and the CLI.
+ * storage layout compressed-tensors writes (docs/formats.md §3.5). For the recipe preview editor and the CLI.
  */
 import { QuantArgs, QuantScheme, inferFormat } from '../quant/args';
 import { compilePattern } from '../quant/match';
@@ -163,8 +163,8 @@ export function resolveRecipe(recipe: string | RecipeAnalysis, model: ModelLayer
 }
 
 /**
- * The compressed-tensors format of a scheme. args.ts inferFormat does not know the MX formats yet (FORMATS.md
- * §3.4 puts them first in the priority list), so they are recognised here before deferring to it.
+ * The compressed-tensors format of a scheme. args.ts inferFormat does not know the MX formats yet
+ * (docs/formats.md §3.4 puts them first in the priority list), so they are recognised here before deferring to it.
  */
 export function formatOf(scheme: QuantScheme): string {
   if (scheme.format) return scheme.format;

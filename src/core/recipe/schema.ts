@@ -1,5 +1,5 @@
 /**
- * What llm-compressor accepts in a recipe (FORMATS.md §4), and what compressed-tensors / GPTQ / AutoFP8
+ * What llm-compressor accepts in a recipe (docs/formats.md §4), and what compressed-tensors / GPTQ / AutoFP8
  * accept in a quantization config (§3.1–§3.4, §5.1, §6): every modifier, every field with its type, default,
  * allowed values and hover documentation, and the fields that older releases accepted but current ones
  * reject. Read from vllm-project/llm-compressor @ab1ba3eff and vllm-project/compressed-tensors @ac8e2ba8;

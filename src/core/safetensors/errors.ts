@@ -2,7 +2,7 @@
  * Typed errors for the safetensors format. Every violation names the file, the tensor when there is one,
  * and the rule broken, so a user can act on the message without reading code.
  *
- * Codes mirror the reference (Rust) reader's error kinds where one exists (FORMATS.md §1.2) and refine
+ * Codes mirror the reference (Rust) reader's error kinds where one exists (docs/formats.md §1.2) and refine
  * them where the reference folds several rules into a JSON deserialisation failure (unknown dtype, bad
  * shape, bad metadata); `referenceKind` maps each code back to the reference's name.
  */
@@ -61,7 +61,7 @@ export class SafetensorsError extends Error {
     super(`${file}: ${tensor !== undefined ? `tensor ${JSON.stringify(tensor)}: ` : ''}${detail} (${code})`);
   }
 
-  /** The reference reader's name for this kind of error (FORMATS.md §1.2). */
+  /** The reference reader's name for this kind of error (docs/formats.md §1.2). */
   get referenceKind(): string {
     return REFERENCE_KIND[this.code];
   }

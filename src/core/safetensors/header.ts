@@ -1,5 +1,5 @@
 /**
- * safetensors header parsing and validation: every rule of the format (FORMATS.md §1.1–§1.2), in the
+ * safetensors header parsing and validation: every rule of the format (docs/formats.md §1.1–§1.2), in the
  * reference reader's order, each violation a SafetensorsError naming the file, the tensor and the rule.
  */
 import { DTYPE_INFO, DType, isDType } from '../dtypes/dtype';

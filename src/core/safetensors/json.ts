@@ -2,7 +2,7 @@
  * A strict JSON parser for safetensors headers.
  *
  * Why not JSON.parse: it silently keeps the last of duplicate keys (the format forbids duplicates), it
- * rounds integers above 2^53 (the reference reports those as ValidationOverflow, FORMATS.md §8.13), and
+ * rounds integers above 2^53 (the reference reports those as ValidationOverflow, docs/formats.md §1.6), and
  * it cannot tell `1.0` from `1` (a shape of `[1.0]` is not a list of integers). This parser keeps objects
  * as Maps (no prototype keys), integers exact (bigint when unsafe), marks non-integer literals, rejects
  * duplicate keys, and bounds nesting depth so hostile headers cannot exhaust the stack.

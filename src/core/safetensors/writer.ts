@@ -44,7 +44,7 @@ export function tensorByteLength(spec: TensorSpec, file = '<writer>'): number {
   return Number(bytes);
 }
 
-/** Orders specs the way the reference writer does (FORMATS.md §1.4). */
+/** Orders specs the way the reference writer does (docs/formats.md §1.4). */
 export function referenceOrder(specs: readonly TensorSpec[]): TensorSpec[] {
   return [...specs].sort((a, b) => DTYPE_INFO[b.dtype].order - DTYPE_INFO[a.dtype].order || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

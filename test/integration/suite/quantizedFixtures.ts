@@ -1,7 +1,7 @@
 // Small quantized Llama checkpoints written from scratch for the inspector's integration tests, one per
 // layout the dequantized view reads: GPTQ v1 packed INT4 (act-order g_idx, asymmetric zero points),
 // compressed-tensors pack-quantized INT4 groups (packed zero points), AutoFP8 per tensor, compressed-tensors
-// INT8 per channel. Everything here follows /work/shared/reference/FORMATS.md (§3.5–3.7, §5, §6) and uses
+// INT8 per channel. Everything here follows docs/formats.md §3.5–§3.7, §5 and §6 and uses
 // nothing from src/: the headers, the bit packing, the fp16/bf16/FP8 encodings and the round-to-nearest
 // quantization are written out below, so the editor's numbers are checked against an independent reading.
 //
@@ -32,7 +32,7 @@ function linearWeight(out: number, inp: number, seed: number): Float64Array {
   return Float64Array.from({ length: out * inp }, (_, i) => normal() * std * (heavy.has(i % inp) ? 3 : 1));
 }
 
-// ---- number encodings (FORMATS.md §2) --------------------------------------------------------------------
+// ---- number encodings (docs/formats.md §2) ---------------------------------------------------------------
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -93,7 +93,7 @@ const roundEven = (x: number) => {
 };
 const clamp = (x: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, x));
 
-// ---- safetensors, written by hand (FORMATS.md §1.1) -------------------------------------------------------
+// ---- safetensors, written by hand (docs/formats.md §1.1) --------------------------------------------------
 
 interface RawTensor {
   readonly name: string;
@@ -202,7 +202,7 @@ export interface QuantizedFixture {
   readonly layers: readonly StoredLayer[];
 }
 
-// ---- GPTQ v1, 4-bit, act-order, asymmetric (FORMATS.md §5.2–5.5) -------------------------------------------
+// ---- GPTQ v1, 4-bit, act-order, asymmetric (docs/formats.md §5.2–5.5) --------------------------------------
 
 /** AutoGPTQ layout: qweight [K/8, N] packed along the input dim, qzeros [G, N/8] storing zero − 1, f16 scales [G, N]. */
 export function writeGptqFixture(dir: string): QuantizedFixture {
@@ -276,7 +276,7 @@ export function writeGptqFixture(dir: string): QuantizedFixture {
   return { file: writeCheckpointFolder(dir, tensors, config), layers };
 }
 
-// ---- compressed-tensors pack-quantized INT4, asymmetric groups (FORMATS.md §3.5–3.7) ----------------------
+// ---- compressed-tensors pack-quantized INT4, asymmetric groups (docs/formats.md §3.5–3.7) -----------------
 
 /** weight_packed [out, in/8] (q + 8, LSB first), bf16 weight_scale [out, G], weight_zero_point packed along dim 0. */
 export function writePackQuantizedFixture(dir: string): QuantizedFixture {
@@ -338,7 +338,7 @@ export function writePackQuantizedFixture(dir: string): QuantizedFixture {
   return { file: writeCheckpointFolder(dir, tensors, config), layers };
 }
 
-// ---- AutoFP8, per-tensor FP8 E4M3 with static input scales (FORMATS.md §6) ---------------------------------
+// ---- AutoFP8, per-tensor FP8 E4M3 with static input scales (docs/formats.md §6) ----------------------------
 
 /** weight F8_E4M3 [out, in], weight_scale = amax / 448 (F32 scalar), input_scale (F32 scalar). */
 export function writeAutoFp8Fixture(dir: string): QuantizedFixture {
