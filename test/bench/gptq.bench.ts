@@ -2,7 +2,7 @@
  * Bench section `gptq`: GPTQ on one Llama-shaped layer with a synthetic Hessian (diagonal with a heavy-tailed
  * spread plus a few correlated directions, so Cholesky has real work), INT4 group 128, act-order static,
  * block 128 — against round-to-nearest of the same layer in the same run (the floor: GPTQ quantizes every
- * column too) and, as context, the PyTorch CPU figures of TARGETS.md (6.85 s for 4096×4096, 51.8 s for
+ * column too) and, as context, the PyTorch CPU figures of docs/performance.md §2 (6.85 s for 4096×4096, 51.8 s for
  * 4096×14336, measured on a quiet 2-core machine: compare them only with a quiet run here).
  */
 import type { BenchRow } from './harness';
@@ -51,7 +51,7 @@ export async function gptqSection(rows: BenchRow[]): Promise<void> {
       result: `${gptqSeconds.toFixed(2)} s`,
       baseline: `${rtnSeconds.toFixed(3)} s RTN of the same layer`,
       ratio: `${(gptqSeconds / rtnSeconds).toFixed(0)}× RTN; ${(gptqSeconds / torchSeconds).toFixed(2)}× PyTorch's ${torchSeconds} s`,
-      target: `≤ PyTorch CPU ${torchSeconds} s (TARGETS.md)`,
+      target: `≤ PyTorch CPU ${torchSeconds} s (docs/performance.md §2)`,
     });
   }
 }

@@ -1,6 +1,6 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** The repository root (the folder with package.json), found from a compiled test's location. */
 export function repoRoot(): string {
@@ -11,14 +11,6 @@ export function repoRoot(): string {
     dir = parent;
   }
   return dir;
-}
-
-/** ../shared (reference vectors, data) beside the repository. */
-export function sharedDir(): string {
-  const candidates = [resolve(repoRoot(), '../shared'), resolve(repoRoot(), 'shared')];
-  const found = candidates.find((c) => existsSync(join(c, 'reference')));
-  if (!found) throw new Error(`cannot find shared/reference beside ${repoRoot()}`);
-  return found;
 }
 
 /** The reference test vectors, copied into the repository's fixtures (see their ATTRIBUTION.md). */

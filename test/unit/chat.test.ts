@@ -2,7 +2,7 @@
  * The chat engine on the shipped example (examples/tiny-llama, `npm run example`) and an INT4 checkpoint
  * quantized from it, against an independent reference written here: a plain greedy loop that calls the ONNX
  * session directly with full recomputation (no KV cache), argmax and KL in float64. Token ids must equal the
- * engine's and the CLI's; the prompt fed to the model must be the Llama-3 prompt of the onnxruntime guide.
+ * engine's and the CLI's; the prompt fed to the model must be the Llama-3 prompt of docs/runtime.md §6.
  */
 import assert from 'node:assert/strict';
 import { existsSync, promises as fs } from 'node:fs';
@@ -18,7 +18,7 @@ import { repoRoot, tempDir } from '../helpers/paths';
 
 const SYSTEM = 'You are a concise assistant.';
 const PROMPT = 'What is 4-bit quantization?';
-/** The expected prompt, verbatim from /work/shared/guides/onnxruntime.md. */
+/** The expected prompt, verbatim from docs/runtime.md §6. */
 const GUIDE_PROMPT =
   '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a concise assistant.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWhat is 4-bit quantization?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n';
 const GREEDY = { temperature: 0, maxNewTokens: 12, seed: 0 } as const;

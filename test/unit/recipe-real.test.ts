@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { analyzeRecipe, hoverAt, validateRecipe } from '../../src/core/recipe';
 import { pathAt, parseText } from '../../src/core/recipe/tree';
-import { repoRoot, sharedDir } from '../helpers/paths';
+import { repoRoot } from '../helpers/paths';
 
 const fixtures = join(repoRoot(), 'test', 'fixtures', 'recipes');
 
@@ -35,15 +36,23 @@ describe('real recipes (test/fixtures/recipes, from llm-compressor and compresse
     assert.match(readme, /MANIFEST\.tsv/);
   });
 
-  it('the fixtures are verbatim copies of ../shared/data/recipes', function () {
-    // The source folder sits beside a development checkout, not beside every clone (CI clones main alone).
-    let shared: string;
-    try {
-      shared = join(sharedDir(), 'data', 'recipes');
-    } catch {
-      this.skip();
+  it('the fixtures are unmodified: every file has the SHA-256 that SHA256SUMS recorded when it was copied', () => {
+    // SHA256SUMS is in `sha256sum` format (`<hex>  <file>`), so `sha256sum -c SHA256SUMS` checks the same by hand.
+    const recorded = new Map(
+      readFileSync(join(fixtures, 'SHA256SUMS'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => {
+          const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
+          assert.ok(m, `SHA256SUMS line ${JSON.stringify(line)} is "<sha256>  <file>"`);
+          return [m[2]!, m[1]!] as const;
+        }),
+    );
+    assert.deepEqual([...recorded.keys()].sort(), files, 'SHA256SUMS lists exactly the recipe files of the folder');
+    for (const f of files) {
+      const actual = createHash('sha256').update(readFileSync(join(fixtures, f))).digest('hex');
+      assert.equal(actual, recorded.get(f), `${f}: its SHA-256 differs from SHA256SUMS (the copy was modified)`);
     }
-    for (const f of files) assert.equal(readFileSync(join(fixtures, f), 'utf8'), readFileSync(join(shared, f), 'utf8'), f);
   });
 
   for (const file of files) {

@@ -8,7 +8,7 @@ import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
 const llama31Files = () => join(repoRoot(), 'node_modules', '@lenml', 'tokenizer-llama3_1', 'models');
 const exampleModel = () => join(repoRoot(), 'examples', 'tiny-llama');
 
-/** The Llama-3 prompt of the onnxruntime guide (shared/guides/onnxruntime.md), written out by hand. */
+/** The Llama-3 prompt of docs/runtime.md §6, written out by hand. */
 const EXPECTED_PROMPT =
   '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a concise assistant.<|eot_id|>' +
   '<|start_header_id|>user<|end_header_id|>\n\nWhat is 4-bit quantization?<|eot_id|>' +

@@ -1,7 +1,7 @@
 /**
  * Where onnxruntime sessions run: CUDA when its provider libraries and CUDA/cuDNN load, the CPU otherwise —
  * always with a one-line reason the user can act on. onnxruntime-node never falls back silently: asking for
- * `cuda` when the provider cannot load throws (see ../shared/guides/onnxruntime.md), so the probe creates a
+ * `cuda` when the provider cannot load throws (docs/runtime.md §2), so the probe creates a
  * one-node session on CUDA and reports what it threw.
  */
 import { existsSync, promises as fs } from 'node:fs';
