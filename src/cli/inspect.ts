@@ -68,7 +68,7 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
       };
       out.write(`${JSON.stringify(json, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value), 2)}\n`);
     } else {
-      out.write(renderSummary(summary, limit));
+      out.write(renderSummary(summary, limit, layerMap));
       if (flags.layers) out.write(renderLayerMap(layerMap));
       if (stats) out.write(renderStatistics(stats));
       if (health) out.write(renderHealth(health));
@@ -88,14 +88,24 @@ function table(rows: string[][], rightAligned: ReadonlySet<number> = new Set()):
     .join('\n');
 }
 
-export function renderSummary(summary: CheckpointSummary, limit?: number): string {
+/** Where the layers held by other shards are, grouped by shard: "lm_head: in model-00002-of-00002.safetensors". */
+function elsewhereLines(layerMap: LayerMap | undefined): string[] {
+  if (!layerMap) return [];
+  const byShard = new Map<string, string[]>();
+  for (const m of layerMap.modules) if (m.state === 'elsewhere' && m.shard !== undefined) byShard.set(m.shard, [...(byShard.get(m.shard) ?? []), m.name]);
+  return [...byShard].map(([shard, names]) => `  ${names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.join(', ')}: in ${shard}`);
+}
+
+export function renderSummary(summary: CheckpointSummary, limit?: number, layerMap?: LayerMap): string {
   const lines: string[] = [];
   const layout =
     summary.layout === 'indexed'
       ? `sharded, index ${summary.index}, ${summary.shards.length} shard${summary.shards.length === 1 ? '' : 's'}`
       : summary.layout === 'folder-of-shards'
         ? `folder of ${summary.shards.length} shards (no index)`
-        : 'single file';
+        : summary.shardOf
+          ? `one shard of the checkpoint indexed by ${summary.shardOf}; other shards' tensors located through it`
+          : 'single file';
   lines.push(`${summary.path}  (${layout})`);
   const c = summary.config;
   if (c) {
@@ -113,7 +123,8 @@ export function renderSummary(summary: CheckpointSummary, limit?: number): strin
   }
   lines.push(`scheme       ${summary.scheme.description}${summary.scheme.source === 'tensors' ? ' (inferred from tensors)' : ''}`);
   const lc = summary.layerCounts;
-  lines.push(`linear       ${lc.quantized} quantized, ${lc.ignored} ignored, ${lc.unquantized} unquantized${lc.missing ? `, ${lc.missing} missing` : ''}`);
+  lines.push(`linear       ${lc.quantized} quantized, ${lc.ignored} ignored, ${lc.unquantized} unquantized${lc.missing ? `, ${lc.missing} missing` : ''}${lc.elsewhere ? `, ${lc.elsewhere} in other shards` : ''}`);
+  if (lc.elsewhere) lines.push(...elsewhereLines(layerMap));
   for (const d of summary.scheme.disagreements) lines.push(`  disagreement: ${d}`);
   for (const e of summary.scheme.configErrors) lines.push(`  config error: ${e}`);
   lines.push(`tensors      ${summary.tensorCount}`);
@@ -166,7 +177,7 @@ export function renderLayerMap(map: LayerMap): string {
   const rows = map.modules.map((m) => [
     m.name,
     m.state,
-    m.observed ? `${m.observed.kind}${m.observed.bits ? ` ${m.observed.bits}-bit` : ''}${m.observed.strategy ? ` ${m.observed.strategy}${m.observed.groupSize ? ` ${m.observed.groupSize}` : ''}` : ''}` : '-',
+    m.state === 'elsewhere' ? `in ${m.shard}` : m.observed ? `${m.observed.kind}${m.observed.bits ? ` ${m.observed.bits}-bit` : ''}${m.observed.strategy ? ` ${m.observed.strategy}${m.observed.groupSize ? ` ${m.observed.groupSize}` : ''}` : ''}` : '-',
     m.declared?.group ?? (m.declared?.ignoredBy ? `ignored by ${m.declared.ignoredBy}` : '-'),
     m.issues.join('; '),
   ]);

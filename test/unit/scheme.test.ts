@@ -42,7 +42,7 @@ describe('scheme detection and layer map', () => {
     const map = buildLayerMap(model(2, (n, o, i) => [[`${n}.weight`, 'BF16', [o, i]]]), undefined, { numHiddenLayers: 2, tieWordEmbeddings: false, hasConfig: true });
     assert.equal(map.scheme.family, 'unquantized');
     assert.equal(map.scheme.description, 'Unquantized bf16 checkpoint');
-    assert.deepEqual(map.counts, { quantized: 0, ignored: 0, unquantized: 15, missing: 0 });
+    assert.deepEqual(map.counts, { quantized: 0, ignored: 0, unquantized: 15, missing: 0, elsewhere: 0 });
   });
 
   it('AutoFP8 static (Llama-3-8B-Instruct-FP8 layout): FP8 weights and activations, per-tensor static scales, lm_head not quantized', () => {
@@ -54,7 +54,7 @@ describe('scheme detection and layer map', () => {
     );
     assert.equal(map.scheme.family, 'fp8');
     assert.equal(map.scheme.description, 'FP8 weights and activations, per-tensor static scales, lm_head not quantized');
-    assert.deepEqual(map.counts, { quantized: 14, ignored: 1, unquantized: 0, missing: 0 });
+    assert.deepEqual(map.counts, { quantized: 14, ignored: 1, unquantized: 0, missing: 0, elsewhere: 0 });
     assert.deepEqual(map.modules.flatMap((m) => m.issues), []);
   });
 
@@ -73,7 +73,7 @@ describe('scheme detection and layer map', () => {
     };
     const map = buildLayerMap(model(1, (n, o, i) => [[`${n}.weight`, 'I8', [o, i]], [`${n}.weight_scale`, 'BF16', [o, 1]]]), config, { numHiddenLayers: 1, tieWordEmbeddings: false, hasConfig: true });
     assert.equal(map.scheme.description, 'INT8 weights per channel, INT8 activations per token (dynamic), lm_head not quantized');
-    assert.deepEqual(map.counts, { quantized: 7, ignored: 1, unquantized: 0, missing: 0 });
+    assert.deepEqual(map.counts, { quantized: 7, ignored: 1, unquantized: 0, missing: 0, elsewhere: 0 });
     assert.deepEqual(map.modules.flatMap((m) => m.issues), []);
   });
 

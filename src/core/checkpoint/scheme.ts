@@ -32,7 +32,13 @@ export interface LinearModule {
   readonly block?: number;
   /** Last name component: q_proj, down_proj, lm_head … */
   readonly projection: string;
-  readonly state: 'quantized' | 'ignored' | 'unquantized' | 'missing';
+  /**
+   * 'elsewhere': a shard opened on its own, and the index beside it maps this module's weight to another
+   * shard (`shard` names it); nothing is known of it here but where it is, and that is not a problem.
+   */
+  readonly state: 'quantized' | 'ignored' | 'unquantized' | 'missing' | 'elsewhere';
+  /** For state 'elsewhere': the shard file the index maps the module's weight to. */
+  readonly shard?: string;
   /** What the config says applies (group name, or the family's single scheme). */
   readonly declared?: { readonly group?: string; readonly ignoredBy?: string; readonly scheme?: QuantScheme };
   readonly observed?: ObservedStorage;
@@ -337,7 +343,13 @@ function observedMatchesDeclared(observed: ObservedStorage, scheme: QuantScheme 
 export function buildLayerMap(
   tensors: readonly CheckpointTensor[],
   quantizationConfig: unknown,
-  model: { numHiddenLayers?: number; tieWordEmbeddings?: boolean; hasConfig: boolean } = { hasConfig: false },
+  model: {
+    numHiddenLayers?: number;
+    tieWordEmbeddings?: boolean;
+    hasConfig: boolean;
+    /** For a shard opened on its own: tensors its index maps to other shards (name → shard file). */
+    elsewhere?: ReadonlyMap<string, string>;
+  } = { hasConfig: false },
 ): LayerMap {
   const parsed = parseQuantizationConfig(quantizationConfig);
   const byModule = modulesOf(tensors);
@@ -346,7 +358,9 @@ export function buildLayerMap(
 
   // Modules a Llama-family config promises: 7 projections per block plus lm_head (unless tied).
   const expected = new Set<string>();
-  const attentionPrefix = linearNames.some((n) => n.includes('.self_attn.')) || !linearNames.length ? 'self_attn' : undefined;
+  const elsewhere = model.elsewhere;
+  const attentionPrefix =
+    linearNames.some((n) => n.includes('.self_attn.')) || !linearNames.length || (elsewhere !== undefined && [...elsewhere.keys()].some((n) => n.includes('.self_attn.'))) ? 'self_attn' : undefined;
   if (model.numHiddenLayers && attentionPrefix) {
     for (let l = 0; l < model.numHiddenLayers; l++) {
       for (const p of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']) {
@@ -364,6 +378,11 @@ export function buildLayerMap(
     const projection = name.slice(name.lastIndexOf('.') + 1);
     const block = blockMatch ? Number(blockMatch[1]) : undefined;
     if (!parts || !isLinear(name, parts)) {
+      const heldBy = parts ? undefined : elsewhereShard(name, elsewhere);
+      if (heldBy !== undefined) {
+        modules.push({ name, block, projection, state: 'elsewhere', shard: heldBy, tensors: [], issues: [] });
+        continue;
+      }
       modules.push({ name, block, projection, state: 'missing', tensors: [], issues: ['config.json implies this layer, but the checkpoint has no weight for it'] });
       continue;
     }
@@ -395,7 +414,7 @@ export function buildLayerMap(
   const order = new Map(modules.map((m) => [m, moduleOrder(m.projection)]));
   modules.sort((a, b) => (a.block ?? Infinity) - (b.block ?? Infinity) || order.get(a)! - order.get(b)! || (a.name < b.name ? -1 : 1));
 
-  const counts = { quantized: 0, ignored: 0, unquantized: 0, missing: 0 };
+  const counts = { quantized: 0, ignored: 0, unquantized: 0, missing: 0, elsewhere: 0 };
   for (const m of modules) counts[m.state]++;
 
   // Without a config, infer a scheme from the tensors so the header still says something useful.
@@ -408,12 +427,22 @@ export function buildLayerMap(
   const disagreements: string[] = [];
   const withIssues = modules.filter((m) => m.issues.length > 0 && m.state !== 'missing');
   if (withIssues.length > 0) disagreements.push(`${withIssues.length} layer${withIssues.length === 1 ? '' : 's'} disagree with config.json (first: ${withIssues[0]!.name}: ${withIssues[0]!.issues[0]})`);
-  if (counts.missing > 0) disagreements.push(`${counts.missing} layer${counts.missing === 1 ? '' : 's'} implied by config.json are missing`);
+  if (counts.missing > 0) disagreements.push(`${counts.missing} layer${counts.missing === 1 ? ' implied by config.json is' : 's implied by config.json are'} missing`);
   if (source === 'tensors') disagreements.push('the tensors are quantized but config.json declares no quantization_config');
 
   const description = describeCheckpoint(parsed, modules, source);
   const { patterns: _patterns, ...schemeFields } = parsed;
   return { scheme: { ...schemeFields, family, source, description, disagreements }, modules, counts };
+}
+
+/** The shard an index maps a module's weight (in any of its stored forms) to, when not this file. */
+function elsewhereShard(module: string, elsewhere: ReadonlyMap<string, string> | undefined): string | undefined {
+  if (!elsewhere) return undefined;
+  for (const suffix of LINEAR_SUFFIXES) {
+    const shard = elsewhere.get(`${module}.${suffix}`);
+    if (shard !== undefined) return shard;
+  }
+  return undefined;
 }
 
 const PROJECTION_ORDER = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];

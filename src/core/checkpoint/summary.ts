@@ -31,6 +31,8 @@ export interface CheckpointSummary {
   readonly folder: string;
   readonly layout: CheckpointLayout;
   readonly index?: string;
+  /** For a shard opened on its own: the index (file name) that lists it. */
+  readonly shardOf?: string;
   readonly tensorCount: number;
   readonly totalElements: number;
   readonly totalBytes: number;
@@ -56,10 +58,13 @@ export interface CheckpointAnalysis {
 export async function analyzeCheckpoint(checkpoint: Checkpoint, path: string): Promise<CheckpointAnalysis> {
   const config = await readModelConfig(checkpoint.folder);
   const raw = config.raw;
-  const layerMap = buildLayerMap(checkpoint.tensors, raw?.quantization_config ?? raw?.compression_config, {
+  // A shard's modules split across files are judged with their parts from the neighbouring shard.
+  const tensors = checkpoint.companions.length ? [...checkpoint.tensors, ...checkpoint.companions] : checkpoint.tensors;
+  const layerMap = buildLayerMap(tensors, raw?.quantization_config ?? raw?.compression_config, {
     numHiddenLayers: config.summary?.numHiddenLayers,
     tieWordEmbeddings: typeof raw?.tie_word_embeddings === 'boolean' ? raw.tie_word_embeddings : undefined,
     hasConfig: raw !== undefined,
+    elsewhere: checkpoint.shardOf?.elsewhere,
   });
   return { summary: summarize(checkpoint, path, config, layerMap), layerMap };
 }
@@ -87,6 +92,7 @@ function summarize(checkpoint: Checkpoint, path: string, config: Awaited<ReturnT
     folder: checkpoint.folder,
     layout: checkpoint.layout,
     index: checkpoint.indexPath ? basename(checkpoint.indexPath) : undefined,
+    shardOf: checkpoint.shardOf ? basename(checkpoint.shardOf.index) : undefined,
     tensorCount: tensors.length,
     totalElements,
     totalBytes,

@@ -62,6 +62,8 @@ export async function scanHealth(
 ): Promise<HealthReport> {
   const findings: HealthFinding[] = [];
   for (const module of layerMap.modules) {
+    // A layer the index places in another shard is where it should be: nothing to report for this file.
+    if (module.state === 'elsewhere') continue;
     if (module.state === 'missing') findings.push({ severity: 'error', kind: 'missing-layer', module: module.name, message: `${module.name}: ${module.issues[0] ?? 'missing'}` });
     else for (const issue of module.issues) findings.push({ severity: 'warning', kind: 'layer-mismatch', module: module.name, message: `${module.name}: ${issue}` });
   }
@@ -106,7 +108,7 @@ export async function scanHealth(
   // Weights: all-zero, NaN or Inf, from exact bit-pattern counts (one streamed pass per tensor).
   if (options.weights !== false) {
     const weights = layerMap.modules
-      .filter((m) => m.state !== 'missing')
+      .filter((m) => m.state !== 'missing' && m.state !== 'elsewhere')
       .map((m) => checkpoint.has(`${m.name}.weight`) ? checkpoint.tensor(`${m.name}.weight`) : undefined)
       .filter((t): t is NonNullable<typeof t> => t !== undefined && codeTable(t.dtype) !== undefined);
     const total = weights.reduce((sum, t) => sum + t.byteLength, 0);

@@ -8,6 +8,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SafetensorsError } from './errors';
+import { GitLfsPointerError } from './lfs';
 import { TensorInfo } from './header';
 import { JsonValue, isJsonObject, jsonTypeName, parseStrictJson } from './json';
 import { NO_SUCH_FILE, ReadOptions, SafetensorsFile } from './reader';
@@ -29,7 +30,9 @@ export type CheckpointProblemKind =
   | 'duplicate-tensor'
   | 'shard-set-incomplete'
   | 'total-size-mismatch'
-  | 'header-warning';
+  | 'header-warning'
+  | 'lfs-pointer'
+  | 'unreadable-index';
 
 export interface CheckpointProblem {
   readonly kind: CheckpointProblemKind;
@@ -41,7 +44,7 @@ export interface CheckpointProblem {
 
 export class CheckpointError extends Error {
   override readonly name = 'CheckpointError';
-  constructor(readonly code: 'NotFound' | 'NoWeights' | 'InvalidIndex' | 'TooManyShards', readonly path: string, detail: string) {
+  constructor(readonly code: 'NotFound' | 'NoWeights' | 'InvalidIndex' | 'TooManyShards' | 'GitLfsPointers', readonly path: string, detail: string) {
     super(`${path}: ${detail}`);
   }
 }
@@ -64,9 +67,26 @@ export interface CheckpointTensor extends TensorInfo {
 
 export type CheckpointLayout = 'single-file' | 'indexed' | 'folder-of-shards';
 
+/** A single .safetensors file opened on its own that an index beside it lists as one shard of a checkpoint. */
+export interface ShardOfIndex {
+  /** The index that lists the file. */
+  readonly index: string;
+  /** Tensors the index maps to other shards: name → shard file name (from the index alone). */
+  readonly elsewhere: ReadonlyMap<string, string>;
+}
+
 export class Checkpoint {
   private readonly byName: Map<string, { tensor: CheckpointTensor; file: SafetensorsFile }>;
   private readonly openOrder: SafetensorsFile[] = [];
+  /** For a shard opened on its own beside its index: where the rest of the checkpoint is. */
+  shardOf: ShardOfIndex | undefined;
+  /**
+   * For such a shard: tensors of other shards that belong to a module with tensors in this one (a weight
+   * here, its scale in the next file). Readable like the shard's own, but not listed in `tensors`, which
+   * stays what the file holds.
+   */
+  readonly companions: CheckpointTensor[] = [];
+  private readonly neighbours: SafetensorsFile[] = [];
 
   private constructor(
     /** Folder holding the weights (and usually config.json). */
@@ -102,6 +122,8 @@ export class Checkpoint {
     const file = await SafetensorsFile.open(absolute);
     const name = basename(absolute);
     const shard: ShardInfo = { name, path: absolute, file, fileSize: file.header.fileSize };
+    const index = await findIndexListing(absolute);
+    if (index) return Checkpoint.openShardOfIndex(index, shard, file);
     return Checkpoint.assemble(dirname(absolute), 'single-file', undefined, [shard], undefined, { ...(file.metadata ?? {}) }, []);
   }
 
@@ -124,55 +146,48 @@ export class Checkpoint {
     return Checkpoint.assemble(folder, layout, undefined, shards, undefined, metadata, problems);
   }
 
+  /**
+   * One shard opened on its own, read through the index that lists it: its tensors are the file's, and the
+   * index says where every other tensor is, so nothing held by another shard reads as missing. Headers of
+   * other shards are read only for modules split across files (their storage is judged from all parts).
+   */
+  private static async openShardOfIndex(indexPath: string, shard: ShardInfo, file: SafetensorsFile): Promise<Checkpoint> {
+    const folder = dirname(shard.path);
+    const metadata = { ...(file.metadata ?? {}) };
+    let index: Awaited<ReturnType<typeof readIndex>>;
+    try {
+      index = await readIndex(indexPath);
+    } catch (error) {
+      const message = `${basename(indexPath)} lists this file as a shard but cannot be read (${error instanceof Error ? error.message : String(error)}); tensors of the other shards cannot be located`;
+      return Checkpoint.assemble(folder, 'single-file', undefined, [shard], undefined, metadata, [{ kind: 'unreadable-index', severity: 'warning', message }]);
+    }
+    // Only this shard's agreement with the index is its own concern; the rest is reported with the whole checkpoint.
+    const checkpoint = Checkpoint.assemble(folder, 'single-file', undefined, [shard], index.mapped, metadata, []);
+    const elsewhere = new Map<string, string>();
+    for (const [tensor, holder] of index.mapped) if (holder !== shard.name && !checkpoint.has(tensor)) elsewhere.set(tensor, holder);
+    checkpoint.shardOf = { index: indexPath, elsewhere };
+
+    const modules = new Set(checkpoint.tensors.map((t) => moduleOf(t.name)));
+    const neighbourNames = [...new Set([...elsewhere].filter(([tensor]) => modules.has(moduleOf(tensor))).map(([, holder]) => holder))].sort();
+    for (const neighbour of await readShards(folder, neighbourNames)) {
+      // An unreadable neighbour leaves its tensors located by name only; it is reported with the whole checkpoint.
+      if (!neighbour.file) continue;
+      checkpoint.neighbours.push(neighbour.file);
+      neighbour.file.onUse = (f) => checkpoint.touch(f);
+      for (const info of neighbour.file.tensors) {
+        if (elsewhere.get(info.name) !== neighbour.name || !modules.has(moduleOf(info.name))) continue;
+        const { name, dtype, shape, numel, dataOffsets, byteLength, fileOffset } = info;
+        const tensor: CheckpointTensor = { name, dtype, shape, numel, dataOffsets, byteLength, fileOffset, shard: neighbour.name };
+        checkpoint.companions.push(tensor);
+        checkpoint.byName.set(name, { tensor, file: neighbour.file });
+      }
+    }
+    return checkpoint;
+  }
+
   private static async openIndex(indexPath: string): Promise<Checkpoint> {
     const folder = dirname(indexPath);
-    let text: string;
-    try {
-      text = await fs.readFile(indexPath, 'utf8');
-    } catch (error) {
-      throw new CheckpointError('NotFound', indexPath, `cannot read the index: ${(error as Error).message}`);
-    }
-    let root: JsonValue;
-    try {
-      root = parseStrictJson(text);
-    } catch (error) {
-      throw new CheckpointError('InvalidIndex', indexPath, `index is not valid JSON: ${(error as Error).message}`);
-    }
-    if (!isJsonObject(root)) throw new CheckpointError('InvalidIndex', indexPath, `index must be a JSON object, found ${jsonTypeName(root)}`);
-    const weightMap = root.get('weight_map');
-    if (!isJsonObject(weightMap)) {
-      throw new CheckpointError('InvalidIndex', indexPath, `"weight_map" must be an object mapping tensor names to shard files, found ${jsonTypeName(weightMap)}`);
-    }
-
-    const problems: CheckpointProblem[] = [];
-    const metadata: Record<string, string | number> = {};
-    const rawMetadata = root.get('metadata');
-    if (isJsonObject(rawMetadata)) {
-      for (const [key, value] of rawMetadata) {
-        if (typeof value === 'string' || typeof value === 'number') metadata[key] = value;
-      }
-    }
-
-    const mapped = new Map<string, string>();
-    const shardNames: string[] = [];
-    const seenShards = new Set<string>();
-    for (const [tensor, shard] of weightMap) {
-      if (typeof shard !== 'string') {
-        problems.push({ kind: 'invalid-index-entry', severity: 'error', tensor, message: `weight_map entry for ${JSON.stringify(tensor)} must be a file name, found ${jsonTypeName(shard)}` });
-        continue;
-      }
-      if (shard.includes('..') || shard.startsWith('/') || shard.includes('\\') || shard.includes('://') || shard.includes('/')) {
-        problems.push({ kind: 'unsafe-shard-name', severity: 'error', tensor, shard, message: `weight_map names ${JSON.stringify(shard)} for ${JSON.stringify(tensor)}: shard files must be plain names in the checkpoint folder` });
-        continue;
-      }
-      mapped.set(tensor, shard);
-      if (!seenShards.has(shard)) {
-        seenShards.add(shard);
-        shardNames.push(shard);
-        if (shardNames.length > MAX_SHARDS) throw new CheckpointError('TooManyShards', indexPath, `weight_map names more than ${MAX_SHARDS} shard files`);
-      }
-    }
-    shardNames.sort();
+    const { mapped, shardNames, metadata, problems } = await readIndex(indexPath);
     const shards = await readShards(folder, shardNames);
     checkShardSet(shardNames, problems);
 
@@ -203,7 +218,13 @@ export class Checkpoint {
   ): Checkpoint {
     const resolved = new Map<string, { tensor: CheckpointTensor; file: SafetensorsFile }>();
     const tensors: CheckpointTensor[] = [];
+    const pointers: ShardInfo[] = [];
     for (const shard of shards) {
+      if (shard.error instanceof GitLfsPointerError) {
+        // Reported once for all such shards below: one cause, one thing to do.
+        pointers.push(shard);
+        continue;
+      }
       if (!shard.file) {
         const missing = shard.error instanceof SafetensorsError && shard.error.code === 'Io' && shard.error.detail === NO_SUCH_FILE;
         problems.push({
@@ -251,9 +272,11 @@ export class Checkpoint {
         }
       }
     }
+    if (pointers.length > 0) problems.push({ kind: 'lfs-pointer', severity: 'error', message: describeLfsPointers(folder, pointers) });
     if (tensors.length === 0 && shards.every((s) => !s.file)) {
       const first = shards[0]?.error;
       if (shards.length === 1 && first) throw first;
+      if (pointers.length === shards.length) throw new CheckpointError('GitLfsPointers', indexPath ?? folder, describeLfsPointers(folder, pointers));
       throw new CheckpointError('NoWeights', indexPath ?? folder, `none of the ${shards.length} shard files could be read${first ? ` (first: ${first.message})` : ''}`);
     }
     return new Checkpoint(folder, layout, indexPath, shards, tensors, resolved, metadata, problems);
@@ -312,9 +335,76 @@ export class Checkpoint {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.shards.map((s) => s.file?.close()));
+    await Promise.all([...this.shards.map((s) => s.file?.close()), ...this.neighbours.map((f) => f.close())]);
     this.openOrder.length = 0;
   }
+}
+
+/** The module a tensor belongs to: its name without the last component (`lm_head.weight` → `lm_head`). */
+function moduleOf(tensor: string): string {
+  const dot = tensor.lastIndexOf('.');
+  return dot < 0 ? tensor : tensor.slice(0, dot);
+}
+
+/** One message for every shard that is a Git LFS pointer: which files, how large the real ones are, what to run. */
+function describeLfsPointers(folder: string, pointers: readonly ShardInfo[]): string {
+  const listed = pointers.slice(0, 10).map((s) => `${s.name} (${(s.error as GitLfsPointerError).pointer.size.toLocaleString('en-US')} bytes)`);
+  const more = pointers.length > listed.length ? ` and ${pointers.length - listed.length} more` : '';
+  const total = pointers.reduce((sum, s) => sum + (s.error as GitLfsPointerError).pointer.size, 0);
+  const these = pointers.length === 1 ? 'shard file is a Git LFS pointer' : 'shard files are Git LFS pointers';
+  return `${pointers.length} ${these}, not weights: ${listed.join(', ')}${more}; the ${total.toLocaleString('en-US')} bytes ${pointers.length === 1 ? 'it stands' : 'they stand'} for were not downloaded; run \`git lfs pull\` in ${folder}`;
+}
+
+/** The index's weight map (tensor → shard), its shard names in order, its metadata and its problems. */
+async function readIndex(indexPath: string): Promise<{ mapped: Map<string, string>; shardNames: string[]; metadata: Record<string, string | number>; problems: CheckpointProblem[] }> {
+  let text: string;
+  try {
+    text = await fs.readFile(indexPath, 'utf8');
+  } catch (error) {
+    throw new CheckpointError('NotFound', indexPath, `cannot read the index: ${(error as Error).message}`);
+  }
+  let root: JsonValue;
+  try {
+    root = parseStrictJson(text);
+  } catch (error) {
+    throw new CheckpointError('InvalidIndex', indexPath, `index is not valid JSON: ${(error as Error).message}`);
+  }
+  if (!isJsonObject(root)) throw new CheckpointError('InvalidIndex', indexPath, `index must be a JSON object, found ${jsonTypeName(root)}`);
+  const weightMap = root.get('weight_map');
+  if (!isJsonObject(weightMap)) {
+    throw new CheckpointError('InvalidIndex', indexPath, `"weight_map" must be an object mapping tensor names to shard files, found ${jsonTypeName(weightMap)}`);
+  }
+
+  const problems: CheckpointProblem[] = [];
+  const metadata: Record<string, string | number> = {};
+  const rawMetadata = root.get('metadata');
+  if (isJsonObject(rawMetadata)) {
+    for (const [key, value] of rawMetadata) {
+      if (typeof value === 'string' || typeof value === 'number') metadata[key] = value;
+    }
+  }
+
+  const mapped = new Map<string, string>();
+  const shardNames: string[] = [];
+  const seenShards = new Set<string>();
+  for (const [tensor, shard] of weightMap) {
+    if (typeof shard !== 'string') {
+      problems.push({ kind: 'invalid-index-entry', severity: 'error', tensor, message: `weight_map entry for ${JSON.stringify(tensor)} must be a file name, found ${jsonTypeName(shard)}` });
+      continue;
+    }
+    if (shard.includes('..') || shard.startsWith('/') || shard.includes('\\') || shard.includes('://') || shard.includes('/')) {
+      problems.push({ kind: 'unsafe-shard-name', severity: 'error', tensor, shard, message: `weight_map names ${JSON.stringify(shard)} for ${JSON.stringify(tensor)}: shard files must be plain names in the checkpoint folder` });
+      continue;
+    }
+    mapped.set(tensor, shard);
+    if (!seenShards.has(shard)) {
+      seenShards.add(shard);
+      shardNames.push(shard);
+      if (shardNames.length > MAX_SHARDS) throw new CheckpointError('TooManyShards', indexPath, `weight_map names more than ${MAX_SHARDS} shard files`);
+    }
+  }
+  shardNames.sort();
+  return { mapped, shardNames, metadata, problems };
 }
 
 async function readShards(folder: string, names: readonly string[]): Promise<ShardInfo[]> {

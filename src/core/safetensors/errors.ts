@@ -24,6 +24,8 @@ export type SafetensorsErrorCode =
   | 'TensorNotFound'
   | 'RangeOutOfBounds'
   | 'FileChanged'
+  /** The file is a Git LFS pointer: the repository was cloned without fetching its large files. */
+  | 'GitLfsPointer'
   | 'Io';
 
 const REFERENCE_KIND: Record<SafetensorsErrorCode, string> = {
@@ -44,6 +46,8 @@ const REFERENCE_KIND: Record<SafetensorsErrorCode, string> = {
   TensorNotFound: 'TensorNotFound',
   RangeOutOfBounds: 'RangeOutOfBounds',
   FileChanged: 'IoError',
+  // The reference reads a pointer's "version " as a header length and reports it as too large.
+  GitLfsPointer: 'HeaderTooLarge',
   Io: 'IoError',
 };
 

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { DTYPE_INFO } from '../dtypes/dtype';
 import { SafetensorsError } from './errors';
+import { GitLfsPointerError, MAX_LFS_POINTER_BYTES, mayBeGitLfsPointer, parseGitLfsPointer } from './lfs';
 import { MAX_HEADER_LENGTH, SafetensorsHeader, TensorInfo, parseHeader, readHeaderLength } from './header';
 
 /** Default chunk for streamed reads: large enough for full disk throughput, small enough to stay cache- and memory-friendly. */
@@ -71,6 +72,12 @@ async function readHeaderFromHandle(handle: fs.FileHandle, file: string): Promis
   }
   const prefix = new Uint8Array(Math.min(8, fileSize));
   await readFully(handle, file, prefix, 0, prefix.length, 0);
+  if (fileSize < MAX_LFS_POINTER_BYTES && mayBeGitLfsPointer(prefix)) {
+    const whole = new Uint8Array(fileSize);
+    await readFully(handle, file, whole, 0, fileSize, 0);
+    const pointer = parseGitLfsPointer(whole);
+    if (pointer) throw new GitLfsPointerError(file, pointer);
+  }
   const headerLength = readHeaderLength(file, prefix, fileSize);
   // readHeaderLength bounds headerLength by MAX_HEADER_LENGTH and by the file size, so this allocation is bounded.
   const headerBytes = new Uint8Array(Math.min(headerLength, MAX_HEADER_LENGTH));
