@@ -1,5 +1,5 @@
 // `npm test`: type-check, build, unit + fuzz tests, then the integration tests inside a real VS Code.
-// Prints one closing line `N passed, N failed` over all of them; exits non-zero if anything failed,
+// Prints one closing line `N passed, N failed, N skipped` over all of them; exits non-zero if anything failed,
 // including a stage that crashed before it could count its tests.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, existsSync } from 'node:fs';
@@ -12,6 +12,7 @@ rmSync(resultsDir, { recursive: true, force: true });
 
 let passed = 0;
 let failed = 0;
+let skipped = 0;
 const problems = [];
 
 function step(name, command, args, resultsFile) {
@@ -25,6 +26,8 @@ function step(name, command, args, resultsFile) {
       const counts = JSON.parse(readFileSync(file, 'utf8'));
       passed += counts.passes;
       failed += counts.failures;
+      skipped += counts.pending ?? 0;
+      if (counts.pending > 0) problems.push(`${name}: ${counts.pending} skipped`);
       if (counts.failures > 0) problems.push(`${name}: ${counts.failures} failed`);
       return;
     }
@@ -43,5 +46,5 @@ step('unit and fuzz tests', process.execPath, [join(root, 'test/run-mocha.mjs')]
 step('integration tests in a real VS Code', process.execPath, [join(root, 'test/integration/run.mjs')], 'integration.json');
 
 if (problems.length) console.log(`\nProblems:\n${problems.map((p) => `- ${p}`).join('\n')}`);
-console.log(`\n${passed} passed, ${failed} failed`);
+console.log(`\n${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed > 0 ? 1 : 0);

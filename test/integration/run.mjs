@@ -2,8 +2,10 @@
 // inside a real VS Code: @vscode/test-electron's runTests, with the VS Code server from code-server plus
 // headless chromium standing in for the desktop app (test/integration/vscode-launcher). Downloads nothing.
 //
-//   node esbuild.mjs --tests && node test/integration/run.mjs
+//   node esbuild.mjs --tests && node test/integration/run.mjs [grep]
 //
+// `grep` (or $QUANTLENS_TEST_GREP) runs only the tests whose full title matches that regular expression, e.g.
+// 'Checkpoint inspector on the shipped example|QuantLens in VS Code'.
 // Environment: QUANTLENS_SKIP_HOST_SETUP=1 skips scripts/setup-vscode-host.sh (which is < 1 s when the host
 // is installed already); QUANTLENS_TEST_RESULTS, QUANTLENS_TEST_TIMEOUT_S, QUANTLENS_SCREENSHOTS_OUT,
 // QUANTLENS_TEST_VERBOSE and anything else in the environment reach the launcher and the extension host.
@@ -30,6 +32,7 @@ if (process.env.QUANTLENS_SKIP_HOST_SETUP !== '1') {
   const setup = spawnSync('bash', [join(root, 'scripts/setup-vscode-host.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (setup.status !== 0) fail(`scripts/setup-vscode-host.sh failed (${setup.status ?? setup.signal})`);
 }
+if (process.argv[2]) process.env.QUANTLENS_TEST_GREP = process.argv[2];
 if (!existsSync(testsEntry)) fail(`${testsEntry} is missing: run \`node esbuild.mjs --tests\` first`);
 
 // A checkout may have lost the executable bit (archives, some CI caches); test-electron spawns it directly.

@@ -1,6 +1,6 @@
 // Mocha entry point inside the VS Code extension host (`extensionTestsPath`): runs every compiled
-// `*.test.js` beside this file. The shared reporter ends the output with `N passed, N failed` and writes the
-// counts to $QUANTLENS_TEST_RESULTS for test/run-all.mjs. Resolving rejects -> VS Code exits with code 1.
+// `*.test.js` beside this file. The shared reporter ends the output with `N passed, N failed, N skipped` and
+// writes the counts to $QUANTLENS_TEST_RESULTS for test/run-all.mjs. Resolving rejects -> VS Code exits with code 1.
 import Mocha from 'mocha';
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
