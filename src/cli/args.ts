@@ -1,4 +1,5 @@
 /** A small, strict argument parser: unknown flags are errors, so typos never run a job with defaults. */
+import { DevicePreference, parseDevicePreference } from '../core/runtime/device';
 
 export interface FlagSpec {
   readonly type: 'boolean' | 'string' | 'number';
@@ -11,6 +12,17 @@ export interface ParsedArgs {
 }
 
 export class UsageError extends Error {}
+
+export const DEVICE_FLAG_DESCRIPTION = 'where onnxruntime runs: auto (default: CUDA, else a GPU through WebGPU, else the CPU), cpu, cuda or webgpu; a device asked for that cannot be used is an error';
+
+/** `--device auto|cpu|cuda|webgpu` (device.ts's policy). */
+export function deviceFlag(value: string | number | boolean | undefined): DevicePreference {
+  try {
+    return parseDevicePreference(value, '--device');
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
 
 export function parseArgs(argv: readonly string[], spec: Readonly<Record<string, FlagSpec>>): ParsedArgs {
   const positionals: string[] = [];

@@ -1,4 +1,4 @@
-import { FlagSpec, UsageError, parseArgs } from './args';
+import { FlagSpec, UsageError, parseArgs, DEVICE_FLAG_DESCRIPTION, deviceFlag } from './args';
 import { DEFAULT_CALIBRATION } from '../core/jobs/jobSpec';
 import { defaultCalibrationDataset } from '../core/runtime/dataset';
 import { runCliJob } from './progress';
@@ -9,6 +9,7 @@ export const CALIBRATE_FLAGS: Record<string, FlagSpec> = {
   samples: { type: 'number', description: `number of samples (default ${DEFAULT_CALIBRATION.samples})` },
   'seq-len': { type: 'number', description: `tokens per sample (default ${DEFAULT_CALIBRATION.seqLen})` },
   hessians: { type: 'boolean', description: 'also collect GPTQ Hessians (in × in per layer input; large)' },
+  device: { type: 'string', description: DEVICE_FLAG_DESCRIPTION },
 };
 
 export async function calibrateCommand(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
@@ -19,7 +20,7 @@ export async function calibrateCommand(argv: readonly string[], out: NodeJS.Writ
   const data = typeof flags.data === 'string' && flags.data !== 'default' ? flags.data : defaultCalibrationDataset();
   const samples = typeof flags.samples === 'number' ? flags.samples : DEFAULT_CALIBRATION.samples;
   const seqLen = typeof flags['seq-len'] === 'number' ? flags['seq-len'] : DEFAULT_CALIBRATION.seqLen;
-  return runCliJob({ kind: 'calibrate', model: positionals[0]!, out: flags.out, dataset: data, samples, seqLen, hessians: flags.hessians === true }, out, (result) =>
+  return runCliJob({ kind: 'calibrate', model: positionals[0]!, out: flags.out, dataset: data, samples, seqLen, hessians: flags.hessians === true, device: deviceFlag(flags.device) }, out, (result) =>
     result.kind === 'calibrate' ? result.calibration : result,
   );
 }

@@ -12,7 +12,7 @@ import type { GenerationSettings, SideStats } from '../core/runtime/chat';
 import { Conversation, loadChatPair, pairPerplexity, releasePair, runPairTurn } from '../core/runtime/chatSession';
 import { describeChatError } from '../core/runtime/chatErrors';
 import { formatBytes } from '../core/util/format';
-import { FlagSpec, UsageError, parseArgs } from './args';
+import { FlagSpec, UsageError, parseArgs, DEVICE_FLAG_DESCRIPTION, deviceFlag } from './args';
 
 export const CHAT_FLAGS: Record<string, FlagSpec> = {
   compare: { type: 'string', description: 'the original checkpoint: answer side by side, per-step agreement and KL' },
@@ -24,7 +24,7 @@ export const CHAT_FLAGS: Record<string, FlagSpec> = {
   'max-new-tokens': { type: 'number', description: 'tokens to generate at most (default 128)' },
   seed: { type: 'number', description: 'sampler seed (default 0)' },
   perplexity: { type: 'string', description: 'also the perplexity of the model(s) on this text file' },
-  device: { type: 'string', description: 'cpu (default) or cuda' },
+  device: { type: 'string', description: DEVICE_FLAG_DESCRIPTION },
   cache: { type: 'string', description: 'folder for ONNX graphs built from checkpoints (default ~/.cache/quantlens/graphs)' },
   json: { type: 'boolean', description: 'print the result as JSON (token ids, text, per-step comparison, speed)' },
 };
@@ -40,8 +40,7 @@ export async function chatCommand(argv: readonly string[], out: NodeJS.WritableS
   const { positionals, flags } = parseArgs(argv, CHAT_FLAGS);
   if (positionals.length !== 1) throw new UsageError('chat needs exactly one MODEL folder');
   if (typeof flags.prompt !== 'string' || flags.prompt.trim() === '') throw new UsageError('chat needs --prompt TEXT');
-  const device = flags.device ?? 'cpu';
-  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be cpu or cuda, got ${JSON.stringify(device)}`);
+  const device = deviceFlag(flags.device);
   const settings: GenerationSettings = {
     temperature: flags.greedy ? 0 : ((flags.temperature as number | undefined) ?? 0.6),
     topP: (flags['top-p'] as number | undefined) ?? 0.9,

@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { FlagSpec, UsageError, parseArgs } from './args';
+import { FlagSpec, UsageError, parseArgs, DEVICE_FLAG_DESCRIPTION, deviceFlag } from './args';
 import { OUTPUT_FORMATS, OutputFormat, SCHEME_PRESETS, SchemeName } from '../core/jobs/quantize';
 import { CalibrationSource, DEFAULT_CALIBRATION } from '../core/jobs/jobSpec';
 import { defaultCalibrationDataset } from '../core/runtime/dataset';
@@ -19,6 +19,7 @@ export const QUANTIZE_FLAGS: Record<string, FlagSpec> = {
   'dampening-frac': { type: 'number', description: 'GPTQ Hessian dampening, fraction of mean(diag H) (default 0.1; a recipe\'s value wins)' },
   'block-size': { type: 'number', description: 'GPTQ lazy-update block size (default 128; a recipe\'s value wins)' },
   'group-params': { type: 'string', description: 'GPTQ group scales: upfront (llm-compressor, default) or lazy (AutoGPTQ)' },
+  device: { type: 'string', description: `calibration: ${DEVICE_FLAG_DESCRIPTION}` },
 };
 
 export async function quantizeCommand(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
@@ -74,6 +75,7 @@ export async function quantizeCommand(argv: readonly string[], out: NodeJS.Writa
       ignore: typeof flags.ignore === 'string' ? flags.ignore.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
       calibration,
       maxShardBytes: typeof flags['max-shard-size'] === 'number' ? flags['max-shard-size'] : undefined,
+      device: deviceFlag(flags.device),
     },
     out,
     (result) => (result.kind === 'quantize' ? { ...result.quantize, ...(result.calibration ? { calibration: result.calibration } : {}) } : result),

@@ -1,14 +1,25 @@
 import * as vscode from 'vscode';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { DevicePreference, DeviceReport, installProviderLibraries, onnxruntimeBinDir, onnxruntimeVersion } from '../core/runtime/device';
+import { DevicePreference, DeviceReport, installProviderLibraries, parseDevicePreference, onnxruntimeBinDir, onnxruntimeVersion } from '../core/runtime/device';
 import { probeDeviceInChild } from '../core/jobs/jobProcess';
 
 /**
- * The status-bar item that says where sessions run (CUDA or CPU, and why), and "QuantLens: Set Up CUDA
+ * The status-bar item that says where sessions run (CUDA, WebGPU or CPU, and why — device.ts's policy, the one calibration and chat follow), and "QuantLens: Set Up CUDA
  * Runtime…", which — only with the user's consent — fetches or copies the CUDA provider libraries that a
  * .vsix cannot carry (they are large and CUDA-version specific, and a .vsix runs no install scripts).
  */
+/** The quantlens.runtime.device setting; a value outside the enum is reported and read as auto. */
+export function configuredDevice(output?: vscode.LogOutputChannel): DevicePreference {
+  const value = vscode.workspace.getConfiguration('quantlens.runtime').get<unknown>('device', 'auto');
+  try {
+    return parseDevicePreference(value, 'quantlens.runtime.device');
+  } catch (error) {
+    output?.warn((error as Error).message);
+    return 'auto';
+  }
+}
+
 export class RuntimeStatus implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem('quantlens.device', vscode.StatusBarAlignment.Right, 90);
   private current: Promise<DeviceReport> | undefined;
@@ -34,11 +45,11 @@ export class RuntimeStatus implements vscode.Disposable {
 
   private async probe(): Promise<DeviceReport> {
     this.item.text = '$(loading~spin) QuantLens';
-    this.item.tooltip = 'QuantLens: checking for CUDA…';
+    this.item.tooltip = 'QuantLens: checking for CUDA and WebGPU…';
     this.item.show();
-    const preference = vscode.workspace.getConfiguration('quantlens.runtime').get<DevicePreference>('device', 'auto');
+    const preference = configuredDevice();
     const report = await probeDeviceInChild(this.probeScript, preference);
-    this.item.text = report.device === 'cuda' ? '$(zap) QuantLens: CUDA' : `$(${report.failed ? 'warning' : 'server'}) QuantLens: CPU`;
+    this.item.text = report.device === 'cuda' ? '$(zap) QuantLens: CUDA' : report.device === 'webgpu' ? '$(zap) QuantLens: WebGPU' : `$(${report.failed ? 'warning' : 'server'}) QuantLens: CPU`;
     this.item.tooltip = `${report.reason}${report.device === 'cpu' ? '\nClick to set up the CUDA runtime.' : ''}`;
     this.item.backgroundColor = report.failed ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
     (report.failed ? this.output.warn : this.output.info).call(this.output, `Runtime device: ${report.reason}`);

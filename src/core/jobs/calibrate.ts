@@ -24,7 +24,8 @@ import { SafetensorsWriter, TensorSpec } from '../safetensors/writer';
 import { blockModuleNames, embedTokens, openDecoderModel, writeBlockGraph } from '../runtime/llama/graph';
 import { ModelTokenizer } from '../runtime/tokenizer';
 import { calibrationMetadata, loadCalibrationDataset } from '../runtime/dataset';
-import { DevicePreference, detectDevice } from '../runtime/device';
+import { DeviceKind, DevicePreference, graphOptionsFor, requireDevice } from '../runtime/device';
+import { verifyPlacement } from '../runtime/placement';
 import { JobCancelled } from './quantize';
 import type { CalibrateJobSpec } from './jobSpec';
 
@@ -51,7 +52,7 @@ export interface CalibrationSummary {
   readonly layers: number;
   /** Hessians stored (one per distinct layer input). */
   readonly hessians: number;
-  readonly device: 'cpu' | 'cuda';
+  readonly device: DeviceKind;
   readonly seconds: number;
   readonly tokensPerSecond: number;
 }
@@ -86,9 +87,10 @@ export async function runCalibrationJob(options: CalibrationJobOptions): Promise
     for (const warning of dataset.warnings) log(`warning: ${warning}`);
     const samples = dataset.samples;
     const tokens = samples.reduce((sum, s) => sum + s.tokens, 0);
-    const device = await detectDevice({ preference: options.device ?? 'auto' });
-    if (device.failed) throw new Error(device.reason);
-    const precision = device.device === 'cuda' ? 'fp16' : 'fp32';
+    // The device asked for, or DeviceUnavailableError: never the CPU in its place.
+    const device = await requireDevice(options.device ?? 'auto');
+    const graphOptions = graphOptionsFor(device.device);
+    const precision = graphOptions.precision;
     log(`calibrating on ${samples.length} samples × ${options.seqLen} tokens (${tokens} tokens) from ${dataset.info.dataset}; ${device.reason}`);
 
     // The statistics file's layout is known before any work: tensors are written block by block in this order.
@@ -142,7 +144,9 @@ export async function runCalibrationJob(options: CalibrationJobOptions): Promise
       const owners = options.hessians ? modules.filter((m) => sharedInputOwner(m) === m) : [];
       const graphPath = join(work, `block-${l}.onnx`);
       progress({ fraction: l / c.numLayers, stage: `block ${l + 1}/${c.numLayers}`, module: `model.layers.${l}` });
-      const info = await writeBlockGraph(model, l, graphPath, { precision, taps: { absmax: true, channelAbsmax: true, hessian: owners }, maxSequenceLength: L });
+      const info = await writeBlockGraph(model, l, graphPath, { ...graphOptions, taps: { absmax: true, channelAbsmax: true, hessian: owners }, maxSequenceLength: L });
+      // Every block's graph has the same ops: the first one tells where the sessions run.
+      if (l === 0) await verifyPlacement(graphPath, device, log);
       const session = await ort.InferenceSession.create(graphPath, { executionProviders: [...device.executionProviders], graphOptimizationLevel: 'all' });
       try {
         const absmax = new Map<string, number>(modules.map((m) => [m, 0]));

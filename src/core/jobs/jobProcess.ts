@@ -132,7 +132,7 @@ export function probeDeviceInChild(script: string, preference: DevicePreference,
     const child = fork(script, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'advanced' });
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
-    const fallback = (reason: string): DeviceReport => ({ device: 'cpu', reason, executionProviders: ['cpu'], failed: preference === 'cuda', detail: stderr.trim() || undefined });
+    const fallback = (reason: string): DeviceReport => ({ device: 'cpu', reason, executionProviders: ['cpu'], failed: preference === 'cuda' || preference === 'webgpu', detail: stderr.trim() || undefined });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     let report: DeviceReport | undefined;
     child.on('message', (message: JobFromChild) => {
@@ -144,7 +144,7 @@ export function probeDeviceInChild(script: string, preference: DevicePreference,
     });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
-      resolveReport(report ?? fallback(`CPU: the CUDA probe crashed (${signal ?? `exit code ${code}`}); see the QuantLens log`));
+      resolveReport(report ?? fallback(`CPU: the device probe crashed (${signal ?? `exit code ${code}`}); see the QuantLens log`));
     });
     child.send({ type: 'probeDevice', preference } satisfies JobToChild);
   });

@@ -3,6 +3,7 @@
  * and the CLI all describe a job this way, the pre-flight check reads it, and the jobs worker runs it.
  */
 import type { GptqJobSettings, OutputFormat, SchemeName } from './quantize';
+import type { DevicePreference } from '../runtime/device';
 
 /** Where calibration statistics come from: a statistics file made earlier, or a dataset run now. */
 export type CalibrationSource =
@@ -26,6 +27,8 @@ export interface QuantizeJobSpec {
   /** GPTQ settings a recipe does not give (dampening, block size, group parameters). */
   readonly gptq?: Partial<GptqJobSettings>;
   readonly maxShardBytes?: number;
+  /** Where calibration's onnxruntime sessions run (device.ts's policy; default auto). */
+  readonly device?: DevicePreference;
 }
 
 export interface CalibrateJobSpec {
@@ -38,6 +41,8 @@ export interface CalibrateJobSpec {
   readonly seqLen: number;
   /** Collect GPTQ Hessians too (large: in² floats per distinct layer input). */
   readonly hessians: boolean;
+  /** Where the onnxruntime sessions run (device.ts's policy; default auto). */
+  readonly device?: DevicePreference;
 }
 
 export type JobSpec = QuantizeJobSpec | CalibrateJobSpec;

@@ -11,8 +11,11 @@ import { ChatModelError, OnnxCausalLM, findOnnxGraph } from './chatModel';
 import { ModelTokenizer, type ChatMessage } from './tokenizer';
 import type { DecoderGraphInfo } from './llama/graph';
 import { buildDecoderGraph } from './graphCache';
+import { DeviceKind, DevicePreference, DeviceReport, graphOptionsFor, requireDevice } from './device';
+import { verifyPlacement } from './placement';
 
-export type ChatDevice = 'cpu' | 'cuda';
+/** Asked for: device.ts's policy decides (auto: CUDA, else a hardware WebGPU adapter, else the CPU). */
+export type ChatDevice = DevicePreference;
 
 export interface LoadOptions {
   /** Where graphs built from safetensors are kept (one folder per model version). */
@@ -32,7 +35,11 @@ export interface ChatModelInfo {
   /** How the linear layers are stored in the graph, e.g. { int4: 28, float: 1 }. */
   readonly linearKinds: Readonly<Record<string, number>>;
   readonly chatTemplateFile: string | null;
-  readonly device: ChatDevice;
+  /** Where it runs, and why (device.ts). */
+  readonly device: DeviceKind;
+  readonly deviceReason: string;
+  /** Which provider runs the session and which nodes landed on the CPU (placement.ts). */
+  readonly placement: string;
   /** Growth of the process's resident memory while this model loaded. */
   readonly loadRssBytes: number;
 }
@@ -44,11 +51,11 @@ export interface LoadedChatModel {
 }
 
 /** The ONNX graph for a model folder: its own `model.onnx`, or the cached graph built from its safetensors. */
-async function graphFor(folder: string, options: LoadOptions): Promise<{ path: string; info?: DecoderGraphInfo }> {
+async function graphFor(folder: string, options: LoadOptions, device: DeviceReport): Promise<{ path: string; info?: DecoderGraphInfo }> {
   const own = await findOnnxGraph(folder);
   if (own) return { path: own };
   options.onProgress?.(`preparing the ONNX graph of ${basename(folder)} (built once, then cached)`);
-  const built = await buildDecoderGraph(folder, options.cacheDir, { precision: options.device === 'cuda' ? 'fp16' : 'fp32' });
+  const built = await buildDecoderGraph(folder, options.cacheDir, graphOptionsFor(device.device));
   return { path: built.modelPath, info: built.info };
 }
 
@@ -62,11 +69,18 @@ async function maxPositionsOf(folder: string): Promise<number | undefined> {
 }
 
 export async function loadChatModel(folder: string, options: LoadOptions): Promise<LoadedChatModel> {
-  const device = options.device ?? 'cpu';
   // The tokenizer first: a folder without one fails in a second, before any graph is built.
   const tokenizer = await ModelTokenizer.load(folder);
-  const graph = await graphFor(folder, options);
-  options.onProgress?.(`loading ${basename(folder)} on the ${device === 'cuda' ? 'GPU (CUDA)' : 'CPU'}`);
+  // The device asked for, or DeviceUnavailableError (never the CPU in its place).
+  const report = await requireDevice(options.device ?? 'auto');
+  const device = report.device;
+  const graph = await graphFor(folder, options, report);
+  options.onProgress?.(`loading ${basename(folder)}: ${report.reason}`);
+  let placement = '';
+  await verifyPlacement(graph.path, report, (line) => {
+    placement = line;
+    options.onProgress?.(line);
+  });
   const rssBefore = process.memoryUsage().rss;
   const maxPositions = graph.info?.maxSequenceLength ?? (await maxPositionsOf(folder));
   let model: OnnxCausalLM;
@@ -74,12 +88,12 @@ export async function loadChatModel(folder: string, options: LoadOptions): Promi
     model = await OnnxCausalLM.load(graph.path, {
       label: basename(resolve(folder)),
       ...(maxPositions ? { maxPositions } : {}),
-      executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
+      executionProviders: report.executionProviders,
       ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
     });
   } catch (error) {
-    if (device === 'cuda' && error instanceof ChatModelError && error.code === 'LoadFailed') {
-      throw new ChatModelError('LoadFailed', folder, `the CUDA runtime could not be used (${error.message}); choose the CPU in the quantlens.runtime.device setting, or install onnxruntime's CUDA provider libraries`);
+    if (device !== 'cpu' && error instanceof ChatModelError && error.code === 'LoadFailed') {
+      throw new ChatModelError('LoadFailed', folder, `the ${device === 'cuda' ? 'CUDA' : 'WebGPU'} runtime could not be used (${error.message}); choose the CPU in the quantlens.runtime.device setting (or --device cpu)`);
     }
     throw error;
   }
@@ -97,6 +111,8 @@ export async function loadChatModel(folder: string, options: LoadOptions): Promi
       linearKinds: kinds,
       chatTemplateFile: tokenizer.chatTemplateFile,
       device,
+      deviceReason: report.reason,
+      placement,
       loadRssBytes: Math.max(0, process.memoryUsage().rss - rssBefore),
     },
   };

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { CalibrationTaps, DecoderGraphInfo, DecoderGraphOptions, BlockGraphInfo, openDecoderModel, writeBlockGraph, writeDecoderGraph, DecoderModel } from './llama/graph';
-import { defaultInt8Kernel } from './llama/linear';
+import { cpuInt8Kernel } from './llama/linear';
 
 const MANIFEST = 'manifest.json';
 /** Bump when the graph builder changes in a way that makes old graphs wrong. */
@@ -97,7 +97,8 @@ function resolvedOptions(options: DecoderGraphOptions): Required<Omit<DecoderGra
     precision: options.precision ?? 'fp32',
     maxSequenceLength: options.maxSequenceLength,
     int4AccuracyLevel: options.int4AccuracyLevel ?? 4,
-    int8Kernel: options.int8Kernel ?? defaultInt8Kernel(),
+    int8Kernel: options.int8Kernel ?? cpuInt8Kernel(),
+    target: options.target ?? 'cpu',
     lastTokenLogitsOnly: options.lastTokenLogitsOnly ?? false,
   };
 }

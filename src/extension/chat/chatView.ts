@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import { ChatClient, ChatWorkerError } from '../../core/runtime/chatClient';
 import type { ChatTurnResult, GenerationSettings } from '../../core/runtime/chat';
 import { webviewHtml } from '../webviewHtml';
+import { configuredDevice } from '../runtimeStatus';
 import {
   ChatRenderedView,
   ChatSettings,
@@ -152,7 +153,8 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     this.turns = [];
     this.models = { quantized, ...(original ? { original } : {}), state: 'loading', message: 'loading…' };
     this.post({ type: 'state', state: this.state() });
-    const device = vscode.workspace.getConfiguration('quantlens').get<string>('runtime.device') === 'cuda' ? 'cuda' : 'cpu';
+    // The same policy as calibration and the status bar (device.ts): auto, or a device that must be usable.
+    const device = configuredDevice(this.output);
     const loading = this.client
       .load(quantized, original, {
         device,

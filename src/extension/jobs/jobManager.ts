@@ -2,6 +2,7 @@ import * as vscode from 'vscode';
 import { join } from 'node:path';
 import { JobProcess } from '../../core/jobs/jobProcess';
 import { describeJob, JobSpec } from '../../core/jobs/jobSpec';
+import { configuredDevice } from '../runtimeStatus';
 import { describeDuration, formatPreflight, preflight } from '../../core/jobs/preflight';
 import type { JobProgress, JobResult } from '../../core/jobs/runJob';
 
@@ -73,6 +74,8 @@ export class JobManager implements vscode.Disposable {
     if (!vscode.workspace.isTrusted) {
       throw new Error('QuantLens runs quantization and calibration jobs only in trusted workspaces (they execute native code over workspace files). Trust this workspace to run them.');
     }
+    // Calibration runs where quantlens.runtime.device says (device.ts's policy), unless the spec already says.
+    spec = { ...spec, device: spec.device ?? configuredDevice(this.output) };
     const record: JobRecord = { id: `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`, spec, title: describeJob(spec), status: 'checking', started: Date.now() };
     this.records.unshift(record);
     this.save(record);

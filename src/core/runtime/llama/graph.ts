@@ -23,7 +23,7 @@ import { readModelConfig } from '../../checkpoint/config';
 import { LayerMap, LinearModule, buildLayerMap } from '../../checkpoint/scheme';
 import type { GptqCheckpointFormat } from '../../quant/gptqFormat';
 import { DecoderConfig, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
-import { Int8Kernel, LinearEmitContext, defaultInt8Kernel, emitLinear, floatInitializer, linearKind, LinearKind } from './linear';
+import { GraphTarget, Int8Kernel, LinearEmitContext, cpuInt8Kernel, emitLinear, floatInitializer, linearKind, LinearKind, matMulTransA, matMulTransB } from './linear';
 
 export type Precision = 'fp32' | 'fp16';
 
@@ -34,8 +34,10 @@ export interface DecoderGraphOptions {
   readonly maxSequenceLength?: number;
   /** MatMulNBits accuracy_level for INT4 layers (0 exact, 4 int8 compute). Default 4. */
   readonly int4AccuracyLevel?: number;
-  /** MatMulInteger variant for INT8 layers (default: u8s8 with VNNI, else u8u8; see linear.ts). */
+  /** MatMulInteger variant for INT8 layers (default: the CPU provider's, cpuInt8Kernel; see device.ts graphOptionsFor). */
   readonly int8Kernel?: Int8Kernel;
+  /** The execution provider the graph is for (default cpu): WebGPU gets ops it has kernels for (linear.ts). */
+  readonly target?: GraphTarget;
   /** Emit logits for the last position only ([batch, 1, vocab]): cheaper prefill for generation. */
   readonly lastTokenLogitsOnly?: boolean;
 }
@@ -155,7 +157,7 @@ class BlockEmitter {
     options: DecoderGraphOptions,
   ) {
     this.floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
-    this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, int8Kernel: options.int8Kernel ?? defaultInt8Kernel(), gptqFormat: model.gptqFormat };
+    this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, int8Kernel: options.int8Kernel ?? cpuInt8Kernel(), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu' };
   }
 
   async rmsNorm(x: string, weight: string): Promise<string> {
@@ -279,7 +281,7 @@ export async function writeDecoderGraph(model: DecoderModel, modelPath: string, 
     if (options.lastTokenLogitsOnly) x = g.op('Slice', [x, g.int64s('starts', [-1]), g.int64s('ends', [2 ** 62]), g.int64s('axes', [1])]);
     const normed = await e.rmsNorm(x, 'model.norm.weight');
     let logits: string;
-    if (c.tieWordEmbeddings) logits = g.op('FusedMatMul', [normed, table], { transB: 1 }, 'com.microsoft');
+    if (c.tieWordEmbeddings) logits = matMulTransB(g, e.ctx.target, normed, table);
     else logits = await e.linear('lm_head', c.hiddenSize, c.vocabSize, normed);
     if (ft !== DataType.FLOAT) logits = g.op('Cast', [logits], { to: DataType.FLOAT });
     g.output(logits, DataType.FLOAT, ['batch_size', options.lastTokenLogitsOnly ? 1 : 'sequence_length', c.vocabSize], 'logits');
@@ -353,7 +355,7 @@ export async function writeBlockGraph(model: DecoderModel, l: number, modelPath:
         const channel = taps.channelAbsmax || taps.absmax ? g.op('ReduceMax', [abs!, g.int64s('axes', [0])], { keepdims: 0 }) : undefined;
         const scalar = taps.absmax ? g.op('ReduceMax', [channel!], { keepdims: 0 }) : undefined;
         const wantsHessian = targets.filter((t) => hessianModules.includes(t));
-        const xtx = wantsHessian.length > 0 ? g.op('FusedMatMul', [flat, flat], { transA: 1 }, 'com.microsoft') : undefined;
+        const xtx = wantsHessian.length > 0 ? matMulTransA(g, e.ctx.target, flat, flat) : undefined;
         for (const t of targets) {
           if (scalar) outputs.push(g.output(g.op('Identity', [scalar]), DataType.FLOAT, [], `absmax.${t}`));
           if (taps.channelAbsmax) outputs.push(g.output(g.op('Identity', [channel!]), DataType.FLOAT, [K], `channel_absmax.${t}`));

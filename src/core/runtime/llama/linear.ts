@@ -39,11 +39,15 @@ export class LinearEmitError extends Error {
 export type LinearKind = 'float' | 'fp8' | 'int8' | 'int4';
 export type Int8Kernel = 'u8s8' | 'u8u8';
 
+/** The onnxruntime execution provider a graph is built for (device.ts decides which). */
+export type GraphTarget = 'cpu' | 'cuda' | 'webgpu';
+
 /**
- * The exact-and-fastest MatMulInteger variant for this machine: u8s8 where the CPU has VNNI (no int16
- * saturation), u8u8 otherwise. Linux reads /proc/cpuinfo; elsewhere the safe u8u8 is chosen.
+ * The exact-and-fastest MatMulInteger variant of the CPU execution provider on this machine: u8s8 where the
+ * host CPU has VNNI (no int16 saturation), u8u8 otherwise. Linux reads /proc/cpuinfo; elsewhere the safe
+ * u8u8 is chosen. Only for graphs the CPU provider runs: device.ts picks the kernel per provider.
  */
-export function defaultInt8Kernel(): Int8Kernel {
+export function cpuInt8Kernel(): Int8Kernel {
   if (process.platform !== 'linux' || (process.arch !== 'x64' && process.arch !== 'ia32')) return 'u8u8';
   try {
     const flags = readFileSync('/proc/cpuinfo', 'utf8');
@@ -69,6 +73,35 @@ export interface LinearEmitContext {
   readonly int8Kernel: Int8Kernel;
   /** Bytes per streamed chunk of float / FP8 weights. */
   readonly chunkBytes?: number;
+  /** The provider the graph is for (default cpu): picks ops it has kernels for (see matMulTransB). */
+  readonly target?: GraphTarget;
+}
+
+/**
+ * y = a · bᵀ. CPU and CUDA: com.microsoft FusedMatMul(transB=1), so [N, K] weights need no transposed copy.
+ * WebGPU has no FusedMatMul kernel (onnxruntime would run it on the CPU): MatMul of a Transpose, which
+ * onnxruntime's constant folding turns into one transposed initializer at load when b is a weight.
+ */
+export function matMulTransB(g: GraphBuilder, target: GraphTarget | undefined, a: string, b: string): string {
+  if (target === 'webgpu') return g.op('MatMul', [a, g.op('Transpose', [b], { perm: [1, 0] })]);
+  return g.op('FusedMatMul', [a, b], { transB: 1 }, 'com.microsoft');
+}
+
+/** y = aᵀ · b for a 2-D `a` (the Hessian tap's XᵀX); on WebGPU a Transpose and a MatMul, as above. */
+export function matMulTransA(g: GraphBuilder, target: GraphTarget | undefined, a: string, b: string): string {
+  if (target === 'webgpu') return g.op('MatMul', [g.op('Transpose', [a], { perm: [1, 0] }), b]);
+  return g.op('FusedMatMul', [a, b], { transA: 1 }, 'com.microsoft');
+}
+
+/**
+ * Storage the WebGPU provider cannot run as stored: it has no kernels for FP8 (DequantizeLinear from
+ * float8, Cast to float8) or for MatMulInteger / Round (checked on onnxruntime-node 1.30: the nodes land on
+ * the CPU). A clear error instead of a session that quietly computes those layers on the CPU.
+ */
+function refuseOnWebGpu(ctx: LinearEmitContext, module: LinearModule, kind: LinearKind): void {
+  if (ctx.target !== 'webgpu' || (kind !== 'fp8' && kind !== 'int8')) return;
+  const what = kind === 'fp8' ? 'FP8 layers (DequantizeLinear from float8, Cast to float8)' : 'INT8 W8A8 layers (MatMulInteger, Round)';
+  throw new LinearEmitError(module.name, `onnxruntime's WebGPU provider has no kernels for ${what}; they would run on the CPU. Run this model with --device cpu (or cuda), or set quantlens.runtime.device to cpu`);
 }
 
 /** The storage a module will be emitted from. */
@@ -146,6 +179,7 @@ function floatConstant(ctx: LinearEmitContext, base: string, values: readonly nu
  */
 export async function emitLinear(ctx: LinearEmitContext, module: LinearModule, x: string): Promise<string> {
   const kind = linearKind(module);
+  refuseOnWebGpu(ctx, module, kind);
   const base = sanitize(module.name);
   let y: string;
   switch (kind) {
@@ -169,7 +203,7 @@ export async function emitLinear(ctx: LinearEmitContext, module: LinearModule, x
 
 async function emitFloat(ctx: LinearEmitContext, module: LinearModule, base: string, x: string): Promise<string> {
   const w = await floatInitializer(ctx, `${module.name}.weight`, ctx.floatType, `${base}.weight`);
-  return ctx.g.op('FusedMatMul', [x, w], { transB: 1 }, 'com.microsoft');
+  return matMulTransB(ctx.g, ctx.target, x, w);
 }
 
 /** The declared input-activation args of a module (compressed-tensors group or AutoFP8 scheme). */
@@ -224,7 +258,7 @@ async function emitFp8(ctx: LinearEmitContext, module: LinearModule, base: strin
     const q = g.op('Cast', [g.op('Div', [x, s])], { to: DataType.FLOAT8E4M3FN, saturate: 1 });
     xq = g.op('Mul', [g.op('Cast', [q], { to: ctx.floatType }), s]);
   }
-  return g.op('FusedMatMul', [xq, w], { transB: 1 }, 'com.microsoft');
+  return matMulTransB(g, ctx.target, xq, w);
 }
 
 async function emitInt8(ctx: LinearEmitContext, module: LinearModule, base: string, x: string): Promise<string> {

@@ -1,0 +1,230 @@
+/**
+ * One device policy (src/core/runtime/device.ts) and the WebGPU provider on SwiftShader, the CPU Vulkan
+ * driver Debian's chromium ships (the test-host set-up installs it and the Vulkan loader libvulkan1):
+ * - the policy's decisions and reasons for every preference, and errors for a device asked for but unusable;
+ * - real probes: `webgpu` finds the SwiftShader adapter, `auto` skips it as not a GPU, a missing driver is a
+ *   DeviceUnavailableError;
+ * - the float and INT4 (MatMulNBits) decoder graphs give the CPU's logits on WebGPU, every compute node on
+ *   WebGPU; a graph with an op WebGPU lacks is refused with the op named; W8A8 is refused at build time;
+ * - a greedy chat turn of the CLI with --device webgpu gives the same tokens as --device cpu.
+ * SwiftShader is slow: the models are tiny. Tests that need it skip, saying why, when it is absent.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import * as ort from 'onnxruntime-node';
+import { DeviceUnavailableError, decideDevice, detectDevice, graphOptionsFor, isSoftwareVulkanDriver, requireDevice, vulkanDriverLibraries } from '../../src/core/runtime/device';
+import { PlacementError, checkPlacement, describePlacement, verifyPlacement } from '../../src/core/runtime/placement';
+import { openDecoderModel, writeDecoderGraph, DecoderGraphOptions } from '../../src/core/runtime/llama/graph';
+import { runQuantizeJob } from '../../src/core/jobs/quantize';
+import { chatCommand } from '../../src/cli/chat';
+import { randomWeights, relativeError, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
+import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
+import { tempDir } from '../helpers/paths';
+
+/** SwiftShader's ICD manifest from Debian's chromium package (QUANTLENS_SWIFTSHADER_ICD overrides). */
+const SWIFTSHADER_ICD = process.env.QUANTLENS_SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+function swiftShaderMissing(): string | undefined {
+  if (!existsSync(SWIFTSHADER_ICD)) return `SwiftShader's Vulkan driver (${SWIFTSHADER_ICD}) is not installed (Debian package chromium)`;
+  try {
+    if (!/libvulkan\.so\.1\b/.test(execFileSync('sh', ['-c', 'ldconfig -p 2>/dev/null || /sbin/ldconfig -p'], { encoding: 'utf8' }))) return 'the Vulkan loader libvulkan.so.1 is not installed (Debian package libvulkan1)';
+  } catch {
+    return 'cannot list the shared libraries (ldconfig) to look for the Vulkan loader';
+  }
+  return undefined;
+}
+
+describe('runtime: one device policy', () => {
+  const softwareGpu = { usable: true, software: true, drivers: ['/x/libvk_swiftshader.so'] } as const;
+  const hardwareGpu = { usable: true, software: false, drivers: ['/x/libGLX_nvidia.so.0'] } as const;
+  const noGpu = { usable: false, reason: 'no WebGPU adapter: no Vulkan driver (ICD) was found' } as const;
+  const noCuda = { usable: false, reason: 'no NVIDIA GPU driver found on this machine' } as const;
+
+  it('auto: CUDA first, then a hardware WebGPU adapter, then the CPU — each with its reason', () => {
+    assert.deepEqual(decideDevice('auto', { cuda: { usable: true } }).executionProviders, ['cuda']);
+    const webgpu = decideDevice('auto', { cuda: noCuda, webgpu: hardwareGpu });
+    assert.equal(webgpu.device, 'webgpu');
+    assert.deepEqual(webgpu.executionProviders, ['webgpu']);
+    assert.match(webgpu.reason, /no NVIDIA GPU driver found.*WebGPU provider found a Vulkan adapter \(libGLX_nvidia/);
+    const cpu = decideDevice('auto', { cuda: noCuda, webgpu: noGpu });
+    assert.equal(cpu.device, 'cpu');
+    assert.equal(cpu.failed, false);
+    assert.match(cpu.reason, /^CPU: no NVIDIA GPU driver.*no Vulkan driver/);
+  });
+
+  it('auto skips a CPU-emulated Vulkan adapter and says so; webgpu asked for uses it', () => {
+    const auto = decideDevice('auto', { cuda: noCuda, webgpu: softwareGpu });
+    assert.equal(auto.device, 'cpu');
+    assert.match(auto.reason, /CPU-emulated Vulkan driver \(libvk_swiftshader\.so\), not a GPU — choose webgpu explicitly/);
+    const asked = decideDevice('webgpu', { webgpu: softwareGpu });
+    assert.equal(asked.device, 'webgpu');
+    assert.match(asked.reason, /as asked, on a CPU-emulated Vulkan driver/);
+  });
+
+  it('a device asked for and unusable is a failure, never the CPU in its place', () => {
+    const cuda = decideDevice('cuda', { cuda: noCuda });
+    assert.equal(cuda.failed, true);
+    assert.match(cuda.reason, /^CUDA was asked for, but no NVIDIA GPU driver/);
+    const webgpu = decideDevice('webgpu', { webgpu: noGpu });
+    assert.equal(webgpu.failed, true);
+    assert.match(webgpu.reason, /^WebGPU was asked for, but no WebGPU adapter/);
+    assert.deepEqual(decideDevice('cpu', {}).executionProviders, ['cpu']);
+  });
+
+  it('graph options follow the provider, not the host CPU', () => {
+    assert.deepEqual(graphOptionsFor('webgpu'), { target: 'webgpu', precision: 'fp32', int8Kernel: 'u8u8', int4AccuracyLevel: 0 });
+    assert.equal(graphOptionsFor('cuda').precision, 'fp16');
+    assert.equal(graphOptionsFor('cuda').int8Kernel, 'u8u8');
+    assert.equal(graphOptionsFor('cpu').target, 'cpu');
+  });
+
+  it('reads the Vulkan drivers from the ICD manifests the loader would use', async () => {
+    const tmp = tempDir();
+    try {
+      await fs.mkdir(join(tmp.path, 'icd.d'));
+      await fs.writeFile(join(tmp.path, 'icd.d', 'a.json'), JSON.stringify({ file_format_version: '1.0.0', ICD: { library_path: './libvk_swiftshader.so' } }));
+      await fs.writeFile(join(tmp.path, 'icd.d', 'b.json'), JSON.stringify({ file_format_version: '1.0.0', ICD: { library_path: 'libvulkan_lvp.so' } }));
+      await fs.writeFile(join(tmp.path, 'nvidia.json'), JSON.stringify({ file_format_version: '1.0.0', ICD: { library_path: 'libGLX_nvidia.so.0' } }));
+      const software = vulkanDriverLibraries({ VK_ICD_FILENAMES: join(tmp.path, 'icd.d') });
+      assert.deepEqual(software, [join(tmp.path, 'icd.d', 'libvk_swiftshader.so'), 'libvulkan_lvp.so']);
+      assert.ok(software.every(isSoftwareVulkanDriver));
+      const mixed = vulkanDriverLibraries({ VK_DRIVER_FILES: join(tmp.path, 'icd.d'), VK_ADD_DRIVER_FILES: join(tmp.path, 'nvidia.json') });
+      assert.equal(mixed.length, 3);
+      assert.equal(mixed.every(isSoftwareVulkanDriver), false);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('runtime: WebGPU on SwiftShader', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  const saved = { VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR };
+  const config = tinyConfig({ hidden_size: 128, intermediate_size: 256, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 64, vocab_size: 258 });
+  const tokens = [72, 101, 108, 108, 111, 44, 32, 119];
+
+  before(async function () {
+    const missing = swiftShaderMissing();
+    if (missing) {
+      console.log(`      skipped: ${missing}`);
+      this.skip();
+    }
+    tmp = tempDir();
+    // The Vulkan loader reads these when Dawn first starts, in this process and in the probes' children.
+    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    process.env.XDG_RUNTIME_DIR = tmp.path;
+    await writeTinyCheckpoint(join(tmp.path, 'float'), config, randomWeights(config, 5));
+  });
+  after(() => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    tmp?.cleanup();
+  });
+
+  it('probes: webgpu finds the SwiftShader adapter; auto skips it; no driver is a typed error', async () => {
+    const webgpu = await requireDevice('webgpu');
+    assert.equal(webgpu.device, 'webgpu');
+    assert.match(webgpu.reason, /CPU-emulated Vulkan driver \(libvk_swiftshader\.so\)/);
+    const auto = await detectDevice({ preference: 'auto', driverPresent: false });
+    assert.equal(auto.device, 'cpu');
+    assert.match(auto.reason, /libvk_swiftshader\.so\), not a GPU/);
+    const env = { ...process.env, VK_ICD_FILENAMES: join(tmp.path, 'no-such-icd.json') };
+    await assert.rejects(requireDevice('webgpu', { env }), (error: unknown) => {
+      assert.ok(error instanceof DeviceUnavailableError);
+      assert.match(error.message, /^WebGPU was asked for, but no WebGPU adapter: no Vulkan driver \(ICD\) was found/);
+      assert.match(error.detail ?? '', /Failed to get a WebGPU adapter/);
+      return true;
+    });
+  });
+
+  async function logits(modelPath: string, providers: string[]): Promise<Float32Array> {
+    const session = await ort.InferenceSession.create(modelPath, { executionProviders: providers });
+    try {
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, tokens.length]),
+        attention_mask: new ort.Tensor('int64', new BigInt64Array(tokens.length).fill(1n), [1, tokens.length]),
+      };
+      for (let l = 0; l < config.num_hidden_layers; l++) {
+        for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, 1, 0, 64]);
+      }
+      return (await session.run(feeds)).logits!.data as Float32Array;
+    } finally {
+      await session.release();
+    }
+  }
+
+  async function build(folder: string, name: string, options: DecoderGraphOptions): Promise<string> {
+    const model = await openDecoderModel(folder);
+    const modelPath = join(tmp.path, name, 'model.onnx');
+    try {
+      await writeDecoderGraph(model, modelPath, { ...options, maxSequenceLength: 32 });
+    } finally {
+      await model.checkpoint.close();
+    }
+    return modelPath;
+  }
+
+  // Tolerance: both compute in fp32 with different summation orders; 1e-4 relative is ~100× what was seen.
+  for (const [name, scheme] of [['float', undefined], ['INT4 MatMulNBits', 'w4a16-rtn']] as const) {
+    it(`${name}: logits on WebGPU equal the CPU's (relative 1e-4), every compute node on WebGPU`, async () => {
+      let folder = join(tmp.path, 'float');
+      if (scheme) {
+        folder = join(tmp.path, scheme);
+        await runQuantizeJob({ model: join(tmp.path, 'float'), out: folder, scheme });
+      }
+      const cpuGraph = await build(folder, `${name}-cpu`, { ...graphOptionsFor('cpu'), int4AccuracyLevel: 0 });
+      const gpuGraph = await build(folder, `${name}-webgpu`, graphOptionsFor('webgpu'));
+      const report = await requireDevice('webgpu');
+      const lines: string[] = [];
+      const placement = await verifyPlacement(gpuGraph, report, (line) => lines.push(line));
+      assert.deepEqual(placement.computeOnCpu, []);
+      assert.match(lines[0]!, /^session runs on WebGpuExecutionProvider \(\d+ nodes\)/);
+      assert.ok((placement.nodes.get('WebGpuExecutionProvider') ?? []).some((n) => n.op === (scheme ? 'MatMulNBits' : 'MatMul')));
+      const expected = await logits(cpuGraph, ['cpu']);
+      const actual = await logits(gpuGraph, ['webgpu']);
+      const error = relativeError(actual, expected);
+      assert.ok(error < 1e-4, `relative error ${error}`);
+    });
+  }
+
+  it('a graph with ops WebGPU lacks (CPU graph: FusedMatMul) is refused, naming them', async () => {
+    const cpuGraph = join(tmp.path, 'float-cpu', 'model.onnx');
+    const report = await requireDevice('webgpu');
+    const placement = await checkPlacement(cpuGraph, report);
+    assert.ok(placement.computeOnCpu.some((n) => n.op === 'FusedMatMul'));
+    assert.match(describePlacement(placement), /on the CPU: \d+ nodes \(.*FusedMatMul ×\d+/);
+    await assert.rejects(verifyPlacement(cpuGraph, report, () => undefined), (error: unknown) => error instanceof PlacementError && /WebGpuExecutionProvider has no kernel for FusedMatMul ×\d+/.test(error.message));
+  });
+
+  it('W8A8 for WebGPU is refused when the graph is built, with the reason', async () => {
+    const folder = join(tmp.path, 'w8a8');
+    await runQuantizeJob({ model: join(tmp.path, 'float'), out: folder, scheme: 'w8a8' });
+    await assert.rejects(build(folder, 'w8a8-webgpu', graphOptionsFor('webgpu')), /q_proj: onnxruntime's WebGPU provider has no kernels for INT8 W8A8 layers \(MatMulInteger, Round\).*--device cpu/);
+  });
+
+  it('chat: a greedy turn with --device webgpu gives the same tokens as --device cpu', async () => {
+    const folder = join(tmp.path, 'float');
+    writeTinyTokenizerFolder(folder, { 'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>', chat_template: '{% for m in messages %}{{ m.content }}{% endfor %}' } });
+    const run = async (device: string) => {
+      let text = '';
+      const out = new Writable({ write: (chunk, _e, done) => ((text += chunk.toString()), done()) });
+      const err = new Writable({ write: (_c, _e, done) => done() });
+      const code = await chatCommand([folder, '--prompt', 'Hello, world', '--greedy', '--max-new-tokens', '6', '--device', device, '--json', '--cache', join(tmp.path, 'cache')], out, err);
+      assert.equal(code, 0);
+      return JSON.parse(text) as { quantized: { tokens: number[]; model: { device: string; placement: string } } };
+    };
+    const cpu = await run('cpu');
+    const webgpu = await run('webgpu');
+    assert.equal(webgpu.quantized.model.device, 'webgpu');
+    assert.match(webgpu.quantized.model.placement, /^session runs on WebGpuExecutionProvider/);
+    assert.equal(cpu.quantized.model.device, 'cpu');
+    assert.equal(webgpu.quantized.tokens.length, 6);
+    assert.deepEqual(webgpu.quantized.tokens, cpu.quantized.tokens);
+  });
+});
