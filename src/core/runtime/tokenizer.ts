@@ -18,7 +18,10 @@
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { Environment, Interpreter, Template } from '@huggingface/jinja';
+import { Environment, Template } from '@huggingface/jinja';
+import { TemplateBudgetError, budgetedRange, DEFAULT_TEMPLATE_BUDGET, renderWithBudget, strftime, type TemplateBudget } from './chatTemplate';
+
+export { strftime };
 
 export type TokenizerErrorCode =
   /** tokenizer.json is missing. */
@@ -33,6 +36,10 @@ export type TokenizerErrorCode =
   | 'BadChatTemplate'
   /** The chat template itself rejected the conversation (its raise_exception call). */
   | 'ChatTemplateRefused'
+  /** The chat template ran past its step, depth or size budget (a loop without end, a huge string). */
+  | 'ChatTemplateBudgetExceeded'
+  /** A tokenizer file is larger than QuantLens reads (MAX_TOKENIZER_FILE_BYTES). */
+  | 'TokenizerFileTooLarge'
   /** The caller passed something unusable (token ids out of range, malformed messages). */
   | 'InvalidInput';
 
@@ -75,7 +82,16 @@ export interface ChatTemplateOptions {
   now?: Date;
   /** Extra template variables, as transformers passes extra apply_chat_template keyword arguments. */
   variables?: Readonly<Record<string, unknown>>;
+  /** The render's limits (default DEFAULT_TEMPLATE_BUDGET). */
+  budget?: TemplateBudget;
 }
+
+/**
+ * The largest tokenizer file read (tokenizer.json, tokenizer_config.json, chat templates, generation
+ * config). Llama-3's tokenizer.json is 9 MB and the largest vocabularies (Gemma's 256k tokens) about 35 MB;
+ * a file beyond 256 MiB is not a tokenizer, and parsing it would take several times its size in memory.
+ */
+export const MAX_TOKENIZER_FILE_BYTES = 256 * 1024 * 1024;
 
 export interface SpecialToken {
   readonly text: string;
@@ -304,9 +320,10 @@ export class ModelTokenizer {
     // uses the machine's locale (month names in German on a German desktop). So the program runs here in a
     // scope with transformers' globals: raise_exception (recognisable when it fires) and a C-locale
     // strftime_now.
+    const budget = options.budget ?? DEFAULT_TEMPLATE_BUDGET;
     const globals = new Environment();
     for (const [name, value] of Object.entries({ true: true, false: false, none: null, True: true, False: false, None: null })) globals.set(name, value);
-    globals.set('range', pythonRange);
+    globals.set('range', budgetedRange(budget));
     globals.set('raise_exception', (message: unknown) => {
       refusal = String(message);
       throw new Error(refusal);
@@ -315,9 +332,9 @@ export class ModelTokenizer {
     const scope = new Environment(globals);
     try {
       for (const [name, value] of Object.entries(context)) scope.set(name, value);
-      const result = new Interpreter(scope).run(template.parsed);
-      return String(result.value);
+      return renderWithBudget(template.parsed, scope, budget).text;
     } catch (error) {
+      if (error instanceof TemplateBudgetError) throw new TokenizerError('ChatTemplateBudgetExceeded', file, `${error.message}. Real chat templates stay far below this; check the chat template in this file`);
       if (refusal !== undefined) throw new TokenizerError('ChatTemplateRefused', file, `the chat template refused these messages: ${refusal}`);
       throw new TokenizerError('BadChatTemplate', file, `the chat template failed while rendering: ${messageOf(error)}`);
     }
@@ -426,71 +443,6 @@ export class StreamingDecoder {
   }
 }
 
-/** Python's range(stop) / range(start, stop[, step]). */
-function pythonRange(...args: unknown[]): number[] {
-  const numbers = args.map(Number);
-  if (numbers.length === 0 || numbers.length > 3 || numbers.some((n) => !Number.isInteger(n))) throw new Error(`range expects 1 to 3 integers, got (${args.join(', ')})`);
-  const [start, stop, step] = numbers.length === 1 ? [0, numbers[0]!, 1] : [numbers[0]!, numbers[1]!, numbers[2] ?? 1];
-  if (step === 0) throw new Error('range() arg 3 must not be zero');
-  const out: number[] = [];
-  for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
-  return out;
-}
-
-const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
-const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
-
-/**
- * Python's datetime.strftime in the C locale (English names), local time, for the directives chat
- * templates use: %Y %y %m %d %e %j %H %I %M %S %p %b %B %a %A %% and glibc's %-d / %-m / %-H / %-I
- * (no padding). transformers' strftime_now calls datetime.now().strftime(format).
- */
-export function strftime(date: Date, format: string): string {
-  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
-  const hour12 = date.getHours() % 12 === 0 ? 12 : date.getHours() % 12;
-  const startOfYear = new Date(date.getFullYear(), 0, 1);
-  const dayOfYear = Math.round((new Date(date.getFullYear(), date.getMonth(), date.getDate()).getTime() - startOfYear.getTime()) / 86_400_000) + 1;
-  return format.replace(/%(-?)([YymdejHIMSpbBaA%])/g, (whole, noPad: string, directive: string) => {
-    const num = (n: number, width = 2) => (noPad ? String(n) : pad(n, width));
-    switch (directive) {
-      case 'Y':
-        return String(date.getFullYear());
-      case 'y':
-        return pad(date.getFullYear() % 100);
-      case 'm':
-        return num(date.getMonth() + 1);
-      case 'd':
-        return num(date.getDate());
-      case 'e':
-        return String(date.getDate()).padStart(2, ' ');
-      case 'j':
-        return num(dayOfYear, 3);
-      case 'H':
-        return num(date.getHours());
-      case 'I':
-        return num(hour12);
-      case 'M':
-        return num(date.getMinutes());
-      case 'S':
-        return num(date.getSeconds());
-      case 'p':
-        return date.getHours() < 12 ? 'AM' : 'PM';
-      case 'b':
-        return MONTHS[date.getMonth()]!.slice(0, 3);
-      case 'B':
-        return MONTHS[date.getMonth()]!;
-      case 'a':
-        return DAYS[date.getDay()]!.slice(0, 3);
-      case 'A':
-        return DAYS[date.getDay()]!;
-      case '%':
-        return noPad ? whole : '%';
-      default:
-        return whole;
-    }
-  });
-}
-
 // ---------------------------------------------------------------------------------------------------------
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -501,15 +453,29 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * A tokenizer file's text; undefined when it does not exist. Its size is checked before reading
+ * (MAX_TOKENIZER_FILE_BYTES), so a huge file is refused rather than read into memory.
+ */
+async function readTextFile(path: string, code: TokenizerErrorCode): Promise<string | undefined> {
+  try {
+    const stat = await fs.stat(path);
+    if (!stat.isFile()) throw new TokenizerError(code, path, 'is not a file');
+    if (stat.size > MAX_TOKENIZER_FILE_BYTES) {
+      throw new TokenizerError('TokenizerFileTooLarge', path, `is ${(stat.size / 1048576).toFixed(0)} MiB; tokenizer files are read up to ${MAX_TOKENIZER_FILE_BYTES / 1048576} MiB (real ones are under 40 MiB), so this is not a tokenizer file`);
+    }
+    return await fs.readFile(path, 'utf8');
+  } catch (error) {
+    if (error instanceof TokenizerError) throw error;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new TokenizerError(code, path, `cannot be read: ${messageOf(error)}`);
+  }
+}
+
 /** Reads and parses a JSON file; undefined when it does not exist. Parse errors name the line and column. */
 async function readJsonFile(path: string, code: TokenizerErrorCode): Promise<unknown> {
-  let text: string;
-  try {
-    text = await fs.readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new TokenizerError(code === 'NoTokenizer' ? 'UnreadableTokenizer' : code, path, `cannot be read: ${messageOf(error)}`);
-  }
+  const text = await readTextFile(path, code === 'NoTokenizer' ? 'UnreadableTokenizer' : code);
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text);
   } catch (error) {
@@ -598,11 +564,10 @@ function specialsAround(
 async function readChatTemplates(folder: string, config: TokenizerConfigFile, configPath: string): Promise<{ templates: Map<string, string>; file: string | null }> {
   const templates = new Map<string, string>();
   const jinjaPath = join(folder, 'chat_template.jinja');
-  try {
-    templates.set('default', await fs.readFile(jinjaPath, 'utf8'));
+  const jinja = await readTextFile(jinjaPath, 'UnreadableTokenizer');
+  if (jinja !== undefined) {
+    templates.set('default', jinja);
     return { templates, file: jinjaPath };
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new TokenizerError('UnreadableTokenizer', jinjaPath, `cannot be read: ${messageOf(error)}`);
   }
   const jsonPath = join(folder, 'chat_template.json');
   const json = await readJsonFile(jsonPath, 'UnreadableTokenizer');
