@@ -24,7 +24,7 @@ type Value = ReturnType<Interpreter['evaluate']>;
  * steps, depth 9, 584k characters produced and 83k characters of output; the other test templates take a few
  * hundred steps. Margins: 355× in steps, 27× in depth, 110× in characters produced, 96× in output size. A
  * conversation filling a 128k-token context (≈ 512k characters) stays 15× under the output limit. At the
- * limits a render fails within about a second (≈ 2 µs a step).
+ * limits a render fails in 1–4 s (2–7 µs a step on the shared 2-core test machine; for loops make a scope per item).
  */
 export interface TemplateBudget {
   /** Nodes evaluated (loop bodies, expressions, macro calls), plus elements walked by size checks. */
