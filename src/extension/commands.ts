@@ -2,6 +2,7 @@ import * as vscode from 'vscode';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { INDEX_FILE_PATTERN } from '../core/safetensors/checkpoint';
+import { CancelledByCaller } from '../core/jobs/analysisClient';
 import { openFolderInspector } from './checkpointEditor';
 import { InspectorServices, InspectorSession } from './inspectorSession';
 
@@ -63,18 +64,26 @@ export function registerCommands(context: vscode.ExtensionContext, services: Ins
         void vscode.window.showWarningMessage('QuantLens: open a checkpoint in the inspector first.');
         return;
       }
-      const report = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: 'QuantLens: health scan', cancellable: true },
-        async (progress, token) => {
-          const controller = new AbortController();
-          token.onCancellationRequested(() => controller.abort());
-          let reported = 0;
-          return session.runHealthScan(true, (fraction, what) => {
-            progress.report({ increment: (fraction - reported) * 100, message: what });
-            reported = fraction;
-          }, controller.signal);
-        },
-      );
+      let report: Awaited<ReturnType<InspectorSession['runHealthScan']>>;
+      try {
+        report = await vscode.window.withProgress(
+          { location: vscode.ProgressLocation.Notification, title: 'QuantLens: health scan', cancellable: true },
+          async (progress, token) => {
+            const controller = new AbortController();
+            token.onCancellationRequested(() => controller.abort());
+            let reported = 0;
+            return session.runHealthScan(true, (fraction, what) => {
+              progress.report({ increment: (fraction - reported) * 100, message: what });
+              reported = fraction;
+            }, controller.signal);
+          },
+        );
+      } catch (error) {
+        if (error instanceof CancelledByCaller) return;
+        // A file that cannot be read (a Git LFS pointer, a truncated download) says why, here and in the Problems panel.
+        void vscode.window.showErrorMessage(`QuantLens: health scan failed: ${error instanceof Error ? error.message : String(error)}`);
+        return;
+      }
       session.show('health');
       session.postHealthReport(report);
       const errors = report.findings.filter((f) => f.severity === 'error').length;

@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
-import { basename } from 'node:path';
+import { statSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { findIndexListing } from '../core/safetensors/checkpoint';
 import type { CheckpointAnalysis } from '../core/checkpoint/summary';
 import { queryLayers, queryTensorTable } from '../core/checkpoint/tensorQuery';
@@ -52,12 +53,49 @@ export class InspectorSession implements vscode.Disposable {
     webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(services.extensionUri, 'dist', 'webview')] };
     webview.html = webviewHtml(webview, services.extensionUri, 'inspector', basename(path));
     this.disposables.push(webview.onDidReceiveMessage((message: WebviewToHost) => this.onMessage(message)));
+    this.watchCheckpointFolder();
     // Read the headers while the page loads rather than after it asks: the two overlap. Failures are
     // reported when the page is ready.
     this.getAnalysis().catch(() => undefined);
   }
 
   private codes: { analysis: CheckpointAnalysis; names: ReadonlySet<string> } | undefined;
+
+  private reloadTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * A weight file, index or config.json changing in the checkpoint's folder (a download finishing, `git lfs
+   * pull`, a re-save) invalidates everything read so far: the diagnostics go, the headers are read again
+   * and the page reloads (its view state survives through setState).
+   */
+  private watchCheckpointFolder(): void {
+    const folder = statSync(this.path, { throwIfNoEntry: false })?.isDirectory() ? this.path : dirname(this.path);
+    const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(folder), '*.{safetensors,json}'));
+    const changed = () => {
+      clearTimeout(this.reloadTimer);
+      // Writers touch a file many times; reload once they pause.
+      this.reloadTimer = setTimeout(() => void this.reload(), 300);
+    };
+    this.disposables.push(watcher, watcher.onDidChange(changed), watcher.onDidCreate(changed), watcher.onDidDelete(changed));
+  }
+
+  private async reload(): Promise<void> {
+    if (!InspectorSession.active.has(this)) return;
+    this.services.output.info(`Files of ${this.path} changed: reading it again`);
+    this.clearDiagnostics();
+    for (const controller of this.running.values()) controller.abort();
+    this.analysis = undefined;
+    this.codes = undefined;
+    await this.services.analysis.call('close', { path: this.path }).catch(() => undefined);
+    if (!InspectorSession.active.has(this)) return;
+    this.webview.html = webviewHtml(this.webview, this.services.extensionUri, 'inspector', basename(this.path));
+  }
+
+  /** Removes this view's findings from the Problems panel, unless another open view of the same file shows them too. */
+  private clearDiagnostics(): void {
+    const shared = [...InspectorSession.active].some((s) => s !== this && s.resource.toString() === this.resource.toString());
+    if (!shared) this.services.diagnostics.delete(this.resource);
+  }
 
   /** Tensors holding a quantized layer's codes (their statistics can be shown dequantized). */
   private codesTensors(analysis: CheckpointAnalysis): ReadonlySet<string> {
@@ -104,13 +142,22 @@ export class InspectorSession implements vscode.Disposable {
 
   /** Runs the health scan (used by the webview and by the "Run Health Scan" command). */
   async runHealthScan(weights: boolean, progress?: (fraction: number, what?: string) => void, signal?: AbortSignal): Promise<InspectorMethods['health']['result']> {
+    const unreadable = await this.getAnalysis().then(
+      () => undefined,
+      (error: unknown) => (error instanceof Error ? error.message : String(error)),
+    );
+    if (unreadable !== undefined) {
+      // Nothing can be scanned, and why (a Git LFS pointer, a truncated file) belongs in the Problems panel too.
+      this.publishDiagnostics([{ severity: 'error', kind: 'unreadable', message: unreadable }]);
+      throw new Error(unreadable);
+    }
     const report = await this.services.analysis.call('health', { path: this.path, weights }, { onProgress: progress, signal });
     this.publishDiagnostics(report.findings);
     const view = { findings: report.findings, scannedTensors: report.scannedTensors, scannedBytes: report.scannedBytes };
     return view;
   }
 
-  private publishDiagnostics(findings: InspectorMethods['health']['result']['findings']): void {
+  private publishDiagnostics(findings: readonly { severity: 'error' | 'warning' | 'info'; kind: string; message: string }[]): void {
     const severity = { error: vscode.DiagnosticSeverity.Error, warning: vscode.DiagnosticSeverity.Warning, info: vscode.DiagnosticSeverity.Information };
     this.services.diagnostics.set(
       this.resource,
@@ -204,6 +251,9 @@ export class InspectorSession implements vscode.Disposable {
   }
 
   dispose(): void {
+    // A closed view's findings would outlive anything that can explain or refresh them.
+    this.clearDiagnostics();
+    clearTimeout(this.reloadTimer);
     InspectorSession.active.delete(this);
     for (const controller of this.running.values()) controller.abort();
     for (const d of this.disposables) d.dispose();

@@ -89,6 +89,12 @@ export interface RenderedView {
   readonly restored: boolean;
   /** The selected tensor's detail as the page shows it, once a tensor is selected. */
   readonly tensorDetail?: TensorDetailView;
+  /** The overview's fields as the page shows them: label → text ('Linear layers', 'Tensors', 'Parameters', …). */
+  readonly overview?: Readonly<Record<string, string>>;
+  /** The Scales tab's heatmap as drawn, once the scales are loaded. */
+  readonly scales?: HeatmapView;
+  /** The Error tab's report as shown, once one is. */
+  readonly error?: ErrorReportView;
   /**
    * Milestones of this page load in ms since its navigation began: the script started (after the webview
    * machinery and the bundle loaded), the host's init arrived, the first render was reported.
@@ -134,6 +140,31 @@ export interface TensorDetailView {
   };
 }
 
+/** A heatmap read back from its SVG: what a user sees on it and in its cells' tooltips. */
+export interface HeatmapView {
+  /** Its title (aria-label). */
+  readonly title: string;
+  /** Row labels (decoder layers), top to bottom, and column labels (projections), left to right. */
+  readonly rows: readonly string[];
+  readonly columns: readonly string[];
+  /** The cells that hold a value, row by row: their labels, tooltip text and fill opacity (darker = larger). */
+  readonly cells: readonly { readonly row: string; readonly column: string; readonly text: string; readonly opacity: number }[];
+}
+
+/** The Error tab's report as the DOM has it. */
+export interface ErrorReportView {
+  /** The status line ("<scheme>: median SQNR … dB over N layers"). */
+  readonly summary: string;
+  /** The ignore-list suggestion line. */
+  readonly suggestion: string;
+  /** The "Worst layers" table's header and rows, cell texts left to right. */
+  readonly rankingHeader: readonly string[];
+  readonly ranking: readonly (readonly string[])[];
+  readonly heatmap?: HeatmapView;
+  /** Layers listed as not evaluated, with the reason. */
+  readonly skipped: readonly string[];
+}
+
 export type InspectorTable = 'tensors' | 'layers';
 
 export interface TableView {
@@ -145,6 +176,10 @@ export interface TableView {
   /** Index and first cell text of the first and last rendered rows. */
   readonly first?: { readonly index: number; readonly text: string };
   readonly last?: { readonly index: number; readonly text: string };
+  /** Every row in the DOM (at most a viewport's worth): its index and the text of each cell. */
+  readonly rows: readonly { readonly index: number; readonly cells: readonly string[] }[];
+  /** The table's status line as shown ("29 layers", "100,000 tensors", or the filter's error). */
+  readonly status: string;
 }
 
 /** Sets a table's filter and/or scrolls it (the API's revealInInspector, e.g. "show the last tensor"). */

@@ -135,6 +135,11 @@ describe('quantization error, streamed in row blocks', function () {
         assert.deepEqual(layer.errorHistogram.counts, expected.counts, `${layer.module} histogram`);
         assert.deepEqual(layer.errorHistogram.edges, expected.edges, `${layer.module} histogram edges`);
       }
+      // The median over the evaluated layers: the middle one, or the mean of the two middle ones (an even
+      // count where no layer is skipped: 6).
+      const sqnrs = whole.layers.filter((l) => !l.skipped).map((l) => l.metrics.sqnrDb).sort((a, b) => a - b);
+      const mid = sqnrs.length >> 1;
+      assert.equal(whole.medianSqnrDb, sqnrs.length % 2 ? sqnrs[mid] : (sqnrs[mid - 1]! + sqnrs[mid]!) / 2);
     });
   }
 

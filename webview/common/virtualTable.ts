@@ -123,10 +123,10 @@ export class VirtualTable<Row> {
   }
 
   /** What the table holds and what is in the DOM (bounded by the viewport, whatever the row count). */
-  snapshot(): { total: number; domRows: number; first?: { index: number; text: string }; last?: { index: number; text: string } } {
-    const rows = this.rowsLayer.children;
-    const describe = (element: Element | null) => (element ? { index: Number(element.getAttribute('aria-rowindex')) - 1, text: element.firstElementChild?.textContent ?? '' } : undefined);
-    return { total: this.total, domRows: rows.length, first: describe(this.rowsLayer.firstElementChild), last: describe(this.rowsLayer.lastElementChild) };
+  snapshot(): { total: number; domRows: number; first?: { index: number; text: string }; last?: { index: number; text: string }; rows: { index: number; cells: string[] }[] } {
+    const rows = Array.from(this.rowsLayer.children, (element) => ({ index: Number(element.getAttribute('aria-rowindex')) - 1, cells: Array.from(element.children, (cell) => cell.textContent ?? '') }));
+    const describe = (row: (typeof rows)[number] | undefined) => (row ? { index: row.index, text: row.cells[0] ?? '' } : undefined);
+    return { total: this.total, domRows: rows.length, first: describe(rows[0]), last: describe(rows[rows.length - 1]), rows };
   }
 
   focus(): void {

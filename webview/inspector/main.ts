@@ -5,7 +5,7 @@
  */
 import '../common/base.css';
 import './inspector.css';
-import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, TensorDetailView, TensorValuesView, WebviewToHost } from '../../src/protocol/inspector';
+import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, TensorValuesView, WebviewToHost } from '../../src/protocol/inspector';
 import type { WeightStatistics } from '../../src/core/stats/weightStats';
 import type { ErrorReport, SimulationName } from '../../src/core/inspect/error';
 import type { TensorRow } from '../../src/core/checkpoint/summary';
@@ -17,6 +17,7 @@ import { h, registerToolkit } from '../common/toolkit';
 import { Column, TableState, VirtualTable } from '../common/virtualTable';
 import { heatmap, histogramChart } from '../common/charts';
 import { formatBytes, formatCount, formatShape } from '../../src/core/util/format';
+import { readErrorReport, readFields, readHeatmap, readTensorDetail, ShownTensorDetail } from './readBack';
 
 /** When this script started, in ms since the page's navigation began (see RenderedView.timing). */
 const scriptStartMs = performance.now();
@@ -91,7 +92,7 @@ function onMessage(message: HostToWebview): void {
 }
 
 /** The virtualized tables with their filter setters, registered by the views that own them. */
-const tables = new Map<InspectorTable, { table: VirtualTable<unknown>; filter: () => string; setFilter: (text: string) => Promise<void> }>();
+const tables = new Map<InspectorTable, { table: VirtualTable<unknown>; status: HTMLElement; filter: () => string; setFilter: (text: string) => Promise<void> }>();
 
 async function runTableCommand(command: TableCommand): Promise<void> {
   const entry = tables.get(command.table);
@@ -184,8 +185,11 @@ function reportRendered(): void {
       loaded: [...loaded],
       worstLayer,
       restored,
-      tables: Object.fromEntries([...tables].map(([name, t]): [InspectorTable, TableView] => [name, { ...t.table.snapshot(), filter: t.filter() }])),
-      tensorDetail: readTensorDetail(),
+      tables: Object.fromEntries([...tables].map(([name, t]): [InspectorTable, TableView] => [name, { ...t.table.snapshot(), filter: t.filter(), status: t.status.textContent ?? '' }])),
+      tensorDetail: readTensorDetail(document.getElementById('tensor-detail'), shownDetail, state.statsScale),
+      overview: readFields(document.querySelector('#view-overview .overview > .fields')),
+      scales: loaded.has('scales') ? readHeatmap(document.querySelector('#view-scales svg.heatmap')) : undefined,
+      error: readErrorReport(document.getElementById('error-body')),
       timing: { scriptStart: scriptStartMs, init: initMs ?? NaN, firstRender: (firstRenderMs ??= performance.now()) },
     },
   });
@@ -233,7 +237,7 @@ function render(summary: SummaryView, wholeCheckpoint: string | undefined): void
   app.setAttribute('aria-busy', 'false');
   const tabs: [Tab, string][] = [
     ['overview', 'Overview'],
-    ['layers', `Layers (${summary.layerCounts.quantized + summary.layerCounts.ignored + summary.layerCounts.unquantized + summary.layerCounts.missing})`],
+    ['layers', `Layers (${summary.layerCounts.quantized + summary.layerCounts.ignored + summary.layerCounts.unquantized + summary.layerCounts.missing + summary.layerCounts.elsewhere})`],
     ['tensors', `Tensors (${summary.tensorCount.toLocaleString('en-US')})`],
     ['scales', 'Scales'],
     ['error', 'Error'],
@@ -268,7 +272,9 @@ function layoutText(summary: SummaryView): string {
     ? `sharded · ${summary.index} · ${summary.shards.length} shard${summary.shards.length === 1 ? '' : 's'}`
     : summary.layout === 'folder-of-shards'
       ? `folder of ${summary.shards.length} shards (no index)`
-      : 'single file';
+      : summary.shardOf
+        ? `one shard of ${summary.shardOf}`
+        : 'single file';
 }
 
 function overview(summary: SummaryView, wholeCheckpoint: string | undefined): HTMLElement {
@@ -291,7 +297,7 @@ function overview(summary: SummaryView, wholeCheckpoint: string | undefined): HT
       'div',
       { class: 'fields' },
       field('Model', modelLine),
-      field('Linear layers', `${lc.quantized} quantized · ${lc.ignored} ignored · ${lc.unquantized} unquantized${lc.missing ? ` · ${lc.missing} missing` : ''}`),
+      field('Linear layers', `${lc.quantized} quantized · ${lc.ignored} ignored · ${lc.unquantized} unquantized${lc.missing ? ` · ${lc.missing} missing` : ''}${lc.elsewhere ? ` · ${lc.elsewhere} in other shards` : ''}`),
       field('Tensors', summary.tensorCount.toLocaleString('en-US')),
       field('Parameters', `${formatCount(summary.totalElements)} stored elements (${summary.totalElements.toLocaleString('en-US')})`),
       field('Size', `${formatBytes(summary.totalBytes)} of tensor data`),
@@ -331,9 +337,10 @@ function dropdown(id: string, label: string, options: [string, string][], value:
   return select;
 }
 
-const STATE_LABEL: Record<LinearModule['state'], string> = { quantized: 'quantized', ignored: 'ignored', unquantized: 'unquantized', missing: 'missing' };
+const STATE_LABEL: Record<LinearModule['state'], string> = { quantized: 'quantized', ignored: 'ignored', unquantized: 'unquantized', missing: 'missing', elsewhere: 'other shard' };
 
 function storageText(m: LinearModule): string {
+  if (m.state === 'elsewhere') return `in ${m.shard ?? 'another shard'}`;
   const o = m.observed;
   if (!o) return '—';
   const parts = [o.kind === 'float' ? (o.weightDtype ?? 'float') : o.kind];
@@ -375,6 +382,7 @@ function layersView(): HTMLElement {
   let layerFilterField: (HTMLElement & { value: string }) | undefined;
   tables.set('layers', {
     table: table as VirtualTable<unknown>,
+    status,
     filter: () => state.layerFilter,
     setFilter: (text) => {
       state.layerFilter = text;
@@ -392,7 +400,7 @@ function layersView(): HTMLElement {
         state.layerFilter = v;
         void table.refresh();
       })),
-      dropdown('layer-state', 'Filter by state', [['', 'all states'], ['quantized', 'quantized'], ['ignored', 'ignored'], ['unquantized', 'unquantized'], ['missing', 'missing'], ['issues', 'with issues']], state.layerState, (v) => {
+      dropdown('layer-state', 'Filter by state', [['', 'all states'], ['quantized', 'quantized'], ['ignored', 'ignored'], ['unquantized', 'unquantized'], ['missing', 'missing'], ['elsewhere', 'in other shards'], ['issues', 'with issues']], state.layerState, (v) => {
         state.layerState = v as ViewState['layerState'];
         void table.refresh();
       }),
@@ -465,6 +473,7 @@ function tensorsView(summary: SummaryView): HTMLElement {
   let tensorFilterField: (HTMLElement & { value: string }) | undefined;
   tables.set('tensors', {
     table: table as VirtualTable<unknown>,
+    status,
     filter: () => state.tensorFilter,
     setFilter: (text) => {
       state.tensorFilter = text;
@@ -528,7 +537,7 @@ const VIEW_LABELS: Record<TensorValuesView, string> = {
 };
 
 /** The tensor whose detail is on the page, and the statistics it shows (for the `rendered` report). */
-let shownDetail: { row: TensorRow; quantized: boolean; view: TensorValuesView; shown?: { view: TensorValuesView; result: TensorStatistics | WeightStatistics }; refresh: () => void } | undefined;
+let shownDetail: (ShownTensorDetail & { refresh: () => void }) | undefined;
 
 function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
   const body = h('div', { class: 'stats-body' });
@@ -594,43 +603,6 @@ function showTensorDetail(detail: HTMLElement, row: TensorRow): void {
     body,
   );
   showCached();
-}
-
-/** The tensor detail as the DOM shows it: the toggle's state, each statistic's text, the histogram's bars. */
-function readTensorDetail(): TensorDetailView | undefined {
-  const detail = document.getElementById('tensor-detail');
-  if (!shownDetail || !detail) return undefined;
-  const toggle = detail.querySelector<HTMLElement & { value: string }>('#stats-view');
-  const grid = detail.querySelector('#stats-grid');
-  const shown = shownDetail.shown;
-  const bars = Array.from(detail.querySelectorAll('.chart-box rect.bar > title'), (t) => Number((t.textContent ?? '').split('): ').pop()!.replace(/,/g, '')));
-  return {
-    tensor: shownDetail.row.name,
-    quantized: shownDetail.quantized,
-    view: shownDetail.view,
-    toggle: toggle
-      ? {
-          tag: toggle.tagName.toLowerCase(),
-          role: toggle.getAttribute('role') ?? '',
-          label: toggle.getAttribute('aria-label') ?? '',
-          tabIndex: toggle.tabIndex,
-          focused: document.activeElement === toggle,
-          value: toggle.value,
-          options: Array.from(toggle.querySelectorAll('vscode-option'), (o) => o.getAttribute('value') ?? ''),
-        }
-      : undefined,
-    stats:
-      shown && grid
-        ? {
-            view: shown.view,
-            fields: Object.fromEntries(Array.from(grid.querySelectorAll('.field'), (f) => [f.querySelector('.field-label')?.textContent ?? '', f.querySelector('.field-value')?.textContent ?? ''])),
-            values: (({ min, max, mean, std, absMax, count, nan }) => ({ min, max, mean, std, absMax, count, nan }))(shown.result.stats),
-            histogramAxis: state.statsScale,
-            histogramTotal: bars.reduce((a, b) => a + b, 0),
-            histogramBars: bars.length,
-          }
-        : undefined,
-  };
 }
 
 /** Tensors that hold a quantized layer's codes, as the host marked them on the pages it sent. */
@@ -756,6 +728,7 @@ function scalesContent(modules: ModuleScales[]): HTMLElement {
         state.scaleStat = v as ViewState['scaleStat'];
         save();
         draw();
+        reportRendered();
       }),
       h('span', { class: 'muted' }, 'Colour: log scale between the smallest and largest value. Click or press Enter on a cell.'),
     ),
@@ -842,8 +815,8 @@ function errorReportView(report: ErrorReport): HTMLElement {
   return h(
     'div',
     {},
-    h('p', { role: 'status', class: 'scheme' }, `${report.kind === 'simulation' ? `Simulated ${report.scheme}` : report.scheme}: median SQNR ${report.medianSqnrDb.toFixed(2)} dB over ${evaluated.length} layers`),
-    h('p', {}, report.suggestedIgnore.length ? `Suggested ignore list (SQNR far below the median): ${JSON.stringify(report.suggestedIgnore)}` : 'No layer stands out: no ignore list suggested.'),
+    h('p', { role: 'status', class: 'scheme', id: 'error-summary' }, `${report.kind === 'simulation' ? `Simulated ${report.scheme}` : report.scheme}: median SQNR ${report.medianSqnrDb.toFixed(2)} dB over ${evaluated.length} layers`),
+    h('p', { id: 'error-suggestion' }, report.suggestedIgnore.length ? `Suggested ignore list (SQNR far below the median): ${JSON.stringify(report.suggestedIgnore)}` : 'No layer stands out: no ignore list suggested.'),
     heatmap(
       blocks.map((b) => `layer ${b}`),
       PROJECTIONS.map((p) => p.replace('_proj', '')),
@@ -870,7 +843,7 @@ function errorReportView(report: ErrorReport): HTMLElement {
         }),
       ),
     ),
-    skippedLayers.length ? h('ul', { class: 'problems' }, ...skippedLayers.map((l) => h('li', { class: 'warning' }, `${l.module}: ${l.skipped}`))) : undefined,
+    skippedLayers.length ? h('ul', { class: 'problems', id: 'error-skipped' }, ...skippedLayers.map((l) => h('li', { class: 'warning' }, `${l.module}: ${l.skipped}`))) : undefined,
     detail,
   );
 }

@@ -81,13 +81,19 @@ const DEFAULT_CACHE_ELEMENTS = 16 * 1024 * 1024;
  */
 const COMPUTE_ELEMENTS = 64 * 1024;
 
+/** The median of ascending numbers: the middle one, or the mean of the two middle ones for an even count. */
+function medianOfSorted(sorted: readonly number[]): number {
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 function finish(kind: ErrorReport['kind'], scheme: string, layers: LayerError[]): ErrorReport {
   const evaluated = layers.filter((l) => !l.skipped);
   const ranking = [...evaluated].sort((a, b) => a.metrics.sqnrDb - b.metrics.sqnrDb).map((l) => l.module);
   const sqnrs = evaluated.map((l) => l.metrics.sqnrDb).filter(Number.isFinite).sort((a, b) => a - b);
-  const median = sqnrs.length ? sqnrs[Math.floor(sqnrs.length / 2)]! : NaN;
+  const median = sqnrs.length ? medianOfSorted(sqnrs) : NaN;
   const deviations = sqnrs.map((v) => Math.abs(v - median)).sort((a, b) => a - b);
-  const mad = deviations.length ? deviations[Math.floor(deviations.length / 2)]! : 0;
+  const mad = deviations.length ? medianOfSorted(deviations) : 0;
   const threshold = median - Math.max(3, 4 * mad);
   const suggestedIgnore = evaluated.filter((l) => Number.isFinite(median) && l.metrics.sqnrDb < threshold).map((l) => l.module);
   return { kind, scheme, layers, ranking, suggestedIgnore, medianSqnrDb: median };

@@ -5,8 +5,9 @@ import * as assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
+import type { QuantLensApi } from '../../../src/extension/extension';
 import { takeScreenshot } from './screenshot';
-import { sleep, waitFor } from './wait';
+import { waitFor } from './wait';
 
 const EXTENSION_ID = 'quantlens.quantlens';
 
@@ -63,20 +64,18 @@ describe('QuantLens in VS Code', () => {
     assert.deepEqual(missing, [], `contributed but not registered: ${missing.join(', ')}`);
   });
 
-  it('opens a .safetensors file in the checkpoint inspector', async () => {
+  it('opens a .safetensors file in the checkpoint inspector, which shows its tensors and linear layers', async () => {
     const dir = join(workspaceDir(), 'checkpoints');
     mkdirSync(dir, { recursive: true });
     const file = join(dir, 'example.safetensors');
-    writeFileSync(
-      file,
-      safetensorsFile([
-        { name: 'model.embed_tokens.weight', shape: [16, 8] },
-        { name: 'model.layers.0.self_attn.q_proj.weight', shape: [8, 8] },
-        { name: 'model.layers.0.mlp.up_proj.weight', shape: [12, 8] },
-        { name: 'model.norm.weight', shape: [8] },
-        { name: 'lm_head.weight', shape: [16, 8] },
-      ]),
-    );
+    const tensors = [
+      { name: 'model.embed_tokens.weight', shape: [16, 8] },
+      { name: 'model.layers.0.self_attn.q_proj.weight', shape: [8, 8] },
+      { name: 'model.layers.0.mlp.up_proj.weight', shape: [12, 8] },
+      { name: 'model.norm.weight', shape: [8] },
+      { name: 'lm_head.weight', shape: [16, 8] },
+    ];
+    writeFileSync(file, safetensorsFile(tensors));
     const uri = vscode.Uri.file(file);
 
     await vscode.commands.executeCommand('vscode.open', uri);
@@ -87,9 +86,41 @@ describe('QuantLens in VS Code', () => {
     assert.equal(input.viewType, 'quantlens.checkpoint');
     assert.equal(input.uri.fsPath, uri.fsPath);
 
-    // Give the webview a moment to render the header before the picture for the README.
-    await sleep(2000);
+    // What the file holds, from the list it was written from: the linear layers are the 2-D weights of the
+    // projections and lm_head (not the embedding), all F32, 4 bytes per element.
+    const elements = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+    const linear = tensors.filter((t) => /(_proj|^lm_head)\.weight$/.test(t.name)).map((t) => t.name.replace(/\.weight$/, ''));
+    const total = tensors.reduce((sum, t) => sum + elements(t.shape), 0);
+    const quantlens = await vscode.extensions.getExtension<QuantLensApi>(EXTENSION_ID)!.activate();
+    const page = () => quantlens.inspectors().find((i) => i.path === file)?.rendered;
+    const view = await waitFor(`the inspector page of ${file} to render its overview`, () => page());
+    assert.equal(view.title, 'example.safetensors');
+    assert.equal(view.scheme, 'Unquantized fp32 checkpoint');
+    assert.deepEqual(view.tabs.slice(0, 3), ['Overview', `Layers (${linear.length})`, `Tensors (${tensors.length})`]);
+    assert.equal(view.overview?.Tensors, String(tensors.length));
+    assert.equal(view.overview?.Parameters, `${total} stored elements (${total})`);
+    assert.equal(view.overview?.['Linear layers'], `0 quantized · 0 ignored · ${linear.length} unquantized`);
     const png = await takeScreenshot('inspector-example');
     if (png) console.log(`    screenshot: ${png}`);
+
+    assert.ok(quantlens.showInspectorTab(file, 'tensors'));
+    const table = await waitFor(`the Tensors table with all ${tensors.length} rows on screen`, () => {
+      const t = page()?.tables?.tensors;
+      return page()?.tab === 'tensors' && t?.domRows === tensors.length ? t : undefined;
+    });
+    assert.equal(table.status, `${tensors.length} tensors`);
+    const byName = (a: readonly string[], b: readonly string[]) => a[0]!.localeCompare(b[0]!);
+    assert.deepEqual(
+      table.rows.map((r) => r.cells.slice(0, 5)).sort(byName),
+      tensors.map((t) => [t.name, 'F32', `[${t.shape.join(', ')}]`, String(elements(t.shape)), `${elements(t.shape) * 4} B`]).sort(byName),
+    );
+
+    assert.ok(quantlens.showInspectorTab(file, 'layers'));
+    const layers = await waitFor(`the Layers table with ${linear.length} rows on screen`, () => {
+      const t = page()?.tables?.layers;
+      return page()?.tab === 'layers' && t?.domRows === linear.length ? t : undefined;
+    });
+    assert.equal(layers.status, `${linear.length} layers`);
+    assert.deepEqual(layers.rows.map((r) => r.cells.slice(0, 3)).sort(byName), linear.map((m) => [m, 'unquantized', 'F32']).sort(byName));
   });
 });

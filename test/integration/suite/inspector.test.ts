@@ -2,14 +2,17 @@
 // before this suite runs) and on a checkpoint quantized from it: the editor opens, the page renders the
 // detected scheme, the health scan reaches the Problems panel, and screenshots go to out/screenshots/.
 import * as assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
 import type { QuantLensApi } from '../../../src/extension/extension';
+import type { RenderedView } from '../../../src/protocol/inspector';
 import { runQuantizeJob } from '../../../src/core/jobs/quantize';
+import { Checkpoint } from '../../../src/core/safetensors/checkpoint';
 import { takeScreenshot } from './screenshot';
 import { sleep, waitFor } from './wait';
+import { int4Group128SymmetricSqnr, int8ChannelSqnr, median, readBf16, tooltipNumber } from './references';
 import { QuantizedFixture, StoredLayer, writeAutoFp8Fixture, writeGptqFixture, writeInt8ChannelFixture, writePackQuantizedFixture } from './quantizedFixtures';
 
 function exampleDir(): string {
@@ -28,6 +31,76 @@ async function api(): Promise<QuantLensApi> {
 async function rendered(path: string) {
   const quantlens = await api();
   return waitFor(`the inspector page for ${path}`, () => quantlens.inspectors().find((i) => i.path === path && i.rendered)?.rendered);
+}
+
+/**
+ * Waits until the page for `path` reports a view that `accept` takes; on timeout, says what did not appear and
+ * what the page showed instead.
+ */
+async function shown<T>(path: string, what: string, accept: (view: RenderedView) => T | undefined, timeoutMs = 60_000): Promise<T> {
+  const quantlens = await api();
+  const last = () => quantlens.inspectors().find((i) => i.path === path)?.rendered;
+  try {
+    return await waitFor(what, () => {
+      const view = last();
+      return view ? accept(view) : undefined;
+    }, timeoutMs);
+  } catch (error) {
+    const { tab, loaded, tables, error: report } = last() ?? {};
+    throw new Error(`${(error as Error).message}; the page reports ${JSON.stringify({ tab, loaded, tables, error: report })}`);
+  }
+}
+
+/** The decoder's linear layers as the headers have them: `<module>.weight` of the seven projections, and lm_head. */
+const LINEAR_WEIGHT = /^(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
+const PROJECTIONS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
+const headingOf = (module: string) => {
+  const m = /^model\.layers\.(\d+)\.\w+\.(\w+)_proj$/.exec(module);
+  return m ? `layer ${m[1]} ${m[2]}` : undefined;
+};
+
+/** SQNR text within the rounding of its two decimals (plus float noise) of the float64 reference. */
+function assertSqnrText(text: string | undefined, reference: number, where: string): void {
+  assert.ok(text !== undefined && Math.abs(Number(text) - reference) <= 0.0051, `${where}: the page shows SQNR ${text}, the float64 reference is ${reference.toFixed(4)} dB`);
+}
+
+/**
+ * The Error tab against float64 SQNRs by module: the summary line, the "Worst layers" table (order, SQNR and
+ * relative error of each row), and the heatmap's cells (one per decoder layer and projection).
+ */
+function checkErrorReport(report: NonNullable<RenderedView['error']>, reference: Map<string, number>, scheme: string): void {
+  const byQuality = [...reference].sort((a, b) => a[1] - b[1]);
+  const summary = new RegExp(`^${scheme.replace(/[()|.*+?]/g, '\\$&')}: median SQNR (-?[\\d.]+) dB over (\\d+) layers$`).exec(report.summary);
+  assert.ok(summary, `error summary ${JSON.stringify(report.summary)}`);
+  const middle = median([...reference.values()]);
+  assertSqnrText(summary[1], middle, 'median');
+  assert.equal(Number(summary[2]), reference.size);
+  // Outliers: more than max(3 dB, 4 × the median absolute deviation) below the median.
+  const threshold = middle - Math.max(3, 4 * median([...reference.values()].map((v) => Math.abs(v - middle))));
+  const outliers = byQuality.filter(([, v]) => v < threshold).map(([m]) => m);
+  const suggested = /^Suggested ignore list \(SQNR far below the median\): (\[.*\])$/.exec(report.suggestion);
+  if (outliers.length === 0) assert.equal(report.suggestion, 'No layer stands out: no ignore list suggested.');
+  else assert.deepEqual((JSON.parse(suggested?.[1] ?? '[]') as string[]).sort(), outliers.sort(), `suggestion ${JSON.stringify(report.suggestion)}`);
+  assert.deepEqual(report.rankingHeader, ['layer', 'SQNR dB', 'rel. error', 'max |err|', 'cosine']);
+  assert.deepEqual(report.ranking.map((row) => row[0]), byQuality.slice(0, 12).map(([module]) => module), 'the worst layers, worst first');
+  for (const [module, sqnr, relative] of report.ranking) {
+    const expected = reference.get(module!)!;
+    assertSqnrText(sqnr, expected, module!);
+    const relativeError = 10 ** (-expected / 20); // ‖e‖ / ‖w‖
+    assert.ok(Math.abs(Number(relative) - relativeError) <= 0.006 * relativeError, `${module}: rel. error ${relative}, expected ${relativeError.toExponential(3)}`);
+  }
+  const heatmap = report.heatmap!;
+  const blocks = new Set([...reference.keys()].map(headingOf).filter((h) => h !== undefined));
+  assert.deepEqual(heatmap.columns, PROJECTIONS);
+  assert.equal(heatmap.cells.length, blocks.size);
+  for (const cell of heatmap.cells) {
+    const module = [...reference.keys()].find((m) => headingOf(m) === `${cell.row} ${cell.column}`);
+    assert.ok(module, `a heatmap cell for ${cell.row} ${cell.column}, which is no layer`);
+    assertSqnrText(String(tooltipNumber(cell.text)), reference.get(module)!, `heatmap cell ${cell.row} ${cell.column}`);
+  }
+  // Darker is worse: the darkest cell is the worst decoder layer.
+  const darkest = heatmap.cells.reduce((a, b) => (b.opacity > a.opacity ? b : a));
+  assert.equal(`${darkest.row} ${darkest.column}`, headingOf(byQuality.find(([m]) => headingOf(m))![0]));
 }
 
 function activeCustomTab(): vscode.TabInputCustom | undefined {
@@ -52,8 +125,17 @@ describe('Checkpoint inspector on the shipped example', function () {
     const tab = await waitFor('the inspector tab', () => (activeCustomTab()?.viewType === 'quantlens.checkpointIndex' ? activeCustomTab() : undefined));
     assert.equal(tab.uri.fsPath, join(dir, 'model.safetensors.index.json'));
     const view = await rendered(tab.uri.fsPath);
+    // What the headers and config.json hold: 7 projections per decoder layer plus lm_head, all bf16.
+    const checkpoint = await Checkpoint.open(tab.uri.fsPath);
+    const linear = checkpoint.tensors.filter((t) => LINEAR_WEIGHT.test(t.name)).length;
+    const tensors = checkpoint.tensors.length;
+    await checkpoint.close();
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { num_hidden_layers: number };
+    assert.equal(linear, config.num_hidden_layers * 7 + 1);
     assert.equal(view.scheme, 'Unquantized bf16 checkpoint');
-    assert.deepEqual(view.tabs, ['Overview', 'Layers (29)', 'Tensors (39)', 'Scales', 'Error', 'Health']);
+    assert.deepEqual(view.tabs, ['Overview', `Layers (${linear})`, `Tensors (${tensors})`, 'Scales', 'Error', 'Health']);
+    assert.equal(view.overview?.['Linear layers'], `0 quantized · 0 ignored · ${linear} unquantized`);
+    assert.equal(view.overview?.Tensors, String(tensors));
     await takeScreenshot('inspector-tiny-llama');
   });
 
@@ -61,14 +143,17 @@ describe('Checkpoint inspector on the shipped example', function () {
     const file = join(exampleDir(), 'model.safetensors.index.json');
     await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(file), 'quantlens.checkpointIndex');
     await rendered(file);
+    // The page's default scheme, computed here in float64 from the bf16 weights, layer by layer (before the
+    // simulation starts: this blocks the extension host for seconds).
+    const checkpoint = await Checkpoint.open(file);
+    const reference = new Map<string, number>();
+    for (const t of checkpoint.tensors.filter((t) => LINEAR_WEIGHT.test(t.name))) reference.set(t.name.replace(/\.weight$/, ''), int4Group128SymmetricSqnr(await readBf16(checkpoint, t.name), t.shape[1]!));
+    await checkpoint.close();
     await vscode.commands.executeCommand('quantlens.simulateQuantization');
-    const quantlens = await api();
-    const view = await waitFor('the simulated error report', () => {
-      const r = quantlens.inspectors().find((i) => i.path === file)?.rendered;
-      return r?.loaded.includes('error') ? r : undefined;
-    }, 60_000);
+    const view = await shown(file, 'the simulated error report in the Error tab', (r) => (r.tab === 'error' && r.error ? r : undefined), 60_000);
+    checkErrorReport(view.error!, reference, 'Simulated INT4 group 128 (symmetric)');
     // Layer 0's down_proj was generated with the heaviest tails (examples/README.md).
-    assert.equal(view.worstLayer, 'model.layers.0.mlp.down_proj');
+    assert.equal(view.error!.ranking[0]![0], 'model.layers.0.mlp.down_proj');
     await takeScreenshot('inspector-simulated-error');
   });
 
@@ -89,19 +174,70 @@ describe('Checkpoint inspector on the shipped example', function () {
     await waitFor('the quantized checkpoint in the inspector', () => (activeCustomTab()?.uri.fsPath === file ? true : undefined));
     const view = await rendered(file);
     assert.equal(view.scheme, 'INT8 weights per channel, INT8 activations per token (dynamic), lm_head not quantized');
+    // From the headers: a weight_scale per quantized layer, and lm_head left in bf16.
+    const quantized = await Checkpoint.open(file);
+    const original = await Checkpoint.open(join(exampleDir(), 'model.safetensors.index.json'));
+    const modules = quantized.tensors.filter((t) => LINEAR_WEIGHT.test(t.name)).map((t) => t.name.replace(/\.weight$/, ''));
+    const scaled = modules.filter((m) => quantized.tensors.some((t) => t.name === `${m}.weight_scale`));
+    assert.deepEqual(modules.filter((m) => !scaled.includes(m)), ['lm_head']);
+    assert.equal(quantized.tensor('lm_head.weight').dtype, 'BF16');
+    assert.deepEqual([view.tabs[1], view.tabs[2]], [`Layers (${modules.length})`, `Tensors (${quantized.tensors.length})`]);
+    assert.equal(view.overview?.['Linear layers'], `${scaled.length} quantized · 1 ignored · 0 unquantized`);
     await takeScreenshot('inspector-w8a8');
 
     const quantlens = await api();
+    // The layer map: every linear layer, in the checkpoint's order; then filtered to one projection and to lm_head.
     assert.ok(quantlens.showInspectorTab(file, 'layers'));
-    await waitFor('the layers tab', () => (quantlens.inspectors().find((i) => i.path === file)?.rendered?.tab === 'layers' ? true : undefined));
+    const layers = await shown(file, `the layer table with ${modules.length} layers`, (r) => (r.tab === 'layers' && r.tables?.layers?.total === modules.length && r.tables.layers.domRows > 0 ? r.tables.layers : undefined));
+    assert.equal(layers.status, `${modules.length} layers`);
+    // The rows on screen: the first ones, each a linear layer of the checkpoint, each once.
+    assert.deepEqual(layers.rows.map((row) => row.index), layers.rows.map((_, i) => i));
+    const onScreen = layers.rows.map((row) => row.cells[0]!);
+    assert.deepEqual(onScreen.filter((name) => !modules.includes(name)), [], 'rows that are no linear layer of the checkpoint');
+    assert.equal(new Set(onScreen).size, onScreen.length);
     await takeScreenshot('inspector-w8a8-layers');
+    assert.ok(quantlens.revealInInspector(file, { table: 'layers', filter: 'down_proj' }));
+    const downs = scaled.filter((m) => m.endsWith('.down_proj'));
+    const down = await shown(file, 'the layer table filtered to down_proj', (r) => (r.tables?.layers?.filter === 'down_proj' && r.tables.layers.domRows === downs.length ? r.tables.layers : undefined));
+    assert.equal(down.status, `${downs.length} layers`);
+    assert.deepEqual(down.rows.map((row) => row.cells.slice(0, 2)), downs.map((m) => [m, 'quantized']));
+    // I8 codes with one scale per output row ([out, 1]).
+    for (const row of down.rows) assert.match(row.cells[2]!, /8-bit · channel/, `storage of ${row.cells[0]}`);
+    assert.ok(quantlens.revealInInspector(file, { table: 'layers', filter: 'lm_head' }));
+    const head = await shown(file, 'the layer table filtered to lm_head', (r) => (r.tables?.layers?.filter === 'lm_head' && r.tables.layers.domRows === 1 ? r.tables.layers : undefined));
+    assert.deepEqual(head.rows[0]!.cells.slice(0, 3), ['lm_head', 'ignored', 'BF16']);
+    assert.ok(quantlens.revealInInspector(file, { table: 'layers', filter: '' }));
 
+    // The scales heatmap: per decoder layer and projection, the largest of the layer's per-channel scales.
+    const maxScale = new Map<string, number>();
+    for (const m of scaled) maxScale.set(m, (await readBf16(quantized, `${m}.weight_scale`)).reduce((a, b) => Math.max(a, b), -Infinity));
     assert.ok(quantlens.showInspectorTab(file, 'scales', true));
-    await waitFor('the scales heatmap', () => (quantlens.inspectors().find((i) => i.path === file)?.rendered?.loaded.includes('scales') ? true : undefined));
+    const scales = await shown(file, 'the scales heatmap', (r) => r.scales);
+    assert.equal(scales.title, 'max weight scale per layer and projection');
+    assert.deepEqual(scales.columns, PROJECTIONS);
+    assert.equal(scales.cells.length, scaled.length);
+    const logs = [...maxScale.values()].map(Math.log10);
+    const [lo, hi] = [Math.min(...logs), Math.max(...logs)];
+    for (const cell of scales.cells) {
+      const module = scaled.find((m) => headingOf(m) === `${cell.row} ${cell.column}`);
+      assert.ok(module, `a scales cell for ${cell.row} ${cell.column}, which is no quantized layer`);
+      const expected = maxScale.get(module)!;
+      const value = tooltipNumber(cell.text);
+      // Three significant digits on screen; the colour is the value's place between the smallest and largest (log).
+      assert.ok(Math.abs(value - expected) <= 5e-3 * expected, `${module}: the heatmap shows ${cell.text}, the largest weight_scale is ${expected}`);
+      const opacity = 0.08 + (0.92 * (Math.log10(expected) - lo)) / (hi - lo);
+      assert.ok(Math.abs(cell.opacity - opacity) <= 0.0011, `${module}: fill opacity ${cell.opacity}, expected ${opacity.toFixed(3)}`);
+    }
     await takeScreenshot('inspector-w8a8-scales');
 
+    // The comparison with the original: every quantized layer's SQNR against a float64 dequantization here.
+    const sqnr = new Map<string, number>();
+    for (const m of scaled) sqnr.set(m, await int8ChannelSqnr(quantized, original, m));
+    await quantized.close();
+    await original.close();
     await vscode.commands.executeCommand('quantlens.compareWithOriginal', vscode.Uri.file(exampleDir()));
-    await waitFor('the comparison with the original', () => (quantlens.inspectors().find((i) => i.path === file)?.rendered?.loaded.includes('error') ? true : undefined), 60_000);
+    const compared = await shown(file, 'the comparison with the original in the Error tab', (r) => r.error, 60_000);
+    checkErrorReport(compared, sqnr, view.scheme);
     await takeScreenshot('inspector-w8a8-error');
 
     await vscode.commands.executeCommand('quantlens.runHealthScan');
