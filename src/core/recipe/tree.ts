@@ -2,11 +2,12 @@
  * Parses recipe YAML (and JSON configs) into a small position-keeping tree, with syntax problems as
  * diagnostics, never exceptions. YAML is read with the YAML 1.1 rules of PyYAML's `yaml.safe_load`, which
  * is what llm-compressor uses: `yes`/`on` are booleans, `2:4` is the sexagesimal integer 124, merge keys
- * work, and a duplicate key silently keeps the last value. Aliases and merge keys are expanded; the nodes
- * keep the source offsets of the text they came from.
+ * work, and a duplicate key silently keeps the last value. Aliases and merge keys are expanded (within the
+ * limits of aliases.ts); the nodes keep the source offsets of the text they came from.
  */
-import { Alias, Document, LineCounter, Scalar, isAlias, isMap, isPair, isScalar, isSeq, parseDocument } from 'yaml';
+import { Document, LineCounter, Scalar, isAlias, isMap, isPair, isScalar, isSeq, parseDocument } from 'yaml';
 import type { ScalarTag } from 'yaml';
+import { AliasBudget, AliasInfo, scanDocument } from './aliases';
 import type { Diagnostic, Position, Range, Severity } from './types';
 
 export interface Span {
@@ -161,7 +162,8 @@ export function parseText(text: string, options: { json?: boolean } = {}): Parse
       version: options.json ? '1.2' : '1.1',
       ...(options.json ? {} : { customTags: (tags) => [...tags.filter((t) => typeof t === 'string' || t.tag !== 'tag:yaml.org,2002:bool'), pyTrue, pyFalse] }),
       prettyErrors: false,
-      uniqueKeys: true,
+      // Duplicate keys are found by scanDocument: the package's own check is quadratic in a mapping's size.
+      uniqueKeys: false,
       keepSourceTokens: false,
     });
   } catch (error) {
@@ -176,12 +178,6 @@ export function parseText(text: string, options: { json?: boolean } = {}): Parse
     let [start, end] = error.pos;
     const detail = error.message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '');
     const custom = YAML_MESSAGES[error.code];
-    if (error.code === 'DUPLICATE_KEY') {
-      const key = /^("(?:[^"\\]|\\.)*"|'[^']*'|[^:\n,{}[\]]+)/.exec(text.slice(start))?.[1]?.trimEnd() ?? text.slice(start, end);
-      end = Math.max(end, start + key.length);
-      push(options.json ? 'warning' : 'error', 'duplicate-key', options.json ? `duplicate key ${key}: Python's json module keeps only the last one` : custom!(detail, key), span(start, end));
-      continue;
-    }
     broken = true;
     if (error.code === 'RESOURCE_EXHAUSTION') {
       exhausted = true;
@@ -210,17 +206,27 @@ export function parseText(text: string, options: { json?: boolean } = {}): Parse
     push('warning', syntaxCode, `${options.json ? 'JSON' : 'YAML'}: ${detail}`, span(start, end));
   }
 
-  const builder = new TreeBuilder(doc, text, (s, code, message) => push('error', code, message, s));
   let root: PNode | undefined;
+  let builder: TreeBuilder | undefined;
   try {
-    root = doc.contents === null || exhausted ? undefined : builder.node(doc.contents as unknown, 0, 0);
+    if (doc.contents !== null && !exhausted) {
+      const scan = scanDocument(doc.contents);
+      for (const key of scan.duplicateKeys) {
+        const start = (key as { range?: [number, number, number] | null }).range?.[0] ?? 0;
+        const name = /^("(?:[^"\\]|\\.)*"|'[^']*'|[^:\n,{}[\]]+)/.exec(text.slice(start, start + 1024))?.[1]?.trimEnd() ?? '';
+        push(options.json ? 'warning' : 'error', 'duplicate-key', options.json ? `duplicate key ${name}: Python's json module keeps only the last one` : YAML_MESSAGES.DUPLICATE_KEY!('', name), span(start, start + Math.max(1, name.length)));
+      }
+      builder = new TreeBuilder(scan.aliases, text, lines, (s, code, message) => push('error', code, message, s));
+      root = builder.node(doc.contents as unknown, 0, 0);
+    }
   } catch (error) {
     push('error', 'yaml-syntax', `cannot read the document: ${(error as Error).message}`, span(0, 0));
     broken = true;
     root = undefined;
   }
   if (root && root.kind === 'scalar' && root.value === null && !root.quoted && (root.source === undefined || root.source === '' || root.source === '~')) root = undefined;
-  if (builder.tooDeep) broken = true;
+  // A tree cut short (too deep, aliases left unexpanded) would give misleading semantic errors.
+  if (builder?.tooDeep || builder?.aliasBudget.exceeded) broken = true;
   return { text, root, diagnostics, broken, lines, json: options.json === true };
 }
 
@@ -279,13 +285,23 @@ function lineEndOf(text: string, offset: number): number {
 
 class TreeBuilder {
   tooDeep = false;
+  readonly aliasBudget = new AliasBudget();
   private readonly reportedDepth = new Set<number>();
+  /** Alias problems are reported once per alias, however many expansions meet it. */
+  private readonly reportedAliases = new Set<number>();
 
   constructor(
-    private readonly doc: Document.Parsed,
+    private readonly aliases: ReadonlyMap<object, AliasInfo>,
     private readonly text: string,
+    private readonly lines: LineCounter,
     private readonly report: (span: Span, code: string, message: string) => void,
   ) {}
+
+  private reportAlias(span: Span, code: string, message: string): void {
+    if (this.reportedAliases.has(span.start)) return;
+    this.reportedAliases.add(span.start);
+    this.report(span, code, message);
+  }
 
   private spanOf(node: unknown, fallback = 0): Span {
     const range = (node as { range?: [number, number, number] | null }).range;
@@ -304,20 +320,32 @@ class TreeBuilder {
       return { kind: 'scalar', span, value: null, quoted: false };
     }
     if (isAlias(node)) {
-      if (aliasDepth > 16) {
-        this.report(span, 'yaml-syntax', `alias *${node.source} expands recursively`);
-        return { kind: 'scalar', span, value: null, quoted: false };
+      const unexpanded: PScalar = { kind: 'scalar', span, value: null, quoted: false };
+      const alias = this.aliases.get(node);
+      if (!alias?.target) {
+        this.reportAlias(span, 'yaml-syntax', `undefined alias *${node.source}: no anchor &${node.source} precedes it`);
+        return unexpanded;
       }
-      const target = (node as Alias).resolve(this.doc);
-      if (!target) {
-        this.report(span, 'yaml-syntax', `undefined alias *${node.source}: no anchor &${node.source} precedes it`);
-        return { kind: 'scalar', span, value: null, quoted: false };
+      if (alias.recursive) {
+        this.reportAlias(span, 'yaml-syntax', `alias *${alias.name} expands recursively: it sits inside the node anchored &${alias.name}`);
+        return unexpanded;
       }
-      return this.node(target, depth, aliasDepth + 1);
+      // An outermost alias is charged for its whole expansion, nested aliases included, before any of it is built.
+      if (aliasDepth === 0) {
+        const anchorAt = this.spanOf(alias.target, span.start).start;
+        const charge = this.aliasBudget.charge(alias, positionAt(this.lines, this.text, anchorAt).line + 1);
+        if (!charge.expand) {
+          if (charge.message) this.reportAlias(span, 'too-many-aliases', charge.message);
+          return unexpanded;
+        }
+      }
+      return this.node(alias.target, depth, aliasDepth + 1);
     }
     if (isScalar(node)) return this.scalar(node, span);
     if (isMap(node)) {
       const entries: PEntry[] = [];
+      /** Index of each key in `entries` (a linear search per key is quadratic in a wide mapping). */
+      const indexOf = new Map<string, number>();
       const merges: PEntry[][] = [];
       for (const pair of node.items) {
         if (!isPair(pair)) continue;
@@ -336,13 +364,20 @@ class TreeBuilder {
         }
         if (keyNode.kind !== 'scalar') this.report(keySpan, 'complex-key', 'a mapping or list cannot be a key (PyYAML: unhashable key)');
         const key = keyNode.kind === 'scalar' ? scalarKey(keyNode) : '';
-        const existing = entries.findIndex((e) => e.key === key);
+        const existing = indexOf.get(key);
         const entry: PEntry = { key, keyNode, keySpan, value };
-        if (existing >= 0) entries[existing] = entry; // PyYAML keeps the last duplicate
-        else entries.push(entry);
+        if (existing !== undefined) entries[existing] = entry; // PyYAML keeps the last duplicate
+        else {
+          indexOf.set(key, entries.length);
+          entries.push(entry);
+        }
       }
       for (const merged of merges) {
-        for (const entry of merged) if (!entries.some((e) => e.key === entry.key)) entries.push(entry);
+        for (const entry of merged) {
+          if (indexOf.has(entry.key)) continue;
+          indexOf.set(entry.key, entries.length);
+          entries.push(entry);
+        }
       }
       return { kind: 'map', span, flow: node.flow === true, entries };
     }
