@@ -4,27 +4,25 @@
  *
  * The model a recipe is checked against is the folder in `quantlens.recipe.model`, or else the nearest
  * ancestor folder of the document holding config.json and *.safetensors.
+ *
+ * Nothing here parses a document on the extension host's thread: validation runs in one recipe worker,
+ * hovers and completion in another (so they never wait behind a long validation), each within a time and
+ * memory budget. An edit stops the document's running validation at once; a run past its budget becomes a
+ * diagnostic saying the file is too large or complex to analyse.
  */
 import * as vscode from 'vscode';
+import { join } from 'node:path';
 import { recipeModel } from './recipeModel';
-import {
-  CompletionItem as CoreCompletion,
-  Diagnostic as CoreDiagnostic,
-  DocumentKind,
-  ModelLayers,
-  Range as CoreRange,
-  completionsAt,
-  documentKind,
-  hoverAt,
-  modelLayersFromCheckpoint,
-  validateQuantizationConfig,
-  validateRecipe,
-} from '../core/recipe';
+import { CompletionItem as CoreCompletion, Diagnostic as CoreDiagnostic, DocumentKind, ModelLayers, Range as CoreRange, documentKind, modelLayersFromCheckpoint } from '../core/recipe';
+import { ANALYSIS_BUDGET, EDITOR_SERVICE_BUDGET, RecipeWorker, SupersededRun, failedAnalysisDiagnostic } from '../core/recipe/recipeWorker';
 
 const DEBOUNCE_MS = 300;
 const MODEL_CACHE_MS = 30_000;
 
-export function registerRecipeSupport(context: vscode.ExtensionContext): void {
+export function registerRecipeSupport(context: Pick<vscode.ExtensionContext, 'subscriptions' | 'extensionPath'>): void {
+  const workerPath = join(context.extensionPath, 'dist', 'workers', 'recipe.worker.js');
+  const validation = new RecipeWorker(workerPath, ANALYSIS_BUDGET);
+  const editorServices = new RecipeWorker(workerPath, EDITOR_SERVICE_BUDGET);
   const collection = vscode.languages.createDiagnosticCollection('quantlens-recipes');
   const lastResults = new Map<string, readonly CoreDiagnostic[]>();
   const timers = new Map<string, ReturnType<typeof setTimeout>>();
@@ -61,8 +59,14 @@ export function registerRecipeSupport(context: vscode.ExtensionContext): void {
     versions.set(key, version);
     const model = await modelFor(doc);
     if (versions.get(key) !== version || doc.isClosed) return; // a newer edit is on its way
-    const text = doc.getText();
-    const diagnostics = kind === 'recipe' ? validateRecipe(text, { model }) : validateQuantizationConfig(text, { model });
+    let diagnostics: readonly CoreDiagnostic[];
+    try {
+      diagnostics = await validation.run(key, 'validate', { text: doc.getText(), kind, model });
+    } catch (error) {
+      if (error instanceof SupersededRun) return; // a newer version of the document is being validated
+      diagnostics = [failedAnalysisDiagnostic(error)];
+    }
+    if (versions.get(key) !== version || doc.isClosed) return;
     lastResults.set(key, diagnostics);
     collection.set(doc.uri, diagnostics.map(toVscodeDiagnostic));
   };
@@ -89,13 +93,20 @@ export function registerRecipeSupport(context: vscode.ExtensionContext): void {
   context.subscriptions.push(
     collection,
     { dispose: () => timers.forEach((t) => clearTimeout(t)) },
+    { dispose: () => void validation.dispose() },
+    { dispose: () => void editorServices.dispose() },
     vscode.workspace.onDidOpenTextDocument((doc) => schedule(doc, 0)),
-    vscode.workspace.onDidChangeTextDocument((event) => schedule(event.document)),
+    vscode.workspace.onDidChangeTextDocument((event) => {
+      // The running validation of the old text is stale: stop it now rather than after the debounce.
+      validation.cancel(event.document.uri.toString());
+      schedule(event.document);
+    }),
     vscode.workspace.onDidSaveTextDocument((doc) => schedule(doc, 0)),
     vscode.workspace.onDidCloseTextDocument((doc) => {
       const key = doc.uri.toString();
       clearTimeout(timers.get(key));
       timers.delete(key);
+      validation.cancel(key);
       lastResults.delete(key);
       versions.delete(key);
       collection.delete(doc.uri);
@@ -106,10 +117,10 @@ export function registerRecipeSupport(context: vscode.ExtensionContext): void {
       for (const doc of vscode.workspace.textDocuments) schedule(doc, 0);
     }),
     vscode.languages.registerHoverProvider(selector, {
-      provideHover(doc, position) {
+      async provideHover(doc, position, token) {
         const kind = kindOf(doc);
         if (!kind) return undefined;
-        const hover = hoverAt(doc.getText(), { line: position.line, character: position.character }, kind);
+        const hover = await editorService(token, 'hover', () => editorServices.run('hover', 'hover', { text: doc.getText(), position: { line: position.line, character: position.character }, kind }));
         if (!hover) return undefined;
         const markdown = new vscode.MarkdownString(hover.contents);
         return new vscode.Hover(markdown, toVscodeRange(hover.range));
@@ -118,12 +129,12 @@ export function registerRecipeSupport(context: vscode.ExtensionContext): void {
     vscode.languages.registerCompletionItemProvider(
       selector,
       {
-        async provideCompletionItems(doc, position) {
+        async provideCompletionItems(doc, position, token) {
           const kind = kindOf(doc);
           if (!kind) return undefined;
           const model = kind === 'recipe' ? await modelFor(doc) : undefined;
-          const items = completionsAt(doc.getText(), { line: position.line, character: position.character }, { kind, model });
-          return items.map(toVscodeCompletion);
+          const items = await editorService(token, 'completion', () => editorServices.run('completion', 'completion', { text: doc.getText(), position: { line: position.line, character: position.character }, kind, model }));
+          return (items ?? []).map(toVscodeCompletion);
         },
       },
       ':',
@@ -158,6 +169,18 @@ export function registerRecipeSupport(context: vscode.ExtensionContext): void {
       { providedCodeActionKinds: [vscode.CodeActionKind.QuickFix] },
     ),
   );
+
+  /** A hover or completion from the worker; undefined when VS Code cancelled it, a newer one replaced it, or it failed. */
+  const editorService = async <T>(token: vscode.CancellationToken | undefined, key: string, start: () => Promise<T>): Promise<T | undefined> => {
+    const cancel = token?.onCancellationRequested(() => editorServices.cancel(key));
+    try {
+      return await start();
+    } catch {
+      return undefined; // editor services fail soft: no hover rather than an error in the editor
+    } finally {
+      cancel?.dispose();
+    }
+  };
 
   for (const doc of vscode.workspace.textDocuments) schedule(doc, 0);
 }

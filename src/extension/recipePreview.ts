@@ -2,11 +2,13 @@
  * The recipe preview custom editor (`quantlens.recipePreview`, "Open With…" on YAML files, or "QuantLens:
  * Open Recipe Preview"): the recipe in words, its problems, the layer map it produces on a chosen model, the
  * estimated output size, and Run (which hands the recipe and model to `quantlens.quantizeModel`). Glue only:
- * the view model is src/core/recipe/preview.ts; the page is webview/recipe.
+ * the view model is src/core/recipe/preview.ts, built in the recipe worker (within a time and memory budget,
+ * a newer version of the document superseding a stale build); the page is webview/recipe.
  */
 import * as vscode from 'vscode';
 import { basename, dirname, relative, resolve } from 'node:path';
-import { ModelLayers, RecipePreview, buildRecipePreview, modelLayersFromCheckpoint, queryPreviewLayers, runAvailability } from '../core/recipe';
+import { ModelLayers, RecipePreview, modelLayersFromCheckpoint, queryPreviewLayers, runAvailability } from '../core/recipe';
+import { ANALYSIS_BUDGET, RecipeWorker, SupersededRun, failedAnalysisDiagnostic } from '../core/recipe/recipeWorker';
 import type { PreviewLayerQuery } from '../core/recipe/preview';
 import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeRenderedView, RecipeWebviewToHost } from '../protocol/recipe';
 import { webviewHtml } from './webviewHtml';
@@ -23,11 +25,19 @@ export interface RecipePreviewServices {
   readonly output: vscode.LogOutputChannel;
 }
 
+interface SessionServices extends RecipePreviewServices {
+  /** Builds the previews of every page, one at a time, off the extension host's thread. */
+  readonly worker: RecipeWorker;
+}
+
 type ModelOrigin = ModelChoice['origin'];
 
 /** One preview page over one recipe document. */
 export class RecipePreviewSession implements vscode.Disposable {
   private static readonly active = new Set<RecipePreviewSession>();
+  private static nextId = 1;
+  /** This page's key in the recipe worker: its newer build supersedes its stale one, other pages' are left alone. */
+  private readonly workerKey = `preview-${RecipePreviewSession.nextId++}`;
   /** Models asked for by the command before the editor opened (document URI → folder). */
   static readonly pendingModels = new Map<string, string>();
   private readonly disposables: vscode.Disposable[] = [];
@@ -54,7 +64,7 @@ export class RecipePreviewSession implements vscode.Disposable {
   constructor(
     readonly document: vscode.TextDocument,
     private readonly webview: vscode.Webview,
-    private readonly services: RecipePreviewServices,
+    private readonly services: SessionServices,
   ) {
     RecipePreviewSession.active.add(this);
     const pending = RecipePreviewSession.pendingModels.get(document.uri.toString());
@@ -67,7 +77,9 @@ export class RecipePreviewSession implements vscode.Disposable {
     this.disposables.push(
       webview.onDidReceiveMessage((message: RecipeWebviewToHost) => void this.onMessage(message)),
       vscode.workspace.onDidChangeTextDocument((event) => {
-        if (event.document === document && event.contentChanges.length > 0) this.schedule();
+        if (event.document !== document || event.contentChanges.length === 0) return;
+        services.worker.cancel(this.workerKey); // the build of the old text is stale
+        this.schedule();
       }),
       vscode.workspace.onDidChangeConfiguration((event) => {
         if (!event.affectsConfiguration('quantlens.recipe', document.uri)) return;
@@ -148,7 +160,16 @@ export class RecipePreviewSession implements vscode.Disposable {
       }
     }
     if (serial !== this.serial) return;
-    this.preview = buildRecipePreview(this.document.getText(), { fileName: this.document.fileName, model: layers });
+    let preview: RecipePreview;
+    try {
+      preview = await this.services.worker.run(this.workerKey, 'preview', { text: this.document.getText(), fileName: this.document.fileName, model: layers });
+    } catch (error) {
+      if (error instanceof SupersededRun) return; // a newer refresh is building the preview of the newer text
+      const diagnostic = failedAnalysisDiagnostic(error);
+      preview = { isRecipe: true, stages: [], diagnostics: [diagnostic], errors: 1, warnings: 0 };
+    }
+    if (serial !== this.serial) return;
+    this.preview = preview;
     this.post({ type: 'update', update: this.update(version, this.modelError ? { error: this.modelError } : undefined) });
   }
 
@@ -253,6 +274,7 @@ export class RecipePreviewSession implements vscode.Disposable {
   dispose(): void {
     RecipePreviewSession.active.delete(this);
     clearTimeout(this.timer);
+    this.services.worker.cancel(this.workerKey);
     for (const d of this.disposables) d.dispose();
   }
 }
@@ -265,7 +287,7 @@ function withoutLayers(preview: RecipePreview | undefined): PreviewView {
 }
 
 class RecipePreviewProvider implements vscode.CustomTextEditorProvider {
-  constructor(private readonly services: RecipePreviewServices) {}
+  constructor(private readonly services: SessionServices) {}
 
   resolveCustomTextEditor(document: vscode.TextDocument, panel: vscode.WebviewPanel): void {
     const session = new RecipePreviewSession(document, panel.webview, this.services);
@@ -275,8 +297,10 @@ class RecipePreviewProvider implements vscode.CustomTextEditorProvider {
 
 /** Registers the custom editor and "QuantLens: Open Recipe Preview". */
 export function registerRecipePreview(context: vscode.ExtensionContext, services: RecipePreviewServices): void {
+  const worker = new RecipeWorker(vscode.Uri.joinPath(services.extensionUri, 'dist', 'workers', 'recipe.worker.js').fsPath, ANALYSIS_BUDGET);
   context.subscriptions.push(
-    vscode.window.registerCustomEditorProvider(RECIPE_PREVIEW_VIEW_TYPE, new RecipePreviewProvider(services), { supportsMultipleEditorsPerDocument: true }),
+    { dispose: () => void worker.dispose() },
+    vscode.window.registerCustomEditorProvider(RECIPE_PREVIEW_VIEW_TYPE, new RecipePreviewProvider({ ...services, worker }), { supportsMultipleEditorsPerDocument: true }),
     vscode.commands.registerCommand('quantlens.openRecipePreview', async (target?: vscode.Uri | { recipe?: string | vscode.Uri; model?: string }) => {
       const argument = target instanceof vscode.Uri ? { recipe: target } : (target ?? {});
       const recipe = typeof argument.recipe === 'string' ? vscode.Uri.file(argument.recipe) : (argument.recipe ?? vscode.window.activeTextEditor?.document.uri);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import Module from 'node:module';
 import { join } from 'node:path';
-import { tempDir } from '../helpers/paths';
+import { repoRoot, tempDir } from '../helpers/paths';
 import { writeFileSync } from 'node:fs';
 
 type Listener<T> = (value: T) => void;
@@ -75,7 +75,7 @@ class CodeAction {
 function fakeVscode() {
   const listeners = { open: [] as Listener<unknown>[], change: [] as Listener<unknown>[], save: [] as Listener<unknown>[], close: [] as Listener<unknown>[], config: [] as Listener<unknown>[] };
   const collections = new Map<string, Map<string, Diagnostic[]>>();
-  const providers: { hover?: { provideHover: (d: unknown, p: Position) => Hover | undefined }; completion?: { provideCompletionItems: (d: unknown, p: Position) => Promise<CompletionItem[] | undefined> }; actions?: { provideCodeActions: (d: unknown, r: Range, c: { diagnostics: Diagnostic[] }) => CodeAction[] | undefined } } = {};
+  const providers: { hover?: { provideHover: (d: unknown, p: Position) => Promise<Hover | undefined> }; completion?: { provideCompletionItems: (d: unknown, p: Position) => Promise<CompletionItem[] | undefined> }; actions?: { provideCodeActions: (d: unknown, r: Range, c: { diagnostics: Diagnostic[] }) => CodeAction[] | undefined } } = {};
   const settings: Record<string, string> = {};
   const disposable = { dispose() {} };
   const on = (list: Listener<unknown>[]) => (fn: Listener<unknown>) => {
@@ -137,11 +137,23 @@ function document(path: string, text: string, version = 1) {
 
 const settle = (ms = 60) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `probe` until it returns a value (validation runs in a worker thread that starts on first use). */
+async function eventually<T>(what: string, probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await settle(20);
+  }
+}
+
 describe('VS Code glue (registerRecipeSupport) with a stand-in vscode API', () => {
   const fake = fakeVscode();
   const moduleApi = Module as unknown as { _load: (request: string, parent: unknown, isMain: boolean) => unknown };
   const originalLoad = moduleApi._load;
   let tmp: ReturnType<typeof tempDir>;
+  let disposables: { dispose(): unknown }[] = [];
   let registerRecipeSupport: typeof import('../../src/extension/recipeLanguage').registerRecipeSupport;
 
   before(() => {
@@ -152,10 +164,13 @@ describe('VS Code glue (registerRecipeSupport) with a stand-in vscode API', () =
     };
     registerRecipeSupport = (require('../../src/extension/recipeLanguage') as typeof import('../../src/extension/recipeLanguage')).registerRecipeSupport;
     const subscriptions: unknown[] = [];
-    registerRecipeSupport({ subscriptions } as never);
+    // The recipe worker is dist/workers/recipe.worker.js under the extension's folder (built by esbuild.mjs).
+    registerRecipeSupport({ subscriptions, extensionPath: repoRoot() } as never);
+    disposables = subscriptions as { dispose(): unknown }[];
     assert.ok(subscriptions.length >= 8);
   });
   after(() => {
+    for (const d of disposables) d.dispose(); // stops the worker threads
     moduleApi._load = originalLoad;
     tmp.cleanup();
   });
@@ -167,8 +182,8 @@ describe('VS Code glue (registerRecipeSupport) with a stand-in vscode API', () =
     fake.listeners.open.forEach((l) => l(doc));
     const other = document(join(tmp.path, 'ci.yaml'), 'jobs: {}\n');
     fake.listeners.open.forEach((l) => l(other));
+    const diagnostics = await eventually('diagnostics of recipe.yaml', () => store.get(`file://${path}`));
     await settle();
-    const diagnostics = store.get(`file://${path}`)!;
     assert.equal(diagnostics.length, 1);
     assert.equal(diagnostics[0]!.source, 'QuantLens');
     assert.equal(diagnostics[0]!.code, 'unknown-preset');
@@ -187,15 +202,30 @@ describe('VS Code glue (registerRecipeSupport) with a stand-in vscode API', () =
     const fixed = document(path, 'q_stage:\n  q_modifiers:\n    GPTQModifier: {scheme: W4A16}\n', 2);
     fake.listeners.change.forEach((l) => l({ document: fixed }));
     assert.equal(store.get(`file://${path}`)!.length, 1, 'not yet: debounced');
-    await settle(450);
-    assert.equal(store.get(`file://${path}`)!.length, 0);
+    await eventually('the fixed recipe to validate clean', () => (store.get(`file://${path}`)!.length === 0 ? true : undefined));
     fake.listeners.close.forEach((l) => l(fixed));
     assert.equal(store.has(`file://${path}`), false);
   });
 
+  it('an alias bomb gets its diagnostic from the worker, and hovers still answer', async () => {
+    const store = fake.collections.get('quantlens-recipes')!;
+    const path = join(tmp.path, 'bomb_recipe.yaml');
+    const lines = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (const [name, previous] of [['b', 'a'], ['c', 'b'], ['d', 'c'], ['e', 'd'], ['f', 'e'], ['g', 'f'], ['h', 'g']]) lines.push(`${name}: &${name} [${Array(9).fill(`*${previous}`).join(', ')}]`);
+    const doc = document(path, `${lines.join('\n')}\nquant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n      targets: *h\n`);
+    const started = Date.now();
+    fake.listeners.open.forEach((l) => l(doc));
+    const diagnostics = await eventually('the bomb diagnostic', () => store.get(`file://${path}`));
+    assert.ok(Date.now() - started < 5000);
+    assert.deepEqual(diagnostics.map((d) => [d.code, d.range.start.line]), [['too-many-aliases', 4]]);
+    assert.match(diagnostics[0]!.message, /^alias \*d is not expanded/);
+    const hover = (await fake.providers.hover!.provideHover(doc, new Position(10, 8)))!;
+    assert.match(hover.contents.value, /QuantizationModifier/);
+  });
+
   it('hover and completion go through the core', async () => {
     const doc = document(join(tmp.path, 'recipe.yaml'), 'q_stage:\n  q_modifiers:\n    GPTQModifier:\n      block_s\n');
-    const hover = fake.providers.hover!.provideHover(doc, new Position(2, 6))!;
+    const hover = (await fake.providers.hover!.provideHover(doc, new Position(2, 6)))!;
     assert.match(hover.contents.value, /GPTQModifier/);
     const items = (await fake.providers.completion!.provideCompletionItems(doc, new Position(3, 13)))!;
     const blockSize = items.find((i) => i.label === 'block_size')!;
@@ -215,8 +245,7 @@ describe('VS Code glue (registerRecipeSupport) with a stand-in vscode API', () =
     const path = join(tmp.path, 'model_recipe.yaml');
     const doc = document(path, 'q_stage:\n  q_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          targets: [Linear]\n          weights: {num_bits: 4, strategy: group, group_size: 64}\n');
     fake.listeners.open.forEach((l) => l(doc));
-    await settle(200);
-    const d = store.get(`file://${path}`)!;
+    const d = await eventually('diagnostics against the model', () => store.get(`file://${path}`));
     assert.equal(d.length, 1, d.map((x) => x.message).join(' | '));
     assert.match(d[0]!.message, /down_proj \(in_features 96\)/);
   });

@@ -5,7 +5,7 @@
  * crashes or exits, every pending call fails with the client's words for it and the next call starts a
  * fresh worker.
  */
-import { Worker } from 'node:worker_threads';
+import { Worker, WorkerOptions } from 'node:worker_threads';
 
 export interface PendingCall {
   reject(error: Error): void;
@@ -24,6 +24,8 @@ export class WorkerLink<Out extends { readonly id?: number }, Call extends Pendi
     private readonly deliver: (message: Out, call: Call) => boolean,
     /** The error pending calls fail with when the worker crashes or exits on its own. */
     private readonly ended: (end: WorkerEnd) => Error,
+    /** For every worker started (e.g. `resourceLimits`, which end a worker past its heap budget). */
+    private readonly workerOptions: WorkerOptions = {},
   ) {}
 
   newId(): number {
@@ -48,7 +50,7 @@ export class WorkerLink<Out extends { readonly id?: number }, Call extends Pendi
     this.worker?.postMessage(message);
   }
 
-  /** Stops the worker; pending calls fail with `reason`. */
+  /** Stops the worker; pending calls fail with `reason`. The next call starts a fresh worker. */
   async dispose(reason: Error): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
@@ -69,7 +71,7 @@ export class WorkerLink<Out extends { readonly id?: number }, Call extends Pendi
 
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(this.workerPath);
+    const worker = new Worker(this.workerPath, this.workerOptions);
     worker.on('message', (message: Out) => {
       const call = message.id === undefined ? undefined : this.pending.get(message.id);
       if (call && this.deliver(message, call)) this.settle(message.id!);
