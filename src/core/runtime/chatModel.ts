@@ -50,6 +50,8 @@ export interface OnnxCausalLMOptions {
   readonly maxPositions?: number;
   readonly executionProviders?: readonly string[];
   readonly intraOpNumThreads?: number;
+  /** Longest run of new tokens per session.run; longer prompts are fed in chunks over the KV cache (device.ts: WebGPU). */
+  readonly maxTokensPerRun?: number;
 }
 
 export class OnnxCausalLM implements CausalLM {
@@ -67,6 +69,7 @@ export class OnnxCausalLM implements CausalLM {
     private readonly headDim: number,
     private readonly inputs: ReadonlySet<string>,
     private readonly keepInput: string | undefined,
+    private readonly maxTokensPerRun: number,
   ) {}
 
   /** Loads `modelPath` (an .onnx file, its external data beside it). */
@@ -128,6 +131,7 @@ export class OnnxCausalLM implements CausalLM {
         headDim,
         new Set(inputs.keys()),
         keepInput,
+        options.maxTokensPerRun ?? Number.MAX_SAFE_INTEGER,
       );
     } catch (error) {
       await session.release();
@@ -136,6 +140,28 @@ export class OnnxCausalLM implements CausalLM {
   }
 
   async forward(ids: readonly number[], past: KVCache | null, options: { lastOnly?: boolean } = {}): Promise<ForwardResult> {
+    if (ids.length <= this.maxTokensPerRun) return this.forwardOnce(ids, past, options);
+    // In chunks over the cache: the same logits as one run (causal attention), for providers whose kernels
+    // are only right for short runs.
+    const rows: Float32Array[] = [];
+    let cache = past;
+    for (let start = 0; start < ids.length; start += this.maxTokensPerRun) {
+      const chunk = ids.slice(start, start + this.maxTokensPerRun);
+      const last = start + chunk.length >= ids.length;
+      const result = await this.forwardOnce(chunk, cache, { lastOnly: options.lastOnly });
+      cache = result.cache;
+      if (!options.lastOnly || last) rows.push(result.logits);
+    }
+    const logits = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+    let offset = 0;
+    for (const r of rows) {
+      logits.set(r, offset);
+      offset += r.length;
+    }
+    return { logits, cache: cache! };
+  }
+
+  private async forwardOnce(ids: readonly number[], past: KVCache | null, options: { lastOnly?: boolean }): Promise<ForwardResult> {
     const ort = this.ort;
     const cache = past as OnnxCache | null;
     const pastLength = cache?.length ?? 0;

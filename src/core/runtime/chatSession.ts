@@ -11,7 +11,7 @@ import { ChatModelError, OnnxCausalLM, findOnnxGraph } from './chatModel';
 import { ModelTokenizer, type ChatMessage } from './tokenizer';
 import type { DecoderGraphInfo } from './llama/graph';
 import { buildDecoderGraph } from './graphCache';
-import { DeviceKind, DevicePreference, DeviceReport, graphOptionsFor, requireDevice } from './device';
+import { DeviceKind, DevicePreference, DeviceReport, WEBGPU_MAX_TOKENS_PER_RUN, graphOptionsFor, requireDevice } from './device';
 import { verifyPlacement } from './placement';
 
 /** Asked for: device.ts's policy decides (auto: CUDA, else a hardware WebGPU adapter, else the CPU). */
@@ -89,6 +89,7 @@ export async function loadChatModel(folder: string, options: LoadOptions): Promi
       label: basename(resolve(folder)),
       ...(maxPositions ? { maxPositions } : {}),
       executionProviders: report.executionProviders,
+      ...(device === 'webgpu' ? { maxTokensPerRun: WEBGPU_MAX_TOKENS_PER_RUN } : {}),
       ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
     });
   } catch (error) {

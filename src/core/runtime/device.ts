@@ -1,5 +1,5 @@
 /**
- * Where onnxruntime sessions run — the one device policy of QuantLens (docs/runtime.md):
+ * Where onnxruntime sessions run — the one device policy of QuantLens (docs/runtime.md §7):
  *
  * - `cpu`: the CPU execution provider.
  * - `cuda`: onnxruntime's CUDA provider; an error (DeviceUnavailableError) with the reason when it cannot load.
@@ -74,6 +74,20 @@ export function graphOptionsFor(device: DeviceKind): DeviceGraphOptions {
     case 'webgpu':
       return { target: 'webgpu', precision: 'fp32', int8Kernel: 'u8u8', int4AccuracyLevel: 0 };
   }
+}
+
+/**
+ * Longest run of new tokens onnxruntime's WebGPU provider computes correctly in a decoder graph: on
+ * onnxruntime-node 1.30 (SwiftShader) GroupQueryAttention's logits are wrong (8% relative) for 32 or more new
+ * tokens in one run and right for up to 31, also over a 64-token cache (docs/runtime.md §7). Chat feeds
+ * longer prompts in chunks; calibration (no cache between runs) refuses longer sequences on WebGPU.
+ */
+export const WEBGPU_MAX_TOKENS_PER_RUN = 16;
+
+/** Calibration on WebGPU: each block graph sees a whole sequence in one run; longer ones would be wrong. */
+export function checkTokensPerRun(device: DeviceKind, tokens: number): void {
+  if (device !== 'webgpu' || tokens <= WEBGPU_MAX_TOKENS_PER_RUN) return;
+  throw new DeviceUnavailableError('webgpu', `calibration runs ${tokens}-token sequences through each block at once, and onnxruntime's WebGPU attention is only right for up to ${WEBGPU_MAX_TOKENS_PER_RUN} tokens per run (docs/runtime.md §7): calibrate with --device cpu (or cuda), or a sequence length of at most ${WEBGPU_MAX_TOKENS_PER_RUN}`);
 }
 
 /** What the provider is called in onnxruntime's logs. */
