@@ -12,6 +12,8 @@ import { QuantizeError } from '../core/quant/rtn';
 import { CALIBRATE_FLAGS, calibrateCommand } from './calibrate';
 import { PreflightFailed } from '../core/jobs/runJob';
 import { CHAT_FLAGS, ChatCommandError, chatCommand } from './chat';
+import { DeviceUnavailableError } from '../core/runtime/device';
+import { PlacementError } from '../core/runtime/placement';
 
 const USAGE = `usage: quantlens <command> [options]
 
@@ -70,7 +72,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`quantlens: ${error.message}\n(run \`quantlens help\` for usage)\n`);
       return 2;
     }
-    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof PreflightFailed || error instanceof ChatCommandError) {
+    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof PreflightFailed || error instanceof ChatCommandError || error instanceof DeviceUnavailableError || error instanceof PlacementError) {
       process.stderr.write(`quantlens: error: ${error.message}\n`);
       return 1;
     }
