@@ -1,6 +1,7 @@
 /**
  * `quantlens` — the command-line shell over the core. Errors end in exit code 1 and one clear line on
- * stderr; usage mistakes in exit code 2.
+ * stderr (`quantlens: error: …`); usage mistakes in exit code 2. Anything else is a bug: `quantlens:
+ * unexpected error: …` with the stack, so that a bug report carries it.
  */
 import { CheckpointError } from '../core/safetensors/checkpoint';
 import { SafetensorsError } from '../core/safetensors/errors';
@@ -11,6 +12,8 @@ import { QUANTIZE_FLAGS, quantizeCommand } from './quantize';
 import { QuantizeError } from '../core/quant/rtn';
 import { CALIBRATE_FLAGS, calibrateCommand } from './calibrate';
 import { PreflightFailed } from '../core/jobs/runJob';
+import { JobIoError } from '../core/jobs/jobErrors';
+import { OutputBusyError } from '../core/jobs/outputLock';
 import { CHAT_FLAGS, ChatCommandError, chatCommand } from './chat';
 import { DeviceUnavailableError } from '../core/runtime/device';
 import { PlacementError } from '../core/runtime/placement';
@@ -72,12 +75,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`quantlens: ${error.message}\n(run \`quantlens help\` for usage)\n`);
       return 2;
     }
-    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof PreflightFailed || error instanceof ChatCommandError || error instanceof DeviceUnavailableError || error instanceof PlacementError) {
+    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof PreflightFailed || error instanceof ChatCommandError || error instanceof JobIoError || error instanceof OutputBusyError || error instanceof DeviceUnavailableError || error instanceof PlacementError) {
       process.stderr.write(`quantlens: error: ${error.message}\n`);
       return 1;
     }
     const message = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`quantlens: unexpected error: ${message}\n`);
+    const stack = error instanceof Error && error.stack ? `\n${error.stack}` : '';
+    process.stderr.write(`quantlens: unexpected error: ${message}${stack}\n(this is a bug in QuantLens; please report it with the lines above)\n`);
     return 1;
   }
 }

@@ -39,7 +39,9 @@ function cancelOnSignals(): { signal: AbortSignal; release: () => void } {
 export async function runCliJob(spec: JobSpec, out: NodeJS.WritableStream, render: (result: JobResult) => unknown): Promise<number> {
   const cancel = cancelOnSignals();
   try {
-    const result = await runJob(spec, { signal: cancel.signal, log: (line) => process.stderr.write(`${line}\n`), onProgress: stderrProgress() });
+    // Owner records (the output's lock, partial folders) name the job by the command line as typed.
+    const command = ['quantlens', ...process.argv.slice(2)].map((w) => (/[\s'"]/.test(w) ? JSON.stringify(w) : w)).join(' ');
+    const result = await runJob(spec, { signal: cancel.signal, command, log: (line) => process.stderr.write(`${line}\n`), onProgress: stderrProgress() });
     if (process.stderr.isTTY) process.stderr.write('\n');
     out.write(`${JSON.stringify(render(result), null, 2)}\n`);
     return 0;

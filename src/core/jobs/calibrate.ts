@@ -13,10 +13,13 @@
  * + one block's weights in its graph + one Hessian per distinct layer input of that block (q/k/v share one,
  * gate/up share one; in² × 4 bytes each) — independent of the number of blocks. The statistics file is
  * written block by block as each finishes; lm_head gets no statistics (every preset keeps it in full precision).
+ *
+ * The file is written in a partial folder beside it, under the output's lock (jobOutput.ts), and linked to its
+ * name only when complete and while the model and dataset are as they were when opened.
  */
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type * as Ort from 'onnxruntime-node';
 import { decodeToFloat32, encodeFromFloat32 } from '../dtypes/convert';
@@ -26,18 +29,17 @@ import { ModelTokenizer } from '../runtime/tokenizer';
 import { calibrationMetadata, loadCalibrationDataset } from '../runtime/dataset';
 import { DeviceKind, DevicePreference, checkTokensPerRun, graphOptionsFor, requireDevice } from '../runtime/device';
 import { verifyPlacement } from '../runtime/placement';
-import { JobCancelled } from './quantize';
+import { JobCancelled } from './jobErrors';
+import { JobOutput, JobOutputOptions, withJobOutput } from './jobOutput';
 import type { CalibrateJobSpec } from './jobSpec';
 
 /** The calibrate job spec (model, out, dataset, samples, seqLen, hessians) plus how to run it. */
-export interface CalibrationJobOptions extends Omit<CalibrateJobSpec, 'kind'> {
+export interface CalibrationJobOptions extends Omit<CalibrateJobSpec, 'kind'>, JobOutputOptions {
   /** Where block graphs are written while they are used (a fresh folder inside it; removed at the end). */
   readonly graphCacheDir?: string;
   readonly device?: DevicePreference;
   /** Tokens per onnxruntime run (samples are batched up to it). Default 2048. */
   readonly tokensPerRun?: number;
-  readonly signal?: AbortSignal;
-  readonly log?: (line: string) => void;
   readonly onProgress?: (progress: { fraction: number; stage: string; module?: string }) => void;
 }
 
@@ -71,7 +73,11 @@ function checkCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new JobCancelled();
 }
 
-export async function runCalibrationJob(options: CalibrationJobOptions): Promise<CalibrationSummary> {
+export function runCalibrationJob(options: CalibrationJobOptions): Promise<CalibrationSummary> {
+  return withJobOutput('calibrate', options.out, options, (output) => calibrateLocked(options, output));
+}
+
+async function calibrateLocked(options: CalibrationJobOptions, output: JobOutput): Promise<CalibrationSummary> {
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const progress = options.onProgress ?? (() => undefined);
@@ -80,6 +86,8 @@ export async function runCalibrationJob(options: CalibrationJobOptions): Promise
   const work = join(options.graphCacheDir ?? tmpdir(), `calibrate-${randomBytes(4).toString('hex')}`);
   let writer: SafetensorsWriter | undefined;
   try {
+    await output.watchCheckpoint(model.checkpoint);
+    await output.watchInputs([options.dataset]);
     const c = model.config;
     progress({ fraction: 0, stage: 'tokenize' });
     const tokenizer = await ModelTokenizer.load(options.model);
@@ -107,7 +115,7 @@ export async function runCalibrationJob(options: CalibrationJobOptions): Promise
         else shared[m] = owner;
       }
     }
-    writer = await SafetensorsWriter.create(options.out, specs, {
+    writer = await SafetensorsWriter.create(join(await output.createPartial('calibration statistics'), basename(output.out)), specs, {
       order: 'given',
       metadata: {
         'quantlens.calibration': '1',
@@ -208,6 +216,7 @@ export async function runCalibrationJob(options: CalibrationJobOptions): Promise
     checkCancelled(options.signal);
     await writer.finish();
     writer = undefined;
+    await output.publishFile(basename(output.out));
     const seconds = (Date.now() - started) / 1000;
     progress({ fraction: 1, stage: 'done' });
     return {

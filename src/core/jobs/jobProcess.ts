@@ -1,18 +1,19 @@
 /**
  * The parent side of a job child process (job.worker.ts): start, progress, log, cancel. Cancel is honoured
  * within a second: the child is asked to stop, and if it has not stopped after `cancelGraceMs` (a long
- * native call may not look at the abort signal in time) it is killed and its partial outputs — always
- * written under `.<name>.<random>.partial` beside the target — are removed here.
+ * native call may not look at the abort signal in time) it is killed. Whenever the child ends without a
+ * result, what it left beside the target (its lock, `.<name>.<random>.partial` folders) is removed here —
+ * only what a dead owner left: another job's files for the same output (a job refused because that one holds
+ * the output) are never touched (outputLock.ts removeStaleOutputs).
  */
 import { fork, ChildProcess } from 'node:child_process';
-import { promises as fs } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import type { JobSpec } from './jobSpec';
+import { describeJob, JobSpec } from './jobSpec';
+import { removeStaleOutputs } from './outputLock';
 import type { DevicePreference, DeviceReport } from '../runtime/device';
 import type { JobProgress, JobResult } from './runJob';
 
 export type JobToChild =
-  | { readonly type: 'start'; readonly spec: JobSpec; readonly graphCacheDir?: string; readonly preflightDone?: boolean }
+  | { readonly type: 'start'; readonly spec: JobSpec; readonly graphCacheDir?: string; readonly preflightDone?: boolean; readonly command?: string }
   | { readonly type: 'cancel' }
   | { readonly type: 'probeDevice'; readonly preference: DevicePreference };
 
@@ -39,20 +40,8 @@ export interface JobProcessOptions {
   readonly cancelGraceMs?: number;
   /** Extra environment for the child (e.g. thread counts). */
   readonly env?: NodeJS.ProcessEnv;
-}
-
-/** Removes `.<name>.*.partial` (and calibration temporaries) a killed job left beside `target`. */
-export async function removePartialOutputs(target: string): Promise<string[]> {
-  const dir = dirname(resolve(target));
-  const prefix = `.${basename(target)}.`;
-  const names = await fs.readdir(dir).catch(() => [] as string[]);
-  const removed: string[] = [];
-  for (const name of names) {
-    if (!name.startsWith(prefix) || !(name.endsWith('.partial') || name.endsWith('.calibration.safetensors'))) continue;
-    await fs.rm(join(dir, name), { recursive: true, force: true });
-    removed.push(join(dir, name));
-  }
-  return removed;
+  /** What the job's owner records call it. Default: the job's description and this process's pid. */
+  readonly command?: string;
 }
 
 export class JobProcess {
@@ -106,12 +95,18 @@ export class JobProcess {
               outcome = { status: 'failed', message: `the job process stopped before finishing: ${reason}${stderr.trim() ? `\n${stderr.trim()}` : ''}` };
             }
           }
-          if (outcome.status !== 'succeeded') await removePartialOutputs(spec.out);
+          if (outcome.status !== 'succeeded') {
+            const { removed } = await removeStaleOutputs(spec.out, (line) => options.onLog?.(line)).catch(() => ({ removed: [] }));
+            if (removed.length && outcome.status === 'failed' && !/partial output was removed/.test(outcome.message)) {
+              outcome = { ...outcome, message: `${outcome.message}\n(what it left was removed: ${removed.map((r) => r.path).join(', ')})` };
+            }
+          }
           resolveOutcome(outcome);
         })();
       });
     });
-    this.child.send({ type: 'start', spec, graphCacheDir: options.graphCacheDir, preflightDone: options.preflightDone } satisfies JobToChild);
+    const command = options.command ?? `QuantLens job process of pid ${process.pid}: ${describeJob(spec)} → ${spec.out}`;
+    this.child.send({ type: 'start', spec, graphCacheDir: options.graphCacheDir, preflightDone: options.preflightDone, command } satisfies JobToChild);
   }
 
   /** Asks the job to stop; kills it if it has not stopped within the grace period. */

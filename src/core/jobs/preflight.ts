@@ -15,6 +15,8 @@ import { RecipePlan, resolveRecipe } from '../recipe/resolve';
 import type { ModelLayers } from '../recipe/types';
 import { RUNNABLE_MODIFIERS, SCHEME_PRESETS, recipeYaml } from './quantize';
 import type { CalibrateJobSpec, JobSpec, QuantizeJobSpec } from './jobSpec';
+import { outputHolder } from './outputLock';
+import { describeOwner } from './outputOwner';
 
 export interface PreflightEstimate {
   readonly inputBytes: number;
@@ -128,6 +130,9 @@ async function checkOutput(out: string, problems: string[]): Promise<void> {
   if (!out) problems.push('no output location was given');
   else if (await pathExists(out)) problems.push(`${out} already exists; choose a new name (QuantLens never overwrites)`);
   else if (!(await pathExists(dirname(resolve(out))))) problems.push(`the folder ${dirname(resolve(out))} does not exist`);
+  // Another job (not this process) holds the output's lock: it would be refused at its start anyway.
+  const holder = out ? await outputHolder(out) : undefined;
+  if (holder) problems.push(`${resolve(out)} is being written by another QuantLens job: ${describeOwner(holder)}; wait for it to finish or choose another output`);
 }
 
 async function preflightQuantize(spec: QuantizeJobSpec): Promise<PreflightReport> {

@@ -13,9 +13,9 @@
  * src/core/recipe/resolve.ts): QuantizationModifier layers get round-to-nearest (rtn.ts), GPTQModifier layers
  * GPTQ (gptq.ts) with the Hessians of the calibration statistics.
  *
- * Safety: the output is built in a temporary sibling folder and renamed to its final name only when
- * complete; inputs are only ever read; a cancelled or failed job removes the temporary folder, and a killed
- * one leaves it under a `.partial` name, never under the final name.
+ * Safety (jobOutput.ts): the output's lock is held throughout; the output is built in a partial folder with an
+ * owner record and renamed only when complete and no input changed; a cancelled or failed job removes it (a
+ * killed one leaves it, never under the final name, for the next job for that output to remove).
  *
  * Memory: one linear layer at a time. Channel- and group-wise RTN streams a layer in row blocks; per-tensor
  * schemes, the GPTQ layout and GPTQ itself hold one layer's weight as float32 (out × in × 4 bytes) plus, for
@@ -23,8 +23,7 @@
  * bytes per element) and an accumulator of the weight's size. Independent of the model's size.
  */
 import { promises as fs } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { dirname, join, resolve } from 'node:path';
 import { decodeToFloat32, encodeFromFloat32 } from '../dtypes/convert';
 import type { DType } from '../dtypes/dtype';
 import { Checkpoint } from '../safetensors/checkpoint';
@@ -43,6 +42,8 @@ import { analyzeRecipe } from '../recipe/recipe';
 import { formatOf, resolveRecipe } from '../recipe/resolve';
 import { modelLayersFromCheckpoint } from '../recipe/model';
 import { entry } from '../recipe/tree';
+import { JobCancelled } from './jobErrors';
+import { JobOutput, JobOutputOptions, withJobOutput } from './jobOutput';
 
 export const SCHEME_PRESETS = {
   fp8: { preset: 'FP8', description: 'FP8 E4M3 weights and activations, per-tensor static scales (needs activation statistics)' },
@@ -79,7 +80,7 @@ export interface GptqJobSettings {
   readonly precision?: Precision;
 }
 
-export interface QuantizeJobOptions {
+export interface QuantizeJobOptions extends JobOutputOptions {
   readonly model: string;
   readonly out: string;
   /** A preset; or give `recipe`. */
@@ -93,9 +94,7 @@ export interface QuantizeJobOptions {
   readonly calibration?: CalibrationStatistics;
   readonly gptq?: Partial<GptqJobSettings>;
   readonly maxShardBytes?: number;
-  readonly signal?: AbortSignal;
   readonly onProgress?: (progress: { fraction: number; stage: string; module?: string }) => void;
-  readonly log?: (line: string) => void;
 }
 
 export interface QuantizeSummary {
@@ -115,11 +114,7 @@ export interface QuantizeSummary {
   readonly seconds: number;
 }
 
-export class JobCancelled extends Error {
-  constructor() {
-    super('cancelled');
-  }
-}
+export { JobCancelled };
 
 const MODEL_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'tokenizer.model', 'chat_template.jinja', 'chat_template.json', 'vocab.json', 'merges.txt', 'added_tokens.json'];
 const ROW_BLOCK_BYTES = 32 * 1024 * 1024;
@@ -339,7 +334,11 @@ async function resolveRecipeJob(options: QuantizeJobOptions, model: string, gptq
   return { layers, ignore, recipeText: recipe.text };
 }
 
-export async function runQuantizeJob(options: QuantizeJobOptions): Promise<QuantizeSummary> {
+export function runQuantizeJob(options: QuantizeJobOptions): Promise<QuantizeSummary> {
+  return withJobOutput('quantize', options.out, options, (output) => quantizeLocked(options, output));
+}
+
+async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): Promise<QuantizeSummary> {
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const outputFormat: OutputFormat = options.format ?? 'compressed-tensors';
@@ -392,8 +391,8 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
   const jobFor = (module: string): LayerJob | undefined => (presetJob ? presetJob : resolved!.layers.get(module));
 
   const checkpoint = await Checkpoint.open(model);
-  const temp = join(dirname(out), `.${basename(out)}.${randomBytes(4).toString('hex')}.partial`);
   try {
+    await output.watchCheckpoint(checkpoint);
     const config = await readModelConfig(checkpoint.folder);
     if (!config.raw) throw new QuantizeError(`${join(checkpoint.folder, 'config.json')} is missing or invalid${config.error ? `: ${config.error}` : ''}`);
     if (config.summary?.quantMethod) throw new QuantizeError(`the model is already quantized (quant_method ${config.summary.quantMethod}); start from the float checkpoint`);
@@ -481,7 +480,7 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
       maxShard,
     ).map((shard) => shard.flatMap((g) => shardUnits[Number(g.name)]!));
 
-    await fs.mkdir(temp, { recursive: false });
+    const temp = await output.createPartial('quantize output');
     const gptqCount = [...planned.values()].filter((l) => l.algorithm === 'gptq').length;
     const formatName = outputFormat === 'gptq' ? 'gptq' : outputFormat === 'autofp8' ? 'fp8' : groups.size === 1 ? [...groups.values()][0]!.format : 'mixed-precision';
     log(`quantizing ${planned.size} layers (${gptqCount} with GPTQ) to ${options.scheme ?? options.recipe?.path ?? 'the recipe'} as ${outputFormat} (${formatName}); ${ignored.length} kept in full precision: ${ignored.join(', ') || 'none'}`);
@@ -543,7 +542,7 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
       });
     }
     checkCancelled(options.signal);
-    await fs.rename(temp, out);
+    await output.publishFolder();
     options.onProgress?.({ fraction: 1, stage: 'done' });
     return {
       out,
@@ -559,10 +558,6 @@ export async function runQuantizeJob(options: QuantizeJobOptions): Promise<Quant
       shards: shardGroups.length,
       seconds: (Date.now() - started) / 1000,
     };
-  } catch (error) {
-    await fs.rm(temp, { recursive: true, force: true });
-    if (options.signal?.aborted && !(error instanceof JobCancelled)) throw new JobCancelled();
-    throw error;
   } finally {
     await checkpoint.close();
   }

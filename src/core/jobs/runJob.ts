@@ -2,15 +2,22 @@
  * Runs a job described by a JobSpec, in-process: calibration (when the spec asks for a dataset) followed by
  * quantization, with one progress scale across both. The CLI calls this directly; the extension runs it in a
  * child process (job.worker.ts) so that a crash or an out-of-memory kill never takes the editor down.
+ *
+ * The output's lock is the first thing taken (outputLock.ts): a second job for the same output is refused at
+ * once, before any pre-flight work, naming the job that holds it; with the lock held, whatever a dead job left
+ * for this output is removed (and logged) before the work starts.
  */
 import { promises as fs } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
 import { CalibrationFile } from './calibrationFile';
 import { QuantizeSummary, runQuantizeJob } from './quantize';
 import { CalibrationSummary, runCalibrationJob } from './calibrate';
 import { preflight, formatPreflight } from './preflight';
 import type { JobSpec } from './jobSpec';
+import { JobCancelled, JobIoError, jobFailure } from './jobErrors';
+import { lockOutput } from './jobOutput';
+import { OutputLock, PartialOutput, removeStaleOutputs } from './outputLock';
+import { commandOfThisProcess } from './outputOwner';
 
 export class PreflightFailed extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -33,78 +40,97 @@ export interface RunJobOptions {
   readonly graphCacheDir?: string;
   /** The caller already ran and showed the pre-flight check: it is repeated, but not logged again. */
   readonly preflightDone?: boolean;
+  /** What owner records call this job (the command line; the editor's job title). Default: this process's command line. */
+  readonly command?: string;
 }
 
 export type JobResult = { readonly kind: 'quantize'; readonly quantize: QuantizeSummary; readonly calibration?: CalibrationSummary } | { readonly kind: 'calibrate'; readonly calibration: CalibrationSummary };
 
 export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promise<JobResult> {
   const log = options.log ?? (() => undefined);
-  // Headers only, so it is cheap to repeat here even when the caller already showed it: things may have
-  // changed since (an output created meanwhile), and the quantize step needs to know what to calibrate.
-  const report = await preflight(spec);
-  if (!options.preflightDone) log(formatPreflight(report));
-  if (report.problems.length) throw new PreflightFailed(report.problems);
-  if (spec.kind === 'calibrate') {
-    const calibration = await runCalibrationJob({
-      model: spec.model,
-      out: spec.out,
-      dataset: spec.dataset,
-      samples: spec.samples,
-      seqLen: spec.seqLen,
-      hessians: spec.hessians,
-      graphCacheDir: options.graphCacheDir,
-      device: spec.device,
-      signal: options.signal,
-      log,
-      onProgress: (p) => options.onProgress?.({ ...p, stage: `calibrate: ${p.stage}` }),
-    });
-    return { kind: 'calibrate', calibration };
-  }
-
-  // Calibration from a dataset goes to a temporary statistics file beside the output, removed at the end.
-  let calibrationSummary: CalibrationSummary | undefined;
-  let statsPath: string | undefined;
-  let tempStats: string | undefined;
-  const calibrationShare = spec.calibration?.kind === 'dataset' ? 0.5 : 0;
-  if (spec.calibration?.kind === 'dataset') {
-    tempStats = join(dirname(resolve(spec.out)), `.${basename(spec.out)}.${randomBytes(4).toString('hex')}.calibration.safetensors`);
-    calibrationSummary = await runCalibrationJob({
-      model: spec.model,
-      out: tempStats,
-      dataset: spec.calibration.path,
-      samples: spec.calibration.samples,
-      seqLen: spec.calibration.seqLen,
-      hessians: report.needs.hessians,
-      graphCacheDir: options.graphCacheDir,
-      device: spec.device,
-      signal: options.signal,
-      log,
-      onProgress: (p) => options.onProgress?.({ fraction: p.fraction * calibrationShare, stage: `calibrate: ${p.stage}`, module: p.module }),
-    });
-    statsPath = tempStats;
-  } else if (spec.calibration?.kind === 'stats') {
-    statsPath = spec.calibration.path;
-  }
-  const calibration = statsPath ? await CalibrationFile.open(statsPath) : undefined;
+  const command = options.command ?? commandOfThisProcess();
+  // A missing output folder is the pre-flight check's to report (with everything else it finds).
+  let lock: OutputLock | undefined = await lockOutput(spec.kind, spec.out, command, log).catch((error: unknown) => {
+    if (error instanceof JobIoError && error.reason === 'missing-folder') return undefined;
+    throw error;
+  });
+  let statsDir: PartialOutput | undefined;
   try {
-    const recipe = spec.recipe ? { text: await fs.readFile(spec.recipe, 'utf8'), path: spec.recipe } : undefined;
-    const quantize = await runQuantizeJob({
-      model: spec.model,
-      out: spec.out,
-      ...(spec.preset ? { scheme: spec.preset } : {}),
-      ...(recipe ? { recipe } : {}),
-      ...(spec.format ? { format: spec.format } : {}),
-      ignore: spec.ignore,
-      gptq: spec.gptq,
-      calibration,
-      maxShardBytes: spec.maxShardBytes,
-      signal: options.signal,
-      log,
-      onProgress: (p) => options.onProgress?.({ fraction: calibrationShare + p.fraction * (1 - calibrationShare), stage: p.stage, module: p.module }),
-    });
-    return { kind: 'quantize', quantize, calibration: calibrationSummary };
+    if (lock) await removeStaleOutputs(spec.out, log);
+    // Headers only, so it is cheap to repeat here even when the caller already showed it: things may have
+    // changed since (an output created meanwhile), and the quantize step needs to know what to calibrate.
+    const report = await preflight(spec);
+    if (!options.preflightDone) log(formatPreflight(report));
+    if (report.problems.length) throw new PreflightFailed(report.problems);
+    lock ??= await lockOutput(spec.kind, spec.out, command, log);
+    const owned = { outputLock: lock, command, signal: options.signal, log };
+    if (spec.kind === 'calibrate') {
+      const calibration = await runCalibrationJob({
+        ...owned,
+        model: spec.model,
+        out: spec.out,
+        dataset: spec.dataset,
+        samples: spec.samples,
+        seqLen: spec.seqLen,
+        hessians: spec.hessians,
+        graphCacheDir: options.graphCacheDir,
+        device: spec.device,
+        onProgress: (p) => options.onProgress?.({ ...p, stage: `calibrate: ${p.stage}` }),
+      });
+      return { kind: 'calibrate', calibration };
+    }
+
+    // Calibration from a dataset goes to a temporary statistics file in a partial folder beside the output
+    // (with its owner record, like the output's), removed at the end.
+    let calibrationSummary: CalibrationSummary | undefined;
+    let statsPath: string | undefined;
+    const calibrationShare = spec.calibration?.kind === 'dataset' ? 0.5 : 0;
+    if (spec.calibration?.kind === 'dataset') {
+      statsDir = await PartialOutput.create(spec.out, 'calibration statistics for the quantize job', command, 'calibration.partial');
+      calibrationSummary = await runCalibrationJob({
+        ...owned,
+        reportAs: { job: 'quantize', out: spec.out },
+        model: spec.model,
+        out: statsDir.path('calibration.safetensors'),
+        dataset: spec.calibration.path,
+        samples: spec.calibration.samples,
+        seqLen: spec.calibration.seqLen,
+        hessians: report.needs.hessians,
+        graphCacheDir: options.graphCacheDir,
+        device: spec.device,
+        onProgress: (p) => options.onProgress?.({ fraction: p.fraction * calibrationShare, stage: `calibrate: ${p.stage}`, module: p.module }),
+      });
+      statsPath = statsDir.path('calibration.safetensors');
+    } else if (spec.calibration?.kind === 'stats') {
+      statsPath = spec.calibration.path;
+    }
+    const calibration = statsPath ? await CalibrationFile.open(statsPath) : undefined;
+    try {
+      const recipe = spec.recipe ? { text: await fs.readFile(spec.recipe, 'utf8'), path: spec.recipe } : undefined;
+      const quantize = await runQuantizeJob({
+        ...owned,
+        model: spec.model,
+        out: spec.out,
+        ...(spec.preset ? { scheme: spec.preset } : {}),
+        ...(recipe ? { recipe } : {}),
+        ...(spec.format ? { format: spec.format } : {}),
+        ignore: spec.ignore,
+        gptq: spec.gptq,
+        calibration,
+        maxShardBytes: spec.maxShardBytes,
+        onProgress: (p) => options.onProgress?.({ fraction: calibrationShare + p.fraction * (1 - calibrationShare), stage: p.stage, module: p.module }),
+      });
+      return { kind: 'quantize', quantize, calibration: calibrationSummary };
+    } finally {
+      await calibration?.close();
+    }
+  } catch (error) {
+    const removal = await statsDir?.discard();
+    statsDir = undefined;
+    if (error instanceof JobCancelled || options.signal?.aborted) throw error instanceof JobCancelled ? error : new JobCancelled();
+    throw await jobFailure(error, { job: spec.kind, out: resolve(spec.out), partialDir: undefined, removal, partialMade: removal !== undefined });
   } finally {
-    await calibration?.close();
-    if (tempStats) await fs.rm(tempStats, { force: true });
+    await statsDir?.discard();
+    await lock?.release();
   }
 }

@@ -2,7 +2,8 @@
  * Streaming safetensors writer: the header first (so the tensor list must be known up front), then each
  * tensor's bytes streamed in order, into a temporary file beside the target that is renamed over the final
  * name only when every byte is written and flushed. A failed or abandoned write leaves no file under the
- * final name.
+ * final name. File-system failures are SafetensorsError 'Io' naming the file, with the errno error as `cause`
+ * (a job reports ENOSPC, EACCES, … from it: jobs/jobErrors.ts).
  */
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -71,6 +72,10 @@ export function buildHeader(
   return bytes;
 }
 
+function ioError(path: string, detail: string, cause: unknown): SafetensorsError {
+  return Object.assign(new SafetensorsError('Io', path, detail), { cause });
+}
+
 export class SafetensorsWriter {
   private current = 0;
   private writtenInCurrent = 0;
@@ -107,7 +112,7 @@ export class SafetensorsWriter {
     try {
       handle = await fs.open(tempPath, 'wx');
     } catch (error) {
-      throw new SafetensorsError('Io', path, `cannot create ${tempPath}: ${(error as Error).message}`);
+      throw ioError(path, `cannot create ${tempPath}: ${(error as Error).message}`, error);
     }
     const writer = new SafetensorsWriter(path, tempPath, handle, layout, header.length);
     try {
@@ -132,9 +137,13 @@ export class SafetensorsWriter {
 
   private async writeAt(bytes: Uint8Array, position: number): Promise<void> {
     let done = 0;
-    while (done < bytes.length) {
-      const { bytesWritten } = await this.handle.write(bytes, done, bytes.length - done, position + done);
-      done += bytesWritten;
+    try {
+      while (done < bytes.length) {
+        const { bytesWritten } = await this.handle.write(bytes, done, bytes.length - done, position + done);
+        done += bytesWritten;
+      }
+    } catch (error) {
+      throw ioError(this.path, `could not write ${bytes.length - done} bytes at offset ${position + done}: ${(error as Error).message}`, error);
     }
   }
 
@@ -182,7 +191,7 @@ export class SafetensorsWriter {
       await fs.rename(this.tempPath, this.path);
     } catch (error) {
       await fs.rm(this.tempPath, { force: true });
-      throw new SafetensorsError('Io', this.path, `could not complete the file: ${(error as Error).message}`);
+      throw ioError(this.path, `could not complete the file: ${(error as Error).message}`, error);
     }
   }
 

@@ -35,6 +35,7 @@ process.on('message', (message: JobToChild) => {
     signal: controller.signal,
     graphCacheDir: message.graphCacheDir,
     preflightDone: message.preflightDone,
+    ...(message.command ? { command: message.command } : {}),
     log: (line) => send({ type: 'log', line }),
     onProgress: (progress) => {
       // At most ten progress messages a second: the parent only redraws a notification.
