@@ -4,6 +4,8 @@ import { basename, dirname, join } from 'node:path';
 import { SCHEME_PRESETS, SchemeName } from '../../core/jobs/quantize';
 import { CalibrationSource, DEFAULT_CALIBRATION, JobSpec } from '../../core/jobs/jobSpec';
 import { preflight } from '../../core/jobs/preflight';
+import { outputHolder } from '../../core/jobs/outputLock';
+import { describeOwner } from '../../core/jobs/outputOwner';
 import { defaultCalibrationDataset } from '../../core/runtime/dataset';
 import type { JobManager } from './jobManager';
 import { InspectorSession } from '../inspectorSession';
@@ -133,23 +135,34 @@ async function pickCalibration(args: QuantizeCommandArgs, extensionRoot: string,
   return { kind: 'dataset', path, samples, seqLen };
 }
 
-async function pickOutput(given: string | undefined, suggestion: string, title: string, interactive: boolean): Promise<Maybe<string>> {
+/** Why `path` cannot be a new job's output (it exists, or a running job owns it), or undefined when it can. */
+async function outputUnavailable(path: string, running: (out: string) => string | undefined): Promise<string | undefined> {
+  if (await exists(path)) return 'this already exists; QuantLens never overwrites';
+  const job = running(path);
+  if (job) return `${job} is writing this; choose another output`;
+  const holder = await outputHolder(path);
+  return holder ? `another QuantLens job is writing this: ${describeOwner(holder)}; choose another output` : undefined;
+}
+
+async function pickOutput(given: string | undefined, suggestion: string, title: string, interactive: boolean, running: (out: string) => string | undefined): Promise<Maybe<string>> {
   if (given) return given;
   let candidate = suggestion;
-  for (let i = 2; await exists(candidate); i++) candidate = `${suggestion}-${i}`;
+  // Never suggest an output a running job owns (its lock), nor one that exists.
+  for (let i = 2; await outputUnavailable(candidate, running); i++) candidate = `${suggestion}-${i}`;
   if (!interactive) return candidate;
   const answer = await vscode.window.showInputBox({
     title: `${title}: output`,
     prompt: 'Where to write the result (a new path; written atomically, never over an existing one)',
     value: candidate,
     valueSelection: [dirname(candidate).length + 1, candidate.length],
-    validateInput: async (v) => (!v.trim() ? 'a path is needed' : (await exists(v.trim())) ? 'this already exists; QuantLens never overwrites' : undefined),
+    validateInput: async (v) => (!v.trim() ? 'a path is needed' : outputUnavailable(v.trim(), running)),
   });
   return answer?.trim() || CANCELLED;
 }
 
 /** Builds a quantize job spec from arguments and quick picks; undefined when the user backs out. */
-export async function quantizeSpecFromUser(args: QuantizeCommandArgs, extensionRoot: string): Promise<JobSpec | undefined> {
+/** `running(out)` names the running job of this window that writes `out`, if any. */
+export async function quantizeSpecFromUser(args: QuantizeCommandArgs, extensionRoot: string, running: (out: string) => string | undefined = () => undefined): Promise<JobSpec | undefined> {
   const title = 'Quantize Model';
   const model = await pickModel(args.model, `${title}: model`, args.interactive !== false);
   if (model === CANCELLED) return undefined;
@@ -161,12 +174,12 @@ export async function quantizeSpecFromUser(args: QuantizeCommandArgs, extensionR
   const calibration = await pickCalibration(args, extensionRoot, required, title);
   if (calibration === CANCELLED) return undefined;
   const suffix = scheme.preset ?? basename(scheme.recipe!).replace(/\.(ya?ml)$/, '').replace(/[^\w.-]+/g, '-');
-  const out = await pickOutput(args.output, join(dirname(model), `${basename(model)}-${suffix}`), title, args.interactive !== false);
+  const out = await pickOutput(args.output, join(dirname(model), `${basename(model)}-${suffix}`), title, args.interactive !== false, running);
   if (out === CANCELLED) return undefined;
   return { kind: 'quantize', model, out, ...scheme, ...(calibration ? { calibration } : {}) };
 }
 
-export async function calibrateSpecFromUser(args: QuantizeCommandArgs & { hessians?: boolean }, extensionRoot: string): Promise<JobSpec | undefined> {
+export async function calibrateSpecFromUser(args: QuantizeCommandArgs & { hessians?: boolean }, extensionRoot: string, running: (out: string) => string | undefined = () => undefined): Promise<JobSpec | undefined> {
   const title = 'Calibrate';
   const model = await pickModel(args.model, `${title}: model`, args.interactive !== false);
   if (model === CANCELLED) return undefined;
@@ -191,7 +204,7 @@ export async function calibrateSpecFromUser(args: QuantizeCommandArgs & { hessia
       hessians = picked.hessians;
     }
   }
-  const out = await pickOutput(args.output, join(dirname(model), `${basename(model)}-calibration.safetensors`), title, args.interactive !== false);
+  const out = await pickOutput(args.output, join(dirname(model), `${basename(model)}-calibration.safetensors`), title, args.interactive !== false, running);
   if (out === CANCELLED) return undefined;
   return { kind: 'calibrate', model, out, dataset: calibration.path, samples: calibration.samples, seqLen: calibration.seqLen, hessians };
 }

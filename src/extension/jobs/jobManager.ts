@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { JobProcess } from '../../core/jobs/jobProcess';
 import { describeJob, JobSpec } from '../../core/jobs/jobSpec';
 import { configuredDevice } from '../runtimeStatus';
@@ -58,6 +58,12 @@ export class JobManager implements vscode.Disposable {
     return this.records.find((r) => r.id === id);
   }
 
+  /** "Quantize m → w8a8 (running since 10:02:03)" when a job of this window that has not ended writes `out`. */
+  runningJobFor(out: string): string | undefined {
+    const job = this.records.find((r) => (r.status === 'running' || r.status === 'checking') && resolve(r.spec.out) === resolve(out));
+    return job ? `${job.title} (${job.status === 'checking' ? 'in its pre-flight check' : 'running'} since ${new Date(job.started).toLocaleTimeString()})` : undefined;
+  }
+
   private save(record?: JobRecord): void {
     this.changed.fire(record);
     void this.context.globalState.update(
@@ -77,7 +83,15 @@ export class JobManager implements vscode.Disposable {
     // Calibration runs where quantlens.runtime.device says (device.ts's policy), unless the spec already says.
     spec = { ...spec, device: spec.device ?? configuredDevice(this.output) };
     const record: JobRecord = { id: `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`, spec, title: describeJob(spec), status: 'checking', started: Date.now() };
+    // One output, one job: a job of this window on the same output is named here; one of another window or
+    // of the CLI holds the output's lock, which the pre-flight check reports (and the job itself would refuse).
+    const busy = this.runningJobFor(spec.out);
     this.records.unshift(record);
+    if (busy) {
+      this.finish(record, 'failed', undefined, `${spec.out} is already being written by ${busy}; wait for it to finish or choose another output`);
+      if (options.interactive) void vscode.window.showErrorMessage(`QuantLens: ${record.error}`);
+      return record;
+    }
     this.save(record);
     this.output.info(`${record.title}: pre-flight check`);
     const report = await preflight(spec);

@@ -57,12 +57,12 @@ export function registerJobs(context: vscode.ExtensionContext, output: vscode.Lo
     vscode.commands.registerCommand('quantlens.quantizeModel', async (target?: unknown) => {
       if (!requireTrust()) return undefined;
       const args = await argsFrom(target);
-      return run(await specOrError(() => quantizeSpecFromUser(args, root)), args);
+      return run(await specOrError(() => quantizeSpecFromUser(args, root, (out) => manager.runningJobFor(out))), args);
     }),
     vscode.commands.registerCommand('quantlens.calibrate', async (target?: unknown) => {
       if (!requireTrust()) return undefined;
       const args = await argsFrom(target);
-      return run(await specOrError(() => calibrateSpecFromUser(args, root)), args);
+      return run(await specOrError(() => calibrateSpecFromUser(args, root, (out) => manager.runningJobFor(out))), args);
     }),
     vscode.commands.registerCommand('quantlens.cancelJob', (target?: { job?: JobRecord } | string) => {
       const id = typeof target === 'string' ? target : target?.job?.id ?? manager.jobs.find((j) => j.status === 'running')?.id;
