@@ -2,6 +2,7 @@
 // (calibrating with the shipped WikiText-2 sample where the scheme needs it), progress seen while a job runs,
 // a run cancelled midway that leaves nothing behind, and a result opened in the inspector.
 import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +83,35 @@ describe('Quantize and calibrate jobs', function () {
     assert.equal(record?.status, 'failed');
     assert.match(record!.error!, /pre-flight check failed: .*needs calibration/);
     assert.ok(!existsSync(out));
+  });
+
+  it('refuses a job on an output another job is writing, naming that job (a CLI run, or a job of this window)', async () => {
+    const out = join(scratch, 'owned');
+    const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+    const cli = spawn(process.execPath, [join(ext.extensionPath, 'bin', 'quantlens.js'), 'quantize', exampleDir(), '--scheme', 'w4a16-rtn', '--max-shard-size', '2000000', '--out', out], { stdio: 'ignore' });
+    try {
+      // waitFor waits for a value other than undefined.
+      await waitFor('the CLI job to hold the output', () => readdirSync(scratch).find((n) => n.startsWith('.owned.') && n.endsWith('.partial')), 60_000);
+      // Stopped, it stays alive and keeps the output's lock while the editor tries the same output.
+      cli.kill('SIGSTOP');
+      const refused = await quantize({ model: exampleDir(), preset: 'w8a8', output: out });
+      assert.equal(refused?.status, 'failed');
+      assert.match(refused!.error!, new RegExp(`is being written by another QuantLens job: pid ${cli.pid} \\(quantlens quantize .*--out .*owned\\), since `));
+      assert.ok(readdirSync(scratch).some((n) => n.startsWith('.owned.') && n.endsWith('.partial')), "the CLI job's partial output is untouched");
+    } finally {
+      cli.kill('SIGCONT');
+      cli.kill('SIGKILL');
+    }
+    // Two jobs of this window on one output: the second is refused at once, naming the first.
+    const mine = join(scratch, 'mine');
+    const first = quantize({ model: exampleDir(), preset: 'w4a16', output: mine, calibration: 'default', samples: 64, seqLen: 256 });
+    const quantlens = await api();
+    const job = await waitFor('the first job to start', () => quantlens.jobs().find((j) => j.spec.out === mine && (j.status === 'running' || j.status === 'checking')), 60_000);
+    const second = await quantize({ model: exampleDir(), preset: 'w8a8', output: mine });
+    assert.equal(second?.status, 'failed');
+    assert.match(second!.error!, /is already being written by Quantize tiny-llama → w4a16 \((running|in its pre-flight check) since /);
+    await vscode.commands.executeCommand('quantlens.cancelJob', job.id);
+    assert.equal((await first)?.status, 'cancelled');
   });
 
   it('shows progress while a job runs and cancels it within a second, leaving no output', async () => {
