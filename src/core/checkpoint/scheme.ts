@@ -13,13 +13,15 @@ export type SchemeFamily = 'compressed-tensors' | 'gptq' | 'fp8' | 'unquantized'
 
 /** How a module's weight is stored, read from tensor names, dtypes and shapes. */
 export interface ObservedStorage {
-  readonly kind: 'float' | 'ct-packed' | 'ct-int' | 'ct-fp8' | 'fp8-block' | 'gptq' | 'nvfp4' | 'unknown';
+  readonly kind: 'float' | 'ct-packed' | 'ct-int' | 'ct-fp8' | 'fp8-block' | 'gptq' | 'nvfp4' | 'mxfp4' | 'unknown';
   readonly weightDtype?: DType;
   readonly bits?: number;
   /** [out, in] of the logical (dequantized) weight, when derivable. */
   readonly shape?: readonly [number, number];
-  readonly strategy?: 'tensor' | 'channel' | 'group' | 'block';
+  readonly strategy?: 'tensor' | 'channel' | 'group' | 'block' | 'tensor_group';
   readonly groupSize?: number;
+  /** Shape of the weight's scale tensor (block scales: [⌈out / rows⌉, ⌈in / cols⌉] of the block). */
+  readonly scaleShape?: readonly number[];
   readonly hasZeroPoint: boolean;
   readonly hasGIdx: boolean;
   readonly staticInputScale: boolean;
@@ -122,6 +124,8 @@ export function observeStorage(parts: Map<string, CheckpointTensor>): ObservedSt
     const numel = scaleShape.reduce((a, b) => a * b, 1);
     if (numel === 1) return { strategy: 'tensor' as const };
     if (scaleShape.length === 2 && scaleShape[1] === 1 && (out === undefined || scaleShape[0] === out)) return { strategy: 'channel' as const };
+    // Fewer scale rows than weight rows: 2-D blocks (compressed-tensors FP8_BLOCK), [⌈out/128⌉, ⌈in/128⌉].
+    if (scaleShape.length === 2 && out !== undefined && scaleShape[0] !== out) return { strategy: 'block' as const, scaleShape };
     if (scaleShape.length === 2 && inFeatures !== undefined && scaleShape[1]! > 1) {
       return { strategy: 'group' as const, groupSize: Math.ceil(inFeatures / scaleShape[1]!) };
     }
@@ -149,9 +153,14 @@ export function observeStorage(parts: Map<string, CheckpointTensor>): ObservedSt
   const packed = parts.get('weight_packed');
   if (packed) {
     if (packed.dtype === 'U8') {
+      // FP4 (docs/formats.md §3.12): E8M0 exponents (U8) per 32 values are MXFP4; FP8 scales per 16, NVFP4.
       const out = packed.shape[0];
       const inFeatures = packed.shape[1] !== undefined ? packed.shape[1] * 2 : undefined;
-      return { ...base, kind: 'nvfp4', weightDtype: 'U8', bits: 4, shape: out !== undefined && inFeatures !== undefined ? [out, inFeatures] : undefined, strategy: 'group', groupSize: 16 };
+      const mx = scale?.dtype === 'U8' || scale?.dtype === 'F8_E8M0';
+      const groups = scale?.shape.length === 2 ? scale.shape[1] : undefined;
+      const groupSize = inFeatures !== undefined && groups ? Math.ceil(inFeatures / groups) : mx ? 32 : 16;
+      const strategy = !mx && parts.has('weight_global_scale') ? ('tensor_group' as const) : ('group' as const);
+      return { ...base, kind: mx ? 'mxfp4' : 'nvfp4', weightDtype: 'U8', bits: 4, shape: out !== undefined && inFeatures !== undefined ? [out, inFeatures] : undefined, strategy, groupSize, scaleShape: scale?.shape };
     }
     const out = packed.shape[0]!;
     const groups = scale?.shape.length === 2 ? scale.shape[1] : undefined;
@@ -160,7 +169,7 @@ export function observeStorage(parts: Map<string, CheckpointTensor>): ObservedSt
   if (weight) {
     const shape = weight.shape.length === 2 ? ([weight.shape[0]!, weight.shape[1]!] as const) : undefined;
     if (parts.has('weight_scale_inv') && weight.dtype === 'F8_E4M3') {
-      return { ...base, kind: 'fp8-block', weightDtype: weight.dtype, bits: 8, shape, strategy: 'block' };
+      return { ...base, kind: 'fp8-block', weightDtype: weight.dtype, bits: 8, shape, strategy: 'block', scaleShape: parts.get('weight_scale_inv')!.shape };
     }
     if (weight.dtype === 'F8_E4M3') return { ...base, kind: 'ct-fp8', weightDtype: weight.dtype, bits: 8, shape, ...scaleStrategy(scale?.shape, shape?.[0], shape?.[1]) };
     if (weight.dtype === 'I8' && scale) return { ...base, kind: 'ct-int', weightDtype: weight.dtype, bits: 8, shape, ...scaleStrategy(scale.shape, shape?.[0], shape?.[1]) };
@@ -257,10 +266,19 @@ export function parseQuantizationConfig(raw: unknown): Omit<DetectedScheme, 'des
     const activationScheme = raw.activation_scheme === 'dynamic' ? 'dynamic' : 'static';
     if (raw.activation_scheme !== 'static' && raw.activation_scheme !== 'dynamic') configErrors.push(`quantization_config.activation_scheme must be "static" or "dynamic", found ${JSON.stringify(raw.activation_scheme)}`);
     const ignoredLayers = Array.isArray(raw.ignored_layers) ? raw.ignored_layers.filter((i): i is string => typeof i === 'string') : ['re:.*lm_head'];
+    // DeepSeek-V3 style (docs/formats.md §6.1): weight_block_size [128, 128] means FP8 weights with one
+    // weight_scale_inv per block, and dynamic activations quantized per group of 128 along the input.
+    const block = fp8BlockSize(raw, configErrors);
+    if (raw.fmt !== undefined && raw.fmt !== 'e4m3') configErrors.push(`quantization_config.fmt: QuantLens reads FP8 "e4m3" weights, found ${JSON.stringify(raw.fmt)}`);
     const scheme: QuantScheme = {
       targets: ['Linear'],
-      weights: { numBits: 8, type: 'float', symmetric: true, strategy: 'tensor', dynamic: false },
-      inputActivations: { numBits: 8, type: 'float', symmetric: true, strategy: activationScheme === 'static' ? 'tensor' : 'token', dynamic: activationScheme === 'dynamic' },
+      weights: block
+        ? { numBits: 8, type: 'float', symmetric: true, strategy: 'block', blockStructure: block, dynamic: false }
+        : { numBits: 8, type: 'float', symmetric: true, strategy: 'tensor', dynamic: false },
+      inputActivations:
+        block && activationScheme === 'dynamic'
+          ? { numBits: 8, type: 'float', symmetric: true, strategy: 'group', groupSize: block[1], dynamic: true }
+          : { numBits: 8, type: 'float', symmetric: true, strategy: activationScheme === 'static' ? 'tensor' : 'token', dynamic: activationScheme === 'dynamic' },
     };
     const ignore: CompiledPattern[] = [];
     for (const pattern of ignoredLayers) {
@@ -284,6 +302,28 @@ export function parseQuantizationConfig(raw: unknown): Omit<DetectedScheme, 'des
   return { family: method ? 'other' : 'unquantized', quantMethod: method, groups: [], ignore: [], configErrors };
 }
 
+/** `weight_block_size` of an fp8 config: two positive integers, or undefined (absent or invalid, noted). */
+function fp8BlockSize(raw: Record<string, unknown>, configErrors: string[]): readonly [number, number] | undefined {
+  const size = raw.weight_block_size;
+  if (size === undefined || size === null) return undefined;
+  if (Array.isArray(size) && size.length === 2 && size.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) return [size[0] as number, size[1] as number];
+  configErrors.push(`quantization_config.weight_block_size must be two positive integers [rows, cols], found ${JSON.stringify(size)}`);
+  return undefined;
+}
+
+/**
+ * FP4 schemes in model-card words (docs/formats.md §3.12): NVFP4 is FP4 in groups of 16 with FP8 scales
+ * (and a global scale for strategy tensor_group); MXFP4 is FP4 in groups of 32 with E8M0 scales.
+ */
+function describeFp4(w: QuantArgs, a: QuantArgs | undefined): string {
+  const mx = w.groupSize === 32 || w.scaleDtype === 'uint8' || w.scaleDtype === 'torch.uint8';
+  const name = mx ? 'MXFP4' : w.groupSize === 16 ? 'NVFP4' : 'FP4';
+  const cells = mx ? `groups of ${w.groupSize ?? 32} with E8M0 scales` : `groups of ${w.groupSize} with FP8 scales${w.strategy === 'tensor_group' ? ' and a global scale' : ''}`;
+  if (a && a.type === 'float' && a.numBits === 4) return `${name} weights and activations, ${cells}`;
+  if (!a) return mx ? `${name} weights, ${cells}` : `${name} weights (W4A16), ${cells}`;
+  return `${name} weights, ${cells}, ${describeArgs(a, 'activations')}`;
+}
+
 /** The model-card phrasing of one scheme. */
 export function describeScheme(scheme: QuantScheme, algorithm?: 'gptq'): string {
   const w = scheme.weights;
@@ -296,6 +336,13 @@ export function describeScheme(scheme: QuantScheme, algorithm?: 'gptq'): string 
     return parts.join(', ');
   }
   const kind = (args: QuantArgs) => (args.type === 'float' ? `FP${args.numBits}` : `INT${args.numBits}`);
+  if (w.type === 'float' && w.numBits === 4 && (w.strategy === 'group' || w.strategy === 'tensor_group')) return describeFp4(w, a);
+  if (w.strategy === 'block' && w.blockStructure) {
+    const weights = `${kind(w)} weights in ${w.blockStructure.join('×')} blocks`;
+    if (!a) return `${weights} (weight-only)`;
+    if (a.strategy === 'group') return `${weights}, ${a.dynamic ? 'dynamic' : 'static'} per-group activations`;
+    return `${weights}, ${describeArgs(a, 'activations')}`;
+  }
   if (a && w.type === a.type && w.numBits === a.numBits && w.strategy === 'tensor' && a.strategy === 'tensor') {
     return `${kind(w)} weights and activations, per-tensor ${a.dynamic ? 'dynamic' : 'static'} scales`;
   }
@@ -317,13 +364,19 @@ function observedMatchesDeclared(observed: ObservedStorage, scheme: QuantScheme 
   if (observed.kind === 'unknown') return [`config quantizes this layer, but its tensors match no known storage (${observed.weightDtype ?? 'no weight'})`];
   if (family === 'gptq' && observed.kind !== 'gptq') issues.push(`config says GPTQ, but tensors are stored as ${observed.kind}`);
   if (family === 'compressed-tensors' && observed.kind === 'gptq') issues.push('config says compressed-tensors, but tensors are in GPTQ layout (qweight/qzeros)');
-  if (w.type === 'float' && !['ct-fp8', 'fp8-block', 'nvfp4'].includes(observed.kind)) issues.push(`config declares float weights, tensors are ${observed.weightDtype}`);
+  if (w.type === 'float' && !['ct-fp8', 'fp8-block', 'nvfp4', 'mxfp4'].includes(observed.kind)) issues.push(`config declares float weights, tensors are ${observed.weightDtype}`);
   if (w.type === 'int' && ['ct-fp8', 'fp8-block'].includes(observed.kind)) issues.push(`config declares INT${w.numBits} weights, tensors are ${observed.weightDtype}`);
   if (observed.bits !== undefined && w.numBits !== observed.bits) issues.push(`config declares ${w.numBits}-bit weights, tensors hold ${observed.bits}-bit values`);
   if (observed.strategy && w.strategy !== observed.strategy && !(w.strategy === 'channel' && observed.strategy === 'group' && observed.groupSize === observed.shape?.[1])) {
     issues.push(`config declares ${w.strategy} scales, the scale tensor's shape is ${observed.strategy}${observed.groupSize ? ` (group ${observed.groupSize})` : ''}`);
-  } else if (w.strategy === 'group' && observed.groupSize !== undefined && w.groupSize !== observed.groupSize) {
+  } else if ((w.strategy === 'group' || w.strategy === 'tensor_group') && observed.groupSize !== undefined && w.groupSize !== observed.groupSize) {
     issues.push(`config declares group ${w.groupSize}, the scales imply group ${observed.groupSize}`);
+  } else if (w.strategy === 'block' && w.blockStructure && observed.scaleShape && observed.shape) {
+    const [br, bc] = w.blockStructure;
+    const want = [Math.ceil(observed.shape[0] / br), Math.ceil(observed.shape[1] / bc)];
+    if (observed.scaleShape.length !== 2 || observed.scaleShape[0] !== want[0] || observed.scaleShape[1] !== want[1]) {
+      issues.push(`config declares ${br}×${bc} blocks, which need [${want.join(', ')}] scales for the weight [${observed.shape.join(', ')}]; the scale tensor is [${observed.scaleShape.join(', ')}]`);
+    }
   }
   const a = scheme?.inputActivations;
   const staticInput = a !== undefined && a.dynamic === false;

@@ -16,6 +16,7 @@ export interface HealthFinding {
     | 'zero-scale'
     | 'negative-scale'
     | 'subnormal-scale'
+    | 'saturated-scale'
     | 'scale-outlier'
     | 'scale-spread'
     | 'zero-weight'
@@ -49,6 +50,10 @@ function scaleFindings(s: ScaleSummary, module: string): HealthFinding[] {
   if (s.stats.zeros > 0) out.push({ severity: 'error', kind: 'zero-scale', tensor: s.tensor, module, message: `${s.tensor} has zero scales${count(s.stats.zeros, s.stats.count)}: every weight (or activation) there dequantizes to 0` });
   if (s.negatives > 0) out.push({ severity: 'error', kind: 'negative-scale', tensor: s.tensor, module, message: `${s.tensor} has negative scales${count(s.negatives, s.stats.count)}: symmetric scales are absmax/qmax and must be positive` });
   if (s.subnormals > 0) out.push({ severity: 'warning', kind: 'subnormal-scale', tensor: s.tensor, module, message: `${s.tensor} has subnormal ${s.dtype} scales${count(s.subnormals, s.stats.count)}: they have lost precision` });
+  if (s.saturated > 0) {
+    const why = s.exponents ? 'the E8M0 maximum 2^127' : 'the F8_E4M3 maximum 448: they were clipped, so the weights there dequantize too small (an NVFP4 global scale too large for this layer leaves the FP8 group scales no headroom)';
+    out.push({ severity: 'warning', kind: 'saturated-scale', tensor: s.tensor, module, message: `${s.tensor} has scales at ${why}${count(s.saturated, s.stats.count)}` });
+  }
   if (s.stats.count > 1 && s.median > 0 && s.stats.max / s.median > WITHIN_TENSOR_SPREAD_RATIO) {
     out.push({ severity: 'warning', kind: 'scale-spread', tensor: s.tensor, module, message: `${s.tensor}: the largest scale is ${(s.stats.max / s.median).toFixed(0)}× the median; an outlier channel or group dominates this layer's range` });
   }

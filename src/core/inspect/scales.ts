@@ -7,6 +7,7 @@ import { decodeToFloat64 } from '../dtypes/convert';
 import type { DType } from '../dtypes/dtype';
 import type { Checkpoint, CheckpointTensor } from '../safetensors/checkpoint';
 import type { LayerMap, LinearModule } from '../checkpoint/scheme';
+import { e8m0Value } from '../quant/fp4Weights';
 import { DEFAULT_BINS, Histogram, StreamingHistograms, StreamingMoments, ValueStats } from '../stats/tensorStats';
 
 /** Largest scale tensor read whole (bytes); bigger ones are reported, not read. */
@@ -15,7 +16,13 @@ const MAX_SCALE_BYTES = 256 * 1024 * 1024;
 /** Smallest normal magnitude per float dtype: scales below it have lost precision (subnormal). */
 const MIN_NORMAL: Partial<Record<DType, number>> = { BF16: 2 ** -126, F32: 2 ** -126, F16: 2 ** -14, F64: 2 ** -1022, F8_E4M3: 2 ** -6 };
 
-export type ScaleRole = 'weight_scale' | 'input_scale' | 'weight_zero_point' | 'input_zero_point' | 'scales' | 'weight_scale_inv' | 'weight_global_scale';
+export type ScaleRole = 'weight_scale' | 'input_scale' | 'weight_zero_point' | 'input_zero_point' | 'scales' | 'weight_scale_inv' | 'weight_global_scale' | 'input_global_scale';
+
+/**
+ * Largest finite magnitude of a scale dtype whose scales saturate there (a group whose scale is clipped
+ * to it dequantizes too small): FP8 E4M3 (NVFP4 group scales) and E8M0 (MXFP4 exponents, 2^127).
+ */
+const SATURATION: Partial<Record<DType, number>> = { F8_E4M3: 448, F8_E8M0: 2 ** 127 };
 
 export interface ScaleSummary {
   readonly tensor: string;
@@ -26,6 +33,10 @@ export interface ScaleSummary {
   readonly median: number;
   readonly negatives: number;
   readonly subnormals: number;
+  /** Scales at the largest finite value of their dtype (E4M3 448, E8M0 2^127): clipped. */
+  readonly saturated: number;
+  /** E8M0 scales (MXFP4, stored as U8 exponents): the unbiased exponents' range; values are 2^e. */
+  readonly exponents?: { readonly min: number; readonly max: number };
   /** The values themselves when there are at most 16 (per-tensor scales). */
   readonly values?: readonly number[];
   readonly histogram: Histogram;
@@ -39,11 +50,25 @@ export interface ModuleScales {
   readonly scales: readonly ScaleSummary[];
 }
 
-const ROLES: readonly ScaleRole[] = ['weight_scale', 'input_scale', 'weight_zero_point', 'input_zero_point', 'scales', 'weight_scale_inv', 'weight_global_scale'];
+const ROLES: readonly ScaleRole[] = ['weight_scale', 'input_scale', 'weight_zero_point', 'input_zero_point', 'scales', 'weight_scale_inv', 'weight_global_scale', 'input_global_scale'];
 
-export async function summarizeScaleTensor(checkpoint: Checkpoint, tensor: CheckpointTensor, role: ScaleRole, bins = DEFAULT_BINS): Promise<ScaleSummary> {
+/**
+ * Summary of one scale tensor's values. `e8m0`: its bytes are E8M0 exponents (MXFP4 stores them as U8),
+ * summarised as the scales they are, 2^(e − 127), 0xFF NaN (docs/formats.md §3.12).
+ */
+export async function summarizeScaleTensor(checkpoint: Checkpoint, tensor: CheckpointTensor, role: ScaleRole, bins = DEFAULT_BINS, e8m0 = tensor.dtype === 'F8_E8M0'): Promise<ScaleSummary> {
   if (tensor.byteLength > MAX_SCALE_BYTES) throw new Error(`${tensor.name}: ${tensor.byteLength} bytes is too large for a scale tensor`);
-  const values = decodeToFloat64(tensor.dtype, await checkpoint.readTensorBytes(tensor.name, { maxBytes: MAX_SCALE_BYTES }));
+  if (e8m0 && tensor.dtype !== 'U8' && tensor.dtype !== 'F8_E8M0') throw new Error(`${tensor.name}: E8M0 scales are stored as U8 or F8_E8M0, found ${tensor.dtype}`);
+  const bytes = await checkpoint.readTensorBytes(tensor.name, { maxBytes: MAX_SCALE_BYTES });
+  const values = e8m0 ? Float64Array.from(bytes, e8m0Value) : decodeToFloat64(tensor.dtype, bytes);
+  let exponents: { min: number; max: number } | undefined;
+  if (e8m0) {
+    let min = Infinity;
+    let max = -Infinity;
+    for (const b of bytes) if (b !== 0xff) (min = Math.min(min, b - 127)), (max = Math.max(max, b - 127));
+    exponents = { min, max };
+  }
+  const saturation = SATURATION[e8m0 ? 'F8_E8M0' : tensor.dtype];
   const moments = new StreamingMoments();
   moments.add(values);
   const histograms = new StreamingHistograms(moments, bins);
@@ -51,10 +76,13 @@ export async function summarizeScaleTensor(checkpoint: Checkpoint, tensor: Check
   const { linear, log } = histograms.result();
   let negatives = 0;
   let subnormals = 0;
-  const minNormal = MIN_NORMAL[tensor.dtype] ?? 0;
+  let saturated = 0;
+  // E8M0 has no subnormals: every value is a power of two, 2^-127 included.
+  const minNormal = e8m0 ? 0 : (MIN_NORMAL[tensor.dtype] ?? 0);
   const finite: number[] = [];
   for (const v of values) {
     if (v < 0) negatives++;
+    if (saturation !== undefined && Math.abs(v) === saturation) saturated++;
     if (v !== 0 && Math.abs(v) < minNormal) subnormals++;
     if (Number.isFinite(v)) finite.push(v);
   }
@@ -69,6 +97,8 @@ export async function summarizeScaleTensor(checkpoint: Checkpoint, tensor: Check
     median,
     negatives,
     subnormals,
+    saturated,
+    ...(exponents ? { exponents } : {}),
     values: values.length <= 16 ? Array.from(values) : undefined,
     histogram: linear,
     logHistogram: log,
@@ -92,7 +122,8 @@ export async function readScaleOverview(
       if (!checkpoint.has(name)) continue;
       const tensor = checkpoint.tensor(name);
       if ((role === 'weight_zero_point' || role === 'input_zero_point') && tensor.dtype === 'I32') continue;
-      scales.push(await summarizeScaleTensor(checkpoint, tensor, role));
+      const e8m0 = role === 'weight_scale' && module.observed?.kind === 'mxfp4' && tensor.dtype === 'U8';
+      scales.push(await summarizeScaleTensor(checkpoint, tensor, role, DEFAULT_BINS, e8m0 || tensor.dtype === 'F8_E8M0'));
     }
     result.push({ module: module.name, block: module.block, projection: module.projection, scales });
     options.onProgress?.((i + 1) / modules.length);

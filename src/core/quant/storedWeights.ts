@@ -1,6 +1,7 @@
 /**
  * Dequantizes the weight of one linear module as a checkpoint stores it — float, compressed-tensors
- * int-/float-/pack-quantized (with zero points and g_idx), FP8 block scales, or GPTQ (v1/v2) — into float32
+ * int-/float-/pack-quantized (with zero points and g_idx), FP8 block scales, NVFP4 / MXFP4 (fp4Weights.ts) or
+ * GPTQ (v1/v2) — into float32
  * [out, in], either whole (`dequantizeStoredWeight`) or in blocks of rows (`openStoredWeight`), which read only
  * those rows' codes: the memory bound is then one block plus the layer's scales, zero points and g_idx.
  * GPTQ stores the weight transposed ([in, out] packed along in), so a block of output rows needs every
@@ -16,6 +17,7 @@ import type { Checkpoint } from '../safetensors/checkpoint';
 import type { LinearModule } from '../checkpoint/scheme';
 import type { QuantArgs } from './args';
 import { unpackFromInt32 } from './pack';
+import { Fp4LayoutError, decodeFp4Rows, openFp4Layout } from './fp4Weights';
 import { GptqCheckpointFormat, GptqFormatError, checkGptqGroups, unpackGptqQweight, unpackGptqQzeros } from './gptqFormat';
 
 export class DequantizeError extends Error {}
@@ -32,14 +34,23 @@ async function ints(checkpoint: Checkpoint, name: string): Promise<Int32Array> {
   return new Int32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
 }
 
+/**
+ * The block of a 2-D scale [s0, s1] over a [rows, cols] weight when no config declares it: 128 × 128 (every
+ * FP8 block checkpoint published: DeepSeek-V3/R1, Qwen3 -FP8, compressed-tensors FP8_BLOCK) when the scale
+ * has that shape, else the smallest block that covers the weight.
+ */
+function inferredBlock(s0: number, s1: number, rows: number, cols: number): readonly [number, number] {
+  if (Math.ceil(rows / 128) === s0 && Math.ceil(cols / 128) === s1) return [128, 128];
+  return [Math.ceil(rows / s0), Math.ceil(cols / s1)];
+}
+
 /** Which scale cell covers element (r, c), from the scale's shape (and the declared block structure). Shared with the streamed statistics (stats/weightStats.ts). */
 export function cellMapper(scaleShape: readonly number[], rows: number, cols: number, block?: readonly [number, number], gIdx?: Int32Array): (r: number, c: number) => number {
   const numel = scaleShape.reduce((a, b) => a * b, 1);
   if (numel === 1) return () => 0;
   const [s0, s1 = 1] = scaleShape;
   if (block || (s0 !== rows && s0! > 0)) {
-    const br = block?.[0] ?? Math.ceil(rows / s0!);
-    const bc = block?.[1] ?? Math.ceil(cols / s1);
+    const [br, bc] = block ?? inferredBlock(s0!, s1, rows, cols);
     return (r, c) => Math.floor(r / br) * s1 + Math.floor(c / bc);
   }
   if (s1 === 1) return (r) => r;
@@ -64,8 +75,7 @@ function cellLayout(scaleShape: readonly number[], rows: number, cols: number, b
   if (numel === 1) return { rowDiv: 1, rowStride: 0, colCell };
   const [s0, s1 = 1] = scaleShape;
   if (block || (s0 !== rows && s0! > 0)) {
-    const br = block?.[0] ?? Math.ceil(rows / s0!);
-    const bc = block?.[1] ?? Math.ceil(cols / s1);
+    const [br, bc] = block ?? inferredBlock(s0!, s1, rows, cols);
     for (let c = 0; c < cols; c++) colCell[c] = Math.floor(c / bc);
     return { rowDiv: br, rowStride: s1, colCell };
   }
@@ -365,6 +375,23 @@ export async function openStoredWeight(
       );
       return withCodeRuns(weight, runs, scale, zp, (s0, s1, codes) =>
         unpackFromInt32(words.subarray((s0 - loaded0) * packedCols, (s1 - loaded0) * packedCols), s1 - s0, cols, bits, 1, codes),
+      );
+    }
+    case 'nvfp4':
+    case 'mxfp4': {
+      const layout = await openFp4Layout(checkpoint, module).catch((error: unknown) => {
+        throw error instanceof Fp4LayoutError ? new DequantizeError(error.message) : error;
+      });
+      let raw: Uint8Array = new Uint8Array(0);
+      return twoStep(
+        layout.packedName,
+        layout.rows,
+        layout.cols,
+        async (r0, r1) => {
+          raw = await layout.readBytes(r0, r1, bytes.get(((r1 - r0) * layout.cols) / 2));
+        },
+        // e2m1(code) · scale in float64, rounded once to float32.
+        (s0, s1, out, r0) => decodeFp4Rows(layout, raw.subarray(((s0 - r0) * layout.cols) / 2), s0, s1, out),
       );
     }
     case 'gptq':

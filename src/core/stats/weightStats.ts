@@ -2,8 +2,9 @@
  * Statistics of a quantized linear weight as the model sees it: the dequantized values
  * x̂ = (q − zero) · scale, or the stored codes q, streamed in row blocks. Layouts: compressed-tensors
  * int-/float-quantized (I8 or FP8 E4M3 with tensor / channel / group / block scales, zero points, g_idx),
- * pack-quantized (1–8-bit codes packed in int32 words, packed zero points, g_idx), AutoFP8 / FP8 block
- * (`weight_scale_inv`), and GPTQ v1/v2 (qweight / qzeros / scales / g_idx, transposed).
+ * pack-quantized (1–8-bit codes packed in int32 words, packed zero points, g_idx), NVFP4 / MXFP4 (E2M1
+ * nibbles with FP8 group scales over a global scale, or E8M0 exponents: quant/fp4Weights.ts), AutoFP8 / FP8
+ * block (`weight_scale_inv`), and GPTQ v1/v2 (qweight / qzeros / scales / g_idx, transposed).
  *
  * Values are computed in float64, where (q − zero) · scale is exact for every supported code width and
  * scale dtype, so the statistics are those of the exact dequantized weight. Two streamed passes (moments
@@ -21,6 +22,7 @@ import type { QuantArgs } from '../quant/args';
 import { unpackFromInt32 } from '../quant/pack';
 import { GptqCheckpointFormat, unpackGptqQweight, unpackGptqQzeros } from '../quant/gptqFormat';
 import { cellMapper } from '../quant/storedWeights';
+import { Fp4LayoutError, decodeFp4Rows, openFp4Layout } from '../quant/fp4Weights';
 import { CancelledError, StatsOptions } from './computeStats';
 import { DEFAULT_BINS, StreamingHistograms, StreamingMoments, TensorStatistics } from './tensorStats';
 
@@ -55,13 +57,13 @@ export class WeightStatsError extends Error {
   override readonly name = 'WeightStatsError';
 }
 
-const SUPPORTED: readonly ObservedStorage['kind'][] = ['ct-int', 'ct-fp8', 'fp8-block', 'ct-packed', 'gptq'];
+const SUPPORTED: readonly ObservedStorage['kind'][] = ['ct-int', 'ct-fp8', 'fp8-block', 'ct-packed', 'nvfp4', 'mxfp4', 'gptq'];
 
 /** The tensor a quantized module keeps its codes in, or undefined for layouts this module cannot stream. */
 export function codesTensorOf(module: LinearModule): string | undefined {
   const kind = module.observed?.kind;
   if (!kind || !SUPPORTED.includes(kind)) return undefined;
-  return `${module.name}.${kind === 'ct-packed' ? 'weight_packed' : kind === 'gptq' ? 'qweight' : 'weight'}`;
+  return `${module.name}.${kind === 'ct-packed' || kind === 'nvfp4' || kind === 'mxfp4' ? 'weight_packed' : kind === 'gptq' ? 'qweight' : 'weight'}`;
 }
 
 /** The quantized module whose codes live in `tensor` (its weight, weight_packed or qweight), if any. */
@@ -120,7 +122,7 @@ export async function computeWeightStatistics(checkpoint: Checkpoint, module: Li
   const observed = module.observed;
   const weightTensor = codesTensorOf(module);
   if (!observed || !weightTensor) {
-    throw new WeightStatsError(`${module.name}: ${observed ? `weights stored as ${observed.kind} cannot be dequantized here (supported: compressed-tensors int/float/pack-quantized, FP8 block, GPTQ)` : 'no weight in this checkpoint'}`);
+    throw new WeightStatsError(`${module.name}: ${observed ? `weights stored as ${observed.kind} cannot be dequantized here (supported: compressed-tensors int/float/pack-quantized, NVFP4, MXFP4, FP8 block, GPTQ)` : 'no weight in this checkpoint'}`);
   }
   const has = (suffix: string) => checkpoint.has(`${module.name}.${suffix}`);
   const tensorName = (suffix: string) => `${module.name}.${suffix}`;
@@ -233,6 +235,28 @@ export async function computeWeightStatistics(checkpoint: Checkpoint, module: Li
             }
           }
           yield { values, count: i, done: r1 / rows };
+        }
+      };
+      break;
+    }
+    case 'nvfp4':
+    case 'mxfp4': {
+      const layout = await openFp4Layout(checkpoint, module).catch((error: unknown) => {
+        throw error instanceof Fp4LayoutError ? new WeightStatsError(error.message) : error;
+      });
+      [rows, cols] = [layout.rows, layout.cols];
+      bits = 4;
+      codes = layout.codes;
+      const blockRows = rowsPerBlock(cols, budget);
+      blockElements = blockRows * cols;
+      source = async function* () {
+        const values = new Float64Array(blockRows * cols);
+        const raw = new Uint8Array((blockRows * cols) / 2);
+        for (let r0 = 0; r0 < rows; r0 += blockRows) {
+          const r1 = Math.min(rows, r0 + blockRows);
+          const bytes = await layout.readBytes(r0, r1, raw);
+          const count = decodeFp4Rows(layout, bytes, r0, r1, values, view === 'codes');
+          yield { values, count, done: r1 / rows };
         }
       };
       break;
