@@ -17,10 +17,11 @@ interface SourceFile {
 const SECTION = String.raw`\d+(?:\.\d+)*`;
 /**
  * `docs/<name>.md`, then optionally `§A`, continued by ranges (`–B`, `–§B`) and lists (`, §C`, `/ §D`,
- * `and §E`, `or §F`; a list item needs its own §, so `§3.5, 128 columns` cites only 3.5).
+ * `and §E`, `or §F`; a list item needs its own §, so `§3.5, 128 columns` cites only 3.5). A `docs/` that
+ * continues a longer path or a URL (`git-lfs/blob/main/docs/spec.md`) is another project's file, not ours.
  */
 const CITATION = new RegExp(
-  String.raw`\bdocs/([A-Za-z0-9_./-]+?\.md)((?:\s*§\s*${SECTION}(?:\s*[–-]\s*§?\s*${SECTION}|\s*(?:,|/|and|or)\s*§\s*${SECTION})*)?)`,
+  String.raw`(?<![\w./:-])docs/([A-Za-z0-9_./-]+?\.md)((?:\s*§\s*${SECTION}(?:\s*[–-]\s*§?\s*${SECTION}|\s*(?:,|/|and|or)\s*§\s*${SECTION})*)?)`,
   'g',
 );
 /** Machine paths outside the repository. */
@@ -137,6 +138,7 @@ describe('docs citations: the repository stands on its own', () => {
     const none = 'docs/' + 'none.md';
     const files: SourceFile[] = [
       { path: 'src/a.ts', text: `// fine: ${doc} §2, ${doc} §1.1–§1.2 and §2; also ${doc} §1.1, 128 columns\n` },
+      { path: 'src/u.ts', text: `// another project's: https://example.org/x/blob/main/${none} and other/${none}\n` },
       { path: 'src/b.ts', text: `//\n// wrong: ${doc} §3 and ${doc} §1.1–1.4, ${'docs/' + 'missing.md'} §1\n` },
       { path: 'test/c.ts', text: `const p = '${'..' + '/shared/reference'}'; const q = '${'/wo' + 'rk/x'}';\n` },
       { path: 'README.md', text: `[ok](${doc}#x) [gone](${none}) [out](${'..' + '/elsewhere.md'}) [web](https://example.org/a)\n` },
