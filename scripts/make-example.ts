@@ -15,7 +15,9 @@ import { SafetensorsWriter, TensorSpec } from '../src/core/safetensors/writer';
 import { planShards, shardFileName, writeShardIndex } from '../src/core/safetensors/shards';
 
 /** Bump when the generator changes, so stale examples are rebuilt. */
-const GENERATOR_VERSION = '2';
+const GENERATOR_VERSION = '3';
+/** Version 3 only added the synthetic marker to config.json: a version 2 example gets it without new weights. */
+const CONFIG_ONLY_UPGRADES = new Set(['2']);
 
 export const EXAMPLE_CONFIG = {
   architectures: ['LlamaForCausalLM'],
@@ -43,6 +45,9 @@ export const EXAMPLE_CONFIG = {
   transformers_version: '4.46.0',
   use_cache: true,
   vocab_size: 128256,
+  // Says the weights are generated, not trained, so tools (the chat view) can tell users that the answers are
+  // noise by design. Quantizing copies config.json's fields, so quantized copies carry it too.
+  quantlens_synthetic: true,
 };
 
 /** xoshiro128** seeded by splitmix32: fast, deterministic across platforms. */
@@ -180,7 +185,16 @@ function findTokenizerFolder(): string {
 export async function makeExample(outDir: string): Promise<{ created: boolean; folder: string }> {
   const folder = resolve(outDir);
   const stamp = join(folder, '.quantlens-example');
-  if (existsSync(stamp) && (await fs.readFile(stamp, 'utf8')).trim() === GENERATOR_VERSION) return { created: false, folder };
+  const stamped = existsSync(stamp) ? (await fs.readFile(stamp, 'utf8')).trim() : undefined;
+  if (stamped === GENERATOR_VERSION) return { created: false, folder };
+  if (stamped !== undefined && CONFIG_ONLY_UPGRADES.has(stamped)) {
+    // Rewrite config.json by rename (readers never see half a file) and keep the 140 MB of identical weights.
+    const temp = join(folder, `config.json.${process.pid}.tmp`);
+    await fs.writeFile(temp, `${JSON.stringify(EXAMPLE_CONFIG, null, 2)}\n`);
+    await fs.rename(temp, join(folder, 'config.json'));
+    await fs.writeFile(stamp, `${GENERATOR_VERSION}\n`);
+    return { created: true, folder };
+  }
 
   // Build beside the target and rename at the end: an interrupted run never leaves a half example.
   const building = `${folder}.building-${process.pid}`;
