@@ -29,6 +29,11 @@ export class InspectorSession implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   /** What the webview last reported it displays. */
   rendered: RenderedView | undefined;
+  /** Whether the checkpoint's headers could be read (true), could not (false), or are being read (undefined). */
+  opened: boolean | undefined;
+  private static readonly openedChanged = new vscode.EventEmitter<InspectorSession>();
+  /** Fires when a view's `opened` changes (the Quantize Model… title-bar button follows it). */
+  static readonly onDidChangeOpened = InspectorSession.openedChanged.event;
 
   static get focused(): InspectorSession | undefined {
     for (const session of InspectorSession.active) if (session.visible()) return session;
@@ -121,7 +126,16 @@ export class InspectorSession implements vscode.Disposable {
    * open for the statistics, scales and error requests that follow, so nothing is parsed twice.
    */
   getAnalysis(): Promise<CheckpointAnalysis> {
-    this.analysis ??= this.services.analysis.call('analyze', { path: this.path });
+    if (!this.analysis) {
+      const analysis = this.services.analysis.call('analyze', { path: this.path });
+      this.analysis = analysis;
+      const settle = (opened: boolean) => {
+        if (this.analysis !== analysis || this.opened === opened) return; // a reload replaced it
+        this.opened = opened;
+        InspectorSession.openedChanged.fire(this);
+      };
+      analysis.then(() => settle(true), () => settle(false));
+    }
     return this.analysis;
   }
 

@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import { promises as fs } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { SCHEME_PRESETS, SchemeName } from '../../core/jobs/quantize';
+import { basename, dirname, join, relative, isAbsolute } from 'node:path';
+import type { SchemeName } from '../../core/jobs/quantize';
 import { CalibrationSource, DEFAULT_CALIBRATION, JobSpec } from '../../core/jobs/jobSpec';
 import { preflight } from '../../core/jobs/preflight';
 import { outputHolder } from '../../core/jobs/outputLock';
@@ -9,6 +9,7 @@ import { describeOwner } from '../../core/jobs/outputOwner';
 import { defaultCalibrationDataset } from '../../core/runtime/dataset';
 import type { JobManager } from './jobManager';
 import { InspectorSession } from '../inspectorSession';
+import { RecipeChecker, SchemeChoice, pickSchemeInteractively } from './recipePick';
 
 /**
  * Arguments of "QuantLens: Quantize Model…" and "QuantLens: Calibrate…" when run programmatically (the
@@ -56,14 +57,25 @@ async function workspaceModels(): Promise<string[]> {
 /** Automation (interactive: false) never opens a picker: a missing choice is an error the caller sees. */
 class MissingArgument extends Error {}
 
-async function pickModel(given: string | undefined, title: string, interactive: boolean): Promise<Maybe<string>> {
+/**
+ * The model folder: the one given, else asked for (the focused inspector's checkpoint and the workspace's
+ * float checkpoints, or a folder browser). `why` says why it is asked (e.g. the file the command came from is
+ * not a checkpoint); nothing is guessed from a file that is not one.
+ */
+async function pickModel(given: string | undefined, title: string, interactive: boolean, why?: string): Promise<Maybe<string>> {
   if (given) return given;
-  if (!interactive) throw new MissingArgument('no model folder was given');
+  if (!interactive) throw new MissingArgument(why ?? 'no model folder was given');
+  const inspected = InspectorSession.focused?.path;
+  const focusedModel = inspected ? (inspected.endsWith('.safetensors') || inspected.endsWith('.json') ? dirname(inspected) : inspected) : undefined;
   const models = await workspaceModels();
+  const ordered = focusedModel && models.includes(focusedModel) ? [focusedModel, ...models.filter((m) => m !== focusedModel)] : models;
   const browse = '$(folder-opened) Browse…';
   const picked = await vscode.window.showQuickPick(
-    [...models.map((m) => ({ label: basename(m), description: vscode.workspace.asRelativePath(m), path: m })), { label: browse, description: 'a folder with config.json and .safetensors', path: '' }],
-    { title, placeHolder: 'The float checkpoint to start from (it is only read)' },
+    [
+      ...ordered.map((m) => ({ label: basename(m), description: `${m === focusedModel ? 'open in the inspector · ' : ''}${vscode.workspace.asRelativePath(m)}`, path: m })),
+      { label: browse, description: 'a folder with config.json and .safetensors', path: '' },
+    ],
+    { title, placeHolder: why ? `${why}: choose the float checkpoint to start from` : 'The float checkpoint to start from (it is only read)' },
   );
   if (!picked) return CANCELLED;
   if (picked.path) return picked.path;
@@ -71,26 +83,36 @@ async function pickModel(given: string | undefined, title: string, interactive: 
   return folder?.[0]?.fsPath ?? CANCELLED;
 }
 
-async function pickScheme(args: QuantizeCommandArgs): Promise<Maybe<{ preset?: SchemeName; recipe?: string }>> {
+function inside(folder: string, path: string): boolean {
+  const rel = relative(folder, path);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
+/**
+ * Where a job's output goes by default: beside the model when that stays inside a workspace folder, else
+ * under the first workspace folder (never somewhere outside the workspace the user did not choose); beside
+ * the model when no folder is open.
+ */
+export function defaultOutputFolder(model: string): string {
+  const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
+  if (!folders.length || folders.some((f) => inside(f, model))) return dirname(model);
+  return folders[0]!;
+}
+
+/** What the quick picks need besides the arguments. */
+export interface SpecContext {
+  readonly extensionRoot: string;
+  /** Names the running job of this window that writes `out`, if any. */
+  readonly running: (out: string) => string | undefined;
+  readonly recipes: RecipeChecker;
+  /** Why the model is asked for, when the command came from a file that is not a checkpoint. */
+  readonly modelNote?: string;
+}
+
+async function pickScheme(args: QuantizeCommandArgs, model: string, recipes: RecipeChecker): Promise<Maybe<SchemeChoice>> {
   if (args.preset || args.recipe) return { preset: args.preset, recipe: args.recipe };
   if (args.interactive === false) throw new MissingArgument('no preset or recipe was given');
-  const recipes = await vscode.workspace.findFiles('**/*recipe*.{yaml,yml}', '**/{node_modules,.git}/**', 50);
-  const items: (vscode.QuickPickItem & { preset?: SchemeName; recipe?: string; browse?: boolean })[] = [
-    { label: 'Presets', kind: vscode.QuickPickItemKind.Separator },
-    { label: 'FP8 static', description: SCHEME_PRESETS.fp8.description, preset: 'fp8' },
-    { label: 'FP8 dynamic', description: SCHEME_PRESETS['fp8-dynamic'].description, preset: 'fp8-dynamic' },
-    { label: 'INT8 W8A8', description: SCHEME_PRESETS.w8a8.description, preset: 'w8a8' },
-    { label: 'W4A16 GPTQ', description: SCHEME_PRESETS.w4a16.description, preset: 'w4a16' },
-    { label: 'W4A16 RTN', description: SCHEME_PRESETS['w4a16-rtn'].description, preset: 'w4a16-rtn' },
-    { label: 'Recipes', kind: vscode.QuickPickItemKind.Separator },
-    ...recipes.map((uri) => ({ label: basename(uri.fsPath), description: vscode.workspace.asRelativePath(uri), recipe: uri.fsPath })),
-    { label: '$(file) Recipe file…', browse: true },
-  ];
-  const picked = await vscode.window.showQuickPick(items, { title: 'Quantize Model: scheme', placeHolder: 'A preset, or an llm-compressor recipe' });
-  if (!picked) return CANCELLED;
-  if (!picked.browse) return { preset: picked.preset, recipe: picked.recipe };
-  const file = await vscode.window.showOpenDialog({ title: 'Choose a recipe', filters: { Recipes: ['yaml', 'yml'] }, openLabel: 'Use Recipe' });
-  return file?.[0] ? { recipe: file[0].fsPath } : CANCELLED;
+  return (await pickSchemeInteractively(model, recipes)) ?? CANCELLED;
 }
 
 function isStatisticsFile(path: string): boolean {
@@ -161,12 +183,12 @@ async function pickOutput(given: string | undefined, suggestion: string, title: 
 }
 
 /** Builds a quantize job spec from arguments and quick picks; undefined when the user backs out. */
-/** `running(out)` names the running job of this window that writes `out`, if any. */
-export async function quantizeSpecFromUser(args: QuantizeCommandArgs, extensionRoot: string, running: (out: string) => string | undefined = () => undefined): Promise<JobSpec | undefined> {
+export async function quantizeSpecFromUser(args: QuantizeCommandArgs, context: SpecContext): Promise<JobSpec | undefined> {
+  const { extensionRoot, running } = context;
   const title = 'Quantize Model';
-  const model = await pickModel(args.model, `${title}: model`, args.interactive !== false);
+  const model = await pickModel(args.model, `${title}: model`, args.interactive !== false, context.modelNote);
   if (model === CANCELLED) return undefined;
-  const scheme = await pickScheme(args);
+  const scheme = await pickScheme(args, model, context.recipes);
   if (scheme === CANCELLED) return undefined;
   // Which calibration the scheme needs: ask the pre-flight check about a spec without it.
   const probe = await preflight({ kind: 'quantize', model, out: join(dirname(model), '.quantlens-probe'), ...scheme });
@@ -174,14 +196,15 @@ export async function quantizeSpecFromUser(args: QuantizeCommandArgs, extensionR
   const calibration = await pickCalibration(args, extensionRoot, required, title);
   if (calibration === CANCELLED) return undefined;
   const suffix = scheme.preset ?? basename(scheme.recipe!).replace(/\.(ya?ml)$/, '').replace(/[^\w.-]+/g, '-');
-  const out = await pickOutput(args.output, join(dirname(model), `${basename(model)}-${suffix}`), title, args.interactive !== false, running);
+  const out = await pickOutput(args.output, join(defaultOutputFolder(model), `${basename(model)}-${suffix}`), title, args.interactive !== false, running);
   if (out === CANCELLED) return undefined;
   return { kind: 'quantize', model, out, ...scheme, ...(calibration ? { calibration } : {}) };
 }
 
-export async function calibrateSpecFromUser(args: QuantizeCommandArgs & { hessians?: boolean }, extensionRoot: string, running: (out: string) => string | undefined = () => undefined): Promise<JobSpec | undefined> {
+export async function calibrateSpecFromUser(args: QuantizeCommandArgs & { hessians?: boolean }, context: SpecContext): Promise<JobSpec | undefined> {
+  const { extensionRoot, running } = context;
   const title = 'Calibrate';
-  const model = await pickModel(args.model, `${title}: model`, args.interactive !== false);
+  const model = await pickModel(args.model, `${title}: model`, args.interactive !== false, context.modelNote);
   if (model === CANCELLED) return undefined;
   const calibration = await pickCalibration(args, extensionRoot, true, title);
   if (calibration === CANCELLED || !calibration) return undefined;
@@ -204,7 +227,7 @@ export async function calibrateSpecFromUser(args: QuantizeCommandArgs & { hessia
       hessians = picked.hessians;
     }
   }
-  const out = await pickOutput(args.output, join(dirname(model), `${basename(model)}-calibration.safetensors`), title, args.interactive !== false, running);
+  const out = await pickOutput(args.output, join(defaultOutputFolder(model), `${basename(model)}-calibration.safetensors`), title, args.interactive !== false, running);
   if (out === CANCELLED) return undefined;
   return { kind: 'calibrate', model, out, dataset: calibration.path, samples: calibration.samples, seqLen: calibration.seqLen, hessians };
 }

@@ -1,4 +1,5 @@
 import * as vscode from 'vscode';
+import { basename } from 'node:path';
 import { formatBytes } from '../../core/util/format';
 import type { JobManager, JobRecord } from './jobManager';
 
@@ -18,15 +19,29 @@ function elapsed(job: JobRecord): string {
   return seconds < 60 ? `${seconds.toFixed(seconds < 10 ? 1 : 0)} s` : `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
 }
 
-function statusText(job: JobRecord): string {
+/** The job's state in a few words (the item's description): the label is only the output's name. */
+export function statusText(job: JobRecord): string {
   switch (job.status) {
     case 'checking':
       return 'pre-flight check';
     case 'running':
-      return `${Math.round((job.progress?.fraction ?? 0) * 100)}% · ${elapsed(job)}`;
+      return `${Math.round((job.progress?.fraction ?? 0) * 100)}% · ${job.progress?.stage ? `${job.progress.stage} · ` : ''}${elapsed(job)}`;
     default:
       return `${job.status} · ${elapsed(job)}`;
   }
+}
+
+/** The Jobs view's label of a job: the name of the folder or file it writes. */
+export function jobLabel(job: JobRecord): string {
+  return basename(job.spec.out) || job.spec.out;
+}
+
+/** Everything the label and description leave out: what the job does, its paths, state, stage and error. */
+export function jobTooltip(job: JobRecord): string {
+  const lines = [job.title, `Model: ${job.spec.model}`, `Output: ${job.spec.out}`, `${job.status} (${statusText(job)}), started ${new Date(job.started).toLocaleString()}`];
+  if (job.progress && job.status === 'running') lines.push(`${job.progress.stage}${job.progress.module ? ` ${job.progress.module}` : ''}`);
+  if (job.error) lines.push('', job.error);
+  return lines.join('\n');
 }
 
 /** The "Jobs" view: each run's status, time and result; running ones can be cancelled from here. */
@@ -48,16 +63,13 @@ export class JobsTreeProvider implements vscode.TreeDataProvider<Node>, vscode.D
       return item;
     }
     const job = node.job;
-    const item = new vscode.TreeItem(job.title, vscode.TreeItemCollapsibleState.Collapsed);
+    // The view is narrow: a short label (the output's name) and the state beside it; the rest in the tooltip.
+    const item = new vscode.TreeItem(jobLabel(job), vscode.TreeItemCollapsibleState.Collapsed);
     item.id = job.id;
     item.iconPath = ICONS[job.status];
     item.description = statusText(job);
     item.contextValue = `quantlens.job.${job.status}`;
-    const tooltip = new vscode.MarkdownString();
-    tooltip.appendText(`${job.title}\n${job.status}, started ${new Date(job.started).toLocaleString()}\n`);
-    if (job.progress && job.status === 'running') tooltip.appendText(`${job.progress.stage}${job.progress.module ? ` ${job.progress.module}` : ''}\n`);
-    if (job.error) tooltip.appendText(`\n${job.error}`);
-    item.tooltip = tooltip;
+    item.tooltip = new vscode.MarkdownString().appendText(jobTooltip(job));
     return item;
   }
 

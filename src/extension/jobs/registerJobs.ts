@@ -1,18 +1,56 @@
 import * as vscode from 'vscode';
-import { dirname } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promises as fs } from 'node:fs';
 import { JobManager, JobRecord } from './jobManager';
 import { JobsTreeProvider } from './jobsView';
-import { MissingArgument, QuantizeCommandArgs, calibrateSpecFromUser, openJobResult, quantizeSpecFromUser } from './jobCommands';
+import { MissingArgument, QuantizeCommandArgs, SpecContext, calibrateSpecFromUser, openJobResult, quantizeSpecFromUser } from './jobCommands';
+import { RecipeChecker } from './recipePick';
+import { isCheckpointFolder } from '../recipeModel';
+import { InspectorSession } from '../inspectorSession';
 import type { JobSpec } from '../../core/jobs/jobSpec';
 
-/** Explorer and editor menus pass a Uri; programmatic callers pass an argument object. */
-async function argsFrom(target: unknown): Promise<QuantizeCommandArgs> {
+/** Set while the active editor is an inspector on a checkpoint that opened, in a folder with config.json. */
+const MODEL_OPEN_KEY = 'quantlens.activeEditorIsModel';
+
+/** An inspector view of `path` whose checkpoint could not be read. */
+function failedInspector(path: string): boolean {
+  return InspectorSession.all().some((s) => resolve(s.path) === resolve(path) && s.opened === false);
+}
+
+/**
+ * Explorer and editor menus pass a Uri; programmatic callers pass an argument object. A Uri gives the model
+ * only when its folder is a checkpoint (config.json with safetensors weights) that did not fail to open;
+ * otherwise the model is asked for, and `modelNote` says why.
+ */
+async function argsFrom(target: unknown): Promise<{ args: QuantizeCommandArgs; modelNote?: string }> {
   if (target instanceof vscode.Uri) {
     const stat = await fs.stat(target.fsPath).catch(() => undefined);
-    return { model: stat?.isDirectory() ? target.fsPath : dirname(target.fsPath) };
+    const dir = stat?.isDirectory() ? target.fsPath : dirname(target.fsPath);
+    const name = vscode.workspace.asRelativePath(target);
+    if (failedInspector(target.fsPath)) return { args: {}, modelNote: `${name} could not be read as a checkpoint` };
+    if (!(await isCheckpointFolder(dir))) return { args: {}, modelNote: `${name} is not in a checkpoint folder (config.json with .safetensors weights)` };
+    return { args: { model: dir } };
   }
-  return typeof target === 'object' && target !== null ? (target as QuantizeCommandArgs) : {};
+  return { args: typeof target === 'object' && target !== null ? (target as QuantizeCommandArgs) : {} };
+}
+
+/** Keeps MODEL_OPEN_KEY true exactly while the active tab is an inspector whose checkpoint opened. */
+function trackActiveModel(): vscode.Disposable {
+  let generation = 0;
+  const update = async () => {
+    const mine = ++generation;
+    const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+    let isModel = false;
+    if (input instanceof vscode.TabInputCustom && (input.viewType === 'quantlens.checkpoint' || input.viewType === 'quantlens.checkpointIndex')) {
+      const path = input.uri.fsPath;
+      const session = InspectorSession.all().find((s) => resolve(s.path) === resolve(path));
+      isModel = session?.opened === true && (await isCheckpointFolder(dirname(path)));
+    }
+    if (mine === generation) await vscode.commands.executeCommand('setContext', MODEL_OPEN_KEY, isModel);
+  };
+  void update();
+  const changed = () => void update();
+  return vscode.Disposable.from(vscode.window.tabGroups.onDidChangeTabs(changed), vscode.window.tabGroups.onDidChangeTabGroups(changed), InspectorSession.onDidChangeOpened(changed));
 }
 
 function requireTrust(): boolean {
@@ -38,6 +76,8 @@ export function registerJobs(context: vscode.ExtensionContext, output: vscode.Lo
   const tree = new JobsTreeProvider(manager);
   const view = vscode.window.createTreeView('quantlens.jobs', { treeDataProvider: tree, showCollapseAll: false });
   const root = context.extensionUri.fsPath;
+  const recipes = new RecipeChecker(join(root, 'dist', 'workers', 'recipe.worker.js'));
+  const specContext = (modelNote?: string): SpecContext => ({ extensionRoot: root, running: (out) => manager.runningJobFor(out), recipes, modelNote });
 
   const run = async (spec: JobSpec | undefined, args: QuantizeCommandArgs): Promise<JobRecord | undefined> => {
     if (!spec) return undefined;
@@ -54,15 +94,17 @@ export function registerJobs(context: vscode.ExtensionContext, output: vscode.Lo
     manager,
     tree,
     view,
+    recipes,
+    trackActiveModel(),
     vscode.commands.registerCommand('quantlens.quantizeModel', async (target?: unknown) => {
       if (!requireTrust()) return undefined;
-      const args = await argsFrom(target);
-      return run(await specOrError(() => quantizeSpecFromUser(args, root, (out) => manager.runningJobFor(out))), args);
+      const { args, modelNote } = await argsFrom(target);
+      return run(await specOrError(() => quantizeSpecFromUser(args, specContext(modelNote))), args);
     }),
     vscode.commands.registerCommand('quantlens.calibrate', async (target?: unknown) => {
       if (!requireTrust()) return undefined;
-      const args = await argsFrom(target);
-      return run(await specOrError(() => calibrateSpecFromUser(args, root, (out) => manager.runningJobFor(out))), args);
+      const { args, modelNote } = await argsFrom(target);
+      return run(await specOrError(() => calibrateSpecFromUser(args, specContext(modelNote))), args);
     }),
     vscode.commands.registerCommand('quantlens.cancelJob', (target?: { job?: JobRecord } | string) => {
       const id = typeof target === 'string' ? target : target?.job?.id ?? manager.jobs.find((j) => j.status === 'running')?.id;
