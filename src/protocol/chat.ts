@@ -30,7 +30,12 @@ export interface ModelPairView {
   readonly message?: string;
   readonly quantizedInfo?: ChatModelInfo;
   readonly originalInfo?: ChatModelInfo;
+  /** The sides whose config.json marks the weights as generated (the shipped example): their answers are noise. */
+  readonly synthetic?: readonly Side[];
 }
+
+/** Where a chat page is shown: the side-bar view or an editor tab. */
+export type ChatSurface = 'view' | 'panel';
 
 export interface SideView {
   text: string;
@@ -71,6 +76,8 @@ export type HostToChatWebview =
   | { readonly type: 'sideDone'; readonly turnId: number; readonly side: Side; readonly stats: SideStats }
   | { readonly type: 'turnDone'; readonly turn: TurnView }
   | { readonly type: 'perplexity'; readonly perplexity: NonNullable<ChatStateView['perplexity']> }
+  /** Sent to one page after its `ready`: where it is shown (an editor tab sits on the editor's background). */
+  | { readonly type: 'surface'; readonly surface: ChatSurface }
   /** Put text into the prompt box and send it (tests and commands). */
   | { readonly type: 'ask'; readonly prompt: string };
 
@@ -97,4 +104,29 @@ export interface ChatRenderedView {
   /** An error shown in the panel, if any. */
   readonly error: string;
   readonly running: boolean;
+  /** The model paths the page shows (quantized, original; '' when none). */
+  readonly quantizedModel: string;
+  readonly originalModel: string;
+  /** The synthetic-weights note as shown ('' when the page shows none). */
+  readonly syntheticNote: string;
+  readonly layout: ChatLayoutView;
+}
+
+/** Measurements of the page, so tests can check what the user sees fits. */
+export interface ChatLayoutView {
+  /** The page's width in CSS pixels. */
+  readonly pageWidth: number;
+  /** True when the last turn's answers are stacked (quantized above original) rather than side by side. */
+  readonly stacked: boolean;
+  /** Each answer column of the last turn: its text box's inner width in characters of the answer font. */
+  readonly answerColumnChars: readonly number[];
+  /** Width in CSS pixels of one character of the answer font. */
+  readonly answerCharWidth: number;
+  /** The last turn's summary line: shown at all, and whether its text is cut off horizontally. */
+  readonly summaryShown: boolean;
+  readonly summaryClipped: boolean;
+  /** The summary line lies inside the conversation's visible area. */
+  readonly summaryInView: boolean;
+  /** Elements inside the conversation that scroll on their own (0: one scroll area). */
+  readonly nestedScrollAreas: number;
 }

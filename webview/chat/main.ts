@@ -1,12 +1,14 @@
 /**
- * The chat view's page: model pair, settings, the transcript with both answers side by side and the per-step
- * divergence, prompt box with Send / Stop / Clear, and perplexity on a text. The host owns the transcript
+ * The chat's page (in the side-bar view or an editor tab): model pair, settings, the transcript with both
+ * answers (stacked when narrow, side by side when wide) and the per-step divergence, prompt box with
+ * Send / Stop / Clear, and perplexity on a text. The conversation is the page's one scroll area; each turn's
+ * agreement strip and summary line stay visible at its bottom edge while the turn is on screen. The host owns the transcript
  * (src/protocol/chat.ts); the page keeps only its inputs (prompt draft, settings, open sections) in setState.
  * Keyboard: Enter sends, Shift+Enter is a new line, Escape stops; every control is a focusable element.
  */
 import '../common/base.css';
 import './chat.css';
-import type { ChatRenderedView, ChatSettings, ChatStateView, ChatWebviewToHost, HostToChatWebview, ModelPairView, SideStats, TurnView } from '../../src/protocol/chat';
+import type { ChatLayoutView, ChatRenderedView, ChatSettings, ChatStateView, ChatWebviewToHost, HostToChatWebview, ModelPairView, SideStats, TurnView } from '../../src/protocol/chat';
 import { DEFAULT_CHAT_SETTINGS } from '../../src/protocol/chat';
 import { HostConnection } from '../common/vscodeApi';
 import { h, registerToolkit } from '../common/toolkit';
@@ -30,6 +32,9 @@ const turnElements = new Map<number, { root: HTMLElement; quantized: HTMLElement
 
 // ---- layout ---------------------------------------------------------------------------------------------
 const modelBar = h('section', { class: 'models', 'aria-label': 'Models' });
+const syntheticNote = h('div', { class: 'synthetic-note', role: 'note' });
+/** Measures the answer font's character width (hidden, out of the layout). */
+const charProbe = h('span', { class: 'answer-text char-probe', 'aria-hidden': 'true' }, '0'.repeat(100));
 const settingsBox = h('details', { class: 'settings' });
 const transcript = h('section', { class: 'transcript', 'aria-live': 'polite', 'aria-label': 'Conversation' });
 const promptBox = h('textarea', { class: 'prompt', rows: 3, placeholder: 'Ask both models… (Enter sends, Shift+Enter new line)', 'aria-label': 'Prompt' }) as HTMLTextAreaElement;
@@ -69,7 +74,8 @@ function buildLayout(): void {
   });
   buildSettings();
   buildPerplexity();
-  app.replaceChildren(modelBar, settingsBox, transcript, h('section', { class: 'composer' }, promptBox, h('div', { class: 'actions' }, sendButton, stopButton, clearButton)), perplexityBox);
+  new ResizeObserver(() => scheduleReport()).observe(transcript);
+  app.replaceChildren(modelBar, syntheticNote, charProbe, settingsBox, transcript, h('section', { class: 'composer' }, promptBox, h('div', { class: 'actions' }, sendButton, stopButton, clearButton)), perplexityBox);
 }
 
 function numberField(label: string, key: 'temperature' | 'topP' | 'maxNewTokens' | 'seed', step: string, min: string, max?: string): HTMLElement {
@@ -146,7 +152,15 @@ function renderModels(models: ModelPairView): void {
     line('Original', models.original, kindsText(models.originalInfo?.linearKinds), 'original'),
     status ?? h('span'),
   );
+  syntheticNote.textContent = syntheticText(models);
   updateButtons();
+}
+
+function syntheticText(models: ModelPairView): string {
+  const sides = models.synthetic ?? [];
+  if (sides.length === 0) return '';
+  const which = sides.length === 2 ? 'both models' : `the ${sides[0]} model`;
+  return `Synthetic weights: answers are noise by design (${which}' config.json says quantlens_synthetic: generated, not trained, like the shipped example).`;
 }
 
 function statsText(stats: SideStats | undefined): string {
@@ -182,7 +196,7 @@ function renderTurn(turn: TurnView): void {
     columns.push(column(`Original · ${folderName(state?.models.original)}`, els.original, els.oStats, () => els.original?.textContent ?? '', 'side-original'));
   }
   els.root.append(h('div', { class: 'user' }, h('span', { class: 'role' }, 'You'), h('div', {}, turn.prompt)), h('div', { class: 'answers' }, ...columns));
-  if (turn.original) els.root.append(els.strip, els.summary);
+  if (turn.original) els.root.append(h('div', { class: 'turn-footer' }, els.strip, els.summary));
   els.root.append(els.error);
   for (const step of turn.steps) addStep(els, step.agree, step.kl);
   turnElements.set(turn.id, els);
@@ -259,6 +273,17 @@ function send(): void {
   save();
 }
 
+let reportPending = false;
+/** Reports again after the layout settles (resizes, streamed text). */
+function scheduleReport(): void {
+  if (reportPending) return;
+  reportPending = true;
+  requestAnimationFrame(() => {
+    reportPending = false;
+    report();
+  });
+}
+
 function report(): void {
   const last = state?.turns.at(-1);
   const els = last ? turnElements.get(last.id) : undefined;
@@ -269,8 +294,37 @@ function report(): void {
     divergence: els?.summary.textContent ?? '',
     error: els?.error.textContent || (state?.models.state === 'error' ? (state.models.message ?? '') : ''),
     running: running(),
+    quantizedModel: state?.models.quantized ?? '',
+    originalModel: state?.models.original ?? '',
+    syntheticNote: syntheticNote.offsetParent !== null ? (syntheticNote.textContent ?? '') : '',
+    layout: measure(els),
   };
   host.post({ type: 'rendered', view });
+}
+
+function measure(els: ReturnType<typeof turnElements.get>): ChatLayoutView {
+  const charWidth = charProbe.getBoundingClientRect().width / 100;
+  const texts = els ? [els.quantized, ...(els.original ? [els.original] : [])] : [];
+  const columns = texts.map((t) => t.parentElement!.getBoundingClientRect());
+  const summary = els?.summary;
+  const area = transcript.getBoundingClientRect();
+  const box = summary?.getBoundingClientRect();
+  let nested = 0;
+  for (const element of Array.from(transcript.querySelectorAll<HTMLElement>('*'))) {
+    const style = getComputedStyle(element);
+    const scrolls = (v: string) => v === 'auto' || v === 'scroll';
+    if ((scrolls(style.overflowY) && element.scrollHeight > element.clientHeight + 1) || (scrolls(style.overflowX) && element.scrollWidth > element.clientWidth + 1)) nested++;
+  }
+  return {
+    pageWidth: document.documentElement.clientWidth,
+    stacked: columns.length === 2 && columns[1]!.top >= columns[0]!.bottom - 1,
+    answerColumnChars: texts.map((t) => (charWidth > 0 ? Math.floor(t.clientWidth / charWidth) : 0)),
+    answerCharWidth: charWidth,
+    summaryShown: !!summary && !!summary.textContent && summary.offsetParent !== null,
+    summaryClipped: !!summary && summary.scrollWidth > summary.clientWidth,
+    summaryInView: !!box && box.height > 0 && box.top >= area.top - 1 && box.bottom <= area.bottom + 1 && box.bottom <= window.innerHeight + 1,
+    nestedScrollAreas: nested,
+  };
 }
 
 function onMessage(message: HostToChatWebview): void {
@@ -296,6 +350,7 @@ function onMessage(message: HostToChatWebview): void {
       const target = message.side === 'quantized' ? els?.quantized : els?.original;
       target?.append(message.text);
       transcript.scrollTop = transcript.scrollHeight;
+      scheduleReport();
       return;
     }
     case 'step': {
@@ -318,6 +373,10 @@ function onMessage(message: HostToChatWebview): void {
     case 'perplexity':
       if (state) state = { ...state, perplexity: message.perplexity };
       renderPerplexity(message.perplexity);
+      return;
+    case 'surface':
+      document.body.dataset.surface = message.surface;
+      scheduleReport();
       return;
     case 'ask':
       promptBox.value = message.prompt;

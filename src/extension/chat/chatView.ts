@@ -1,7 +1,8 @@
 /**
- * The chat view (a webview view in QuantLens's activity-bar container): glue between the webview and the
- * chat worker. The host keeps the transcript, so answers that stream while the view is hidden are shown
- * when it comes back; the webview keeps its own inputs with setState.
+ * The chat: glue between its pages and the chat worker. One session (models, transcript, worker) is shown in
+ * the side-bar view (quick use) and, on demand, in an editor tab (a webview panel, room for both answers side
+ * by side); every page gets the same messages. The host keeps the transcript, so answers that stream while a
+ * page is hidden are shown when it comes back; each page keeps its own inputs with setState.
  */
 import * as vscode from 'vscode';
 import { ChatClient, ChatWorkerError } from '../../core/runtime/chatClient';
@@ -12,36 +13,28 @@ import {
   ChatRenderedView,
   ChatSettings,
   ChatStateView,
+  ChatSurface,
   ChatWebviewToHost,
   DEFAULT_CHAT_SETTINGS,
   HostToChatWebview,
   ModelPairView,
+  Side,
   TurnView,
 } from '../../protocol/chat';
+import { hasSyntheticWeights, latestQuantizeJob, quantizePairOf } from './chatModels';
 
 export const CHAT_VIEW_ID = 'quantlens.chat';
+/** The editor tab's webview type (also what the panel serializer restores after a reload). */
+export const CHAT_PANEL_TYPE = 'quantlens.chatPanel';
 const SETTINGS_KEY = 'quantlens.chat.settings';
 const JOBS_KEY = 'quantlens.jobs';
 
-interface JobRecord {
-  readonly status?: string;
-  readonly spec?: { readonly kind?: string; readonly model?: string; readonly out?: string };
-}
+type RenderedListener = (view: ChatRenderedView, surface: ChatSurface) => void;
 
-/** The newest succeeded quantize job's output and its original, from the history the Jobs view keeps. */
-export function lastQuantizeJob(history: unknown): { quantized: string; original: string } | undefined {
-  if (!Array.isArray(history)) return undefined;
-  for (let i = history.length - 1; i >= 0; i--) {
-    const job = history[i] as JobRecord;
-    if (job?.status === 'succeeded' && job.spec?.kind === 'quantize' && typeof job.spec.out === 'string' && typeof job.spec.model === 'string') {
-      return { quantized: job.spec.out, original: job.spec.model };
-    }
-  }
-  return undefined;
-}
-
-export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disposable {
-  private view: vscode.WebviewView | undefined;
+export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.WebviewPanelSerializer, vscode.Disposable {
+  /** The pages showing the chat now: at most one per surface. */
+  private readonly pages = new Map<ChatSurface, vscode.Webview>();
+  private panel: vscode.WebviewPanel | undefined;
   private readonly client: ChatClient;
   private models: ModelPairView = { state: 'none' };
   private settings: ChatSettings;
@@ -51,9 +44,10 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
   private loading: Promise<void> | undefined;
   private loadedKey = '';
   private busy = false;
-  /** What the page last reported it shows. */
+  /** What a page last reported it shows, and what each surface's page last reported. */
   rendered: ChatRenderedView | undefined;
-  private readonly renderedListeners = new Set<(view: ChatRenderedView) => void>();
+  readonly renderedBy = new Map<ChatSurface, ChatRenderedView>();
+  private readonly renderedListeners = new Set<RenderedListener>();
 
   constructor(
     private readonly context: vscode.ExtensionContext,
@@ -64,31 +58,78 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
   }
 
   resolveWebviewView(view: vscode.WebviewView): void {
-    this.view = view;
-    view.webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(this.context.extensionUri, 'dist', 'webview')] };
-    view.webview.html = webviewHtml(view.webview, this.context.extensionUri, 'chat', 'QuantLens Chat');
-    view.webview.onDidReceiveMessage((message: ChatWebviewToHost) => void this.onMessage(message));
-    view.onDidDispose(() => {
-      if (this.view === view) this.view = undefined;
+    this.attach('view', view.webview);
+    view.onDidDispose(() => this.detach('view', view.webview));
+  }
+
+  /** Opens the chat in an editor tab (or reveals the one open), beside the side-bar view. */
+  openInEditor(): vscode.WebviewPanel {
+    if (this.panel) {
+      this.panel.reveal(undefined, false);
+      return this.panel;
+    }
+    const panel = vscode.window.createWebviewPanel(CHAT_PANEL_TYPE, 'QuantLens Chat', { viewColumn: vscode.ViewColumn.Active, preserveFocus: false }, this.webviewOptions());
+    this.adoptPanel(panel);
+    return panel;
+  }
+
+  /** The panel serializer: a chat tab open when the window reloaded comes back with the host's session. */
+  async deserializeWebviewPanel(panel: vscode.WebviewPanel): Promise<void> {
+    if (this.panel) {
+      // Only one chat tab: a second restored one (two windows' state merged) closes.
+      panel.dispose();
+      return;
+    }
+    this.adoptPanel(panel);
+  }
+
+  private adoptPanel(panel: vscode.WebviewPanel): void {
+    this.panel = panel;
+    this.attach('panel', panel.webview);
+    panel.onDidDispose(() => {
+      if (this.panel === panel) this.panel = undefined;
+      this.detach('panel', panel.webview);
     });
   }
 
+  private webviewOptions(): vscode.WebviewOptions & vscode.WebviewPanelOptions {
+    return { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(this.context.extensionUri, 'dist', 'webview')] };
+  }
+
+  private attach(surface: ChatSurface, webview: vscode.Webview): void {
+    this.pages.set(surface, webview);
+    webview.options = this.webviewOptions();
+    webview.html = webviewHtml(webview, this.context.extensionUri, 'chat', 'QuantLens Chat');
+    webview.onDidReceiveMessage((message: ChatWebviewToHost) => void this.onMessage(message, surface, webview));
+  }
+
+  private detach(surface: ChatSurface, webview: vscode.Webview): void {
+    if (this.pages.get(surface) === webview) this.pages.delete(surface);
+    this.renderedBy.delete(surface);
+  }
+
   private post(message: HostToChatWebview): void {
-    void this.view?.webview.postMessage(message);
+    for (const webview of this.pages.values()) void webview.postMessage(message);
   }
 
   private state(): ChatStateView {
     return { models: this.models, settings: this.settings, turns: this.turns, ...(this.perplexityState ? { perplexity: this.perplexityState } : {}) };
   }
 
-  private async onMessage(message: ChatWebviewToHost): Promise<void> {
+  /** The latest succeeded quantize job in the Jobs view's history, with its source model as the original. */
+  private latestJob(): { quantized: string; original: string } | undefined {
+    return latestQuantizeJob(this.context.globalState.get(JOBS_KEY));
+  }
+
+  private async onMessage(message: ChatWebviewToHost, surface: ChatSurface, webview: vscode.Webview): Promise<void> {
     switch (message.type) {
       case 'ready':
+        void webview.postMessage({ type: 'surface', surface } satisfies HostToChatWebview);
         if (this.models.state === 'none') {
-          const last = lastQuantizeJob(this.context.globalState.get(JOBS_KEY));
+          const last = this.latestJob();
           if (last) void this.setModels(last.quantized, last.original);
         }
-        this.post({ type: 'state', state: this.state() });
+        void webview.postMessage({ type: 'state', state: this.state() } satisfies HostToChatWebview);
         return;
       case 'send':
         await this.updateSettings(message.settings);
@@ -104,7 +145,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         await this.pickModel(message.side);
         return;
       case 'useLastJob': {
-        const last = lastQuantizeJob(this.context.globalState.get(JOBS_KEY));
+        const last = this.latestJob();
         if (last) await this.setModels(last.quantized, last.original);
         else void vscode.window.showInformationMessage('QuantLens: no finished quantize job yet. Pick the models with the buttons instead.');
         return;
@@ -120,7 +161,8 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         return;
       case 'rendered':
         this.rendered = message.view;
-        for (const listener of this.renderedListeners) listener(message.view);
+        this.renderedBy.set(surface, message.view);
+        for (const listener of this.renderedListeners) listener(message.view, surface);
         return;
     }
   }
@@ -166,9 +208,17 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         },
       })
       .then(
-        (info) => {
+        async (info) => {
+          const synthetic = await this.syntheticSides(quantized, original);
           if (this.loadedKey !== key) return;
-          this.models = { quantized, ...(original ? { original } : {}), state: 'ready', quantizedInfo: info.quantized, ...(info.original ? { originalInfo: info.original } : {}) };
+          this.models = {
+            quantized,
+            ...(original ? { original } : {}),
+            state: 'ready',
+            quantizedInfo: info.quantized,
+            ...(info.original ? { originalInfo: info.original } : {}),
+            ...(synthetic.length ? { synthetic } : {}),
+          };
           this.output.info(`chat: loaded ${quantized}${original ? ` and ${original}` : ''}`);
           this.post({ type: 'models', models: this.models });
         },
@@ -182,6 +232,11 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
       );
     this.loading = loading;
     return loading;
+  }
+
+  private async syntheticSides(quantized: string, original: string | undefined): Promise<Side[]> {
+    const [q, o] = await Promise.all([hasSyntheticWeights(quantized), original ? hasSyntheticWeights(original) : false]);
+    return [...(q ? (['quantized'] as const) : []), ...(o ? (['original'] as const) : [])];
   }
 
   /** Sends a prompt: the quantized model answers, with the original beside it when comparing. */
@@ -266,16 +321,18 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     this.post({ type: 'perplexity', perplexity: this.perplexityState });
   }
 
-  /** Resolves with the page's next report that satisfies `accept` (for tests). */
-  waitForRendered(accept: (view: ChatRenderedView) => boolean, timeoutMs: number): Promise<ChatRenderedView> {
-    if (this.rendered && accept(this.rendered)) return Promise.resolve(this.rendered);
+  /** Resolves with a page's next report that satisfies `accept`, from `surface` when given (for tests). */
+  waitForRendered(accept: (view: ChatRenderedView) => boolean, timeoutMs: number, surface?: ChatSurface): Promise<ChatRenderedView> {
+    const current = surface ? this.renderedBy.get(surface) : this.rendered;
+    if (current && accept(current)) return Promise.resolve(current);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.renderedListeners.delete(listener);
-        reject(new Error(`the chat page did not show the expected state within ${timeoutMs} ms; last: ${JSON.stringify(this.rendered)}`));
+        const last = surface ? this.renderedBy.get(surface) : this.rendered;
+        reject(new Error(`the chat ${surface ?? 'page'} did not show the expected state within ${timeoutMs} ms; last: ${JSON.stringify(last)}`));
       }, timeoutMs);
-      const listener = (view: ChatRenderedView) => {
-        if (!accept(view)) return;
+      const listener: RenderedListener = (view, from) => {
+        if ((surface && from !== surface) || !accept(view)) return;
         clearTimeout(timer);
         this.renderedListeners.delete(listener);
         resolve(view);
@@ -284,9 +341,15 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     });
   }
 
-  /** Types a prompt into the page and sends it from there (tests drive the real UI this way). */
-  askThroughPage(prompt: string): void {
-    this.post({ type: 'ask', prompt });
+  /** Types a prompt into a page (the editor tab's when open) and sends it from there (tests drive the real UI). */
+  askThroughPage(prompt: string, surface: ChatSurface = this.pages.has('panel') ? 'panel' : 'view'): void {
+    void this.pages.get(surface)?.postMessage({ type: 'ask', prompt } satisfies HostToChatWebview);
+  }
+
+  /** Changes the generation settings as the page's Settings section would (tests and automation). */
+  async useSettings(settings: Partial<ChatSettings>): Promise<void> {
+    await this.updateSettings({ ...this.settings, ...settings });
+    this.post({ type: 'state', state: this.state() });
   }
 
   get currentSettings(): ChatSettings {
@@ -302,15 +365,34 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
   }
 }
 
+type OpenChatArgument = { quantized?: string; original?: string } | vscode.Uri;
+
 export function registerChatView(context: vscode.ExtensionContext, output: vscode.LogOutputChannel): ChatViewProvider {
   const provider = new ChatViewProvider(context, output);
+  const openInEditorWith = async (pair?: { quantized: string; original?: string }) => {
+    provider.openInEditor();
+    if (pair) await provider.setModels(pair.quantized, pair.original);
+  };
   context.subscriptions.push(
     provider,
     vscode.window.registerWebviewViewProvider(CHAT_VIEW_ID, provider),
-    vscode.commands.registerCommand('quantlens.openChat', async (arg?: { quantized?: string; original?: string } | vscode.Uri) => {
+    vscode.window.registerWebviewPanelSerializer(CHAT_PANEL_TYPE, provider),
+    // With a model (a folder in the Explorer, a job's result) the chat opens in an editor tab, where both
+    // answers have room; without one it focuses the side-bar view for a quick question.
+    vscode.commands.registerCommand('quantlens.openChat', async (arg?: OpenChatArgument) => {
+      if (arg instanceof vscode.Uri) return openInEditorWith({ quantized: arg.fsPath });
+      if (arg?.quantized) return openInEditorWith({ quantized: arg.quantized, ...(arg.original ? { original: arg.original } : {}) });
       await vscode.commands.executeCommand(`${CHAT_VIEW_ID}.focus`);
-      if (arg instanceof vscode.Uri) await provider.setModels(arg.fsPath, undefined);
-      else if (arg?.quantized) await provider.setModels(arg.quantized, arg.original);
+    }),
+    vscode.commands.registerCommand('quantlens.openChatInEditor', () => openInEditorWith()),
+    // The Jobs view's inline action on a succeeded quantize job: its output against its source model.
+    vscode.commands.registerCommand('quantlens.chatWithJobResult', async (node?: { job?: unknown }) => {
+      const pair = quantizePairOf(node?.job);
+      if (!pair) {
+        void vscode.window.showInformationMessage('QuantLens: only a succeeded quantize job has a result to chat with.');
+        return;
+      }
+      await openInEditorWith(pair);
     }),
   );
   return provider;
