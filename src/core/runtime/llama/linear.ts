@@ -123,6 +123,8 @@ export function linearKind(module: LinearModule): LinearKind {
       throw new LinearEmitError(module.name, 'FP8 weights with 2-D block scales (weight_scale_inv) are not supported by the runtime');
     case 'nvfp4':
       throw new LinearEmitError(module.name, 'NVFP4 weights are not supported by the runtime');
+    case 'mxfp4':
+      throw new LinearEmitError(module.name, 'MXFP4 weights are not supported by the runtime');
     default:
       throw new LinearEmitError(module.name, `unrecognised weight storage (${observed.weightDtype ?? 'no weight tensor'})`);
   }
