@@ -15,7 +15,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as ort from 'onnxruntime-node';
-import { DeviceUnavailableError, WEBGPU_MAX_TOKENS_PER_RUN, decideDevice, detectDevice, graphOptionsFor, isSoftwareVulkanDriver, requireDevice, vulkanDriverLibraries } from '../../src/core/runtime/device';
+import { DeviceUnavailableError, WEBGPU_MAX_TOKENS_PER_RUN, decideDevice, deviceForSequences, detectDevice, graphOptionsFor, isSoftwareVulkanDriver, requireDevice, vulkanDriverLibraries } from '../../src/core/runtime/device';
 import { PlacementError, checkPlacement, describePlacement, verifyPlacement } from '../../src/core/runtime/placement';
 import { openDecoderModel, writeDecoderGraph, DecoderGraphOptions } from '../../src/core/runtime/llama/graph';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
@@ -73,6 +73,19 @@ describe('runtime: one device policy', () => {
     assert.equal(webgpu.failed, true);
     assert.match(webgpu.reason, /^WebGPU was asked for, but no WebGPU adapter/);
     assert.deepEqual(decideDevice('cpu', {}).executionProviders, ['cpu']);
+  });
+
+  it('calibration under auto takes the CPU, with the reason, when WebGPU cannot run its sequences in one run', () => {
+    const webgpu = decideDevice('auto', { cuda: noCuda, webgpu: hardwareGpu });
+    const long = deviceForSequences(webgpu, 'auto', WEBGPU_MAX_TOKENS_PER_RUN + 1);
+    assert.equal(long.device, 'cpu');
+    assert.equal(long.failed, false);
+    assert.deepEqual(long.executionProviders, ['cpu']);
+    assert.match(long.reason, new RegExp(`^CPU for calibration \\(.*Vulkan adapter.*up to ${WEBGPU_MAX_TOKENS_PER_RUN} tokens per run.*${WEBGPU_MAX_TOKENS_PER_RUN + 1}-token sequences`));
+    assert.equal(deviceForSequences(webgpu, 'auto', WEBGPU_MAX_TOKENS_PER_RUN), webgpu);
+    // Asked for by name, WebGPU stays, and the calibration refuses the long sequences itself.
+    const asked = decideDevice('webgpu', { webgpu: hardwareGpu });
+    assert.equal(deviceForSequences(asked, 'webgpu', 512), asked);
   });
 
   it('graph options follow the provider, not the host CPU', () => {

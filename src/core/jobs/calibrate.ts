@@ -27,7 +27,7 @@ import { SafetensorsWriter, TensorSpec } from '../safetensors/writer';
 import { blockModuleNames, embedTokens, openDecoderModel, writeBlockGraph } from '../runtime/llama/graph';
 import { ModelTokenizer } from '../runtime/tokenizer';
 import { calibrationMetadata, loadCalibrationDataset } from '../runtime/dataset';
-import { DeviceKind, DevicePreference, checkTokensPerRun, graphOptionsFor, requireDevice } from '../runtime/device';
+import { DeviceKind, DevicePreference, checkTokensPerRun, deviceForSequences, graphOptionsFor, requireDevice } from '../runtime/device';
 import { verifyPlacement } from '../runtime/placement';
 import { JobCancelled } from './jobErrors';
 import { JobOutput, JobOutputOptions, withJobOutput } from './jobOutput';
@@ -96,7 +96,8 @@ async function calibrateLocked(options: CalibrationJobOptions, output: JobOutput
     const samples = dataset.samples;
     const tokens = samples.reduce((sum, s) => sum + s.tokens, 0);
     // The device asked for, or DeviceUnavailableError: never the CPU in its place.
-    const device = await requireDevice(options.device ?? 'auto');
+    const L = Math.max(...samples.map((s) => s.inputIds.length));
+    const device = deviceForSequences(await requireDevice(options.device ?? 'auto'), options.device ?? 'auto', L);
     const graphOptions = graphOptionsFor(device.device);
     const precision = graphOptions.precision;
     log(`calibrating on ${samples.length} samples × ${options.seqLen} tokens (${tokens} tokens) from ${dataset.info.dataset}; ${device.reason}`);
@@ -128,7 +129,6 @@ async function calibrateLocked(options: CalibrationJobOptions, output: JobOutput
 
     // Block 0's input: the embeddings of every sample.
     const H = c.hiddenSize;
-    const L = Math.max(...samples.map((s) => s.inputIds.length));
     checkTokensPerRun(device.device, L);
     let hidden: Float32Array[] = [];
     for (let i = 0; i < samples.length; i++) {

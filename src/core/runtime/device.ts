@@ -90,6 +90,21 @@ export function checkTokensPerRun(device: DeviceKind, tokens: number): void {
   throw new DeviceUnavailableError('webgpu', `calibration runs ${tokens}-token sequences through each block at once, and onnxruntime's WebGPU attention is only right for up to ${WEBGPU_MAX_TOKENS_PER_RUN} tokens per run (docs/runtime.md §7): calibrate with --device cpu (or cuda), or a sequence length of at most ${WEBGPU_MAX_TOKENS_PER_RUN}`);
 }
 
+/**
+ * Calibration's device for sequences of `tokens`: under `auto`, a WebGPU choice that could not take them in
+ * one run becomes the CPU, and the reason says why (a GPU without CUDA should still calibrate, not stop);
+ * WebGPU asked for by name keeps it, and checkTokensPerRun then refuses with the reason.
+ */
+export function deviceForSequences(report: DeviceReport, preference: DevicePreference, tokens: number): DeviceReport {
+  if (preference !== 'auto' || report.device !== 'webgpu' || tokens <= WEBGPU_MAX_TOKENS_PER_RUN) return report;
+  return {
+    device: 'cpu',
+    reason: `CPU for calibration (${report.reason}; but onnxruntime's WebGPU attention is only right for up to ${WEBGPU_MAX_TOKENS_PER_RUN} tokens per run and calibration runs ${tokens}-token sequences at once, docs/runtime.md §7)`,
+    executionProviders: ['cpu'],
+    failed: false,
+  };
+}
+
 /** What the provider is called in onnxruntime's logs. */
 export function providerName(device: DeviceKind): string {
   return device === 'cuda' ? 'CUDAExecutionProvider' : device === 'webgpu' ? 'WebGpuExecutionProvider' : 'CPUExecutionProvider';
