@@ -351,6 +351,57 @@ function pollScreenshotRequests(page, requestDir, outDir) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Keyboard and workbench DOM (suite/ui.ts): what a user types and sees, outside any extension API
+// ---------------------------------------------------------------------------------------------------------
+/**
+ * A test writes `<name>.ui` (JSON: `{ "steps": [...] }`) into the screenshot request folder; each step is
+ * `{ "type": text }` (typed into the focused element, key by key), `{ "press": key }` (a puppeteer key name,
+ * e.g. "Enter", "Escape"), `{ "query": css }` (the matching elements' text, aria-label and title) or
+ * `{ "click": css }` (the first match). The answer is `<name>.ui-done` (JSON: one result per step) or
+ * `<name>.ui-failed` (the error).
+ */
+function pollUiRequests(page, requestDir) {
+  let names;
+  try {
+    names = readdirSync(requestDir).filter((f) => f.endsWith('.ui'));
+  } catch {
+    return;
+  }
+  for (const file of names) {
+    const name = file.slice(0, -'.ui'.length);
+    if (inFlight.has(`ui:${name}`)) continue;
+    inFlight.add(`ui:${name}`);
+    shotQueue = shotQueue.then(async () => {
+      const requestFile = join(requestDir, file);
+      try {
+        const { steps } = JSON.parse(readFileSync(requestFile, 'utf8'));
+        const results = [];
+        for (const step of steps) {
+          if (typeof step.type === 'string') results.push(await page.keyboard.type(step.type, { delay: 20 }) ?? null);
+          else if (typeof step.press === 'string') results.push(await page.keyboard.press(step.press) ?? null);
+          else if (typeof step.query === 'string') {
+            results.push(await page.$$eval(step.query, (els) => els.map((e) => ({ text: e.textContent ?? '', ariaLabel: e.getAttribute('aria-label'), title: e.getAttribute('title'), value: 'value' in e ? String(e.value) : null }))));
+          } else if (typeof step.click === 'string') {
+            const el = await page.$(step.click);
+            if (!el) throw new Error(`nothing matches ${step.click}`);
+            await el.click();
+            results.push(null);
+          } else throw new Error(`unknown ui step ${JSON.stringify(step)}`);
+        }
+        rmSync(requestFile, { force: true });
+        writeAtomic(join(requestDir, `${name}.ui-done`), JSON.stringify(results));
+      } catch (err) {
+        rmSync(requestFile, { force: true });
+        writeAtomic(join(requestDir, `${name}.ui-failed`), String(err?.message ?? err));
+        log(`ui request ${name} failed: ${err?.message ?? err}`);
+      } finally {
+        inFlight.delete(`ui:${name}`);
+      }
+    });
+  }
+}
+
 /**
  * Waits (at most 10 s) until every webview in the page has its content frame: VS Code loads a webview as
  * pre/index.html, which registers a service worker and then hosts the extension's HTML in pre/fake.html.
@@ -469,6 +520,7 @@ async function main() {
   state.pollTimer = setInterval(() => {
     if (process.ppid !== parent) finish(1, 'the test runner went away: stopping');
     pollScreenshotRequests(page, screenshotDir, screenshotsOut);
+    pollUiRequests(page, screenshotDir);
   }, 100);
 
   await page.goto(pageUrl, { waitUntil: 'domcontentloaded', timeout: 60_000 });

@@ -104,7 +104,8 @@ export class JobManager implements vscode.Disposable {
       return record;
     }
     if (options.interactive && report.warnings.length) {
-      const go = await vscode.window.showWarningMessage(`QuantLens: ${record.title}`, { modal: true, detail: `${report.warnings.join('\n')}\n\nEstimated time: ${describeDuration(report.estimate?.seconds ?? 0)}.` }, 'Run Anyway');
+      // A dialog that cannot be shown (a workbench refusing modals) is a "no", not a job stuck in its check.
+      const go = await Promise.resolve(vscode.window.showWarningMessage(`QuantLens: ${record.title}`, { modal: true, detail: `${report.warnings.join('\n')}\n\nEstimated time: ${describeDuration(report.estimate?.seconds ?? 0)}.` }, 'Run Anyway')).catch(() => undefined);
       if (go !== 'Run Anyway') {
         this.finish(record, 'cancelled');
         return record;
