@@ -8,7 +8,7 @@
 // - MXFP4: scale = 2^(e − 127) (compressors/mx_utils.py `decompress_mx_scale`);
 // - FP8 blocks: value = e4m3 · weight_scale_inv[⌊r/128⌋, ⌊c/128⌋] (DeepSeek-V3 inference/kernel.py `weight_dequant`).
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
@@ -18,37 +18,9 @@ import { compareWithOriginal, LayerError } from '../../src/core/inspect/error';
 import { scanHealth } from '../../src/core/inspect/health';
 import { readScaleOverview } from '../../src/core/inspect/scales';
 import { inspectCommand } from '../../src/cli/inspect';
-import { rawSafetensors } from '../helpers/safetensorsBytes';
+import { RawTensor, bytesOf, writeCheckpoint } from '../helpers/safetensorsBytes';
 import { tempDir, vectorsDir } from '../helpers/paths';
 import { rng } from '../helpers/random';
-
-interface RawTensor {
-  name: string;
-  dtype: string;
-  shape: number[];
-  bytes: Uint8Array;
-}
-
-function writeCheckpoint(dir: string, tensors: RawTensor[], quantizationConfig?: unknown): string {
-  mkdirSync(dir, { recursive: true });
-  const header: Record<string, unknown> = {};
-  let offset = 0;
-  for (const t of tensors) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.length] };
-    offset += t.bytes.length;
-  }
-  const data = new Uint8Array(offset);
-  offset = 0;
-  for (const t of tensors) {
-    data.set(t.bytes, offset);
-    offset += t.bytes.length;
-  }
-  writeFileSync(join(dir, 'model.safetensors'), rawSafetensors(JSON.stringify(header), data));
-  if (quantizationConfig) writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama', quantization_config: quantizationConfig }));
-  return dir;
-}
-
-const bytesOf = (a: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** FP8 E4M3 (e4m3fn): bias 7, no infinities, S.1111.111 NaN. */
 function e4m3(code: number): number {

@@ -12,38 +12,9 @@ import { packToInt32 } from '../../src/core/quant/pack';
 import { packGptqQweight, packGptqQzeros } from '../../src/core/quant/gptqFormat';
 import { Writable } from 'node:stream';
 import { inspectCommand } from '../../src/cli/inspect';
-import { rawSafetensors } from '../helpers/safetensorsBytes';
+import { bytesOf, writeCheckpoint } from '../helpers/safetensorsBytes';
 import { tempDir, vectorsDir } from '../helpers/paths';
 import { rng } from '../helpers/random';
-
-interface RawTensor {
-  name: string;
-  dtype: string;
-  shape: number[];
-  bytes: Uint8Array;
-}
-
-/** A checkpoint folder: one safetensors file written by hand, plus config.json when given. */
-function writeCheckpoint(dir: string, tensors: RawTensor[], quantizationConfig?: unknown): string {
-  mkdirSync(dir, { recursive: true });
-  const header: Record<string, unknown> = {};
-  let offset = 0;
-  for (const t of tensors) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.length] };
-    offset += t.bytes.length;
-  }
-  const data = new Uint8Array(offset);
-  offset = 0;
-  for (const t of tensors) {
-    data.set(t.bytes, offset);
-    offset += t.bytes.length;
-  }
-  writeFileSync(join(dir, 'model.safetensors'), rawSafetensors(JSON.stringify(header), data));
-  if (quantizationConfig) writeFileSync(join(dir, 'config.json'), JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama', quantization_config: quantizationConfig }));
-  return dir;
-}
-
-const bytesOf = (a: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** bf16: the top half of a float32 (values chosen here are made bf16-exact by truncation). */
 function bf16(values: number[]): { bits: Uint16Array; values: number[] } {
