@@ -72,6 +72,10 @@ function buildLayout(): void {
   document.addEventListener('keydown', (event) => {
     if (event.key === 'Escape' && running()) host.post({ type: 'stop' });
   });
+  settingsBox.addEventListener('toggle', () => {
+    page.settingsOpen = (settingsBox as HTMLDetailsElement).open;
+    save();
+  });
   buildSettings();
   buildPerplexity();
   new ResizeObserver(() => scheduleReport()).observe(transcript);
@@ -92,10 +96,6 @@ function numberField(label: string, key: 'temperature' | 'topP' | 'maxNewTokens'
 
 function buildSettings(): void {
   settingsBox.toggleAttribute('open', page.settingsOpen);
-  settingsBox.addEventListener('toggle', () => {
-    page.settingsOpen = (settingsBox as HTMLDetailsElement).open;
-    save();
-  });
   const system = h('textarea', { rows: 2, 'aria-label': 'System prompt' }, page.settings.system) as HTMLTextAreaElement;
   system.addEventListener('change', () => {
     page.settings = { ...page.settings, system: system.value };
@@ -170,6 +170,11 @@ function statsText(stats: SideStats | undefined): string {
   return `${stats.generatedTokens} tok · ${speed} tok/s · prompt ${stats.prefillMs.toFixed(0)} ms · ${formatBytes(stats.weightBytes + stats.kvCacheBytes)} (weights + KV)${stop}`;
 }
 
+/** Three decimals; past 10,000 nats (a numerical blow-up) in exponent form, so the line stays short. */
+function formatKl(kl: number): string {
+  return Math.abs(kl) < 1e4 ? kl.toFixed(3) : kl.toExponential(2);
+}
+
 function klColor(kl: number): string {
   // Opacity grows with KL; 1 nat and above is full strength.
   return String(Math.min(1, 0.15 + kl));
@@ -223,7 +228,7 @@ function finishTurn(turn: TurnView): void {
     els.oStats!.textContent = statsText(turn.original.stats);
   }
   if (turn.agreement !== undefined && turn.meanKl !== undefined && turn.steps.length > 0) {
-    els.summary.textContent = `Original teacher-forced on the quantized answer: greedy choices agree on ${(turn.agreement * 100).toFixed(0)}% of ${turn.steps.length} steps · mean KL(original‖quantized) ${turn.meanKl.toFixed(3)} nats`;
+    els.summary.textContent = `Original teacher-forced on the quantized answer: greedy choices agree on ${(turn.agreement * 100).toFixed(0)}% of ${turn.steps.length} steps · mean KL(original‖quantized) ${formatKl(turn.meanKl)} nats`;
   }
   els.error.textContent = turn.error?.message ?? '';
   els.root.classList.toggle('running', turn.running);
@@ -231,6 +236,12 @@ function finishTurn(turn: TurnView): void {
 
 function renderState(next: ChatStateView): void {
   state = next;
+  // The host's settings are the session's (the side-bar view and the editor tab share them).
+  if (JSON.stringify(next.settings) !== JSON.stringify(page.settings)) {
+    page.settings = next.settings;
+    save();
+    buildSettings();
+  }
   renderModels(next.models);
   transcript.replaceChildren();
   turnElements.clear();

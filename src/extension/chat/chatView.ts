@@ -144,12 +144,9 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
       case 'pickModel':
         await this.pickModel(message.side);
         return;
-      case 'useLastJob': {
-        const last = this.latestJob();
-        if (last) await this.setModels(last.quantized, last.original);
-        else void vscode.window.showInformationMessage('QuantLens: no finished quantize job yet. Pick the models with the buttons instead.');
+      case 'useLastJob':
+        if (!(await this.useLatestJob())) void vscode.window.showInformationMessage('QuantLens: no finished quantize job yet. Pick the models with the buttons instead.');
         return;
-      }
       case 'copy':
         await vscode.env.clipboard.writeText(message.text);
         return;
@@ -165,6 +162,13 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
         for (const listener of this.renderedListeners) listener(message.view, surface);
         return;
     }
+  }
+
+  /** Switches to the latest finished quantize job's output and source model; false when there is none. */
+  async useLatestJob(): Promise<boolean> {
+    const last = this.latestJob();
+    if (last) await this.setModels(last.quantized, last.original);
+    return last !== undefined;
   }
 
   private async updateSettings(settings: ChatSettings): Promise<void> {
@@ -350,6 +354,10 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
   async useSettings(settings: Partial<ChatSettings>): Promise<void> {
     await this.updateSettings({ ...this.settings, ...settings });
     this.post({ type: 'state', state: this.state() });
+  }
+
+  get currentModels(): ModelPairView {
+    return this.models;
   }
 
   get currentSettings(): ChatSettings {
