@@ -1,0 +1,167 @@
+/**
+ * Output-space quantization error per layer: ‖(W − Q)X‖_F / ‖WX‖_F over the calibration inputs X — what
+ * GPTQ minimises, where round-to-nearest minimises the weight error ‖W − Q‖ (error.ts). A GPTQ layer can
+ * have a larger weight error than RTN of the same scheme and still a smaller output error, so the Error tab
+ * shows both.
+ *
+ * Exact without the activations: with the calibration statistics' Hessian H = c · XᵀX (c = 2/n, see
+ * jobs/calibrationFile.ts; X has one calibration token per row), ‖EX‖² (E = W − Q, tokens as columns) is
+ * Σ_rows e H eᵀ / c, i.e. tr(E H Eᵀ) / c — and c cancels in the ratio with tr(W H Wᵀ). Streamed per layer:
+ * the layer's Hessian [in, in] and one block of rows of both weights at a time; float64 accumulation.
+ */
+import type { Checkpoint } from '../safetensors/checkpoint';
+import type { LayerMap } from '../checkpoint/scheme';
+import type { GptqCheckpointFormat } from '../quant/gptqFormat';
+import { openStoredWeight } from '../quant/storedWeights';
+
+/** Where the Hessians come from (the calibration statistics file, jobs/calibrationFile.ts, is one). */
+export interface HessianSource {
+  /** H = 2/n Σ x xᵀ of a Linear's input, [in, in] row-major; undefined when the file has none for it. */
+  hessian(module: string): Promise<Float32Array | Float64Array | undefined>;
+  /** The file's metadata: `tokens`, `samples`, `seq_len`, `dataset` as the calibrate job writes them. */
+  readonly metadata?: Readonly<Record<string, string | number>>;
+}
+
+export interface LayerOutputError {
+  readonly module: string;
+  /** ‖(W − Q)X‖_F / ‖WX‖_F; undefined when skipped. */
+  readonly relative?: number;
+  /** The same in dB: −20·log10(relative) (an output SQNR). */
+  readonly sqnrDb?: number;
+  readonly skipped?: string;
+}
+
+export interface OutputErrorReport {
+  readonly layers: readonly LayerOutputError[];
+  /** Calibration tokens the Hessians summarise (from the statistics' metadata), when known. */
+  readonly tokens?: number;
+  readonly samples?: number;
+  readonly seqLen?: number;
+  readonly dataset?: string;
+  readonly medianSqnrDb: number;
+}
+
+export interface OutputErrorOptions {
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (fraction: number, what: string) => void;
+  readonly modules?: readonly string[];
+  readonly gptqFormat?: GptqCheckpointFormat;
+  /** Values per row block read (default 1 Mi). The results do not depend on it. */
+  readonly blockElements?: number;
+}
+
+/**
+ * Σ_r e_r H e_rᵀ and Σ_r w_r H w_rᵀ over `count` rows of `cols` values (row-major `w` and `q`, e = w − q),
+ * in float64. Rows are taken four at a time against each row of H, so one pass over H serves them all.
+ */
+export function quadraticForms(w: Float32Array | Float64Array, q: Float32Array | Float64Array, count: number, cols: number, h: Float32Array | Float64Array): { error: number; reference: number } {
+  let error = 0;
+  let reference = 0;
+  const e = new Float64Array(cols * 4);
+  const x = new Float64Array(cols * 4);
+  for (let r0 = 0; r0 < count; r0 += 4) {
+    const rn = Math.min(4, count - r0);
+    for (let k = 0; k < rn; k++) {
+      const base = (r0 + k) * cols;
+      for (let j = 0; j < cols; j++) {
+        const wv = w[base + j]!;
+        x[k * cols + j] = wv;
+        e[k * cols + j] = wv - q[base + j]!;
+      }
+    }
+    for (let k = 0; k < rn; k++) {
+      const eo = k * cols;
+      let errSum = 0;
+      let refSum = 0;
+      for (let i = 0; i < cols; i++) {
+        const hi = i * cols;
+        let he = 0;
+        let hx = 0;
+        for (let j = 0; j < cols; j++) {
+          const hv = h[hi + j]!;
+          he += hv * e[eo + j]!;
+          hx += hv * x[eo + j]!;
+        }
+        errSum += e[eo + i]! * he;
+        refSum += x[eo + i]! * hx;
+      }
+      error += errSum;
+      reference += refSum;
+    }
+  }
+  return { error, reference };
+}
+
+function metadataNumber(metadata: HessianSource['metadata'], key: string): number | undefined {
+  const value = metadata?.[key];
+  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/**
+ * The output error of every quantized linear layer of `quantized` against `original`, on the inputs the
+ * Hessians of `calibration` summarise. A layer without a Hessian, or whose Hessian does not match its input
+ * features, is skipped with the reason.
+ */
+export async function outputErrors(quantized: Checkpoint, layerMap: LayerMap, original: Checkpoint, calibration: HessianSource, options: OutputErrorOptions = {}): Promise<OutputErrorReport> {
+  const modules = layerMap.modules.filter((m) => m.state === 'quantized' && (!options.modules || options.modules.includes(m.name)));
+  const budget = Math.max(1, options.blockElements ?? 1024 * 1024);
+  const layers: LayerOutputError[] = [];
+  for (const [index, module] of modules.entries()) {
+    if (options.signal?.aborted) throw new Error('cancelled');
+    options.onProgress?.(index / Math.max(1, modules.length), `output error: ${module.name}`);
+    const originalName = `${module.name}.weight`;
+    if (!original.has(originalName)) {
+      layers.push({ module: module.name, skipped: `the original checkpoint has no ${originalName}` });
+      continue;
+    }
+    const stored = await openStoredWeight(quantized, module, { declared: module.declared?.scheme?.weights, gptqFormat: options.gptqFormat ?? layerMap.scheme.gptq?.checkpointFormat });
+    const { rows, cols } = stored;
+    const ref = original.tensor(originalName);
+    if (ref.shape.length !== 2 || ref.shape[0] !== rows || ref.shape[1] !== cols) {
+      layers.push({ module: module.name, skipped: `shape mismatch: quantized [${rows}, ${cols}], original [${ref.shape.join(', ')}]` });
+      continue;
+    }
+    const h = await calibration.hessian(module.name);
+    if (!h) {
+      layers.push({ module: module.name, skipped: 'the calibration statistics have no Hessian for this layer' });
+      continue;
+    }
+    if (h.length !== cols * cols) {
+      layers.push({ module: module.name, skipped: `the calibration Hessian has ${h.length} values; this layer's ${cols} input features need ${cols} × ${cols}` });
+      continue;
+    }
+    const reference = await openStoredWeight(original, { ...module, observed: { kind: 'float', shape: [rows, cols], hasZeroPoint: false, hasGIdx: false, staticInputScale: false } });
+    const blockRows = Math.max(1, Math.min(rows, Math.floor(budget / Math.max(1, cols))));
+    const w = new Float32Array(blockRows * cols);
+    const q = new Float32Array(blockRows * cols);
+    let error = 0;
+    let total = 0;
+    for (let r0 = 0; r0 < rows; r0 += blockRows) {
+      if (options.signal?.aborted) throw new Error('cancelled');
+      const r1 = Math.min(rows, r0 + blockRows);
+      await reference.read(r0, r1, w);
+      await stored.read(r0, r1, q);
+      const sums = quadraticForms(w, q, r1 - r0, cols, h);
+      error += sums.error;
+      total += sums.reference;
+      options.onProgress?.((index + r1 / rows) / Math.max(1, modules.length), `output error: ${module.name}`);
+    }
+    // H is positive semi-definite; a tiny negative sum is rounding of an (almost) zero error.
+    const relative = total > 0 ? Math.sqrt(Math.max(0, error) / total) : error > 0 ? Infinity : 0;
+    layers.push({ module: module.name, relative, sqnrDb: -20 * Math.log10(relative) });
+  }
+  options.onProgress?.(1, 'done');
+  const sqnrs = layers.map((l) => l.sqnrDb).filter((v): v is number => v !== undefined && Number.isFinite(v)).sort((a, b) => a - b);
+  const mid = sqnrs.length >> 1;
+  const medianSqnrDb = sqnrs.length === 0 ? NaN : sqnrs.length % 2 ? sqnrs[mid]! : (sqnrs[mid - 1]! + sqnrs[mid]!) / 2;
+  const dataset = calibration.metadata?.dataset;
+  return {
+    layers,
+    tokens: metadataNumber(calibration.metadata, 'tokens'),
+    samples: metadataNumber(calibration.metadata, 'samples'),
+    seqLen: metadataNumber(calibration.metadata, 'seq_len'),
+    ...(dataset !== undefined ? { dataset: String(dataset) } : {}),
+    medianSqnrDb,
+  };
+}
