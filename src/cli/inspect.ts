@@ -1,12 +1,15 @@
 import { Checkpoint } from '../core/safetensors/checkpoint';
 import { CheckpointSummary, analyzeCheckpoint } from '../core/checkpoint/summary';
 import type { LayerMap } from '../core/checkpoint/scheme';
+import { describeGroupCounts } from '../core/checkpoint/layerGroups';
 import { nameMatcher } from '../core/checkpoint/tensorQuery';
 import { StatsOptions, computeTensorStatistics } from '../core/stats/computeStats';
 import { WeightStatistics, WeightView, codesTensorOf, computeWeightStatisticsOfTensor } from '../core/stats/weightStats';
 import type { TensorStatistics } from '../core/stats/tensorStats';
 import { HealthReport, scanHealth } from '../core/inspect/health';
 import { ErrorReport, SIMULATIONS, SimulationName, compareWithOriginal, simulateErrors } from '../core/inspect/error';
+import { outputErrors } from '../core/inspect/outputError';
+import { CalibrationFile } from '../core/jobs/calibrationFile';
 import { formatBytes, formatCount, formatShape } from '../core/util/format';
 import { FlagSpec, UsageError, parseArgs } from './args';
 
@@ -21,6 +24,7 @@ export const INSPECT_FLAGS: Record<string, FlagSpec> = {
   codes: { type: 'boolean', description: 'with --stats: statistics of the stored codes q (unpacked) of the quantized layers whose codes match --tensor' },
   error: { type: 'boolean', description: 'quantization error per layer: with --compare, against the original; otherwise simulate RTN schemes' },
   compare: { type: 'string', description: 'with --error: the original (unquantized) checkpoint to compare a quantized one against' },
+  'calib-stats': { type: 'string', description: 'with --error --compare: a calibration statistics file with Hessians (quantlens calibrate --hessians): also the output error ‖(W−Q)X‖/‖WX‖ on its calibration inputs' },
   simulate: { type: 'string', description: `with --error: comma-separated schemes to simulate (default all: ${Object.keys(SIMULATIONS).join(', ')})` },
   scan: { type: 'boolean', description: 'health scan: NaN/Inf/zero/negative/subnormal scales, scale outliers, all-zero or NaN weights; exit 1 on errors' },
 };
@@ -42,9 +46,13 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
     if (flags.error) {
       if (typeof flags.compare === 'string') {
         const original = await Checkpoint.open(flags.compare);
+        const calibration = typeof flags['calib-stats'] === 'string' ? await CalibrationFile.open(flags['calib-stats']) : undefined;
         try {
-          errors = [await compareWithOriginal(checkpoint, layerMap, original, { onProgress: progressReporter('comparing') })];
+          const weights = await compareWithOriginal(checkpoint, layerMap, original, { onProgress: progressReporter('comparing') });
+          const outputError = calibration ? await outputErrors(checkpoint, layerMap, original, calibration, { onProgress: progressReporter('output error') }) : undefined;
+          errors = [{ ...weights, original: flags.compare, ...(outputError ? { outputError } : {}) }];
         } finally {
+          await calibration?.close();
           await original.close();
         }
       } else {
@@ -54,8 +62,9 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
         errors = [];
         for (const name of names) errors.push(await simulateErrors(checkpoint, layerMap, name as SimulationName, { onProgress: progressReporter(`simulating ${name}`) }));
       }
-    } else if (flags.compare !== undefined || flags.simulate !== undefined) {
-      throw new UsageError('--compare and --simulate need --error');
+      if (flags['calib-stats'] !== undefined && typeof flags.compare !== 'string') throw new UsageError('--calib-stats needs --compare ORIGINAL: the output error compares a quantized checkpoint with its original');
+    } else if (flags.compare !== undefined || flags.simulate !== undefined || flags['calib-stats'] !== undefined) {
+      throw new UsageError('--compare, --simulate and --calib-stats need --error');
     }
     if (flags.json) {
       const json = {
@@ -126,6 +135,7 @@ export function renderSummary(summary: CheckpointSummary, limit?: number, layerM
   lines.push(`linear       ${lc.quantized} quantized, ${lc.ignored} ignored, ${lc.unquantized} unquantized${lc.missing ? `, ${lc.missing} missing` : ''}${lc.elsewhere ? `, ${lc.elsewhere} in other shards` : ''}`);
   if (lc.elsewhere) lines.push(...elsewhereLines(layerMap));
   for (const d of summary.scheme.disagreements) lines.push(`  disagreement: ${d}`);
+  for (const f of summary.moeFindings) lines.push(`  ${f.severity}: ${f.message}`);
   for (const e of summary.scheme.configErrors) lines.push(`  config error: ${e}`);
   lines.push(`tensors      ${summary.tensorCount}`);
   const dtypes = Object.entries(summary.byDtype)
@@ -174,14 +184,17 @@ export function renderSummary(summary: CheckpointSummary, limit?: number, layerM
 }
 
 export function renderLayerMap(map: LayerMap): string {
-  const rows = map.modules.map((m) => [
+  // Mixture-of-experts modules are shown as one line per layer and role (layerGroups.ts), the rest one by one.
+  const rows = map.modules.filter((m) => !m.moe).map((m) => [
     m.name,
     m.state,
     m.state === 'elsewhere' ? `in ${m.shard}` : m.observed ? `${m.observed.kind}${m.observed.bits ? ` ${m.observed.bits}-bit` : ''}${m.observed.strategy ? ` ${m.observed.strategy}${m.observed.groupSize ? ` ${m.observed.groupSize}` : ''}` : ''}` : '-',
     m.declared?.group ?? (m.declared?.ignoredBy ? `ignored by ${m.declared.ignoredBy}` : '-'),
     m.issues.join('; '),
   ]);
-  return `\nlayer map\n${table([['module', 'state', 'storage', 'config', 'issues'], ...rows])}\n`;
+  const groups = map.groups.map((g) => [g.block === undefined ? '-' : `layer ${g.block}`, g.label, `${describeGroupCounts(g)}${g.issues ? `, ${g.issues} with issues` : ''}`]);
+  const moe = groups.length ? `\nmixture of experts (${map.scheme.moe?.description ?? `${map.groups.length} groups`})\n${table([['layer', 'group', 'state'], ...groups])}\n` : '';
+  return `\nlayer map\n${rows.length ? table([['module', 'state', 'storage', 'config', 'issues'], ...rows]) : '  (all linear layers are in mixture-of-experts groups)'}\n${moe}`;
 }
 
 async function tensorStatistics(checkpoint: Checkpoint, summary: CheckpointSummary, layerMap: LayerMap, filter: string, bins: number | undefined, view: WeightView | undefined): Promise<Map<string, TensorStatistics>> {
@@ -275,15 +288,24 @@ export function renderHealth(report: HealthReport): string {
 
 export function renderErrors(report: ErrorReport): string {
   if (process.stderr.isTTY) process.stderr.write('\r\u001b[K');
+  const output = report.outputError ? new Map(report.outputError.layers.map((l) => [l.module, l])) : undefined;
+  const outputCells = (module: string) => {
+    if (!output) return [];
+    const o = output.get(module);
+    return o?.relative !== undefined ? [o.relative.toExponential(3), o.sqnrDb!.toFixed(2)] : ['-', '-'];
+  };
   const rows = report.layers.map((l) =>
     l.skipped
-      ? [l.module, '-', '-', '-', '-', `skipped: ${l.skipped}`]
-      : [l.module, l.metrics.relativeFrobenius.toExponential(3), l.metrics.sqnrDb.toFixed(2), l.metrics.maxAbsError.toExponential(3), l.metrics.cosine.toFixed(6), report.suggestedIgnore.includes(l.module) ? 'suggest ignore' : ''],
+      ? [l.module, '-', '-', '-', '-', ...outputCells(l.module), `skipped: ${l.skipped}`]
+      : [l.module, l.metrics.relativeFrobenius.toExponential(3), l.metrics.sqnrDb.toFixed(2), l.metrics.maxAbsError.toExponential(3), l.metrics.cosine.toFixed(6), ...outputCells(l.module), report.suggestedIgnore.includes(l.module) ? 'suggest ignore' : ''],
   );
-  const title = report.kind === 'simulation' ? `simulated ${report.scheme} (round to nearest)` : `${report.scheme} vs the original`;
+  const title = report.kind === 'simulation' ? `simulated ${report.scheme} (round to nearest)` : `${report.scheme} vs the original${report.original ? ` ${report.original}` : ''}`;
+  const oe = report.outputError;
+  const tokens = oe?.tokens !== undefined ? `${oe.tokens} calibration tokens` : 'the calibration inputs';
   return [
-    `\nquantization error: ${title}; median SQNR ${report.medianSqnrDb.toFixed(2)} dB`,
-    table([['layer', 'rel. Frobenius', 'SQNR dB', 'max |err|', 'cosine', ''], ...rows], new Set([1, 2, 3, 4])),
+    `\nquantization error: ${title}; median SQNR ${report.medianSqnrDb.toFixed(2)} dB${oe ? `; median output SQNR ${oe.medianSqnrDb.toFixed(2)} dB` : ''}`,
+    ...(oe ? [`  weight error (rel. Frobenius, SQNR): what round-to-nearest minimises; output error ‖(W−Q)X‖/‖WX‖ on ${tokens}: what GPTQ minimises`] : []),
+    table([['layer', 'rel. Frobenius', 'SQNR dB', 'max |err|', 'cosine', ...(oe ? ['output rel.', 'output SQNR dB'] : []), ''], ...rows], new Set(oe ? [1, 2, 3, 4, 5, 6] : [1, 2, 3, 4])),
     `  worst layers: ${report.ranking.slice(0, 5).join(', ')}`,
     `  suggested ignore list: ${report.suggestedIgnore.length ? JSON.stringify(report.suggestedIgnore) : 'none (no layer is an outlier)'}`,
     '',

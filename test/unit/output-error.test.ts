@@ -5,7 +5,7 @@
  * written and read back) gives, per layer, the ratio ‖(W − Q)X‖ / ‖WX‖ that the explicit product gives.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { writeSafetensors } from '../../src/core/safetensors/writer';
@@ -78,6 +78,8 @@ describe('output-space quantization error (tr(E H Eᵀ))', function () {
     try {
       const out = join(tmp.path, 'w4a16-rtn');
       await runQuantizeJob({ model: example(), out, scheme: 'w4a16-rtn' });
+      // The output names its source, which the inspector's Compare with Original… offers first.
+      assert.deepEqual(JSON.parse(readFileSync(join(out, 'quantlens.json'), 'utf8')), { source_model: example(), calibration: null });
       const quantized = await Checkpoint.open(out);
       const { layerMap } = await analyzeCheckpoint(quantized, out);
       const modules = layerMap.modules.filter((m) => m.state === 'quantized');

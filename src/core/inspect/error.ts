@@ -33,6 +33,7 @@ import { E4M3_TO_F32 } from '../dtypes/float';
 import { openStoredWeight, StoredWeightRows } from '../quant/storedWeights';
 import type { Histogram } from '../stats/tensorStats';
 import type { GptqCheckpointFormat } from '../quant/gptqFormat';
+import type { OutputErrorReport } from './outputError';
 import { ACC_APPROX, ACC_DOT, ACC_ERR, ACC_MAX, ACC_MIN, ACC_REF, ErrorWorkspace } from './errorKernels';
 
 export const SIMULATIONS = {
@@ -68,6 +69,10 @@ export interface ErrorReport {
    */
   readonly suggestedIgnore: readonly string[];
   readonly medianSqnrDb: number;
+  /** A comparison's original checkpoint (path), as the caller opened it. */
+  readonly original?: string;
+  /** A comparison's output-space error on calibration inputs, when calibration statistics were given. */
+  readonly outputError?: OutputErrorReport;
 }
 
 const ERROR_BINS = 64;

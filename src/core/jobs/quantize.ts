@@ -68,6 +68,8 @@ export interface CalibrationStatistics {
   hessian?(module: string): Promise<Float32Array | Float64Array | undefined>;
   /** The Hessian's shape without reading it (pre-flight checks); undefined when there is none. */
   hessianShape?(module: string): readonly number[] | undefined;
+  /** The statistics' metadata (dataset, samples, seq_len, tokens), recorded in the output's quantlens.json. */
+  readonly metadata?: Readonly<Record<string, string | number>>;
 }
 
 /** GPTQ settings (GPTQModifier fields); a recipe's values win over these defaults. */
@@ -536,6 +538,8 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
       const recipeText = resolved ? resolved.recipeText : recipeYaml(SCHEME_PRESETS[options.scheme!].preset, ignore, presetJob!.algorithm, presetJob!.gptq);
       await fs.writeFile(join(temp, 'recipe.yaml'), recipeText);
     }
+    // What the inspector needs to compare the output with its source: the source folder, the calibration.
+    await fs.writeFile(join(temp, 'quantlens.json'), `${JSON.stringify({ source_model: checkpoint.folder, calibration: options.calibration?.metadata ? Object.fromEntries(['dataset', 'samples', 'seq_len', 'tokens', 'sha256'].filter((k) => k in options.calibration!.metadata!).map((k) => [k, options.calibration!.metadata![k]])) : null }, null, 2)}\n`);
     for (const file of MODEL_FILES) {
       await fs.copyFile(join(checkpoint.folder, file), join(temp, file)).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOENT') throw error;

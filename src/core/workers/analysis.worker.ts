@@ -10,6 +10,8 @@ import { computeWeightStatisticsOfTensor } from '../stats/weightStats';
 import { readScaleOverview } from '../inspect/scales';
 import { scanHealth } from '../inspect/health';
 import { compareWithOriginal, simulateErrors } from '../inspect/error';
+import { outputErrors } from '../inspect/outputError';
+import { CalibrationFile } from '../jobs/calibrationFile';
 import type { AnalysisMethods, FromWorker, ToWorker } from './protocol';
 
 const port = parentPort;
@@ -57,13 +59,21 @@ async function run(id: number, method: keyof AnalysisMethods, params: unknown, s
       return scanHealth(checkpoint, analysis.layerMap, { signal, weights, onProgress: progress });
     }
     case 'errors': {
-      const { path, simulation, original } = params as AnalysisMethods['errors']['params'];
+      const { path, simulation, original, calibStats } = params as AnalysisMethods['errors']['params'];
       const { checkpoint, analysis } = await load(path);
       if (original) {
         const reference = await Checkpoint.open(original);
+        const calibration = calibStats ? await CalibrationFile.open(calibStats).catch((error: unknown) => {
+          throw new Error(`calibration statistics ${calibStats}: ${error instanceof Error ? error.message : String(error)}`);
+        }) : undefined;
         try {
-          return await compareWithOriginal(checkpoint, analysis.layerMap, reference, { signal, onProgress: progress });
+          // With calibration statistics the weight error takes the first half of the progress bar.
+          const share = calibration ? 0.5 : 1;
+          const weights = await compareWithOriginal(checkpoint, analysis.layerMap, reference, { signal, onProgress: (f, what) => progress(f * share, what) });
+          const outputError = calibration ? await outputErrors(checkpoint, analysis.layerMap, reference, calibration, { signal, onProgress: (f, what) => progress(0.5 + f / 2, what) }) : undefined;
+          return { ...weights, original, ...(outputError ? { outputError } : {}) };
         } finally {
+          await calibration?.close();
           await reference.close();
         }
       }

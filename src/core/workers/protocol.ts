@@ -14,7 +14,7 @@ export interface AnalysisMethods {
   scales: { params: { path: string }; result: ModuleScales[] };
   health: { params: { path: string; weights?: boolean }; result: HealthReport };
   /** Quantization error per layer: a simulation on a float checkpoint, or a comparison with `original`. */
-  errors: { params: { path: string; simulation?: SimulationName; original?: string }; result: ErrorReport };
+  errors: { params: { path: string; simulation?: SimulationName; original?: string; calibStats?: string }; result: ErrorReport };
   /** Releases the worker's open file handles for a checkpoint. */
   close: { params: { path: string }; result: void };
 }
