@@ -45,6 +45,7 @@ describe('Quantize Model… from the keyboard', function () {
   let model: string;
   let userRecipe: string;
   let brokenRecipe: string;
+  let broken: string;
 
   before(async function () {
     if (!uiAvailable()) this.skip();
@@ -57,6 +58,11 @@ describe('Quantize Model… from the keyboard', function () {
     writeFileSync(userRecipe, USER_RECIPE);
     brokenRecipe = join(ws, 'recipes', 'broken-recipe.yaml');
     writeFileSync(brokenRecipe, BROKEN_RECIPE);
+    // A file that is not a checkpoint, in a folder with a config.json: the inspector cannot read it.
+    mkdirSync(join(ws, 'notmodel'), { recursive: true });
+    writeFileSync(join(ws, 'notmodel', 'config.json'), '{"model_type": "llama"}');
+    broken = join(ws, 'notmodel', 'broken.safetensors');
+    writeFileSync(broken, Buffer.from('this is not a safetensors header'));
     // Two finished outputs: real jobs, each leaving a recipe.yaml beside its weights.
     for (const preset of ['w8a8', 'w4a16-rtn'] as const) {
       const record = await vscode.commands.executeCommand<JobRecord | undefined>('quantlens.quantizeModel', { model, preset, output: join(ws, 'outputs', `tiny-${preset}`), interactive: false, openResult: false });
@@ -124,17 +130,21 @@ describe('Quantize Model… from the keyboard', function () {
     assert.equal(editor.selection.active.character, 14);
   });
 
-  it('shows the title-bar button only over a checkpoint that opened, and asks for the model from a file that is not one', async () => {
+  it('asks for the model when the command comes from a file outside any checkpoint, instead of taking the workspace root', async () => {
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+    const job = vscode.commands.executeCommand<JobRecord | undefined>('quantlens.quantizeModel', vscode.Uri.file(join(ws, 'README.md')));
+    await quickInputTitled(/Quantize Model: model/);
+    const rows = await rowsWhen('the model list', (r) => r.length > 0);
+    assert.ok(rows.some((r) => r.text.includes('models/tiny-llama')), rows.map((r) => r.text).join(' | '));
+    await ui({ press: 'Escape' });
+    assert.equal(await job, undefined);
+  });
+
+  it('shows the title-bar button only over a checkpoint that opened', async () => {
     await vscode.commands.executeCommand('workbench.action.closeAllEditors');
     await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(join(model, 'model-00001-of-00002.safetensors')));
     await waitFor('the Quantize Model… button over the model', async () => ((await shown(TITLE_BAR_QUANTIZE)).length ? true : undefined));
 
-    // A file that is not a checkpoint, in a folder with a config.json: the inspector cannot read it.
-    const folder = join(ws, 'notmodel');
-    mkdirSync(folder, { recursive: true });
-    writeFileSync(join(folder, 'config.json'), '{"model_type": "llama"}');
-    const broken = join(folder, 'broken.safetensors');
-    writeFileSync(broken, Buffer.from('this is not a safetensors header'));
     await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(broken));
     await waitFor('the button gone', async () => ((await shown(TITLE_BAR_QUANTIZE)).length ? undefined : true));
     await sleep(2000);
@@ -143,13 +153,5 @@ describe('Quantize Model… from the keyboard', function () {
     await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(join(ws, 'README.md')));
     await sleep(1000);
     assert.deepEqual(await shown(TITLE_BAR_QUANTIZE), [], 'no Quantize Model… button over a text file');
-
-    // What the button would have done: ask for the model, never take the folder of a broken file.
-    const job = vscode.commands.executeCommand<JobRecord | undefined>('quantlens.quantizeModel', vscode.Uri.file(broken));
-    await quickInputTitled(/Quantize Model: model/);
-    const rows = await rowsWhen('the model list', (r) => r.length > 0);
-    assert.ok(rows.some((r) => r.text.includes('models/tiny-llama')), rows.map((r) => r.text).join(' | '));
-    await ui({ press: 'Escape' });
-    assert.equal(await job, undefined);
   });
 });
