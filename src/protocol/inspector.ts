@@ -15,7 +15,11 @@ import type { HealthFinding } from '../core/inspect/health';
 import type { ErrorReport, SimulationName } from '../core/inspect/error';
 
 /** The header-level summary without the tensor table (which is paged). */
-export type SummaryView = Omit<CheckpointSummary, 'tensors'> & { readonly title: string };
+export type SummaryView = Omit<CheckpointSummary, 'tensors'> & {
+  readonly title: string;
+  /** The embedding and output-head tensors (embed_tokens, lm_head, …): their bytes and dtypes, which explain a small model's size. */
+  readonly embeddings?: { readonly names: readonly string[]; readonly bytes: number; readonly dtypes: readonly string[] };
+};
 
 export type TensorQuery = TensorTableQuery;
 
@@ -59,7 +63,7 @@ export interface InspectorMethods {
   scales: { params: Record<string, never>; result: ModuleScales[] };
   health: { params: { weights: boolean }; result: HealthView };
   /** Simulate a scheme, or compare with an original (`original: 'pick'` asks the user for the folder). */
-  errors: { params: { simulation?: SimulationName; original?: string }; result: ErrorReport };
+  errors: { params: { simulation?: SimulationName; original?: string; calibStats?: string }; result: ErrorReport };
 }
 
 export type InspectorMethod = keyof InspectorMethods;
@@ -149,6 +153,8 @@ export interface HeatmapView {
   readonly columns: readonly string[];
   /** The cells that hold a value, row by row: their labels, tooltip text and fill opacity (darker = larger). */
   readonly cells: readonly { readonly row: string; readonly column: string; readonly text: string; readonly opacity: number }[];
+  /** The colour scale under it: the texts at its light (min) and dark (max) ends. */
+  readonly legend?: { readonly min: string; readonly max: string };
 }
 
 /** The Error tab's report as the DOM has it. */
@@ -163,6 +169,8 @@ export interface ErrorReportView {
   readonly heatmap?: HeatmapView;
   /** Layers listed as not evaluated, with the reason. */
   readonly skipped: readonly string[];
+  /** What the numbers are: weight error vs output error on calibration tokens (when the report has both). */
+  readonly caption: string;
 }
 
 export type InspectorTable = 'tensors' | 'layers';

@@ -136,7 +136,8 @@ describe('runtime: quantized checkpoints run natively', function () {
       const modelPath = join(tmp.path, `${scheme}-graph`, 'model.onnx');
       const dequantized = new Map<string, Float64Array>();
       try {
-        const info = await writeDecoderGraph(model, modelPath, { int4AccuracyLevel: 0, maxSequenceLength: 32 });
+        // FP8 as stored (DequantizeLinear per run, as on CUDA); the CPU's float32 expansion is runtime-fp8-expand.test.ts's.
+        const info = await writeDecoderGraph(model, modelPath, { int4AccuracyLevel: 0, maxSequenceLength: 32, fp8Weights: 'stored' });
         assert.equal(info.linearKinds['model.layers.0.self_attn.q_proj'], kind);
         assert.equal(info.linearKinds['model.layers.1.mlp.down_proj'], kind);
         assert.equal(info.linearKinds.lm_head, 'float');

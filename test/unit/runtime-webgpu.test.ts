@@ -89,7 +89,9 @@ describe('runtime: one device policy', () => {
   });
 
   it('graph options follow the provider, not the host CPU', () => {
-    assert.deepEqual(graphOptionsFor('webgpu'), { target: 'webgpu', precision: 'fp32', int8Kernel: 'u8u8', int4AccuracyLevel: 0 });
+    assert.deepEqual(graphOptionsFor('webgpu'), { target: 'webgpu', precision: 'fp32', int8Kernel: 'u8u8', int4AccuracyLevel: 0, fp8Weights: 'expand' });
+    assert.equal(graphOptionsFor('cuda').fp8Weights, 'stored');
+    assert.equal(graphOptionsFor('cpu').fp8Weights, 'expand');
     assert.equal(graphOptionsFor('cuda').precision, 'fp16');
     assert.equal(graphOptionsFor('cuda').int8Kernel, 'u8u8');
     assert.equal(graphOptionsFor('cpu').target, 'cpu');
@@ -220,6 +222,24 @@ describe('runtime: WebGPU on SwiftShader', function () {
     const folder = join(tmp.path, 'w8a8');
     await runQuantizeJob({ model: join(tmp.path, 'float'), out: folder, scheme: 'w8a8' });
     await assert.rejects(build(folder, 'w8a8-webgpu', graphOptionsFor('webgpu')), /q_proj: onnxruntime's WebGPU provider has no kernels for INT8 W8A8 layers \(MatMulInteger, Round\).*--device cpu/);
+  });
+
+  it('FP8 weight-only: expanded to float32 at build, logits on WebGPU equal the CPU per-run DequantizeLinear graph\'s; FP8 activations are refused', async () => {
+    const folder = join(tmp.path, 'fp8-dynamic');
+    await runQuantizeJob({ model: join(tmp.path, 'float'), out: folder, scheme: 'fp8-dynamic' });
+    await assert.rejects(build(folder, 'fp8-dynamic-webgpu', graphOptionsFor('webgpu')), /q_proj: onnxruntime's WebGPU provider has no kernels for FP8 activation quantization \(QuantizeLinear \/ Cast to float8\).*--device cpu/);
+    // The same tensors declared weight-only (compressed-tensors FP8 W8A16).
+    const configPath = join(folder, 'config.json');
+    const written = JSON.parse(await fs.readFile(configPath, 'utf8'));
+    for (const group of Object.values(written.quantization_config.config_groups) as Record<string, unknown>[]) group.input_activations = null;
+    await fs.writeFile(configPath, JSON.stringify(written));
+    await assert.rejects(build(folder, 'fp8-stored-webgpu', { ...graphOptionsFor('webgpu'), fp8Weights: 'stored' }), /no kernels for FP8 weights dequantized per run/);
+    const cpuGraph = await build(folder, 'fp8-cpu', { ...graphOptionsFor('cpu'), fp8Weights: 'stored' });
+    const gpuGraph = await build(folder, 'fp8-webgpu', graphOptionsFor('webgpu'));
+    const placement = await verifyPlacement(gpuGraph, await requireDevice('webgpu'), () => undefined);
+    assert.deepEqual(placement.computeOnCpu, []);
+    const error = relativeError(await logits(gpuGraph, ['webgpu']), await logits(cpuGraph, ['cpu']));
+    assert.ok(error < 1e-4, `relative error ${error}`);
   });
 
   it('a 40-token prefill on WebGPU fed in runs of WEBGPU_MAX_TOKENS_PER_RUN gives the CPU\'s logits; one run does not', async () => {

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { CalibrationTaps, DecoderGraphInfo, DecoderGraphOptions, BlockGraphInfo, openDecoderModel, writeBlockGraph, writeDecoderGraph, DecoderModel } from './llama/graph';
-import { cpuInt8Kernel } from './llama/linear';
+import { cpuInt8Kernel, defaultFp8Weights } from './llama/linear';
 
 const MANIFEST = 'manifest.json';
 /** Bump when the graph builder changes in a way that makes old graphs wrong. */
@@ -99,6 +99,7 @@ function resolvedOptions(options: DecoderGraphOptions): Required<Omit<DecoderGra
     int4AccuracyLevel: options.int4AccuracyLevel ?? 4,
     int8Kernel: options.int8Kernel ?? cpuInt8Kernel(),
     target: options.target ?? 'cpu',
+    fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target),
     lastTokenLogitsOnly: options.lastTokenLogitsOnly ?? false,
   };
 }

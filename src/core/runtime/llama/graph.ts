@@ -23,7 +23,7 @@ import { readModelConfig } from '../../checkpoint/config';
 import { LayerMap, LinearModule, buildLayerMap } from '../../checkpoint/scheme';
 import type { GptqCheckpointFormat } from '../../quant/gptqFormat';
 import { DecoderConfig, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
-import { GraphTarget, Int8Kernel, LinearEmitContext, cpuInt8Kernel, emitLinear, floatInitializer, linearKind, LinearKind, matMulTransA, matMulTransB } from './linear';
+import { Fp8WeightMode, GraphTarget, Int8Kernel, LinearEmitContext, cpuInt8Kernel, defaultFp8Weights, emitLinear, floatInitializer, linearKind, LinearKind, matMulTransA, matMulTransB } from './linear';
 
 export type Precision = 'fp32' | 'fp16';
 
@@ -38,6 +38,8 @@ export interface DecoderGraphOptions {
   readonly int8Kernel?: Int8Kernel;
   /** The execution provider the graph is for (default cpu): WebGPU gets ops it has kernels for (linear.ts). */
   readonly target?: GraphTarget;
+  /** FP8 weights expanded to float at build, or dequantized per run (default: linear.ts defaultFp8Weights(target)). */
+  readonly fp8Weights?: Fp8WeightMode;
   /** Emit logits for the last position only ([batch, 1, vocab]): cheaper prefill for generation. */
   readonly lastTokenLogitsOnly?: boolean;
 }
@@ -157,7 +159,7 @@ class BlockEmitter {
     options: DecoderGraphOptions,
   ) {
     this.floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
-    this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, int8Kernel: options.int8Kernel ?? cpuInt8Kernel(), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu' };
+    this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, int8Kernel: options.int8Kernel ?? cpuInt8Kernel(), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu', fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target) };
   }
 
   async rmsNorm(x: string, weight: string): Promise<string> {

@@ -6,7 +6,8 @@
  * | stored                                   | graph                                                           |
  * |------------------------------------------|-----------------------------------------------------------------|
  * | float (bf16/f16/f32) [N, K]              | FusedMatMul(x, W, transB=1): W keeps its [N, K] layout          |
- * | FP8 E4M3 [N, K] + tensor/channel scale   | DequantizeLinear(F8E4M3FN, scale, axis 0) → FusedMatMul(transB) |
+ * | FP8 E4M3 [N, K] + tensor/channel scale   | CPU, WebGPU: float32 W · scale expanded at build → FusedMatMul  |
+ * |                                          | CUDA: DequantizeLinear(F8E4M3FN, scale, axis 0) → FusedMatMul   |
  * | INT8 [N, K] + channel scale (W8A8)       | x → per-token (or static) uint8 with zero point 128 →           |
  * |                                          | MatMulInteger(u8, int8 Wᵀ [K, N]) → ·token scale · channel scale |
  * | INT4 pack-quantized / GPTQ v1/v2         | MatMulNBits (bits 4, uint8 zero points); act-order g_idx: the   |
@@ -19,6 +20,16 @@
  *
  * Memory: one module at a time. Float and FP8 weights stream in chunks; INT8 is transposed and INT4 repacked
  * in memory at the stored size of one layer.
+ *
+ * FP8 weights on providers without FP8 matrix kernels (the CPU; WebGPU has no float8 kernels at all) are
+ * expanded once, while the graph is built, into float32 initializers w · scale (see Fp8WeightMode): measured
+ * on the CPU provider, a DequantizeLinear of the whole weight in every run made TinyLlama-shaped FP8 decode
+ * 0.06–0.18× the fp32 graph. onnxruntime does not fold that DequantizeLinear itself at ORT_ENABLE_ALL (its
+ * constant folding skips DequantizeLinear while QDQ transforms are on; with `session.disable_quant_qdq` it
+ * folds, and a Cast + Mul form folds at any level), but folding runs at every session load and took ~1 s per
+ * 11.5 M weights on the build machine — minutes for a 1B model, each time — where the expansion here is paid
+ * once per cached graph and the session loads like the fp32 graph's. The cost: 4 bytes per weight in the
+ * graph file and in memory instead of 1 (docs/performance.md §8).
  */
 import { readFileSync } from 'node:fs';
 import { decodeToFloat32, encodeFromFloat32 } from '../../dtypes/convert';
@@ -37,6 +48,20 @@ export class LinearEmitError extends Error {
 }
 
 export type LinearKind = 'float' | 'fp8' | 'int8' | 'int4';
+
+/**
+ * How FP8 weights enter the graph: 'expand' = float initializers w · scale written once at build (for
+ * providers whose matrix products have no FP8 kernel: the CPU, WebGPU); 'stored' = the F8E4M3FN bytes
+ * + DequantizeLinear in every run (1 byte per weight; CUDA, whose DequantizeLinear runs on the GPU).
+ * Both give the same weights bit for bit: an E4M3 value times a float32 scale is exact in float64, so one
+ * rounding to float32 is DequantizeLinear's float32 product.
+ */
+export type Fp8WeightMode = 'expand' | 'stored';
+
+/** The FP8 weight mode of a provider when none is asked for (device.ts graphOptionsFor sets it explicitly). */
+export function defaultFp8Weights(target: GraphTarget | undefined): Fp8WeightMode {
+  return target === 'cuda' ? 'stored' : 'expand';
+}
 export type Int8Kernel = 'u8s8' | 'u8u8';
 
 /** The onnxruntime execution provider a graph is built for (device.ts decides which). */
@@ -75,6 +100,8 @@ export interface LinearEmitContext {
   readonly chunkBytes?: number;
   /** The provider the graph is for (default cpu): picks ops it has kernels for (see matMulTransB). */
   readonly target?: GraphTarget;
+  /** FP8 weights expanded to float at build or dequantized per run (default: defaultFp8Weights(target)). */
+  readonly fp8Weights?: Fp8WeightMode;
 }
 
 /**
@@ -96,11 +123,17 @@ export function matMulTransA(g: GraphBuilder, target: GraphTarget | undefined, a
 /**
  * Storage the WebGPU provider cannot run as stored: it has no kernels for FP8 (DequantizeLinear from
  * float8, Cast to float8) or for MatMulInteger / Round (checked on onnxruntime-node 1.30: the nodes land on
- * the CPU). A clear error instead of a session that quietly computes those layers on the CPU.
+ * the CPU). A clear error instead of a session that quietly computes those layers on the CPU. FP8 weights
+ * expanded to float need no FP8 kernel; FP8 activation quantization (static input_scale or dynamic) still
+ * casts to float8 in every run, so only weight-only FP8 layers run there.
  */
 function refuseOnWebGpu(ctx: LinearEmitContext, module: LinearModule, kind: LinearKind): void {
   if (ctx.target !== 'webgpu' || (kind !== 'fp8' && kind !== 'int8')) return;
-  const what = kind === 'fp8' ? 'FP8 layers (DequantizeLinear from float8, Cast to float8)' : 'INT8 W8A8 layers (MatMulInteger, Round)';
+  let what: string;
+  if (kind === 'int8') what = 'INT8 W8A8 layers (MatMulInteger, Round)';
+  else if ((ctx.fp8Weights ?? defaultFp8Weights(ctx.target)) === 'stored') what = 'FP8 weights dequantized per run (DequantizeLinear from float8)';
+  else if (quantizesFp8Activations(module)) what = 'FP8 activation quantization (QuantizeLinear / Cast to float8)';
+  else return;
   throw new LinearEmitError(module.name, `onnxruntime's WebGPU provider has no kernels for ${what}; they would run on the CPU. Run this model with --device cpu (or cuda), or set quantlens.runtime.device to cpu`);
 }
 
@@ -229,22 +262,61 @@ async function scalarInputScale(ctx: LinearEmitContext, module: LinearModule): P
   return values[0]!;
 }
 
+/** Whether an FP8 module quantizes its input activations (static input_scale, or dynamic per token/tensor). */
+function quantizesFp8Activations(module: LinearModule): boolean {
+  const a = activationArgs(module);
+  return Boolean(module.observed?.staticInputScale) || Boolean(a && a.dynamic !== false);
+}
+
+/**
+ * The FP8 weight [rows, cols] as float values w · scale (one scale, or one per row), streamed chunk by chunk
+ * into an initializer of the graph's float type: each E4M3 code decodes exactly to float32 and the float64
+ * product with a float32 scale is exact, so storing it into a Float32Array rounds once, as DequantizeLinear
+ * does (fp16 graphs round that float32 value once more).
+ */
+async function expandedFp8Weight(ctx: LinearEmitContext, module: LinearModule, base: string, rows: number, cols: number, scale: Float32Array): Promise<string> {
+  const weight = `${module.name}.weight`;
+  const perRow = scale.length === rows && scale.length !== 1;
+  const chunkBytes = Math.max(cols, Math.floor((ctx.chunkBytes ?? 8 * 1024 * 1024) / 4));
+  const floatType = ctx.floatType;
+  const chunks = async function* (): AsyncGenerator<Uint8Array> {
+    for await (const { offset, bytes } of ctx.checkpoint.chunks(weight, { chunkBytes })) {
+      const values = decodeToFloat32('F8_E4M3', bytes);
+      if (perRow) {
+        // Row by row: `offset` counts elements (one byte each) from the start of the tensor.
+        let row = Math.floor(offset / cols);
+        let rowEnd = (row + 1) * cols - offset;
+        for (let i = 0; i < values.length; row++, rowEnd += cols) {
+          const s = scale[row]!;
+          const stop = Math.min(rowEnd, values.length);
+          for (; i < stop; i++) values[i] = values[i]! * s;
+        }
+      } else {
+        const s = scale[0]!;
+        for (let i = 0; i < values.length; i++) values[i] = values[i]! * s;
+      }
+      yield floatType === DataType.FLOAT ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : encodeFromFloat32('F16', values);
+    }
+  };
+  return ctx.g.streamedInitializer(`${base}.weight_expanded`, floatType, [rows, cols], chunks());
+}
+
 async function emitFp8(ctx: LinearEmitContext, module: LinearModule, base: string, x: string): Promise<string> {
   const g = ctx.g;
   const [rows, cols] = module.observed!.shape!;
   const weight = `${module.name}.weight`;
-  const w8 = await g.streamedInitializer(`${base}.weight`, DataType.FLOAT8E4M3FN, [rows, cols], (async function* () {
-    for await (const { bytes } of ctx.checkpoint.chunks(weight, { chunkBytes: ctx.chunkBytes ?? 8 * 1024 * 1024 })) yield bytes;
-  })());
   const scale = await readFloats(ctx, `${module.name}.weight_scale`);
   if (ctx.checkpoint.has(`${module.name}.weight_zero_point`)) throw new LinearEmitError(module.name, 'asymmetric FP8 weights (weight_zero_point) are not supported');
+  if (scale.length !== 1 && scale.length !== rows) throw new LinearEmitError(module.name, `weight_scale has ${scale.length} values; FP8 needs one (tensor) or ${rows} (channel)`);
   let w: string;
-  if (scale.length === 1) {
-    w = g.op('DequantizeLinear', [w8, await floatData(ctx, `${base}.weight_scale`, scale, [])]);
-  } else if (scale.length === rows) {
-    w = g.op('DequantizeLinear', [w8, await floatData(ctx, `${base}.weight_scale`, scale, [rows])], { axis: 0 });
+  if ((ctx.fp8Weights ?? defaultFp8Weights(ctx.target)) === 'expand') {
+    w = await expandedFp8Weight(ctx, module, base, rows, cols, scale);
   } else {
-    throw new LinearEmitError(module.name, `weight_scale has ${scale.length} values; FP8 needs one (tensor) or ${rows} (channel)`);
+    const w8 = await g.streamedInitializer(`${base}.weight`, DataType.FLOAT8E4M3FN, [rows, cols], (async function* () {
+      for await (const { bytes } of ctx.checkpoint.chunks(weight, { chunkBytes: ctx.chunkBytes ?? 8 * 1024 * 1024 })) yield bytes;
+    })());
+    if (scale.length === 1) w = g.op('DequantizeLinear', [w8, await floatData(ctx, `${base}.weight_scale`, scale, [])]);
+    else w = g.op('DequantizeLinear', [w8, await floatData(ctx, `${base}.weight_scale`, scale, [rows])], { axis: 0 });
   }
 
   let xq = x;
