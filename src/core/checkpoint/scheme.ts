@@ -8,8 +8,11 @@ import type { DType } from '../dtypes/dtype';
 import type { CheckpointTensor } from '../safetensors/checkpoint';
 import { QuantArgs, QuantScheme, describeArgs, parseQuantScheme, presetScheme } from '../quant/args';
 import { CompiledPattern, GroupTargets, PatternError, compileAutoFp8Ignore, compilePattern, resolveModule } from '../quant/match';
+import { expectedModules } from './architecture';
+import { LayerGroup, groupMoeModules } from './layerGroups';
+import { MoeRole, describeMoe, fusedExpertCount, fusedExpertModules, moeRoleOf, observeFusedExperts } from './moe';
 
-export type SchemeFamily = 'compressed-tensors' | 'gptq' | 'fp8' | 'unquantized' | 'other';
+export type SchemeFamily = 'compressed-tensors' | 'gptq' | 'fp8' | 'mxfp4' | 'unquantized' | 'other';
 
 /** How a module's weight is stored, read from tensor names, dtypes and shapes. */
 export interface ObservedStorage {
@@ -47,6 +50,8 @@ export interface LinearModule {
   readonly tensors: readonly string[];
   /** Disagreements between config and tensors, or other problems, in words. */
   readonly issues: readonly string[];
+  /** In a mixture-of-experts layer: routed expert, router, shared expert … (moe.ts). */
+  readonly moe?: MoeRole;
 }
 
 export interface DetectedScheme {
@@ -64,6 +69,8 @@ export interface DetectedScheme {
   /** AutoFP8 specifics. */
   readonly fp8?: { readonly activationScheme: 'static' | 'dynamic'; readonly ignoredLayers: readonly string[] };
   readonly kvCacheScheme?: unknown;
+  /** Mixture of experts, from config.json: "mixture of experts: 8 experts, 2 per token". */
+  readonly moe?: { readonly experts: number; readonly perToken?: number; readonly sharedExperts: number; readonly description: string };
   /** Where the scheme came from. */
   readonly source: 'config' | 'tensors' | 'none';
   /** Config problems (invalid args, bad patterns), with field paths. */
@@ -76,12 +83,16 @@ export interface LayerMap {
   readonly scheme: DetectedScheme;
   readonly modules: readonly LinearModule[];
   readonly counts: Readonly<Record<LinearModule['state'], number>>;
+  /** Mixture-of-experts modules grouped per layer and role (empty for a dense model). */
+  readonly groups: readonly LayerGroup[];
 }
 
 const LINEAR_SUFFIXES = ['weight', 'weight_packed', 'qweight'];
 const AUX_SUFFIXES = [
   'weight_scale', 'weight_zero_point', 'weight_shape', 'weight_g_idx', 'weight_global_scale', 'weight_scale_inv',
   'input_scale', 'input_zero_point', 'input_global_scale', 'output_scale', 'qzeros', 'scales', 'g_idx', 'bias',
+  // DeepSeek-V3's router keeps its bias for expert selection beside its weight.
+  'e_score_correction_bias',
 ];
 
 const isFloatDtype = (d: DType | undefined) => d === 'BF16' || d === 'F16' || d === 'F32' || d === 'F64';
@@ -299,6 +310,24 @@ export function parseQuantizationConfig(raw: unknown): Omit<DetectedScheme, 'des
       patterns: { groups: [{ name: 'fp8', targets: [compilePattern('Linear')] }], ignore },
     };
   }
+  if (method === 'mxfp4') {
+    // gpt-oss (transformers' Mxfp4 quantizer): only the fused experts are MXFP4; modules_to_not_convert names
+    // what stays high precision, as dotted prefixes where `*` stands for one name component.
+    const notConvert = Array.isArray(raw.modules_to_not_convert) ? raw.modules_to_not_convert.filter((i): i is string => typeof i === 'string') : [];
+    const scheme: QuantScheme = { targets: ['GptOssExperts'], weights: { numBits: 4, type: 'float', symmetric: true, strategy: 'group', groupSize: 32, dynamic: false, scaleDtype: 'uint8' } };
+    const ignore = notConvert.map((pattern): CompiledPattern => {
+      const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^.]+')}(\\.|$)`);
+      return { raw: pattern, kind: 'regex', test: (name) => re.test(name) };
+    });
+    return {
+      family: 'mxfp4',
+      quantMethod: method,
+      groups: [{ name: 'mxfp4', scheme, format: 'mxfp4', description: describeScheme(scheme) }],
+      ignore: notConvert,
+      configErrors,
+      patterns: { groups: [{ name: 'mxfp4', targets: [compilePattern('GptOssExperts')] }], ignore },
+    };
+  }
   return { family: method ? 'other' : 'unquantized', quantMethod: method, groups: [], ignore: [], configErrors };
 }
 
@@ -402,51 +431,53 @@ export function buildLayerMap(
     hasConfig: boolean;
     /** For a shard opened on its own: tensors its index maps to other shards (name → shard file). */
     elsewhere?: ReadonlyMap<string, string>;
+    /** The whole config.json: its family and mixture-of-experts fields say which modules to expect. */
+    config?: Record<string, unknown>;
   } = { hasConfig: false },
 ): LayerMap {
   const parsed = parseQuantizationConfig(quantizationConfig);
   const byModule = modulesOf(tensors);
+  // gpt-oss keeps a layer's experts in fused 3-D tensors (moe.ts); they are modules of their own.
+  const fused = fusedExpertModules(tensors);
+  for (const name of fused.keys()) byModule.delete(name);
   const modules: LinearModule[] = [];
   const linearNames = [...byModule.entries()].filter(([name, parts]) => isLinear(name, parts)).map(([name]) => name);
+  linearNames.push(...fused.keys());
 
-  // Modules a Llama-family config promises: 7 projections per block plus lm_head (unless tied).
-  const expected = new Set<string>();
+  // Modules the config promises (architecture.ts): attention and MLP or experts per block, lm_head unless tied.
   const elsewhere = model.elsewhere;
   const attentionPrefix =
     linearNames.some((n) => n.includes('.self_attn.')) || !linearNames.length || (elsewhere !== undefined && [...elsewhere.keys()].some((n) => n.includes('.self_attn.'))) ? 'self_attn' : undefined;
-  if (model.numHiddenLayers && attentionPrefix) {
-    for (let l = 0; l < model.numHiddenLayers; l++) {
-      for (const p of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']) {
-        expected.add(`model.layers.${l}.${p}`);
-      }
-    }
-    if (model.tieWordEmbeddings === false) expected.add('lm_head');
-  }
+  const expectation = expectedModules(model.config, model.numHiddenLayers, linearNames.length ? linearNames : [...(elsewhere?.keys() ?? [])], model.tieWordEmbeddings);
+  const expected = attentionPrefix ? expectation.modules : [];
   const names = [...new Set([...linearNames, ...expected])];
 
   const observedKinds = new Set<string>();
   for (const name of names) {
     const parts = byModule.get(name);
-    const blockMatch = /\.layers\.(\d+)\./.exec(`${name}.`);
+    const blockMatch = /(?:^|\.)layers\.(\d+)\./.exec(`${name}.`);
     const projection = name.slice(name.lastIndexOf('.') + 1);
     const block = blockMatch ? Number(blockMatch[1]) : undefined;
-    if (!parts || !isLinear(name, parts)) {
+    const fusedParts = fused.get(name);
+    const moe = name.includes('.experts.') || name.includes('shared_expert') || (expectation.moe && /\.(gate|router)$/.test(name)) ? moeRoleOf(name, fusedParts ? fusedExpertCount(fusedParts) : expectation.moe?.experts) : undefined;
+    const role = moe ? { moe } : {};
+    if (!fusedParts && (!parts || !isLinear(name, parts))) {
       const heldBy = parts ? undefined : elsewhereShard(name, elsewhere);
       if (heldBy !== undefined) {
-        modules.push({ name, block, projection, state: 'elsewhere', shard: heldBy, tensors: [], issues: [] });
+        modules.push({ name, block, projection, state: 'elsewhere', shard: heldBy, tensors: [], issues: [], ...role });
         continue;
       }
-      modules.push({ name, block, projection, state: 'missing', tensors: [], issues: ['config.json implies this layer, but the checkpoint has no weight for it'] });
+      modules.push({ name, block, projection, state: 'missing', tensors: [], issues: ['config.json implies this layer, but the checkpoint has no weight for it'], ...role });
       continue;
     }
-    const observed = observeStorage(parts);
+    const observed = fusedParts ? observeFusedExperts(fusedParts) : observeStorage(parts!);
     observedKinds.add(observed.kind);
-    const tensorNames = [...parts.values()].map((t) => t.name);
+    const tensorNames = [...(fusedParts ?? parts!).values()].map((t) => t.name);
     const issues: string[] = [];
     let state: LinearModule['state'];
     let declared: LinearModule['declared'];
     if (parsed.patterns) {
-      const resolution = resolveModule(name, 'Linear', parsed.patterns.groups, parsed.patterns.ignore);
+      const resolution = resolveModule(name, expectation.classOf.get(name) ?? (fusedParts ? 'GptOssExperts' : 'Linear'), parsed.patterns.groups, parsed.patterns.ignore);
       const group = parsed.groups.find((g) => g.name === resolution.group);
       declared = { group: resolution.group, ignoredBy: resolution.ignoredBy, scheme: group?.scheme };
       if (group) {
@@ -461,7 +492,7 @@ export function buildLayerMap(
       if (observed.kind !== 'float' && parsed.family === 'unquantized') issues.push('quantized tensors, but config.json has no quantization_config');
     }
     if (observed.kind === 'unknown') issues.push(`unrecognised weight storage (${observed.weightDtype ?? 'no weight tensor'})`);
-    modules.push({ name, block, projection, state, declared, observed, tensors: tensorNames, issues });
+    modules.push({ name, block, projection, state, declared, observed, tensors: tensorNames, issues, ...role });
   }
   // Sort keys computed once per module, not once per comparison (100,000-tensor files have 70,000 modules).
   const order = new Map(modules.map((m) => [m, moduleOrder(m.projection)]));
@@ -483,9 +514,12 @@ export function buildLayerMap(
   if (counts.missing > 0) disagreements.push(`${counts.missing} layer${counts.missing === 1 ? ' implied by config.json is' : 's implied by config.json are'} missing`);
   if (source === 'tensors') disagreements.push('the tensors are quantized but config.json declares no quantization_config');
 
-  const description = describeCheckpoint(parsed, modules, source);
+  const moeConfig = expectation.moe;
+  const moeDescription = moeConfig ? describeMoe(moeConfig, model.numHiddenLayers) : undefined;
+  const description = `${describeCheckpoint(parsed, modules, source)}${moeDescription ? `; ${moeDescription}` : ''}`;
   const { patterns: _patterns, ...schemeFields } = parsed;
-  return { scheme: { ...schemeFields, family, source, description, disagreements }, modules, counts };
+  const moeSummary = moeConfig && moeDescription ? { moe: { experts: moeConfig.experts, perToken: moeConfig.perToken, sharedExperts: moeConfig.sharedExperts, description: moeDescription } } : {};
+  return { scheme: { ...schemeFields, ...moeSummary, family, source, description, disagreements }, modules, counts, groups: groupMoeModules(modules) };
 }
 
 /** The shard an index maps a module's weight (in any of its stored forms) to, when not this file. */
@@ -510,7 +544,11 @@ function describeCheckpoint(parsed: ReturnType<typeof parseQuantizationConfig>, 
   const notQuantized = modules.filter((m) => m.state === 'ignored' || m.state === 'unquantized');
   const skipped = (() => {
     if (notQuantized.length === 0 || quantized.length === 0) return '';
-    const names = notQuantized.map((m) => (m.block === undefined ? m.name : `layer ${m.block} ${m.projection}`));
+    // Routers are kept in high precision by design: one phrase for all of them, not one name per layer.
+    const routers = notQuantized.filter((m) => m.moe?.role === 'router' || m.moe?.role === 'shared-expert-gate');
+    const others = notQuantized.filter((m) => !routers.includes(m));
+    const names = others.map((m) => (m.block === undefined ? m.name : `layer ${m.block} ${m.moe?.role === 'expert' ? `expert ${m.moe.expert} ` : ''}${m.projection}`));
+    if (routers.length) names.push(`${routers.length} router${routers.length === 1 ? '' : 's'}`);
     return `, ${names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.join(', ')} not quantized`;
   })();
   if (source === 'none') return quantized.length === 0 ? `Unquantized ${dominantDtype(modules)} checkpoint` : 'Quantized tensors without a quantization_config';

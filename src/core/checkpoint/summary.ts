@@ -7,6 +7,7 @@ import { DType } from '../dtypes/dtype';
 import { Checkpoint, CheckpointLayout, CheckpointProblem } from '../safetensors/checkpoint';
 import { ModelConfigSummary, readModelConfig } from './config';
 import { DetectedScheme, LayerMap, buildLayerMap } from './scheme';
+import { MoeFinding, moeFindings } from './layerGroups';
 
 export interface DtypeTotals {
   readonly tensors: number;
@@ -46,6 +47,10 @@ export interface CheckpointSummary {
   readonly scheme: DetectedScheme;
   /** Linear layers by state (quantized / ignored / unquantized / missing). */
   readonly layerCounts: LayerMap['counts'];
+  /** Mixture-of-experts modules grouped per layer and role (empty for a dense model). */
+  readonly layerGroups: LayerMap['groups'];
+  /** A quantized router, experts left unquantized beside quantized ones. */
+  readonly moeFindings: readonly MoeFinding[];
   readonly tensors: readonly TensorRow[];
 }
 
@@ -65,6 +70,7 @@ export async function analyzeCheckpoint(checkpoint: Checkpoint, path: string): P
     tieWordEmbeddings: typeof raw?.tie_word_embeddings === 'boolean' ? raw.tie_word_embeddings : undefined,
     hasConfig: raw !== undefined,
     elsewhere: checkpoint.shardOf?.elsewhere,
+    config: raw,
   });
   return { summary: summarize(checkpoint, path, config, layerMap), layerMap };
 }
@@ -110,6 +116,8 @@ function summarize(checkpoint: Checkpoint, path: string, config: Awaited<ReturnT
     problems: checkpoint.problems,
     scheme: layerMap.scheme,
     layerCounts: layerMap.counts,
+    layerGroups: layerMap.groups,
+    moeFindings: moeFindings(layerMap.modules, layerMap.groups),
     tensors,
   };
 }

@@ -542,7 +542,8 @@ export async function compareWithOriginal(
   original: Checkpoint,
   options: ErrorOptions & { gptqFormat?: GptqCheckpointFormat } = {},
 ): Promise<ErrorReport> {
-  const modules = layerMap.modules.filter((m) => m.state === 'quantized' && (!options.modules || options.modules.includes(m.name)));
+  // gpt-oss fused experts are not [out, in] weights that can be dequantized layer by layer here.
+  const modules = layerMap.modules.filter((m) => m.state === 'quantized' && m.moe?.role !== 'fused-experts' && (!options.modules || options.modules.includes(m.name)));
   const budget = Math.max(1, options.blockElements ?? DEFAULT_BLOCK_ELEMENTS);
   const ws = new ErrorWorkspace(options.engine);
   const keepUpTo = options.cacheElements ?? DEFAULT_CACHE_ELEMENTS;

@@ -5,6 +5,7 @@
  */
 import type { Checkpoint } from '../safetensors/checkpoint';
 import type { LayerMap } from '../checkpoint/scheme';
+import { moeFindings } from '../checkpoint/layerGroups';
 import { CodeCounter, codeTable, statisticsFromCounts } from '../stats/tensorStats';
 import { ModuleScales, ScaleSummary, readScaleOverview } from './scales';
 
@@ -22,7 +23,9 @@ export interface HealthFinding {
     | 'zero-weight'
     | 'nonfinite-weight'
     | 'layer-mismatch'
-    | 'missing-layer';
+    | 'missing-layer'
+    | 'quantized-router'
+    | 'unquantized-expert';
   readonly tensor?: string;
   readonly module?: string;
   readonly message: string;
@@ -72,6 +75,8 @@ export async function scanHealth(
     if (module.state === 'missing') findings.push({ severity: 'error', kind: 'missing-layer', module: module.name, message: `${module.name}: ${module.issues[0] ?? 'missing'}` });
     else for (const issue of module.issues) findings.push({ severity: 'warning', kind: 'layer-mismatch', module: module.name, message: `${module.name}: ${issue}` });
   }
+  // Mixture of experts: a quantized router, experts left unquantized beside quantized ones.
+  findings.push(...moeFindings(layerMap.modules, layerMap.groups));
 
   const scales = await readScaleOverview(checkpoint, layerMap, { signal: options.signal, onProgress: (f) => options.onProgress?.(f * 0.2, 'scales') });
   let scannedTensors = 0;

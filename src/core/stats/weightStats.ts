@@ -62,7 +62,8 @@ const SUPPORTED: readonly ObservedStorage['kind'][] = ['ct-int', 'ct-fp8', 'fp8-
 /** The tensor a quantized module keeps its codes in, or undefined for layouts this module cannot stream. */
 export function codesTensorOf(module: LinearModule): string | undefined {
   const kind = module.observed?.kind;
-  if (!kind || !SUPPORTED.includes(kind)) return undefined;
+  // gpt-oss fused experts keep [experts, out, in/32, 16] blocks, not one [out, in] weight to stream.
+  if (!kind || !SUPPORTED.includes(kind) || module.moe?.role === 'fused-experts') return undefined;
   return `${module.name}.${kind === 'ct-packed' || kind === 'nvfp4' || kind === 'mxfp4' ? 'weight_packed' : kind === 'gptq' ? 'qweight' : 'weight'}`;
 }
 
