@@ -1,6 +1,6 @@
 import * as vscode from 'vscode';
-import { statSync } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { findIndexListing } from '../core/safetensors/checkpoint';
 import type { CheckpointAnalysis } from '../core/checkpoint/summary';
 import { queryLayers, queryTensorTable } from '../core/checkpoint/tensorQuery';
@@ -8,6 +8,9 @@ import { codesTensorOf } from '../core/stats/weightStats';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
 import type { HostToWebview, InspectorMethods, InspectorTab, LayerQuery, RenderedView, SummaryView, TableCommand, TensorQuery, WebviewToHost } from '../protocol/inspector';
 import { webviewHtml } from './webviewHtml';
+
+/** Token embedding and output-head weights (Llama/Mistral/Qwen, GPT-2, GPT-NeoX names). */
+const EMBEDDING_TENSOR = /(^|\.)(embed_tokens|lm_head|wte|embed_in|embed_out)\.weight$/;
 
 /** What every inspector session shares: the analysis worker, the Problems-panel collection, the log. */
 export interface InspectorServices {
@@ -210,10 +213,12 @@ export class InspectorSession implements vscode.Disposable {
       case 'health':
         return this.runHealthScan((params as InspectorMethods['health']['params']).weights, progress, signal);
       case 'errors': {
-        const { simulation, original } = params as InspectorMethods['errors']['params'];
-        const originalPath = original === 'pick' ? await pickOriginal() : original;
-        if (original === 'pick' && !originalPath) throw new CancelledByCaller();
-        return this.services.analysis.call('errors', { path: this.path, simulation, original: originalPath }, { onProgress: progress, signal });
+        const { simulation, original, calibStats } = params as InspectorMethods['errors']['params'];
+        const picked = original === 'pick' ? await pickOriginal(this.path) : undefined;
+        if (original === 'pick' && !picked) throw new CancelledByCaller();
+        const originalPath = picked ? picked.original : original;
+        const statsPath = picked ? picked.calibStats : calibStats;
+        return this.services.analysis.call('errors', { path: this.path, simulation, original: originalPath, calibStats: statsPath }, { onProgress: progress, signal });
       }
     }
   }
@@ -225,7 +230,11 @@ export class InspectorSession implements vscode.Disposable {
         try {
           const { summary } = await this.getAnalysis();
           const { tensors: _tensors, ...rest } = summary;
-          const view: SummaryView = { ...rest, title: basename(this.path) };
+          const embeddingTensors = summary.tensors.filter((t) => EMBEDDING_TENSOR.test(t.name));
+          const embeddings = embeddingTensors.length
+            ? { names: embeddingTensors.map((t) => t.name), bytes: embeddingTensors.reduce((sum, t) => sum + t.bytes, 0), dtypes: [...new Set(embeddingTensors.map((t) => t.dtype))] }
+            : undefined;
+          const view: SummaryView = { ...rest, title: basename(this.path), ...(embeddings ? { embeddings } : {}) };
           const wholeCheckpoint = summary.layout === 'single-file' ? await findIndexListing(this.path) : undefined;
           this.post({ type: 'init', summary: view, wholeCheckpoint });
         } catch (error) {
@@ -275,10 +284,55 @@ export class InspectorSession implements vscode.Disposable {
   }
 }
 
-/** Asks for the original (unquantized) checkpoint folder of a quantized one. */
-async function pickOriginal(): Promise<string | undefined> {
-  const picked = await vscode.window.showOpenDialog({ title: 'Compare with Original: choose the unquantized checkpoint', openLabel: 'Compare', canSelectFiles: true, canSelectFolders: true, canSelectMany: false });
-  return picked?.[0]?.fsPath;
+/**
+ * The source a QuantLens quantize job recorded in its output (quantlens.json's source_model), when the
+ * output is `path` or the folder holding it and that source still exists.
+ */
+function recordedSource(path: string): string | undefined {
+  const folder = statSync(path, { throwIfNoEntry: false })?.isDirectory() ? path : dirname(path);
+  try {
+    const record = JSON.parse(readFileSync(join(folder, 'quantlens.json'), 'utf8')) as { source_model?: unknown };
+    return typeof record.source_model === 'string' && existsSync(record.source_model) ? record.source_model : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Asks for the original (unquantized) checkpoint of a quantized one — first offering the source its quantize
+ * job recorded — and, optionally, calibration statistics with Hessians for the output-space error.
+ */
+async function pickOriginal(path: string): Promise<{ original: string; calibStats?: string } | undefined> {
+  const source = recordedSource(path);
+  let original: string | undefined;
+  if (source) {
+    const choice = await vscode.window.showQuickPick(
+      [
+        { label: basename(source), description: 'the source this checkpoint was quantized from', detail: source, path: source },
+        { label: 'Choose another checkpoint…', path: undefined },
+      ],
+      { title: 'Compare with Original', placeHolder: 'The unquantized checkpoint to compare with' },
+    );
+    if (!choice) return undefined;
+    original = choice.path;
+  }
+  if (!original) {
+    const folder = source ? vscode.Uri.file(dirname(source)) : vscode.Uri.file(dirname(statSync(path, { throwIfNoEntry: false })?.isDirectory() ? path : dirname(path)));
+    const picked = await vscode.window.showOpenDialog({ title: 'Compare with Original: choose the unquantized checkpoint', openLabel: 'Compare', canSelectFiles: true, canSelectFolders: true, canSelectMany: false, defaultUri: folder });
+    original = picked?.[0]?.fsPath;
+  }
+  if (!original) return undefined;
+  const stats = await vscode.window.showQuickPick(
+    [
+      { label: 'Weight error only', calib: false },
+      { label: 'Also the output error on calibration data…', description: 'needs a statistics file with Hessians (quantlens calibrate --hessians)', calib: true },
+    ],
+    { title: 'Compare with Original: output error', placeHolder: 'GPTQ minimises the output error on calibration inputs, not the weight error' },
+  );
+  if (!stats) return undefined;
+  if (!stats.calib) return { original };
+  const file = await vscode.window.showOpenDialog({ title: 'Calibration statistics (with Hessians)', openLabel: 'Use', canSelectFiles: true, canSelectFolders: false, canSelectMany: false, filters: { 'Calibration statistics': ['safetensors'] } });
+  return file?.[0] ? { original, calibStats: file[0].fsPath } : { original };
 }
 
 /** Filtering and paging of the layer map (core; re-exported for the session's callers). */

@@ -75,7 +75,8 @@ export function heatmap(
   const labelW = 70;
   const headerH = 24;
   const width = labelW + columns.length * cell * 3;
-  const height = headerH + rows.length * cell;
+  const legendH = 34;
+  const height = headerH + rows.length * cell + legendH;
   const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart heatmap', role: 'grid', 'aria-label': options.title, width, height });
   const values: number[] = [];
   rows.forEach((_, r) => columns.forEach((__, c) => {
@@ -113,5 +114,29 @@ export function heatmap(
       root.append(rect);
     });
   });
+  if (values.length) root.append(heatmapLegend(lo, hi, options, labelW, headerH + rows.length * cell + 8, Math.max(120, columns.length * cell * 3)));
   return root;
+}
+
+/**
+ * The colour scale under a heatmap: steps from the lightest to the darkest cell's opacity, labelled with
+ * the smallest and largest values plotted (in the values' own units, formatted as the cells' tooltips are).
+ */
+function heatmapLegend(lo: number, hi: number, options: { log?: boolean; format?: (v: number) => string }, x: number, y: number, width: number): SVGGElement {
+  const g = svg('g', { class: 'legend', role: 'img' });
+  const steps = 10;
+  const stepW = width / steps;
+  for (let i = 0; i < steps; i++) {
+    const t01 = hi > lo ? i / (steps - 1) : 1;
+    g.append(svg('rect', { x: x + i * stepW, y, width: stepW, height: 8, class: 'cell legend-step', 'fill-opacity': (0.08 + 0.92 * t01).toFixed(3) }));
+  }
+  const value = (v: number) => (options.log ? 10 ** v : v);
+  const label = (v: number) => (options.format ? options.format(value(v)) : fmt(value(v)));
+  const min = svg('text', { x, y: y + 22, 'text-anchor': 'start', class: 'legend-min' });
+  min.textContent = label(lo);
+  const max = svg('text', { x: x + width, y: y + 22, 'text-anchor': 'end', class: 'legend-max' });
+  max.textContent = label(hi);
+  g.setAttribute('aria-label', `colour scale from ${min.textContent} (lightest) to ${max.textContent} (darkest)`);
+  g.append(min, max);
+  return g;
 }

@@ -7,7 +7,7 @@ import '../common/base.css';
 import './inspector.css';
 import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, TensorValuesView, WebviewToHost } from '../../src/protocol/inspector';
 import type { WeightStatistics } from '../../src/core/stats/weightStats';
-import type { ErrorReport, SimulationName } from '../../src/core/inspect/error';
+import type { SimulationName } from '../../src/core/inspect/error';
 import type { TensorRow } from '../../src/core/checkpoint/summary';
 import type { LinearModule } from '../../src/core/checkpoint/scheme';
 import type { TensorStatistics } from '../../src/core/stats/tensorStats';
@@ -18,6 +18,7 @@ import { Column, TableState, VirtualTable } from '../common/virtualTable';
 import { heatmap, histogramChart } from '../common/charts';
 import { formatBytes, formatCount, formatShape } from '../../src/core/util/format';
 import { readErrorReport, readFields, readHeatmap, readTensorDetail, ShownTensorDetail } from './readBack';
+import { errorReportView } from './errorReport';
 
 /** When this script started, in ms since the page's navigation began (see RenderedView.timing). */
 const scriptStartMs = performance.now();
@@ -206,6 +207,15 @@ function field(label: string, value: string | Node): HTMLElement {
   return h('div', { class: 'field' }, h('span', { class: 'field-label' }, label), h('span', { class: 'field-value' }, value));
 }
 
+/** Why a model is the size it is: the share of its bytes in embeddings and the output head (kept unquantized). */
+function sizeNote(summary: SummaryView): string {
+  const e = summary.embeddings;
+  if (!e || summary.totalBytes <= 0) return '';
+  const which = ['embed', 'lm_head'].filter((k) => e.names.some((n) => n.includes(k)));
+  const label = which.length === 2 ? 'embeddings and lm_head' : which[0] === 'lm_head' ? 'lm_head' : 'embeddings';
+  return ` · ${label} in ${e.dtypes.join('/').toLowerCase()}: ${Math.round((100 * e.bytes) / summary.totalBytes)}% of this model`;
+}
+
 function button(label: string, onClick: () => void, attributes: Record<string, string> = {}): HTMLElement {
   const element = h('vscode-button', { appearance: 'secondary', ...attributes }, label);
   element.addEventListener('click', onClick);
@@ -237,7 +247,7 @@ function render(summary: SummaryView, wholeCheckpoint: string | undefined): void
   app.setAttribute('aria-busy', 'false');
   const tabs: [Tab, string][] = [
     ['overview', 'Overview'],
-    ['layers', `Layers (${summary.layerCounts.quantized + summary.layerCounts.ignored + summary.layerCounts.unquantized + summary.layerCounts.missing + summary.layerCounts.elsewhere})`],
+    ['layers', `Linear layers (${summary.layerCounts.quantized + summary.layerCounts.ignored + summary.layerCounts.unquantized + summary.layerCounts.missing + summary.layerCounts.elsewhere})`],
     ['tensors', `Tensors (${summary.tensorCount.toLocaleString('en-US')})`],
     ['scales', 'Scales'],
     ['error', 'Error'],
@@ -280,7 +290,7 @@ function layoutText(summary: SummaryView): string {
 function overview(summary: SummaryView, wholeCheckpoint: string | undefined): HTMLElement {
   const config = summary.config;
   const modelLine = config
-    ? [config.architectures?.join(', '), config.hiddenSize && `hidden ${config.hiddenSize}`, config.numHiddenLayers && `${config.numHiddenLayers} layers`, config.torchDtype].filter(Boolean).join(' · ')
+    ? [config.architectures?.join(', '), config.hiddenSize && `hidden ${config.hiddenSize}`, config.numHiddenLayers && `${config.numHiddenLayers} decoder layers`, config.torchDtype].filter(Boolean).join(' · ')
     : summary.configError ?? 'no config.json beside the weights';
   const lc = summary.layerCounts;
   const errors = summary.problems.filter((p) => p.severity === 'error');
@@ -300,7 +310,7 @@ function overview(summary: SummaryView, wholeCheckpoint: string | undefined): HT
       field('Linear layers', `${lc.quantized} quantized · ${lc.ignored} ignored · ${lc.unquantized} unquantized${lc.missing ? ` · ${lc.missing} missing` : ''}${lc.elsewhere ? ` · ${lc.elsewhere} in other shards` : ''}`),
       field('Tensors', summary.tensorCount.toLocaleString('en-US')),
       field('Parameters', `${formatCount(summary.totalElements)} stored elements (${summary.totalElements.toLocaleString('en-US')})`),
-      field('Size', `${formatBytes(summary.totalBytes)} of tensor data`),
+      field('Size', `${formatBytes(summary.totalBytes)} of tensor data${sizeNote(summary)}`),
       field('Metadata', Object.entries(summary.metadata).map(([k, v]) => `${k}=${v}`).join(', ') || 'none'),
     ),
     h('div', { class: 'chips', 'aria-label': 'parameters by dtype' }, ...dtypeEntries.map(([dtype, t]) => h('span', { class: 'chip', title: `${t.tensors} tensors` }, `${dtype} · ${formatCount(t.elements)} · ${formatBytes(t.bytes)}`))),
@@ -356,7 +366,7 @@ function layersView(): HTMLElement {
   const detail = h('div', { class: 'detail', id: 'layer-detail' });
   const columns: Column<LinearModule>[] = [
     { label: 'module', className: 'col-name', render: (m) => m.name, title: (m) => m.name },
-    { label: 'state', className: 'col-state', render: (m) => h('span', { class: `state state-${m.state}` }, STATE_LABEL[m.state]) },
+    { label: 'state', className: 'col-state', render: (m) => h('span', { class: `state state-${m.state}`, title: STATE_LABEL[m.state] }, STATE_LABEL[m.state]) },
     { label: 'storage', className: 'col-storage', render: storageText },
     { label: 'config', className: 'col-group', render: (m) => m.declared?.group ?? (m.declared?.ignoredBy ? `ignore: ${m.declared.ignoredBy}` : '—') },
     { label: 'issues', className: 'col-issues', render: (m) => (m.issues.length ? h('span', { class: 'warning' }, m.issues.join('; ')) : ''), title: (m) => m.issues.join('\n') },
@@ -774,7 +784,7 @@ function errorView(summary: SummaryView): HTMLElement {
   const run = async (params: InspectorMethods['errors']['params']) => {
     const report = await withProgress(body, quantized ? 'Comparing with the original' : `Simulating ${SIMULATION_LABELS[state.simulation]}`, (onProgress) => call('errors', params, onProgress));
     if (!report) return;
-    body.replaceChildren(errorReportView(report));
+    body.replaceChildren(errorReportView(report, field, PROJECTIONS));
     worstLayer = report.ranking[0];
     loaded.add('error');
     reportRendered();
@@ -793,59 +803,6 @@ function errorView(summary: SummaryView): HTMLElement {
       ];
   body.replaceChildren(h('p', { class: 'muted' }, quantized ? 'How far is each quantized layer from the original?' : 'Which layers would hurt accuracy? Simulate a scheme before running any job.'));
   return h('section', {}, h('div', { class: 'toolbar' }, ...controls), body);
-}
-
-function errorReportView(report: ErrorReport): HTMLElement {
-  const evaluated = report.layers.filter((l) => !l.skipped);
-  const byModule = new Map(evaluated.map((l) => [l.module, l]));
-  const blocks = [...new Set(evaluated.filter((l) => l.block !== undefined).map((l) => l.block!))].sort((a, b) => a - b);
-  const byKey = new Map(evaluated.map((l) => [`${l.block}|${l.projection}`, l]));
-  const detail = h('div', { class: 'detail', id: 'error-detail' });
-  const select = (module: string) => {
-    const layer = byModule.get(module);
-    if (!layer) return;
-    detail.replaceChildren(
-      h('h3', {}, layer.module),
-      h('div', { class: 'fields stats-grid' }, field('SQNR', `${layer.metrics.sqnrDb.toFixed(2)} dB`), field('rel. error', layer.metrics.relativeFrobenius.toExponential(3)), field('max |err|', layer.metrics.maxAbsError.toExponential(3)), field('cosine', layer.metrics.cosine.toFixed(6))),
-      histogramChart(layer.errorHistogram, { title: `Error w − ŵ of ${layer.module}, log-scaled counts`, logCounts: true }),
-    );
-  };
-  const worst = report.ranking.slice(0, 12).map((m) => byModule.get(m)!);
-  const skippedLayers = report.layers.filter((l) => l.skipped);
-  return h(
-    'div',
-    {},
-    h('p', { role: 'status', class: 'scheme', id: 'error-summary' }, `${report.kind === 'simulation' ? `Simulated ${report.scheme}` : report.scheme}: median SQNR ${report.medianSqnrDb.toFixed(2)} dB over ${evaluated.length} layers`),
-    h('p', { id: 'error-suggestion' }, report.suggestedIgnore.length ? `Suggested ignore list (SQNR far below the median): ${JSON.stringify(report.suggestedIgnore)}` : 'No layer stands out: no ignore list suggested.'),
-    heatmap(
-      blocks.map((b) => `layer ${b}`),
-      PROJECTIONS.map((p) => p.replace('_proj', '')),
-      (r, c) => {
-        const layer = byKey.get(`${blocks[r]}|${PROJECTIONS[c]}`);
-        // Darker = worse: plot the error power relative to the signal (10^(-SQNR/10)).
-        return layer ? 10 ** (-layer.metrics.sqnrDb / 10) : undefined;
-      },
-      { title: 'Relative error power per layer and projection (darker is worse)', log: true, format: (v) => `SQNR ${(-10 * Math.log10(v)).toFixed(2)} dB`, onSelect: (r, c) => select(byKey.get(`${blocks[r]}|${PROJECTIONS[c]}`)!.module) },
-    ),
-    h('h3', {}, 'Worst layers'),
-    h(
-      'table',
-      { class: 'ranking' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'layer'), h('th', { class: 'num' }, 'SQNR dB'), h('th', { class: 'num' }, 'rel. error'), h('th', { class: 'num' }, 'max |err|'), h('th', { class: 'num' }, 'cosine'))),
-      h(
-        'tbody',
-        {},
-        ...worst.map((l) => {
-          const row = h('tr', { tabindex: 0, class: report.suggestedIgnore.includes(l.module) ? 'warning' : undefined }, h('td', {}, l.module), h('td', { class: 'num' }, l.metrics.sqnrDb.toFixed(2)), h('td', { class: 'num' }, l.metrics.relativeFrobenius.toExponential(2)), h('td', { class: 'num' }, l.metrics.maxAbsError.toExponential(2)), h('td', { class: 'num' }, l.metrics.cosine.toFixed(5)));
-          row.addEventListener('click', () => select(l.module));
-          row.addEventListener('keydown', (event) => (event.key === 'Enter' ? select(l.module) : undefined));
-          return row;
-        }),
-      ),
-    ),
-    skippedLayers.length ? h('ul', { class: 'problems', id: 'error-skipped' }, ...skippedLayers.map((l) => h('li', { class: 'warning' }, `${l.module}: ${l.skipped}`))) : undefined,
-    detail,
-  );
 }
 
 function healthView(): HTMLElement {

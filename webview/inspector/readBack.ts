@@ -29,7 +29,8 @@ export function readHeatmap(svg: Element | null | undefined): HeatmapView | unde
     if (!rect.classList.contains('cell')) return;
     cells.push({ row: rows[Math.floor(i / columns.length)] ?? '', column: columns[i % columns.length] ?? '', text: text(rect.querySelector('title')), opacity: Number(rect.getAttribute('fill-opacity')) });
   });
-  return { title: svg.getAttribute('aria-label') ?? '', rows, columns, cells };
+  const legend = svg.querySelector(':scope > g.legend');
+  return { title: svg.getAttribute('aria-label') ?? '', rows, columns, cells, ...(legend ? { legend: { min: text(legend.querySelector('.legend-min')), max: text(legend.querySelector('.legend-max')) } } : {}) };
 }
 
 /** The Error tab's report, once one is shown in `body` (#error-body). */
@@ -43,6 +44,7 @@ export function readErrorReport(body: Element | null): ErrorReportView | undefin
     ranking: Array.from(table.querySelectorAll('tbody tr'), (row) => Array.from(row.querySelectorAll('td'), text)),
     heatmap: readHeatmap(body.querySelector('svg.heatmap')),
     skipped: Array.from(body.querySelectorAll('#error-skipped > li'), text),
+    caption: text(body.querySelector('#error-caption')),
   };
 }
 

@@ -96,7 +96,7 @@ describe('QuantLens in VS Code', () => {
     const view = await waitFor(`the inspector page of ${file} to render its overview`, () => page());
     assert.equal(view.title, 'example.safetensors');
     assert.equal(view.scheme, 'Unquantized fp32 checkpoint');
-    assert.deepEqual(view.tabs.slice(0, 3), ['Overview', `Layers (${linear.length})`, `Tensors (${tensors.length})`]);
+    assert.deepEqual(view.tabs.slice(0, 3), ['Overview', `Linear layers (${linear.length})`, `Tensors (${tensors.length})`]);
     assert.equal(view.overview?.Tensors, String(tensors.length));
     assert.equal(view.overview?.Parameters, `${total} stored elements (${total})`);
     assert.equal(view.overview?.['Linear layers'], `0 quantized · 0 ignored · ${linear.length} unquantized`);

@@ -133,7 +133,7 @@ describe('Checkpoint inspector on the shipped example', function () {
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { num_hidden_layers: number };
     assert.equal(linear, config.num_hidden_layers * 7 + 1);
     assert.equal(view.scheme, 'Unquantized bf16 checkpoint');
-    assert.deepEqual(view.tabs, ['Overview', `Layers (${linear})`, `Tensors (${tensors})`, 'Scales', 'Error', 'Health']);
+    assert.deepEqual(view.tabs, ['Overview', `Linear layers (${linear})`, `Tensors (${tensors})`, 'Scales', 'Error', 'Health']);
     assert.equal(view.overview?.['Linear layers'], `0 quantized · 0 ignored · ${linear} unquantized`);
     assert.equal(view.overview?.Tensors, String(tensors));
     await takeScreenshot('inspector-tiny-llama');
@@ -181,7 +181,7 @@ describe('Checkpoint inspector on the shipped example', function () {
     const scaled = modules.filter((m) => quantized.tensors.some((t) => t.name === `${m}.weight_scale`));
     assert.deepEqual(modules.filter((m) => !scaled.includes(m)), ['lm_head']);
     assert.equal(quantized.tensor('lm_head.weight').dtype, 'BF16');
-    assert.deepEqual([view.tabs[1], view.tabs[2]], [`Layers (${modules.length})`, `Tensors (${quantized.tensors.length})`]);
+    assert.deepEqual([view.tabs[1], view.tabs[2]], [`Linear layers (${modules.length})`, `Tensors (${quantized.tensors.length})`]);
     assert.equal(view.overview?.['Linear layers'], `${scaled.length} quantized · 1 ignored · 0 unquantized`);
     await takeScreenshot('inspector-w8a8');
 

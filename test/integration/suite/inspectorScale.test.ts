@@ -43,7 +43,7 @@ describe('Checkpoint inspector on a Llama-3-8B-shaped checkpoint', function () {
     const { timing } = view;
     const phases = `page script started ${timing.scriptStart.toFixed(0)} ms after its navigation, init at ${timing.init.toFixed(0)}, rendered at ${timing.firstRender.toFixed(0)}`;
     assert.equal(view.scheme, 'Unquantized bf16 checkpoint');
-    assert.deepEqual(view.tabs.slice(1, 3), ['Layers (225)', 'Tensors (291)']);
+    assert.deepEqual(view.tabs.slice(1, 3), ['Linear layers (225)', 'Tensors (291)']);
 
     assert.ok(quantlens.showInspectorTab(index, 'layers'));
     const layers = await waitFor('the layer table', () => {

@@ -43,7 +43,7 @@ describe('A shard opened on its own in the inspector', function () {
     await vscode.commands.executeCommand('vscode.open', uri);
     const view = await renderedView(shard);
     assert.equal(view.title, 'model-00001-of-00002.safetensors');
-    assert.deepEqual(view.tabs, ['Overview', 'Layers (29)', 'Tensors (38)', 'Scales', 'Error', 'Health']);
+    assert.deepEqual(view.tabs, ['Overview', 'Linear layers (29)', 'Tensors (38)', 'Scales', 'Error', 'Health']);
     assert.equal(view.overview?.['Linear layers'], '0 quantized · 0 ignored · 28 unquantized · 1 in other shards');
 
     const quantlens = await api();
