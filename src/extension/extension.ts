@@ -18,7 +18,7 @@ export interface QuantLensApi {
   /** Open inspector views: what each one opened and what its page reports it shows. */
   inspectors(): { path: string; rendered: InspectorSession['rendered'] }[];
   /** Switches an open inspector to a tab (optionally starting its work), e.g. for screenshots. */
-  showInspectorTab(path: string, tab: InspectorTab, start?: boolean): boolean;
+  showInspectorTab(path: string, tab: InspectorTab, start?: boolean, params?: Parameters<InspectorSession['show']>[2]): boolean;
   /** Open recipe previews: the recipe, the chosen model, what the page renders and what Run would execute. */
   recipePreviews(): { path: string; model?: string; rendered: RecipePreviewSession['rendered']; run: ReturnType<RecipePreviewSession['runRequest']> }[];
   /** Filters and/or scrolls the Tensors or Layers table of an open inspector (shows its tab). */
@@ -50,9 +50,9 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
     jobs: () => jobs.jobs,
     device: () => runtime.device(),
     inspectors: () => InspectorSession.all().map((s) => ({ path: s.path, rendered: s.rendered })),
-    showInspectorTab: (path, tab, start) => {
+    showInspectorTab: (path, tab, start, params) => {
       const session = InspectorSession.all().find((s) => s.path === path);
-      session?.show(tab, start);
+      session?.show(tab, start, params);
       return session !== undefined;
     },
     revealInInspector: (path, command) => {
