@@ -532,7 +532,9 @@ function elsewhereShard(module: string, elsewhere: ReadonlyMap<string, string> |
   return undefined;
 }
 
-const PROJECTION_ORDER = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+// Attention first (MLA and Phi-3's fused names in their place), then the router, then MLP projections
+// (Mixtral's w1/w3/w2 are gate/up/down).
+const PROJECTION_ORDER = ['q_proj', 'q_a_proj', 'q_b_proj', 'qkv_proj', 'k_proj', 'v_proj', 'kv_a_proj_with_mqa', 'kv_b_proj', 'o_proj', 'gate', 'router', 'gate_proj', 'w1', 'gate_up_proj', 'up_proj', 'w3', 'down_proj', 'w2'];
 
 function moduleOrder(projection: string): number {
   const i = PROJECTION_ORDER.indexOf(projection);
