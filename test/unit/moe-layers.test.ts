@@ -223,7 +223,7 @@ describe('mixture-of-experts and 2026 decoder families in the layer map', functi
     const gateUp = layerMap.modules.find((m) => m.name === 'model.layers.0.mlp.experts.gate_up_proj')!;
     assert.equal(gateUp.observed?.kind, 'mxfp4');
     assert.equal(gateUp.observed?.groupSize, 32);
-    assert.deepEqual(gateUp.tensors.sort(), ['model.layers.0.mlp.experts.gate_up_proj_bias', 'model.layers.0.mlp.experts.gate_up_proj_blocks', 'model.layers.0.mlp.experts.gate_up_proj_scales']);
+    assert.deepEqual([...gateUp.tensors].sort(), ['model.layers.0.mlp.experts.gate_up_proj_bias', 'model.layers.0.mlp.experts.gate_up_proj_blocks', 'model.layers.0.mlp.experts.gate_up_proj_scales']);
     assert.deepEqual(summary.layerGroups.map((g) => [g.block, g.label, g.modules, g.experts]), [
       [0, 'router (mlp.router)', 1, undefined],
       [0, 'experts 0–3 fused × gate_up_proj/down_proj', 2, 4],
