@@ -1,4 +1,4 @@
-// `npm test`: type-check, build, unit + fuzz tests, then the integration tests inside a real VS Code.
+// `npm test`: type-check, lint, build, unit + fuzz tests, then the integration tests inside a real VS Code.
 // Prints one closing line `N passed, N failed, N skipped` over all of them; exits non-zero if anything failed,
 // including a stage that crashed before it could count its tests.
 import { spawnSync } from 'node:child_process';
@@ -39,6 +39,7 @@ function step(name, command, args, resultsFile) {
 }
 
 step('type check (tsc --noEmit)', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', root]);
+step('lint (eslint, no warnings)', process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), '--max-warnings', '0', root]);
 step('contributed commands are all registered', process.execPath, [join(root, 'scripts/check-contributions.mjs')]);
 step('build (esbuild)', process.execPath, [join(root, 'esbuild.mjs'), '--tests']);
 step('example checkpoint (examples/tiny-llama)', process.execPath, [join(root, 'out/scripts/make-example.js'), join(root, 'examples/tiny-llama')]);

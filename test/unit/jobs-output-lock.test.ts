@@ -180,10 +180,9 @@ describe('jobs: output lock and stale partial outputs (real processes)', functio
   it('a job child killed mid-job by a cancel leaves neither its lock nor its partial folder', async () => {
     const out = join(tmp.path, 'worker-killed');
     const script = join(repoRoot(), 'dist', 'workers', 'job.worker.js');
-    let job: JobProcess | undefined;
     let killedPid: number | undefined;
     const logs: string[] = [];
-    job = new JobProcess(
+    const job: JobProcess = new JobProcess(
       { kind: 'quantize', model: example(), out, preset: 'w4a16-rtn', maxShardBytes: 2_000_000 },
       {
         script,
@@ -194,7 +193,7 @@ describe('jobs: output lock and stale partial outputs (real processes)', functio
             killedPid = -1;
             void fs.readFile(lockPathOf(out), 'utf8').then((text) => {
               killedPid = parseOwnerRecord(text)?.pid;
-              job!.cancel();
+              job.cancel();
             });
           }
         },

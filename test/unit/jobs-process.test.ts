@@ -53,9 +53,8 @@ describe('jobs: child process', function () {
   for (const grace of [800, 0]) {
     it(`a job cancelled midway (${grace ? 'asked to stop' : 'killed at once'}) leaves no output and no partial files`, async () => {
       const out = join(tmp.path, `cancel-${grace}`);
-      let job: JobProcess | undefined;
       let cancelledAt = 0;
-      job = new JobProcess(
+      const job: JobProcess = new JobProcess(
         { kind: 'quantize', model: example(), out, preset: 'w4a16-rtn', maxShardBytes: 2_000_000 },
         {
           script: script(),
@@ -63,7 +62,7 @@ describe('jobs: child process', function () {
           onProgress: (p) => {
             if (p.fraction > 0 && !cancelledAt) {
               cancelledAt = Date.now();
-              job!.cancel();
+              job.cancel();
             }
           },
         },

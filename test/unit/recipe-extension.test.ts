@@ -162,6 +162,7 @@ describe('VS Code glue (registerRecipeSupport) with a stand-in vscode API', () =
       if (request === 'vscode') return fake.api;
       return originalLoad.call(this, request, parent, isMain);
     };
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only after the module loader hook above is in place
     registerRecipeSupport = (require('../../src/extension/recipeLanguage') as typeof import('../../src/extension/recipeLanguage')).registerRecipeSupport;
     const subscriptions: unknown[] = [];
     // The recipe worker is dist/workers/recipe.worker.js under the extension's folder (built by esbuild.mjs).

@@ -34,7 +34,7 @@ function reference(values: number[], edgesLin: readonly number[], edgesLog: read
   const std = Math.sqrt(finite.reduce((a, b) => a + (b - mean) ** 2, 0) / finite.length);
   const bin = (edges: readonly number[], v: number) => {
     const n = edges.length - 1;
-    let b = Math.floor((v - edges[0]!) / ((edges[n]! - edges[0]!) / n));
+    const b = Math.floor((v - edges[0]!) / ((edges[n]! - edges[0]!) / n));
     return Math.min(n - 1, Math.max(0, b));
   };
   const lin = new Array(edgesLin.length - 1).fill(0);

@@ -65,7 +65,11 @@ export async function summarizeScaleTensor(checkpoint: Checkpoint, tensor: Check
   if (e8m0) {
     let min = Infinity;
     let max = -Infinity;
-    for (const b of bytes) if (b !== 0xff) (min = Math.min(min, b - 127)), (max = Math.max(max, b - 127));
+    for (const b of bytes) {
+      if (b === 0xff) continue; // NaN in E8M0
+      min = Math.min(min, b - 127);
+      max = Math.max(max, b - 127);
+    }
     exponents = { min, max };
   }
   const saturation = SATURATION[e8m0 ? 'F8_E8M0' : tensor.dtype];

@@ -116,6 +116,7 @@ const pyFalse: ScalarTag = {
 };
 
 /** Characters YAML does not allow in a stream (PyYAML: "unacceptable character"). */
+// eslint-disable-next-line no-control-regex -- matching control characters is this pattern's purpose
 const NON_PRINTABLE = /[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x84\x86-\x9F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 const YAML_MESSAGES: Partial<Record<string, (detail: string, key: string) => string>> = {
