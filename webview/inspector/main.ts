@@ -18,6 +18,7 @@ import { Column, TableState, VirtualTable } from '../common/virtualTable';
 import { heatmap, histogramChart } from '../common/charts';
 import { formatBytes, formatCount, formatShape } from '../../src/core/util/format';
 import { readErrorReport, readFields, readHeatmap, readTensorDetail, ShownTensorDetail } from './readBack';
+import { moeGroupsPanel } from './layerGroups';
 import { errorReportView } from './errorReport';
 
 /** When this script started, in ms since the page's navigation began (see RenderedView.timing). */
@@ -258,7 +259,7 @@ function render(summary: SummaryView, wholeCheckpoint: string | undefined): void
     { 'activeid': `tab-${state.tab}`, 'aria-label': 'Inspector sections', class: 'panels' },
     ...tabs.map(([id, label]) => h('vscode-panel-tab', { id: `tab-${id}` }, label)),
     h('vscode-panel-view', { id: 'view-overview' }, overview(summary, wholeCheckpoint)),
-    h('vscode-panel-view', { id: 'view-layers' }, layersView()),
+    h('vscode-panel-view', { id: 'view-layers' }, moeLayers(summary) ?? layersView()),
     h('vscode-panel-view', { id: 'view-tensors' }, tensorsView(summary)),
     h('vscode-panel-view', { id: 'view-scales' }, scalesView(summary)),
     h('vscode-panel-view', { id: 'view-error' }, errorView(summary)),
@@ -359,6 +360,12 @@ function storageText(m: LinearModule): string {
   if (o.staticInputScale) parts.push('input_scale');
   if (o.hasGIdx) parts.push('g_idx');
   return parts.join(' · ');
+}
+
+/** MoE checkpoints: the group summary above the layer table; choosing a group filters the table to it. */
+function moeLayers(summary: SummaryView): HTMLElement | undefined {
+  const panel = moeGroupsPanel(summary.layerGroups, summary.scheme.moe?.description, (filter) => void tables.get('layers')?.setFilter(filter));
+  return panel && h('div', { class: 'moe-layers' }, panel, layersView());
 }
 
 function layersView(): HTMLElement {
