@@ -48,6 +48,12 @@ export interface RecipeRenderedView {
   /** Scheme descriptions as shown in the summary. */
   readonly schemes: readonly string[];
   readonly diagnostics: readonly { readonly line: number; readonly severity: string; readonly message: string }[];
+  /** The banner at the top while the recipe has errors: its text and the 1-based line its button opens. */
+  readonly errorBanner?: { readonly text: string; readonly line: number };
+  /** The "Estimated output size" section's text as shown. */
+  readonly sizeText: string;
+  /** The layer section's text when it shows no layer map because the recipe's errors withheld it. */
+  readonly layerMapWithheld?: string;
   readonly model?: string;
   /** Counts as printed on the page, e.g. { quantized: 28, ignored: 1, unmatched: 0, indivisible: 0 }. */
   readonly counts?: { readonly total: number; readonly quantized: number; readonly ignored: number; readonly unmatched: number; readonly indivisible: number };

@@ -166,6 +166,19 @@ describe('recipe preview view model (real recipes, the shipped example)', () => 
     assert.deepEqual(page.rows.map((r) => r.name).sort(), expected);
   });
 
+  it('withholds the layer map and size while the recipe has errors that change what it quantizes', () => {
+    // An unknown preset: validation fails, and a map built from the rest would show every layer unmatched.
+    const text = 'quant_stage:\n  quant_modifiers:\n    GPTQModifier:\n      ignore: ["lm_head"]\n      scheme: W4A61\n      targets: ["Linear"]\n';
+    const preview = recipeOf(buildRecipePreview(text, { fileName: 'recipe.yaml', model }));
+    const errors = preview.diagnostics.filter((d) => d.severity === 'error');
+    assert.ok(errors.length >= 1 && errors.some((d) => d.code === 'unknown-preset'), JSON.stringify(preview.diagnostics));
+    assert.equal(preview.errors, errors.length);
+    assert.equal(preview.resolved, undefined);
+    assert.match(preview.layerMapWithheld ?? '', new RegExp(`^Not computed: with ${errors.length} errors? in the recipe`));
+    // Without a model there is nothing to withhold.
+    assert.equal(recipeOf(buildRecipePreview(text, { fileName: 'recipe.yaml' })).layerMapWithheld, undefined);
+  });
+
   it('pages and filters the layer table', () => {
     const layers = recipeOf(buildRecipePreview(fixture(ACTORDER), { fileName: ACTORDER, model })).resolved!.layers;
     assert.equal(queryPreviewLayers(layers, { filter: 're:\\.mlp\\.', state: '', offset: 0, limit: 100 }).total, 12);
@@ -201,7 +214,9 @@ describe('recipe preview view model (real recipes, the shipped example)', () => 
         }
       }
       for (const d of preview.diagnostics) assert.ok(d.range.start.line < lines.length, `${name}: ${d.message}`);
-      assert.equal(preview.resolved!.counts.total, preview.resolved!.layers.length);
+      // One sparseml-era recipe has an error (a retired field): its map is withheld, the others resolve.
+      if (preview.layerMapWithheld !== undefined) assert.ok(preview.errors > 0 && preview.resolved === undefined, name);
+      else assert.equal(preview.resolved!.counts.total, preview.resolved!.layers.length);
     }
   });
 

@@ -34,6 +34,8 @@ let modelKey = '';
 
 const title = h('h1', {}, 'Recipe preview');
 const notice = h('div', { class: 'notice', role: 'alert', hidden: true });
+/** While the recipe has errors: how many, the first one, and a button to its line. */
+const errorBanner = h('section', { class: 'notice error error-banner', id: 'recipe-errors', role: 'alert', hidden: true });
 const notRecipe = h('section', { class: 'error-panel', id: 'not-recipe', hidden: true });
 const summary = h('section', { class: 'summary', id: 'summary', 'aria-label': 'Recipe summary' });
 const problems = h('section', { class: 'problems', id: 'problems', 'aria-label': 'Problems' });
@@ -96,6 +98,7 @@ stateFilter.addEventListener('change', () => {
   state.layerState = stateFilter.value as ViewState['layerState'];
   table.refresh();
 });
+const layersWithheld = h('section', { class: 'layers', id: 'layers-withheld', 'aria-label': 'Resolved layer map', hidden: true });
 const layersSection = h(
   'section',
   { class: 'layers', id: 'layers', 'aria-label': 'Resolved layer map', hidden: true },
@@ -105,8 +108,8 @@ const layersSection = h(
   table.element,
   layerDetail,
 );
-const recipeBody = h('div', { class: 'recipe-body', hidden: true }, h('div', { class: 'columns' }, h('div', { class: 'left' }, summary, problems), h('div', { class: 'right' }, modelSection, sizeSection, runSection)), layersSection);
-app.replaceChildren(title, notice, notRecipe, recipeBody);
+const recipeBody = h('div', { class: 'recipe-body', hidden: true }, h('div', { class: 'columns' }, h('div', { class: 'left' }, summary, problems), h('div', { class: 'right' }, modelSection, sizeSection, runSection)), layersWithheld, layersSection);
+app.replaceChildren(title, errorBanner, notice, notRecipe, recipeBody);
 app.setAttribute('aria-busy', 'true');
 
 document.addEventListener('keydown', (event) => {
@@ -164,6 +167,7 @@ function render(update: PreviewUpdate): void {
   if (!preview.isRecipe) {
     notRecipe.hidden = false;
     recipeBody.hidden = true;
+    errorBanner.hidden = true;
     notRecipe.replaceChildren(h('h2', {}, 'Not an llm-compressor recipe'), h('p', {}, preview.reason));
     renderRun(update);
     reportRendered();
@@ -173,11 +177,14 @@ function render(update: PreviewUpdate): void {
   recipeBody.hidden = false;
   replaceKeepingFocus(summary, h('h2', {}, 'Recipe'), ...(preview.stages.length ? preview.stages.map(stageView) : [h('p', { class: 'muted' }, 'No stages.')]));
   replaceKeepingFocus(problems, ...problemsView(preview));
+  renderErrorBanner(preview);
   renderModel(update);
   replaceKeepingFocus(sizeSection, ...sizeView(preview));
   renderRun(update);
   const resolved = preview.resolved;
   layersSection.hidden = !resolved;
+  layersWithheld.hidden = preview.layerMapWithheld === undefined;
+  if (preview.layerMapWithheld !== undefined) layersWithheld.replaceChildren(h('h2', {}, 'Layers on this model'), h('p', { class: 'muted' }, preview.layerMapWithheld));
   if (resolved) {
     const c = resolved.counts;
     counts.replaceChildren(
@@ -243,6 +250,17 @@ function stageView(stage: StageSummary): HTMLElement {
   );
 }
 
+/** "This recipe has 2 errors; the first: line 5: …" with a button that opens the recipe at that line. */
+function renderErrorBanner(preview: Extract<PreviewView, { isRecipe: true }>): void {
+  const first = preview.diagnostics.find((d) => d.severity === 'error');
+  errorBanner.hidden = preview.errors === 0 || first === undefined;
+  if (errorBanner.hidden || !first) return;
+  const line = first.range.start.line;
+  const text = `This recipe has ${preview.errors} error${preview.errors === 1 ? '' : 's'}; the first: line ${line + 1}: ${first.message}`;
+  const range = { line, character: first.range.start.character, endLine: first.range.end.line, endCharacter: first.range.end.character };
+  replaceKeepingFocus(errorBanner, h('span', { class: 'error-banner-text' }, text), lineButton(`Show line ${line + 1}`, line, 'first-error', { id: 'show-first-error', class: 'link show-error' }, range));
+}
+
 function problemsView(preview: Extract<PreviewView, { isRecipe: true }>): (HTMLElement | string)[] {
   const heading = h('h2', {}, `Problems: ${preview.errors} error${preview.errors === 1 ? '' : 's'}, ${preview.warnings} warning${preview.warnings === 1 ? '' : 's'}`);
   if (preview.diagnostics.length === 0) return [heading, h('p', { class: 'ok' }, 'The recipe is valid.')];
@@ -298,6 +316,8 @@ function renderModel(update: PreviewUpdate): void {
 
 function sizeView(preview: Extract<PreviewView, { isRecipe: true }>): HTMLElement[] {
   const heading = h('h2', {}, 'Estimated output size');
+  // An output size for a recipe llm-compressor refuses would mislead: its errors stop it before any output.
+  if (preview.errors > 0) return [heading, h('p', { class: 'muted', id: 'size-not-computed' }, `Not computed while the recipe has ${preview.errors === 1 ? 'an error' : 'errors'}: llm-compressor stops on ${preview.errors === 1 ? 'it' : 'them'}, so there is no output to size.`)];
   const resolved = preview.resolved;
   if (!resolved) return [heading, h('p', { class: 'muted' }, 'Needs a model.')];
   const s = resolved.size;
@@ -373,6 +393,9 @@ function reportRendered(): void {
       severity: li.className,
       message: (li.textContent ?? '').replace(/^Line \d+ /, ''),
     })),
+    ...(errorBanner.hidden ? {} : { errorBanner: { text: errorBanner.querySelector('.error-banner-text')?.textContent ?? '', line: Number(errorBanner.querySelector('.show-error')?.textContent?.replace('Show line ', '') ?? NaN) } }),
+    sizeText: sizeSection.textContent ?? '',
+    ...(layersWithheld.hidden ? {} : { layerMapWithheld: layersWithheld.querySelector('p')?.textContent ?? '' }),
     model: current.model,
     counts: resolvedShown
       ? { total: countOf('count-total'), quantized: countOf('count-quantized'), ignored: countOf('count-ignored'), unmatched: countOf('count-unmatched'), indivisible: countOf('count-indivisible') }

@@ -109,8 +109,14 @@ export type RecipePreview =
       readonly diagnostics: readonly PreviewDiagnostic[];
       readonly errors: number;
       readonly warnings: number;
-      /** Present when a model was given. */
+      /** Present when a model was given and no error leaves what the recipe quantizes unknown. */
       readonly resolved?: ResolvedMap;
+      /**
+       * Why the layer map and the size were not computed for the given model: the recipe has errors that
+       * change what it quantizes (an unknown preset, a malformed scheme…), so every layer would show as
+       * unmatched and the output as no smaller, which is not what the fixed recipe will do.
+       */
+      readonly layerMapWithheld?: string;
     }
   | { readonly isRecipe: false; readonly reason: string };
 
@@ -125,15 +131,27 @@ export function buildRecipePreview(text: string, options: { readonly fileName: s
   const diagnostics = analysis.diagnostics
     .map((d): PreviewDiagnostic => ({ severity: d.severity, message: d.message, code: d.code, range: d.range }))
     .sort((a, b) => a.range.start.line - b.range.start.line || a.range.start.character - b.range.start.character);
+  const errors = diagnostics.filter((d) => d.severity === 'error');
+  const withheld = errors.filter((d) => !MODEL_FIT_ERRORS.has(d.code)).length;
   return {
     isRecipe: true,
     stages: summarizeStages(analysis),
     diagnostics,
-    errors: diagnostics.filter((d) => d.severity === 'error').length,
+    errors: errors.length,
     warnings: diagnostics.filter((d) => d.severity === 'warning').length,
-    ...(options.model ? { resolved: resolveForPreview(analysis, options.model) } : {}),
+    ...(options.model
+      ? withheld > 0
+        ? { layerMapWithheld: `Not computed: with ${withheld} error${withheld === 1 ? '' : 's'} in the recipe, what it quantizes is not known. Fix ${withheld === 1 ? 'it' : 'them'} to see the layer map and the output size.` }
+        : { resolved: resolveForPreview(analysis, options.model) }
+      : {}),
   };
 }
+
+/**
+ * Errors about how a valid recipe meets the model (a group_size that does not divide some layers): the
+ * layer map is still right, and it is what shows the layers concerned. Any other error withholds the map.
+ */
+const MODEL_FIT_ERRORS: ReadonlySet<string> = new Set(['group-size-indivisible']);
 
 /**
  * Why a YAML document is not treated as a recipe, or undefined when it is one. Recognised by content
