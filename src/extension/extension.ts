@@ -21,6 +21,8 @@ export interface QuantLensApi {
   showInspectorTab(path: string, tab: InspectorTab, start?: boolean, params?: Parameters<InspectorSession['show']>[2]): boolean;
   /** Open recipe previews: the recipe, the chosen model, what the page renders and what Run would execute. */
   recipePreviews(): { path: string; model?: string; rendered: RecipePreviewSession['rendered']; run: ReturnType<RecipePreviewSession['runRequest']> }[];
+  /** Whether the active text editor holds a recipe (the context key that shows Open Recipe Preview in its title bar). */
+  activeEditorIsRecipe(): boolean;
   /** Filters and/or scrolls the Tensors or Layers table of an open inspector (shows its tab). */
   revealInInspector(path: string, command: TableCommand): boolean;
   /** The Jobs view's records, newest first. */
@@ -39,7 +41,7 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   const services: InspectorServices = { analysis, diagnostics, output, extensionUri: context.extensionUri };
   registerCheckpointEditor(context, services);
   registerCommands(context, services);
-  registerRecipeSupport(context);
+  const recipes = registerRecipeSupport(context);
   registerRecipePreview(context, { extensionUri: context.extensionUri, output });
   const jobs = registerJobs(context, output);
   const runtime = registerRuntimeStatus(context, output);
@@ -47,6 +49,7 @@ export function activate(context: vscode.ExtensionContext): QuantLensApi {
   return {
     chat,
     recipePreviews: () => RecipePreviewSession.all().map((s) => ({ path: s.path, model: s.modelPath, rendered: s.rendered, run: s.runRequest() })),
+    activeEditorIsRecipe: () => recipes.activeEditorIsRecipe(),
     jobs: () => jobs.jobs,
     device: () => runtime.device(),
     inspectors: () => InspectorSession.all().map((s) => ({ path: s.path, rendered: s.rendered })),

@@ -18,8 +18,15 @@ import { ANALYSIS_BUDGET, EDITOR_SERVICE_BUDGET, RecipeWorker, SupersededRun, fa
 
 const DEBOUNCE_MS = 300;
 const MODEL_CACHE_MS = 30_000;
+/** True while the active text editor holds an llm-compressor recipe: shows "Open Recipe Preview" in its title bar. */
+export const RECIPE_EDITOR_KEY = 'quantlens.activeEditorIsRecipe';
 
-export function registerRecipeSupport(context: Pick<vscode.ExtensionContext, 'subscriptions' | 'extensionPath'>): void {
+export interface RecipeSupport {
+  /** The value RECIPE_EDITOR_KEY was last set to (for tests: VS Code offers no way to read a context key). */
+  activeEditorIsRecipe(): boolean;
+}
+
+export function registerRecipeSupport(context: Pick<vscode.ExtensionContext, 'subscriptions' | 'extensionPath'>): RecipeSupport {
   const workerPath = join(context.extensionPath, 'dist', 'workers', 'recipe.worker.js');
   const validation = new RecipeWorker(workerPath, ANALYSIS_BUDGET);
   const editorServices = new RecipeWorker(workerPath, EDITOR_SERVICE_BUDGET);
@@ -45,7 +52,19 @@ export function registerRecipeSupport(context: Pick<vscode.ExtensionContext, 'su
     return layers;
   };
 
+  // The same test as validation (documentKind: a recipe file name, or `*_stage:` keys holding `*_modifiers:`),
+  // so the title-bar button is there exactly when the editor checks the file as a recipe.
+  let activeIsRecipe: boolean | undefined;
+  const updateActiveEditor = (): void => {
+    const doc = vscode.window.activeTextEditor?.document;
+    const value = doc !== undefined && kindOf(doc) === 'recipe';
+    if (value === activeIsRecipe) return;
+    activeIsRecipe = value;
+    void vscode.commands.executeCommand('setContext', RECIPE_EDITOR_KEY, value);
+  };
+
   const validate = async (doc: vscode.TextDocument): Promise<void> => {
+    if (doc === vscode.window.activeTextEditor?.document) updateActiveEditor();
     const kind = kindOf(doc);
     const key = doc.uri.toString();
     if (!kind) {
@@ -96,6 +115,7 @@ export function registerRecipeSupport(context: Pick<vscode.ExtensionContext, 'su
     { dispose: () => void validation.dispose() },
     { dispose: () => void editorServices.dispose() },
     vscode.workspace.onDidOpenTextDocument((doc) => schedule(doc, 0)),
+    vscode.window.onDidChangeActiveTextEditor(updateActiveEditor),
     vscode.workspace.onDidChangeTextDocument((event) => {
       // The running validation of the old text is stale: stop it now rather than after the debounce.
       validation.cancel(event.document.uri.toString());
@@ -183,6 +203,8 @@ export function registerRecipeSupport(context: Pick<vscode.ExtensionContext, 'su
   };
 
   for (const doc of vscode.workspace.textDocuments) schedule(doc, 0);
+  updateActiveEditor();
+  return { activeEditorIsRecipe: () => activeIsRecipe === true };
 }
 
 function toVscodeRange(range: CoreRange): vscode.Range {

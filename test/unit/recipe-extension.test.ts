@@ -73,7 +73,10 @@ class CodeAction {
 }
 
 function fakeVscode() {
-  const listeners = { open: [] as Listener<unknown>[], change: [] as Listener<unknown>[], save: [] as Listener<unknown>[], close: [] as Listener<unknown>[], config: [] as Listener<unknown>[] };
+  const listeners = { open: [] as Listener<unknown>[], change: [] as Listener<unknown>[], save: [] as Listener<unknown>[], close: [] as Listener<unknown>[], config: [] as Listener<unknown>[], activeEditor: [] as Listener<unknown>[] };
+  /** Context keys as set through `setContext`. */
+  const contextKeys = new Map<string, unknown>();
+  const window = { activeTextEditor: undefined as { document: unknown } | undefined, onDidChangeActiveTextEditor: (fn: Listener<unknown>) => (listeners.activeEditor.push(fn), disposable) };
   const collections = new Map<string, Map<string, Diagnostic[]>>();
   const providers: { hover?: { provideHover: (d: unknown, p: Position) => Promise<Hover | undefined> }; completion?: { provideCompletionItems: (d: unknown, p: Position) => Promise<CompletionItem[] | undefined> }; actions?: { provideCodeActions: (d: unknown, r: Range, c: { diagnostics: Diagnostic[] }) => CodeAction[] | undefined } } = {};
   const settings: Record<string, string> = {};
@@ -84,6 +87,8 @@ function fakeVscode() {
   };
   return {
     listeners,
+    contextKeys,
+    window,
     collections,
     providers,
     settings,
@@ -99,6 +104,12 @@ function fakeVscode() {
       DiagnosticSeverity: { Error: 0, Warning: 1, Information: 2, Hint: 3 },
       CompletionItemKind: { Module: 8, Folder: 18, Class: 6, Property: 9, Value: 11, Reference: 17, EnumMember: 19 },
       CodeActionKind: { QuickFix: 'quickfix' },
+      window,
+      commands: {
+        executeCommand: async (command: string, key: string, value: unknown) => {
+          if (command === 'setContext') contextKeys.set(key, value);
+        },
+      },
       languages: {
         createDiagnosticCollection(name: string) {
           const store = new Map<string, Diagnostic[]>();
@@ -206,6 +217,32 @@ describe('VS Code glue (registerRecipeSupport) with a stand-in vscode API', () =
     await eventually('the fixed recipe to validate clean', () => (store.get(`file://${path}`)!.length === 0 ? true : undefined));
     fake.listeners.close.forEach((l) => l(fixed));
     assert.equal(store.has(`file://${path}`), false);
+  });
+
+  it('sets the title-bar context key while the active editor holds a recipe, by the same test as validation', async () => {
+    const activate = (doc: ReturnType<typeof document> | undefined) => {
+      fake.window.activeTextEditor = doc ? { document: doc } : undefined;
+      fake.listeners.activeEditor.forEach((l) => l(fake.window.activeTextEditor));
+    };
+    const key = 'quantlens.activeEditorIsRecipe';
+    // Recognised by content, whatever the name.
+    activate(document(join(tmp.path, 'int4.yaml'), 'q_stage:\n  q_modifiers:\n    GPTQModifier: {scheme: W4A16}\n'));
+    assert.equal(fake.contextKeys.get(key), true);
+    activate(document(join(tmp.path, 'ci.yaml'), 'jobs:\n  build:\n    runs-on: ubuntu\n'));
+    assert.equal(fake.contextKeys.get(key), false);
+    activate(document(join(tmp.path, 'recipe.yaml'), ''));
+    assert.equal(fake.contextKeys.get(key), true, 'a file named recipe.yaml is checked as a recipe, even empty');
+    activate(undefined);
+    assert.equal(fake.contextKeys.get(key), false);
+    // A YAML file that becomes a recipe as it is typed: the key follows on the (debounced) revalidation.
+    const growing = document(join(tmp.path, 'draft.yaml'), 'notes: {}\n');
+    activate(growing);
+    assert.equal(fake.contextKeys.get(key), false);
+    const typed = { ...growing, version: 2, getText: () => 'quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: W8A8}\n' };
+    fake.window.activeTextEditor = { document: typed };
+    fake.listeners.change.forEach((l) => l({ document: typed }));
+    await eventually('the key to follow the edit', () => (fake.contextKeys.get(key) === true ? true : undefined));
+    activate(undefined);
   });
 
   it('an alias bomb gets its diagnostic from the worker, and hovers still answer', async () => {
