@@ -4,6 +4,7 @@
  * element height are scaled.
  */
 import { h } from './toolkit';
+import { offsetKeepingRowInView } from './rowInView';
 import './virtualTable.css';
 
 export interface Column<Row> {
@@ -43,6 +44,8 @@ export class VirtualTable<Row> {
   private page: Page<Row> | undefined;
   private serial = 0;
   private scheduled = false;
+  /** The viewport's height at the last resize that left it visible (0 before the first). */
+  private viewportHeight = 0;
 
   constructor(
     label: string,
@@ -57,7 +60,7 @@ export class VirtualTable<Row> {
     this.viewport = h('div', { class: 'viewport', tabindex: 0, role: 'grid', 'aria-label': label, 'aria-readonly': 'true' }, this.spacer, this.rowsLayer);
     this.viewport.addEventListener('scroll', () => this.schedule());
     this.viewport.addEventListener('keydown', (event) => this.onKey(event));
-    new ResizeObserver(() => this.schedule()).observe(this.viewport);
+    new ResizeObserver(() => this.onResize()).observe(this.viewport);
     this.element = h('div', { class: 'virtual-table' }, this.headerRow, this.viewport);
   }
 
@@ -131,6 +134,21 @@ export class VirtualTable<Row> {
 
   focus(): void {
     this.viewport.focus();
+  }
+
+  /**
+   * The viewport changed height (the detail below grew with statistics, the window was resized): the browser
+   * keeps scrollTop, so a selected row near the bottom would drop out of view; scroll just enough to keep it.
+   */
+  private onResize(): void {
+    const height = this.viewport.clientHeight;
+    if (height > 0) {
+      const before = this.viewportHeight;
+      this.viewportHeight = height;
+      const offset = before > 0 && this.total > 0 && this.state.selected < this.total ? offsetKeepingRowInView({ row: this.state.selected, rowHeight: ROW_HEIGHT, offset: this.viewport.scrollTop * this.scale, before, after: height }) : undefined;
+      if (offset !== undefined) this.viewport.scrollTop = offset / this.scale;
+    }
+    this.schedule();
   }
 
   private schedule(): void {
