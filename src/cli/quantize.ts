@@ -4,13 +4,15 @@ import { OUTPUT_FORMATS, OutputFormat, SCHEME_PRESETS, SchemeName } from '../cor
 import { CalibrationSource, DEFAULT_CALIBRATION } from '../core/jobs/jobSpec';
 import { defaultCalibrationDataset } from '../core/runtime/dataset';
 import { runCliJob } from './progress';
+import { PROPAGATIONS, Propagation } from '../core/jobs/sequential';
 
 export const QUANTIZE_FLAGS: Record<string, FlagSpec> = {
   scheme: { type: 'string', description: `one of ${Object.keys(SCHEME_PRESETS).join(', ')} (or give --recipe)` },
   recipe: { type: 'string', description: 'llm-compressor recipe (QuantizationModifier / GPTQModifier) instead of --scheme' },
   format: { type: 'string', description: `output layout: ${OUTPUT_FORMATS.join(', ')} (default compressed-tensors)` },
   out: { type: 'string', description: 'output folder (must not exist; written atomically)' },
-  calib: { type: 'string', description: 'calibration dataset (.txt, .jsonl, .json; "default" = shipped WikiText-2 sample), run before quantizing' },
+  calib: { type: 'string', description: 'calibration dataset (.txt, .jsonl, .json; "default" = shipped WikiText-2 sample), run block by block in the same pass' },
+  propagation: { type: 'string', description: 'with --calib: hidden states go from block to block through the quantized weights (quantized, default; as llm-compressor) or the float ones (float)' },
   samples: { type: 'number', description: `calibration samples (default ${DEFAULT_CALIBRATION.samples})` },
   'seq-len': { type: 'number', description: `tokens per calibration sample (default ${DEFAULT_CALIBRATION.seqLen})` },
   'calib-stats': { type: 'string', description: 'calibration statistics file from `quantlens calibrate` instead of --calib' },
@@ -49,7 +51,9 @@ export async function quantizeCommand(argv: readonly string[], out: NodeJS.Writa
     ...(groupParams ? { groupParams: groupParams as 'upfront' | 'lazy' } : {}),
   };
   if (flags['calib-stats'] !== undefined && flags.calib !== undefined) throw new UsageError('give --calib (a dataset) or --calib-stats (a statistics file), not both');
-  for (const name of ['samples', 'seq-len'] as const) {
+  const propagation = flags.propagation;
+  if (propagation !== undefined && !(PROPAGATIONS as readonly unknown[]).includes(propagation)) throw new UsageError(`--propagation must be one of ${PROPAGATIONS.join(', ')}`);
+  for (const name of ['samples', 'seq-len', 'propagation'] as const) {
     if (flags[name] !== undefined && flags.calib === undefined) throw new UsageError(`--${name} needs --calib`);
   }
   const calibration: CalibrationSource | undefined =
@@ -74,6 +78,7 @@ export async function quantizeCommand(argv: readonly string[], out: NodeJS.Writa
       gptq,
       ignore: typeof flags.ignore === 'string' ? flags.ignore.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
       calibration,
+      ...(propagation ? { propagation: propagation as Propagation } : {}),
       maxShardBytes: typeof flags['max-shard-size'] === 'number' ? flags['max-shard-size'] : undefined,
       device: deviceFlag(flags.device),
     },

@@ -51,7 +51,17 @@ describe('jobs: pre-flight check', function () {
     // Hessians of one block: q/k/v share a 256² one, o_proj 256², gate/up share 256², down_proj 768²; plus in/out hidden states.
     const states = 2 * 8 * 128 * 256 * 4;
     const hessians = (3 * 256 * 256 + 768 * 768) * 4;
-    assert.equal(withData.estimate!.peakMemoryBytes, Math.max(states + hessians, 2 * 768 * 768 * 8 + 256 * 768 * 8));
+    // One pass (sequential.ts): a block's statistics stay in memory while its layers are quantized (the widest
+    // GPTQ working set: down_proj's 768² Hessian and inverse in float64 + its weight); the block's float32
+    // weights (q 256², k/v 128·256, o 256², gate/up/down 768·256) are held twice with quantized propagation.
+    const gptqWorkingSet = 2 * 768 * 768 * 8 + 256 * 768 * 8;
+    const blockWeights = (2 * 256 * 256 + 2 * 128 * 256 + 3 * 768 * 256) * 4;
+    assert.equal(withData.estimate!.peakMemoryBytes, states + hessians + 2 * blockWeights + gptqWorkingSet);
+    assert.match(formatPreflight(withData), /memory bound: one pass, block by block: hidden states of all samples in and out of a block .* one block's weights .* and Hessians .*no statistics file \(disk: the output only\)/);
+    const floatPropagation = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'gptq'), preset: 'w4a16', propagation: 'float', calibration: { kind: 'dataset', path: data, samples: 8, seqLen: 128 } });
+    assert.equal(floatPropagation.estimate!.peakMemoryBytes, states + hessians + blockWeights + gptqWorkingSet);
+    const wrongPropagation = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'gptq'), preset: 'w4a16', propagation: 'fp16' as never, calibration: { kind: 'dataset', path: data, samples: 8, seqLen: 128 } });
+    assert.match(wrongPropagation.problems.join('\n'), /propagation must be one of quantized, float, not "fp16"/);
     const bad = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'gptq'), preset: 'w4a16', calibration: { kind: 'dataset', path: join(tmp.path, 'nope.txt'), samples: 0, seqLen: 1.5 } });
     assert.deepEqual(
       bad.problems.filter((p) => /samples|sequence length|does not exist/.test(p)).length,

@@ -4,6 +4,7 @@
  */
 import type { GptqJobSettings, OutputFormat, SchemeName } from './quantize';
 import type { DevicePreference } from '../runtime/device';
+import type { Propagation } from './sequential';
 
 /** Where calibration statistics come from: a statistics file made earlier, or a dataset run now. */
 export type CalibrationSource =
@@ -24,6 +25,12 @@ export interface QuantizeJobSpec {
   /** compressed-tensors (default), AutoGPTQ's or AutoFP8's layout. */
   readonly format?: OutputFormat;
   readonly calibration?: CalibrationSource;
+  /**
+   * With a calibration dataset: which weights carry the hidden states from block to block — 'quantized'
+   * (default; each block is calibrated on the outputs of the already-quantized blocks before it, as
+   * llm-compressor's sequential pipeline does) or 'float' (the numbers of `quantlens calibrate` + --calib-stats).
+   */
+  readonly propagation?: Propagation;
   /** GPTQ settings a recipe does not give (dampening, block size, group parameters). */
   readonly gptq?: Partial<GptqJobSettings>;
   readonly maxShardBytes?: number;

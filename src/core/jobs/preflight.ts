@@ -16,6 +16,7 @@ import type { ModelLayers } from '../recipe/types';
 import { RUNNABLE_MODIFIERS, SCHEME_PRESETS, recipeYaml } from './quantize';
 import type { CalibrateJobSpec, JobSpec, QuantizeJobSpec } from './jobSpec';
 import { outputHolder } from './outputLock';
+import { PROPAGATIONS } from './sequential';
 import { describeOwner } from './outputOwner';
 
 export interface PreflightEstimate {
@@ -28,6 +29,8 @@ export interface PreflightEstimate {
   readonly seconds: number;
   /** Calibration tokens (samples × sequence length), when the job calibrates. */
   readonly calibrationTokens?: number;
+  /** What the memory estimate is made of, in words (the one-pass quantize job's bound). */
+  readonly memoryBound?: string;
 }
 
 export interface PreflightReport {
@@ -94,6 +97,11 @@ function calibrationMemory(model: ModelLayers, tokens: number, hessians: boolean
   let h = 0;
   for (const width of inputs.values()) h += width * width * 4;
   return states + h;
+}
+
+/** Bytes of one decoder block's linear weights as float32 (what its graph holds). */
+function blockWeightMemory(model: ModelLayers): number {
+  return model.layers.filter((l) => /\.layers\.0\./.test(l.name) && l.className === 'Linear').reduce((sum, l) => sum + (l.inFeatures ?? 0) * (l.outFeatures ?? 0) * 4, 0);
 }
 
 /** The GPTQ working set of the widest layer: its Hessian and inverse in float64 plus the weight. */
@@ -183,6 +191,8 @@ async function preflightQuantize(spec: QuantizeJobSpec): Promise<PreflightReport
   }
   if (calibration?.kind === 'stats' && !(await pathExists(calibration.path))) problems.push(`the calibration statistics file ${calibration.path} does not exist`);
   if (calibration?.kind === 'dataset') checkDataset(calibration, problems);
+  if (spec.propagation !== undefined && !(PROPAGATIONS as readonly unknown[]).includes(spec.propagation)) problems.push(`propagation must be one of ${PROPAGATIONS.join(', ')}, not ${JSON.stringify(spec.propagation)}`);
+  else if (spec.propagation !== undefined && calibration?.kind !== 'dataset') warnings.push(`propagation ${spec.propagation} applies to calibration from a dataset; ${calibration ? 'statistics from a file are used as they are' : 'this job does not calibrate'}`);
   if (calibration?.kind === 'dataset' && !(await pathExists(calibration.path))) problems.push(`the calibration dataset ${calibration.path} does not exist`);
 
   const inputBytes = model.totalBytes ?? 0;
@@ -192,7 +202,21 @@ async function preflightQuantize(spec: QuantizeJobSpec): Promise<PreflightReport
     problems.push(`not enough disk space in ${dirname(resolve(spec.out))}: about ${formatGiB(outputBytes)} needed, ${formatGiB(free)} free`);
   }
   const tokens = calibration?.kind === 'dataset' ? calibration.samples * calibration.seqLen : undefined;
-  const peakMemoryBytes = Math.max(rtnMemory(plan), gptqMemory(plan), tokens ? calibrationMemory(model, tokens, needs.hessians) : 0);
+  const layerMemory = Math.max(rtnMemory(plan), gptqMemory(plan));
+  let peakMemoryBytes = layerMemory;
+  let memoryBound: string | undefined;
+  if (tokens) {
+    // One pass (sequential.ts): a block's statistics stay in memory while its layers are quantized.
+    const quantizedPropagation = (spec.propagation ?? 'quantized') === 'quantized';
+    const states = calibrationMemory(model, tokens, false);
+    const hessians = calibrationMemory(model, tokens, needs.hessians) - states;
+    const weights = blockWeightMemory(model) * (quantizedPropagation ? 2 : 1);
+    peakMemoryBytes = states + hessians + weights + layerMemory;
+    memoryBound =
+      `one pass, block by block: hidden states of all samples in and out of a block ${formatGiB(states)} + one block's weights ${formatGiB(weights)}` +
+      `${quantizedPropagation ? ' (float32 in its graph and the dequantized written copy)' : ''}${needs.hessians ? ` and Hessians ${formatGiB(hessians)}` : ''}` +
+      ` + one layer's quantization ${formatGiB(layerMemory)}; independent of the number of blocks; no statistics file (disk: the output only)`;
+  }
   const freeMemoryBytes = freemem();
   if (peakMemoryBytes > totalmem() * 0.9) problems.push(`the job needs about ${formatGiB(peakMemoryBytes)} of memory; this machine has ${formatGiB(totalmem())}${tokens ? ' (use fewer calibration samples or a shorter sequence length)' : ''}`);
   else if (peakMemoryBytes > freeMemoryBytes) warnings.push(`the job needs about ${formatGiB(peakMemoryBytes)} of memory and ${formatGiB(freeMemoryBytes)} is free now; other programs may be swapped out`);
@@ -202,7 +226,7 @@ async function preflightQuantize(spec: QuantizeJobSpec): Promise<PreflightReport
     if (l.state === 'quantized' && l.algorithms.includes('GPTQ')) seconds += ((l.outFeatures ?? 0) * (l.inFeatures ?? 0) ** 2 * 2) / RATES.gptqFlopsPerSecond;
   }
   if (tokens) seconds += (2 * (inputBytes / model.dtypeBytes) * tokens) / RATES.forwardFlopsPerSecond;
-  return { problems, warnings, plan, needs, estimate: { inputBytes, outputBytes, diskFreeBytes: free, peakMemoryBytes, freeMemoryBytes, seconds, calibrationTokens: tokens } };
+  return { problems, warnings, plan, needs, estimate: { inputBytes, outputBytes, diskFreeBytes: free, peakMemoryBytes, freeMemoryBytes, seconds, calibrationTokens: tokens, ...(memoryBound ? { memoryBound } : {}) } };
 }
 
 function checkDataset(calibration: { samples: number; seqLen: number }, problems: string[]): void {
@@ -258,6 +282,7 @@ export function formatPreflight(report: PreflightReport): string {
   if (e) {
     lines.push(`input ${formatGiB(e.inputBytes)}${e.outputBytes !== undefined ? `, output about ${formatGiB(e.outputBytes)}` : ''}${e.diskFreeBytes !== undefined ? ` (${formatGiB(e.diskFreeBytes)} free)` : ''}`);
     lines.push(`memory about ${formatGiB(e.peakMemoryBytes)} (${formatGiB(e.freeMemoryBytes)} free); time about ${describeDuration(e.seconds)}${e.calibrationTokens ? ` including ${e.calibrationTokens} calibration tokens` : ''}`);
+    if (e.memoryBound) lines.push(`memory bound: ${e.memoryBound}`);
   }
   for (const w of report.warnings) lines.push(`warning: ${w}`);
   for (const p of report.problems) lines.push(`problem: ${p}`);

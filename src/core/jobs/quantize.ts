@@ -44,6 +44,8 @@ import { modelLayersFromCheckpoint } from '../recipe/model';
 import { entry } from '../recipe/tree';
 import { JobCancelled } from './jobErrors';
 import { JobOutput, JobOutputOptions, withJobOutput } from './jobOutput';
+import type { BlockwiseCalibration } from './sequential';
+import { LayerRecorder } from './writtenLayer';
 
 export const SCHEME_PRESETS = {
   fp8: { preset: 'FP8', description: 'FP8 E4M3 weights and activations, per-tensor static scales (needs activation statistics)' },
@@ -70,6 +72,13 @@ export interface CalibrationStatistics {
   hessianShape?(module: string): readonly number[] | undefined;
   /** The statistics' metadata (dataset, samples, seq_len, tokens), recorded in the output's quantlens.json. */
   readonly metadata?: Readonly<Record<string, string | number>>;
+  /**
+   * Statistics computed block by block while the job runs (sequential.ts): the job writes the layers in
+   * decoder-block order, enters each block before quantizing its layers, and hands back what it wrote.
+   */
+  readonly blockwise?: BlockwiseCalibration;
+  /** Files the statistics come from, watched for changes while the job runs (the calibration dataset). */
+  readonly inputFiles?: readonly string[];
 }
 
 /** GPTQ settings (GPTQModifier fields); a recipe's values win over these defaults. */
@@ -395,6 +404,8 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
   const checkpoint = await Checkpoint.open(model);
   try {
     await output.watchCheckpoint(checkpoint);
+    if (options.calibration?.inputFiles?.length) await output.watchInputs(options.calibration.inputFiles);
+    const blockwise = options.calibration?.blockwise;
     const config = await readModelConfig(checkpoint.folder);
     if (!config.raw) throw new QuantizeError(`${join(checkpoint.folder, 'config.json')} is missing or invalid${config.error ? `: ${config.error}` : ''}`);
     if (config.summary?.quantMethod) throw new QuantizeError(`the model is already quantized (quant_method ${config.summary.quantMethod}); start from the float checkpoint`);
@@ -420,7 +431,8 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
       const [rows, cols] = module.observed.shape;
       const w = job.scheme.weights!;
       if (w.strategy === 'group' && cols % w.groupSize! !== 0) problems.push(`${module.name}: input features ${cols} are not divisible by group_size ${w.groupSize}`);
-      if (job.scheme.inputActivations && !job.scheme.inputActivations.dynamic && options.calibration?.inputAbsMax(module.name) === undefined) {
+      const hasInputStatistics = blockwise ? blockwise.blockOf(module.name) !== undefined : options.calibration?.inputAbsMax(module.name) !== undefined;
+      if (job.scheme.inputActivations && !job.scheme.inputActivations.dynamic && !hasInputStatistics) {
         problems.push(`${module.name}: no calibration input statistics (input_absmax) for its static activation scale`);
       }
       if (w.actorder === 'group' && job.algorithm !== 'gptq') problems.push(`${module.name}: actorder "group" saves weight_g_idx, which only GPTQ produces (use GPTQModifier, or drop actorder)`);
@@ -476,6 +488,14 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
       if (last && spec.layer && last[0]!.layer === spec.layer) last.push(spec);
       else shardUnits.push([spec]);
     }
+    // Statistics computed block by block need the layers block after block (the input's order puts
+    // model.layers.10 before model.layers.2): the layers' units are reordered among their own places.
+    if (blockwise) {
+      const blockOfUnit = (unit: (typeof specs)[number][]) => (unit[0]!.layer ? (blockwise.blockOf(unit[0]!.layer.module) ?? Number.MAX_SAFE_INTEGER) : undefined);
+      const places = shardUnits.flatMap((unit, i) => (blockOfUnit(unit) === undefined ? [] : [i]));
+      const ordered = places.map((i) => shardUnits[i]!).sort((a, b) => blockOfUnit(a)! - blockOfUnit(b)!);
+      places.forEach((place, k) => (shardUnits[place] = ordered[k]!));
+    }
     const maxShard = options.maxShardBytes ?? 5_000_000_000;
     const shardGroups = planShards(
       shardUnits.map((g, i) => ({ name: String(i), dtype: 'U8' as const, shape: [g.reduce((sum, s) => sum + tensorByteLength(s), 0)] })),
@@ -489,6 +509,7 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
     const weightMap = new Map<string, string>();
     const totalInput = checkpoint.totalBytes;
     let processed = 0;
+    let enteredBlock: number | undefined;
     for (let s = 0; s < shardGroups.length; s++) {
       const name = shardFileName(s, shardGroups.length);
       const shardSpecs = shardGroups[s]!;
@@ -499,8 +520,20 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
           checkCancelled(options.signal);
           const spec = shardSpecs[i]!;
           if (spec.layer) {
+            const block = blockwise?.blockOf(spec.layer.module);
+            if (blockwise && block !== undefined && block !== enteredBlock) {
+              await blockwise.enterBlock(block);
+              enteredBlock = block;
+            }
             options.onProgress?.({ fraction: processed / totalInput, stage: spec.layer.algorithm === 'gptq' ? 'gptq' : 'quantize', module: spec.layer.module });
-            await quantizeLayer(checkpoint, spec.layer, outputFormat, writer, options);
+            if (blockwise && block !== undefined) {
+              // The dequantized values of exactly the bytes written, for the block's outputs (sequential.ts).
+              const recorder = blockwise.wantsWrittenWeights ? new LayerRecorder(writer) : undefined;
+              await quantizeLayer(checkpoint, spec.layer, outputFormat, recorder ?? writer, options);
+              if (recorder) blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat));
+            } else {
+              await quantizeLayer(checkpoint, spec.layer, outputFormat, writer, options);
+            }
             i += spec.layer.outputs.length;
             processed += checkpoint.tensor(spec.layer.weight).byteLength;
           } else {
@@ -648,7 +681,7 @@ async function quantizeWholeLayer(checkpoint: Checkpoint, layer: PlannedLayer, s
   return { q: result.q, scale: result.scale, zeroPoint: result.zeroPoint, saveGIdx: false };
 }
 
-async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, outputFormat: OutputFormat, writer: SafetensorsWriter, options: QuantizeJobOptions): Promise<void> {
+async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, outputFormat: OutputFormat, writer: Pick<SafetensorsWriter, 'write'>, options: QuantizeJobOptions): Promise<void> {
   const { rows, cols, scheme } = layer;
   const w = scheme.weights!;
   if (outputFormat === 'gptq') {

@@ -13,10 +13,12 @@ import { CalibrationFile } from './calibrationFile';
 import { QuantizeSummary, runQuantizeJob } from './quantize';
 import { CalibrationSummary, runCalibrationJob } from './calibrate';
 import { preflight, formatPreflight } from './preflight';
+import { SequentialCalibration } from './sequential';
+import { DecoderModel, openDecoderModel } from '../runtime/llama/graph';
 import type { JobSpec } from './jobSpec';
 import { JobCancelled, JobIoError, jobFailure } from './jobErrors';
 import { lockOutput } from './jobOutput';
-import { OutputLock, PartialOutput, removeStaleOutputs } from './outputLock';
+import { OutputLock, removeStaleOutputs } from './outputLock';
 import { commandOfThisProcess } from './outputOwner';
 
 export class PreflightFailed extends Error {
@@ -54,7 +56,6 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
     if (error instanceof JobIoError && error.reason === 'missing-folder') return undefined;
     throw error;
   });
-  let statsDir: PartialOutput | undefined;
   try {
     if (lock) await removeStaleOutputs(spec.out, log);
     // Headers only, so it is cheap to repeat here even when the caller already showed it: things may have
@@ -80,31 +81,32 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
       return { kind: 'calibrate', calibration };
     }
 
-    // Calibration from a dataset goes to a temporary statistics file in a partial folder beside the output
-    // (with its owner record, like the output's), removed at the end.
-    let calibrationSummary: CalibrationSummary | undefined;
-    let statsPath: string | undefined;
-    const calibrationShare = spec.calibration?.kind === 'dataset' ? 0.5 : 0;
+    // Calibration from a dataset runs in the same pass as quantization, block by block (sequential.ts): no
+    // statistics file; a statistics file made earlier (`quantlens calibrate`) is read as it is.
+    let sequential: SequentialCalibration | undefined;
+    let lastFraction = 0;
+    let decoder: DecoderModel | undefined;
+    const calibrationStarted = Date.now();
     if (spec.calibration?.kind === 'dataset') {
-      statsDir = await PartialOutput.create(spec.out, 'calibration statistics for the quantize job', command, 'calibration.partial');
-      calibrationSummary = await runCalibrationJob({
-        ...owned,
-        reportAs: { job: 'quantize', out: spec.out },
-        model: spec.model,
-        out: statsDir.path('calibration.safetensors'),
+      decoder = await openDecoderModel(spec.model);
+      sequential = await SequentialCalibration.open(decoder, {
         dataset: spec.calibration.path,
         samples: spec.calibration.samples,
         seqLen: spec.calibration.seqLen,
+        propagation: spec.propagation ?? 'quantized',
         hessians: report.needs.hessians,
-        graphCacheDir: options.graphCacheDir,
-        device: spec.device,
-        onProgress: (p) => options.onProgress?.({ fraction: p.fraction * calibrationShare, stage: `calibrate: ${p.stage}`, module: p.module }),
+        ...(spec.device ? { device: spec.device } : {}),
+        ...(options.graphCacheDir ? { graphCacheDir: options.graphCacheDir } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+        log,
+        onStage: (stage, module) => options.onProgress?.({ fraction: lastFraction, stage: `calibrate: ${stage}`, module }),
+      }).catch(async (error: unknown) => {
+        await decoder?.checkpoint.close();
+        throw error;
       });
-      statsPath = statsDir.path('calibration.safetensors');
-    } else if (spec.calibration?.kind === 'stats') {
-      statsPath = spec.calibration.path;
     }
-    const calibration = statsPath ? await CalibrationFile.open(statsPath) : undefined;
+    const statsPath = spec.calibration?.kind === 'stats' ? spec.calibration.path : undefined;
+    const calibration = sequential ?? (statsPath ? await CalibrationFile.open(statsPath) : undefined);
     try {
       const recipe = spec.recipe ? { text: await fs.readFile(spec.recipe, 'utf8'), path: spec.recipe } : undefined;
       const quantize = await runQuantizeJob({
@@ -118,19 +120,37 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
         gptq: spec.gptq,
         calibration,
         maxShardBytes: spec.maxShardBytes,
-        onProgress: (p) => options.onProgress?.({ fraction: calibrationShare + p.fraction * (1 - calibrationShare), stage: p.stage, module: p.module }),
+        onProgress: (p) => {
+          lastFraction = p.fraction;
+          options.onProgress?.({ fraction: p.fraction, stage: p.stage, module: p.module });
+        },
       });
+      let calibrationSummary: CalibrationSummary | undefined;
+      if (sequential && spec.calibration?.kind === 'dataset') {
+        // Calibration and quantization share the time: the summary's rate is over the whole pass.
+        const seconds = (Date.now() - calibrationStarted) / 1000;
+        calibrationSummary = {
+          out: spec.out,
+          dataset: sequential.dataset.info.dataset,
+          samples: sequential.dataset.samples.length,
+          seqLen: spec.calibration.seqLen,
+          tokens: sequential.tokens,
+          layers: quantize.quantizedLayers,
+          hessians: report.needs.hessians ? quantize.gptqLayers : 0,
+          device: sequential.device.device,
+          seconds,
+          tokensPerSecond: sequential.tokens / seconds,
+        };
+      }
       return { kind: 'quantize', quantize, calibration: calibrationSummary };
     } finally {
       await calibration?.close();
+      await decoder?.checkpoint.close();
     }
   } catch (error) {
-    const removal = await statsDir?.discard();
-    statsDir = undefined;
     if (error instanceof JobCancelled || options.signal?.aborted) throw error instanceof JobCancelled ? error : new JobCancelled();
-    throw await jobFailure(error, { job: spec.kind, out: resolve(spec.out), partialDir: undefined, removal, partialMade: removal !== undefined });
+    throw await jobFailure(error, { job: spec.kind, out: resolve(spec.out), partialDir: undefined, removal: undefined, partialMade: false });
   } finally {
-    await statsDir?.discard();
     await lock?.release();
   }
 }

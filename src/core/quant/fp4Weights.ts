@@ -60,7 +60,7 @@ export function e8m0Value(e: number): number {
  * The FP4 layout of `module` (observed kind 'nvfp4' or 'mxfp4'), checked against its tensors: throws
  * Fp4LayoutError naming the tensor and what is wrong.
  */
-export async function openFp4Layout(checkpoint: Checkpoint, module: LinearModule): Promise<Fp4Layout> {
+export async function openFp4Layout(checkpoint: Pick<Checkpoint, 'has' | 'tensor' | 'readTensorBytes' | 'readTensorRange'>, module: LinearModule): Promise<Fp4Layout> {
   const name = module.name;
   const packedName = `${name}.weight_packed`;
   const scaleName = `${name}.weight_scale`;

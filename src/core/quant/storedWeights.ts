@@ -22,12 +22,15 @@ import { GptqCheckpointFormat, GptqFormatError, checkGptqGroups, unpackGptqQweig
 
 export class DequantizeError extends Error {}
 
-async function floats(checkpoint: Checkpoint, name: string): Promise<Float32Array> {
+/** What dequantization reads: a Checkpoint, or the tensors a job has just written (jobs/writtenLayer.ts). */
+export type TensorSource = Pick<Checkpoint, 'has' | 'tensor' | 'readTensorBytes' | 'readTensorRange'>;
+
+async function floats(checkpoint: TensorSource, name: string): Promise<Float32Array> {
   const tensor = checkpoint.tensor(name);
   return decodeToFloat32(tensor.dtype, await checkpoint.readTensorBytes(name));
 }
 
-async function ints(checkpoint: Checkpoint, name: string): Promise<Int32Array> {
+async function ints(checkpoint: TensorSource, name: string): Promise<Int32Array> {
   const tensor = checkpoint.tensor(name);
   if (tensor.dtype !== 'I32') throw new DequantizeError(`${name}: expected I32, found ${tensor.dtype}`);
   const bytes = await checkpoint.readTensorBytes(name);
@@ -233,7 +236,7 @@ function checkRows(name: string, rows: number, r0: number, r1: number, out: Floa
  * shapes alone cannot (bits of a packed weight, a block structure); `gptqFormat` is the checkpoint_format.
  */
 export async function openStoredWeight(
-  checkpoint: Checkpoint,
+  checkpoint: TensorSource,
   module: LinearModule,
   options: { declared?: QuantArgs; gptqFormat?: GptqCheckpointFormat; slabElements?: number } = {},
 ): Promise<StoredWeightRows> {
@@ -414,7 +417,7 @@ const GPTQ_READS_IN_FLIGHT = 16;
  * that follow, up to c1, decode from it. Memory is the slab and the scales / zero points / g_idx (small),
  * independent of the layer's size: a 70B MLP weight is 235 M values.
  */
-async function openGptqWeight(checkpoint: Checkpoint, name: string, shape: readonly number[], bits: number | undefined, format: GptqCheckpointFormat, slabElements: number): Promise<StoredWeightRows> {
+async function openGptqWeight(checkpoint: TensorSource, name: string, shape: readonly number[], bits: number | undefined, format: GptqCheckpointFormat, slabElements: number): Promise<StoredWeightRows> {
   const [N, K] = [shape[0] ?? 0, shape[1] ?? 0];
   if (!bits || N === 0 || K === 0) throw new DequantizeError(`${name}: cannot tell the GPTQ layout (bits/in_features) from qweight and g_idx`);
   const qweightName = `${name}.qweight`;
@@ -480,7 +483,7 @@ async function openGptqWeight(checkpoint: Checkpoint, name: string, shape: reado
  * The dequantized weight [out, in] of `module`, whole (see `openStoredWeight` for blocks of rows).
  */
 export async function dequantizeStoredWeight(
-  checkpoint: Checkpoint,
+  checkpoint: TensorSource,
   module: LinearModule,
   options: { declared?: QuantArgs; gptqFormat?: GptqCheckpointFormat; slabElements?: number } = {},
 ): Promise<{ weight: Float32Array; rows: number; cols: number }> {

@@ -44,6 +44,16 @@ export interface DecoderGraphOptions {
   readonly lastTokenLogitsOnly?: boolean;
 }
 
+/** Options of a block graph only. */
+export interface BlockGraphOptions extends DecoderGraphOptions {
+  readonly taps?: CalibrationTaps;
+  /**
+   * Float32 [out, in] weights that replace the checkpoint's for the named linear modules (the one-pass
+   * quantize job runs a block with the dequantized values of the layers it has just written).
+   */
+  readonly weightOverrides?: ReadonlyMap<string, Float32Array>;
+}
+
 export interface CalibrationTaps {
   readonly absmax?: boolean;
   readonly channelAbsmax?: boolean;
@@ -152,13 +162,15 @@ function resolveMaxSequence(config: DecoderConfig, options: DecoderGraphOptions)
 class BlockEmitter {
   readonly ctx: LinearEmitContext;
   readonly floatType: DataType.FLOAT | DataType.FLOAT16;
+  private readonly weightOverrides: ReadonlyMap<string, Float32Array> | undefined;
 
   constructor(
     readonly model: DecoderModel,
     readonly g: GraphBuilder,
-    options: DecoderGraphOptions,
+    options: BlockGraphOptions,
   ) {
     this.floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
+    this.weightOverrides = options.weightOverrides;
     this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, int8Kernel: options.int8Kernel ?? cpuInt8Kernel(), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu', fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target) };
   }
 
@@ -190,7 +202,16 @@ class BlockEmitter {
   }
 
   async linear(name: string, inFeatures: number, outFeatures: number, x: string): Promise<string> {
-    return emitLinear(this.ctx, moduleOf(this.model, name, inFeatures, outFeatures), x);
+    const module = moduleOf(this.model, name, inFeatures, outFeatures);
+    const override = this.weightOverrides?.get(name);
+    if (!override) return emitLinear(this.ctx, module, x);
+    if (override.length !== inFeatures * outFeatures) throw new GraphBuildError(`${name}: the replacement weight has ${override.length} values, [${outFeatures}, ${inFeatures}] needs ${inFeatures * outFeatures}`);
+    const base = name.replace(/[^A-Za-z0-9_.]/g, '_');
+    const data = this.floatType === DataType.FLOAT ? override : encodeFromFloat32('F16', override);
+    const w = await this.g.initializer(`${base}.weight_replaced`, this.floatType, [outFeatures, inFeatures], data);
+    const y = matMulTransB(this.g, this.ctx.target, x, w);
+    const bias = `${name}.bias`;
+    return this.model.checkpoint.has(bias) ? this.g.op('Add', [y, await floatInitializer(this.ctx, bias, this.floatType)]) : y;
   }
 
   /** One decoder block. Returns the block's output and the present KV values. */
@@ -322,7 +343,7 @@ export interface BlockGraphInfo {
 }
 
 /** Writes the calibration graph of decoder block `l`. */
-export async function writeBlockGraph(model: DecoderModel, l: number, modelPath: string, options: DecoderGraphOptions & { taps?: CalibrationTaps } = {}): Promise<BlockGraphInfo> {
+export async function writeBlockGraph(model: DecoderModel, l: number, modelPath: string, options: BlockGraphOptions = {}): Promise<BlockGraphInfo> {
   const c = model.config;
   if (!Number.isSafeInteger(l) || l < 0 || l >= c.numLayers) throw new GraphBuildError(`block ${l} does not exist (the model has ${c.numLayers})`);
   const taps = options.taps ?? { absmax: true, channelAbsmax: true, hessian: true };
