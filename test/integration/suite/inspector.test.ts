@@ -323,6 +323,15 @@ describe('Checkpoint inspector with 100,000 tensors', function () {
     const end = await table('tensors', 'the last tensor on screen', (t) => t.last?.index === 99_999);
     assert.equal(end.last?.text, nameOf(99_999));
     assert.ok(end.domRows <= 80, `${end.domRows} rows in the DOM after scrolling to the end`);
+    // Its detail and statistics below the table shrink the table's viewport: the selected last row stays on screen.
+    assert.ok(quantlens.revealInInspector(file(), { table: 'tensors', open: { compute: true } }));
+    await waitFor('the statistics of the last tensor', () => {
+      const detail = quantlens.inspectors().find((i) => i.path === file())?.rendered?.tensorDetail;
+      return detail?.tensor === nameOf(99_999) && detail.stats ? detail : undefined;
+    }, 60_000);
+    await sleep(500); // the resize and the animation frame that re-renders the rows
+    const kept = await table('tensors', 'the tensor table after the statistics', () => true);
+    assert.equal(kept.last?.index, 99_999, `the selected last tensor scrolled out of view: the rows end at ${kept.last?.index}`);
 
     assert.ok(quantlens.revealInInspector(file(), { table: 'tensors', filter: 're:^model\\.layers\\.9999\\.mlp\\.' }));
     const filtered = await table('tensors', 'the filtered tensor table', (t) => t.filter.startsWith('re:') && t.total === 3 && t.domRows === 3);

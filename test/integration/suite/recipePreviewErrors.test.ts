@@ -86,7 +86,6 @@ describe('Recipe preview of a recipe with errors, and its title-bar button', fun
     assert.match(fixed.sizeText, /\d\.\d\d× smaller/);
     assert.ok(fixed.counts!.quantized > 0 && fixed.counts!.unmatched === 0, JSON.stringify(fixed.counts));
     await document.save(); // closing a dirty editor would ask
-
   });
 
   it('shows Open Recipe Preview in the title bar over a recipe, not over other YAML', async () => {
