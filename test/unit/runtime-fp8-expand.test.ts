@@ -10,8 +10,9 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { DecoderGraphOptions, openDecoderModel, writeDecoderGraph } from '../../src/core/runtime/llama/graph';
+import { DecoderGraphInfo, DecoderGraphOptions, openDecoderModel, writeDecoderGraph } from '../../src/core/runtime/llama/graph';
 import { graphOptionsFor } from '../../src/core/runtime/device';
+import { fp8ExpansionNote } from '../../src/core/runtime/chatSession';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import { CalibrationFile } from '../../src/core/jobs/calibrationFile';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
@@ -51,16 +52,17 @@ describe('runtime: FP8 weights expanded to float32 at build', function () {
   });
   after(() => tmp.cleanup());
 
-  async function build(folder: string, name: string, options: DecoderGraphOptions): Promise<{ modelPath: string; dataBytes: number }> {
+  async function build(folder: string, name: string, options: DecoderGraphOptions): Promise<{ modelPath: string; dataBytes: number; info: DecoderGraphInfo }> {
     const model = await openDecoderModel(folder);
     const modelPath = join(tmp.path, name, 'model.onnx');
+    let info: DecoderGraphInfo;
     try {
-      const info = await writeDecoderGraph(model, modelPath, { maxSequenceLength: 32, ...options });
+      info = await writeDecoderGraph(model, modelPath, { maxSequenceLength: 32, ...options });
       assert.equal(info.linearKinds['model.layers.1.mlp.down_proj'], 'fp8');
     } finally {
       await model.checkpoint.close();
     }
-    return { modelPath, dataBytes: (await fs.stat(`${modelPath}.data`)).size };
+    return { modelPath, dataBytes: (await fs.stat(`${modelPath}.data`)).size, info };
   }
 
   /** Static FP8 needs activation absmax per layer: a calibration file written here, as the documented interface takes it. */
@@ -133,5 +135,8 @@ describe('runtime: FP8 weights expanded to float32 at build', function () {
     const reference = referenceForward(config, weights, tokens, { weight: (m) => dequantized.get(m) }).logits.flatMap((r) => [...r]);
     const error = relativeError(await runLogits(expanded.modelPath, config, tokens), reference);
     assert.ok(error < 1e-4, `relative error ${error}`);
+    // The chat's load line states the memory cost where the policy expands, and nothing where it does not.
+    assert.match(fp8ExpansionNote(expanded.info, 'cpu'), /^; its 14 FP8 layers run from float32 weights expanded once when the graph was built \(4 bytes per weight in memory instead of 1: the CPU provider has no FP8 matrix kernel\)$/);
+    assert.equal(fp8ExpansionNote(expanded.info, 'cuda'), '');
   });
 });

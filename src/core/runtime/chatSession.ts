@@ -59,6 +59,13 @@ async function graphFor(folder: string, options: LoadOptions, device: DeviceRepo
   return { path: built.modelPath, info: built.info };
 }
 
+/** The memory the FP8 expansion costs (device.ts graphOptionsFor, docs/performance.md §8), for the load line. */
+export function fp8ExpansionNote(info: DecoderGraphInfo | undefined, device: DeviceKind): string {
+  const fp8Layers = Object.values(info?.linearKinds ?? {}).filter((kind) => kind === 'fp8').length;
+  if (fp8Layers === 0 || graphOptionsFor(device).fp8Weights !== 'expand') return '';
+  return `; its ${fp8Layers} FP8 layers run from float32 weights expanded once when the graph was built (4 bytes per weight in memory instead of 1: the ${device === 'webgpu' ? 'WebGPU' : 'CPU'} provider has no FP8 matrix kernel)`;
+}
+
 async function maxPositionsOf(folder: string): Promise<number | undefined> {
   try {
     const config = JSON.parse(await fs.readFile(join(folder, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -75,7 +82,7 @@ export async function loadChatModel(folder: string, options: LoadOptions): Promi
   const report = await requireDevice(options.device ?? 'auto');
   const device = report.device;
   const graph = await graphFor(folder, options, report);
-  options.onProgress?.(`loading ${basename(folder)}: ${report.reason}`);
+  options.onProgress?.(`loading ${basename(folder)}: ${report.reason}${fp8ExpansionNote(graph.info, device)}`);
   let placement = '';
   await verifyPlacement(graph.path, report, (line) => {
     placement = line;
