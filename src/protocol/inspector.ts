@@ -3,7 +3,7 @@
  * types; the webview never receives whole tensors, only summaries and pages of rows.
  *
  * Requests carry a `requestId`; the host answers with a `response` of the same id (or an `error`), so the
- * webview can await replies (see webview/shared/rpc.ts).
+ * webview can await replies (see webview/common/vscodeApi.ts).
  */
 import type { CheckpointSummary, TensorRow } from '../core/checkpoint/summary';
 import type { TensorTableQuery } from '../core/checkpoint/tensorQuery';

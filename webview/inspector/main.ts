@@ -18,8 +18,8 @@ import { Column, TableState, VirtualTable } from '../common/virtualTable';
 import { heatmap, histogramChart } from '../common/charts';
 import { formatBytes, formatCount, formatShape } from '../../src/core/util/format';
 import { readErrorReport, readFields, readHeatmap, readTensorDetail, ShownTensorDetail } from './readBack';
-import { moeGroupsPanel } from './layerGroups';
 import { errorReportView } from './errorReport';
+import { moeGroupsPanel } from './layerGroups';
 
 /** When this script started, in ms since the page's navigation began (see RenderedView.timing). */
 const scriptStartMs = performance.now();
