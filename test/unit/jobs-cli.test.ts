@@ -58,6 +58,13 @@ describe('jobs: CLI calibrate and quantize --calib', function () {
     assert.match(usage.stderr, /--samples needs --calib/);
     const both = cli('quantize', example(), '--scheme', 'fp8', '--calib', 'default', '--calib-stats', 'a.safetensors', '--out', join(tmp.path, 'z'));
     assert.equal(both.status, 2);
+    const propagationAlone = cli('quantize', example(), '--scheme', 'w4a16', '--propagation', 'float', '--calib-stats', 'a.safetensors', '--out', join(tmp.path, 'p'));
+    assert.equal(propagationAlone.status, 2);
+    assert.match(propagationAlone.stderr, /--propagation needs --calib/);
+    const badPropagation = cli('quantize', example(), '--scheme', 'w4a16', '--calib', 'default', '--propagation', 'fp16', '--out', join(tmp.path, 'p'));
+    assert.equal(badPropagation.status, 2);
+    assert.match(badPropagation.stderr, /--propagation must be one of quantized, float/);
+    assert.ok(!existsSync(join(tmp.path, 'p')));
     const badOut = cli('calibrate', example(), '--out', join(tmp.path, 'stats.txt'));
     assert.equal(badOut.status, 2);
     assert.match(badOut.stderr, /must name a \.safetensors file/);

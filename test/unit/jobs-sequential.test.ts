@@ -113,6 +113,9 @@ describe('jobs: one-pass sequential calibration and quantization', function () {
       const onePass = join(tmp.path, `${preset}-one-pass`);
       const result = await runJob({ kind: 'quantize', model, out: onePass, preset, propagation: 'float', calibration: { kind: 'dataset', path: dataset, samples: SAMPLES, seqLen: SEQ } }, { graphCacheDir: graphs });
       assert.equal(result.kind === 'quantize' && result.calibration?.tokens, SAMPLES * SEQ);
+      // Every linear of the 3 blocks calibrated; one Hessian per distinct input (q/k/v, o, gate/up, down) for GPTQ.
+      assert.equal(result.kind === 'quantize' && result.calibration?.layers, LAYERS * MODULES.length);
+      assert.equal(result.kind === 'quantize' && result.calibration?.hessians, preset === 'w4a16' ? LAYERS * OWNERS.length : 0);
       const a = await filesOf(twoPass);
       const b = await filesOf(onePass);
       assert.deepEqual([...b.keys()], [...a.keys()]);

@@ -1,6 +1,6 @@
 /**
- * Runs a job described by a JobSpec, in-process: calibration (when the spec asks for a dataset) followed by
- * quantization, with one progress scale across both. The CLI calls this directly; the extension runs it in a
+ * Runs a job described by a JobSpec, in-process. A quantize job with a calibration dataset calibrates and
+ * quantizes in one pass, block by block (sequential.ts); with a statistics file it reads that file. The CLI calls this directly; the extension runs it in a
  * child process (job.worker.ts) so that a crash or an out-of-memory kill never takes the editor down.
  *
  * The output's lock is the first thing taken (outputLock.ts): a second job for the same output is refused at
@@ -135,8 +135,8 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
           samples: sequential.dataset.samples.length,
           seqLen: spec.calibration.seqLen,
           tokens: sequential.tokens,
-          layers: quantize.quantizedLayers,
-          hessians: report.needs.hessians ? quantize.gptqLayers : 0,
+          layers: sequential.layersCalibrated,
+          hessians: sequential.hessiansComputed,
           device: sequential.device.device,
           seconds,
           tokensPerSecond: sequential.tokens / seconds,

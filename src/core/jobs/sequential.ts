@@ -55,6 +55,9 @@ export class SequentialCalibration implements BlockwiseCalibration {
   private floatOutputs: Float32Array[] | undefined;
   private writtenWeights = new Map<string, Float32Array>();
   private readonly blocks = new Map<string, number>();
+  /** Linear layers with statistics, and Hessians computed (one per distinct input), so far. */
+  layersCalibrated = 0;
+  hessiansComputed = 0;
   private readonly inFeatures = new Map<string, number>();
 
   private constructor(
@@ -157,6 +160,8 @@ export class SequentialCalibration implements BlockwiseCalibration {
     const float = this.options.propagation === 'float';
     const result = await this.pipeline.runBlock(l, { statistics: { hessianOwners: owners }, outputs: float });
     this.statistics = result.statistics!;
+    this.layersCalibrated += this.statistics.absmax.size;
+    this.hessiansComputed += this.statistics.hessians.size;
     this.floatOutputs = result.outputs;
     this.current = l;
     this.options.onBlockStatistics?.(l, this.statistics);
