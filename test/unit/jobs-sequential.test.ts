@@ -198,6 +198,41 @@ describe('jobs: one-pass sequential calibration and quantization', function () {
     }
   });
 
+  it('a model of 11 blocks: layers are written block after block (model.layers.2 before model.layers.10), with the same tensors as the two-pass job', async () => {
+    const deep = join(tmp.path, 'deep');
+    const example = join(repoRoot(), 'examples', 'tiny-llama');
+    const deepConfig = { ...config, hidden_size: 64, intermediate_size: 96, num_hidden_layers: 11 };
+    await writeTinyCheckpoint(deep, deepConfig, randomWeights(deepConfig, 11));
+    for (const file of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) await fs.copyFile(join(example, file), join(deep, file));
+    const graphs = join(tmp.path, 'graphs-deep');
+    await fs.mkdir(graphs, { recursive: true });
+    const calibration = { kind: 'dataset' as const, path: dataset, samples: 2, seqLen: 16 };
+    const stats = join(tmp.path, 'deep-stats.safetensors');
+    await runJob({ kind: 'calibrate', model: deep, out: stats, dataset, samples: 2, seqLen: 16, hessians: false }, { graphCacheDir: graphs });
+    await runJob({ kind: 'quantize', model: deep, out: join(tmp.path, 'deep-two-pass'), preset: 'fp8', calibration: { kind: 'stats', path: stats } }, { graphCacheDir: graphs });
+    await runJob({ kind: 'quantize', model: deep, out: join(tmp.path, 'deep-float'), preset: 'fp8', propagation: 'float', calibration }, { graphCacheDir: graphs });
+    await runJob({ kind: 'quantize', model: deep, out: join(tmp.path, 'deep-quantized'), preset: 'fp8', calibration }, { graphCacheDir: graphs });
+    const twoPass = await Checkpoint.open(join(tmp.path, 'deep-two-pass'));
+    const float = await Checkpoint.open(join(tmp.path, 'deep-float'));
+    const quantized = await Checkpoint.open(join(tmp.path, 'deep-quantized'));
+    try {
+      const order = float.tensors.map((t) => t.name);
+      assert.ok(order.indexOf('model.layers.2.self_attn.q_proj.weight') < order.indexOf('model.layers.10.self_attn.q_proj.weight'), 'block 2 is written before block 10');
+      assert.deepEqual([...order].sort(), twoPass.tensors.map((t) => t.name).sort());
+      for (const name of order) assert.ok(Buffer.from(await float.readTensorBytes(name)).equals(Buffer.from(await twoPass.readTensorBytes(name))), `${name} differs from the two-pass job's`);
+      // Quantized propagation: block 0 sees the same inputs; later blocks' input scales move with the written weights.
+      const scale = async (c: Checkpoint, l: number) => Buffer.from(await c.readTensorBytes(`model.layers.${l}.mlp.down_proj.input_scale`));
+      assert.ok((await scale(quantized, 0)).equals(await scale(float, 0)));
+      let moved = 0;
+      for (let l = 1; l < 11; l++) if (!(await scale(quantized, l)).equals(await scale(float, l))) moved++;
+      assert.ok(moved > 0, 'quantized propagation changes some later block input scale');
+    } finally {
+      await twoPass.close();
+      await float.close();
+      await quantized.close();
+    }
+  });
+
   it("on the example model the output's folder never holds more than the output (no statistics file)", async () => {
     const example = join(repoRoot(), 'examples', 'tiny-llama');
     const parent = join(tmp.path, 'disk');
