@@ -31,21 +31,23 @@ import { SafetensorsWriter, TensorSpec, tensorByteLength } from '../safetensors/
 import { planShards, shardFileName, writeShardIndex } from '../safetensors/shards';
 import { readModelConfig } from '../checkpoint/config';
 import { buildLayerMap } from '../checkpoint/scheme';
-import { QuantArgs, QuantScheme, presetScheme } from '../quant/args';
+import { QuantScheme, presetScheme } from '../quant/args';
 import { compilePattern, resolveModule } from '../quant/match';
 import { QuantizeError, RtnResult, ScaleDtype, quantizeAutoFp8, quantizeRtn } from '../quant/rtn';
-import { packToInt32, packedShape } from '../quant/pack';
-import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC, GptqError, LLM_COMPRESSOR_DAMPENING_FRAC, quantizeGptq } from '../quant/gptq';
-import { gptqShapes, toGptqLayer } from '../quant/gptqFormat';
+import { packToInt32 } from '../quant/pack';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC, GptqError, quantizeGptq } from '../quant/gptq';
+import { toGptqLayer } from '../quant/gptqFormat';
 import type { Precision } from '../quant/gemm';
-import { analyzeRecipe } from '../recipe/recipe';
-import { formatOf, resolveRecipe } from '../recipe/resolve';
-import { modelLayersFromCheckpoint } from '../recipe/model';
-import { entry } from '../recipe/tree';
+import { formatOf } from '../recipe/resolve';
 import { JobCancelled } from './jobErrors';
 import { JobOutput, JobOutputOptions, withJobOutput } from './jobOutput';
 import type { BlockwiseCalibration } from './sequential';
 import { LayerRecorder } from './writtenLayer';
+import { ResolvedJob, resolveRecipeJob } from './recipeJob';
+import { ConfigGroup, autoFp8Config, autoFp8OutputSpecs, gptqOutputSpecs, gptqQuantizeConfig, outputSpecs, quantizationConfig, recipeYaml, scaleDtypeOf } from './outputLayouts';
+
+export { autoFp8Config, autoFp8OutputSpecs, gptqOutputSpecs, gptqQuantizeConfig, outputSpecs, quantizationConfig, recipeYaml, serializeArgs } from './outputLayouts';
+export type { ConfigGroup } from './outputLayouts';
 
 export const SCHEME_PRESETS = {
   fp8: { preset: 'FP8', description: 'FP8 E4M3 weights and activations, per-tensor static scales (needs activation statistics)' },
@@ -131,7 +133,7 @@ const MODEL_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_
 const ROW_BLOCK_BYTES = 32 * 1024 * 1024;
 
 /** What happens to one linear layer. */
-interface LayerJob {
+export interface LayerJob {
   readonly scheme: QuantScheme;
   /** Config group name in quantization_config. */
   readonly group: string;
@@ -148,201 +150,8 @@ interface PlannedLayer extends LayerJob {
   readonly outputs: TensorSpec[];
 }
 
-/** The model dtype scales are stored in (compressed-tensors creates scales in the weight's dtype). */
-function scaleDtypeOf(dtype: DType): ScaleDtype {
-  return dtype === 'F16' ? 'F16' : dtype === 'F32' ? 'F32' : 'BF16';
-}
-
-function scaleShapeOf(w: QuantArgs, rows: number, cols: number): number[] {
-  return w.strategy === 'tensor' ? [1] : w.strategy === 'channel' ? [rows, 1] : w.strategy === 'group' ? [rows, cols / w.groupSize!] : [Math.ceil(rows / w.blockStructure![0]), Math.ceil(cols / w.blockStructure![1])];
-}
-
-/** Tensors compressed-tensors writes for one Linear (docs/formats.md §3.5), in the order the job writes them. */
-export function outputSpecs(module: string, rows: number, cols: number, weightDtype: DType, scheme: QuantScheme, format: string): TensorSpec[] {
-  const w = scheme.weights!;
-  const scaleDtype = scaleDtypeOf(weightDtype);
-  const scaleShape = scaleShapeOf(w, rows, cols);
-  const specs: TensorSpec[] = [];
-  if (format === 'pack-quantized') {
-    specs.push({ name: `${module}.weight_packed`, dtype: 'I32', shape: packedShape(rows, cols, w.numBits, 1) });
-    specs.push({ name: `${module}.weight_scale`, dtype: scaleDtype, shape: scaleShape });
-    if (!w.symmetric && w.strategy !== 'tensor') specs.push({ name: `${module}.weight_zero_point`, dtype: 'I32', shape: packedShape(scaleShape[0]!, scaleShape[1]!, w.numBits, 0) });
-    if (w.actorder === 'group') specs.push({ name: `${module}.weight_g_idx`, dtype: 'I32', shape: [cols] });
-    specs.push({ name: `${module}.weight_shape`, dtype: 'I64', shape: [2] });
-  } else {
-    specs.push({ name: `${module}.weight`, dtype: w.type === 'float' ? 'F8_E4M3' : 'I8', shape: [rows, cols] });
-    specs.push({ name: `${module}.weight_scale`, dtype: scaleDtype, shape: scaleShape });
-    if (!w.symmetric) specs.push({ name: `${module}.weight_zero_point`, dtype: w.type === 'float' ? 'F8_E4M3' : 'I8', shape: scaleShape });
-    if (w.actorder === 'group') specs.push({ name: `${module}.weight_g_idx`, dtype: 'I32', shape: [cols] });
-  }
-  const a = scheme.inputActivations;
-  if (a && !a.dynamic) {
-    specs.push({ name: `${module}.input_scale`, dtype: scaleDtype, shape: [1] });
-    if (!a.symmetric) specs.push({ name: `${module}.input_zero_point`, dtype: 'I8', shape: [1] });
-  }
-  return specs;
-}
-
-/** AutoGPTQ tensors of one Linear (docs/formats.md §5.2): scales in F16 as AutoGPTQ stores them. */
-export function gptqOutputSpecs(module: string, rows: number, cols: number, w: QuantArgs): TensorSpec[] {
-  const shapes = gptqShapes(cols, rows, w.numBits, w.strategy === 'group' ? w.groupSize! : -1);
-  return [
-    { name: `${module}.qweight`, dtype: 'I32', shape: shapes.qweight },
-    { name: `${module}.qzeros`, dtype: 'I32', shape: shapes.qzeros },
-    { name: `${module}.scales`, dtype: 'F16', shape: shapes.scales },
-    { name: `${module}.g_idx`, dtype: 'I32', shape: shapes.gIdx },
-  ];
-}
-
-/** AutoFP8 tensors of one Linear (docs/formats.md §6): per-tensor F32 scalars. */
-export function autoFp8OutputSpecs(module: string, rows: number, cols: number, staticInput: boolean): TensorSpec[] {
-  return [
-    { name: `${module}.weight`, dtype: 'F8_E4M3', shape: [rows, cols] },
-    { name: `${module}.weight_scale`, dtype: 'F32', shape: [] },
-    ...(staticInput ? [{ name: `${module}.input_scale`, dtype: 'F32' as const, shape: [] }] : []),
-  ];
-}
-
-/** compressed-tensors' JSON form of QuantizationArgs (keys sorted, as the writer serialises them). */
-export function serializeArgs(args: QuantArgs | undefined): Record<string, unknown> | null {
-  if (!args) return null;
-  const out: Record<string, unknown> = {
-    // GPTQModifier's default ("static") is what llm-compressor writes for act-order by weight.
-    actorder: args.actorder === 'weight' ? 'static' : (args.actorder ?? null),
-    block_structure: args.blockStructure ?? null,
-    dynamic: args.dynamic,
-    group_size: args.groupSize ?? null,
-    num_bits: args.numBits,
-    observer: args.dynamic === true ? null : (args.observer ?? 'memoryless_minmax'),
-    observer_kwargs: {},
-    scale_dtype: args.scaleDtype ?? null,
-    strategy: args.strategy,
-    symmetric: args.symmetric,
-    type: args.type,
-    zp_dtype: args.symmetric ? null : (args.zpDtype ?? (args.type === 'float' ? 'float8_e4m3fn' : 'int8')),
-  };
-  return out;
-}
-
-export interface ConfigGroup {
-  readonly name: string;
-  readonly scheme: QuantScheme;
-  readonly format: string;
-}
-
-/** compressed-tensors quantization_config for one or more config groups (mixed formats → "mixed-precision"). */
-export function quantizationConfig(groups: ConfigGroup | readonly ConfigGroup[], ignore: readonly string[]): Record<string, unknown> {
-  const list = Array.isArray(groups) ? (groups as readonly ConfigGroup[]) : [groups as ConfigGroup];
-  const formats = new Set(list.map((g) => g.format));
-  const configGroups: Record<string, unknown> = {};
-  for (const g of list) {
-    configGroups[g.name] = {
-      format: g.format,
-      input_activations: serializeArgs(g.scheme.inputActivations),
-      output_activations: null,
-      targets: [...g.scheme.targets],
-      weights: serializeArgs(g.scheme.weights),
-    };
-  }
-  return {
-    config_groups: configGroups,
-    format: formats.size === 1 ? list[0]!.format : 'mixed-precision',
-    global_compression_ratio: null,
-    ignore: [...ignore],
-    kv_cache_scheme: null,
-    quant_method: 'compressed-tensors',
-    quantization_status: 'compressed',
-    sparsity_config: {},
-    transform_config: {},
-    version: '0.12.2',
-  };
-}
-
-/** AutoGPTQ's quantize_config.json (BaseQuantizeConfig.to_dict), also config.json's quantization_config. */
-export function gptqQuantizeConfig(w: QuantArgs, dampeningFrac: number): Record<string, unknown> {
-  return {
-    bits: w.numBits,
-    group_size: w.strategy === 'group' ? w.groupSize! : -1,
-    damp_percent: dampeningFrac,
-    desc_act: w.actorder !== undefined,
-    static_groups: w.actorder === 'weight',
-    sym: w.symmetric,
-    true_sequential: true,
-    model_name_or_path: null,
-    model_file_base_name: null,
-    quant_method: 'gptq',
-    checkpoint_format: 'gptq',
-  };
-}
-
-/** AutoFP8's quantization_config. */
-export function autoFp8Config(activationScheme: 'static' | 'dynamic', ignoredLayers: readonly string[]): Record<string, unknown> {
-  return { quant_method: 'fp8', activation_scheme: activationScheme, ignored_layers: [...ignoredLayers] };
-}
-
-/** The recipe llm-compressor would save beside the checkpoint for a preset job. */
-export function recipeYaml(preset: string, ignore: readonly string[], algorithm: 'rtn' | 'gptq', gptq?: Pick<GptqJobSettings, 'blockSize' | 'dampeningFrac'>): string {
-  const modifier = algorithm === 'gptq' ? 'GPTQModifier' : 'QuantizationModifier';
-  const extra = algorithm === 'gptq' ? `      actorder: static\n      block_size: ${gptq?.blockSize ?? DEFAULT_BLOCK_SIZE}\n      dampening_frac: ${gptq?.dampeningFrac ?? DEFAULT_DAMPENING_FRAC}\n` : '';
-  return `default_stage:\n  default_modifiers:\n    ${modifier}:\n${extra}      targets: [Linear]\n      ignore: [${ignore.map((i) => JSON.stringify(i)).join(', ')}]\n      scheme: ${preset}\n`;
-}
-
 function checkCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new JobCancelled();
-}
-
-/** A number field of a recipe modifier, or undefined when absent / null. */
-function modifierNumber(node: Parameters<typeof entry>[0] | undefined, key: string): number | undefined {
-  const e = node ? entry(node, key) : undefined;
-  if (!e || e.value.kind !== 'scalar' || e.value.value === null) return undefined;
-  const v = typeof e.value.value === 'number' ? e.value.value : Number(e.value.value);
-  return Number.isFinite(v) ? v : undefined;
-}
-
-interface ResolvedJob {
-  readonly layers: ReadonlyMap<string, LayerJob>;
-  readonly ignore: readonly string[];
-  readonly recipeText: string;
-}
-
-/** Per-layer jobs from a recipe: its diagnostics must be error-free and its modifiers runnable here. */
-async function resolveRecipeJob(options: QuantizeJobOptions, model: string, gptqDefaults: Partial<GptqJobSettings>): Promise<ResolvedJob> {
-  const recipe = options.recipe!;
-  const where = recipe.path ?? 'recipe';
-  const modelLayers = await modelLayersFromCheckpoint(model);
-  const analysis = analyzeRecipe(recipe.text, { model: modelLayers });
-  const errors = analysis.diagnostics.filter((d) => d.severity === 'error');
-  if (errors.length) {
-    throw new QuantizeError(`${where} has errors:\n  ${errors.map((d) => `${where}:${d.range.start.line + 1}:${d.range.start.character + 1}: ${d.message}`).join('\n  ')}`);
-  }
-  const unsupported = analysis.modifiers.filter((m) => !(RUNNABLE_MODIFIERS as readonly string[]).includes(m.type));
-  if (unsupported.length) {
-    throw new QuantizeError(`${where}: QuantLens runs ${RUNNABLE_MODIFIERS.join(' and ')}; it cannot run ${[...new Set(unsupported.map((m) => m.type))].join(', ')} (use llm-compressor for this recipe, or remove the modifier)`);
-  }
-  const kv = analysis.modifiers.find((m) => m.kvCache);
-  if (kv) throw new QuantizeError(`${where}: ${kv.type} sets kv_cache_scheme; KV-cache quantization needs calibration of attention outputs, which QuantLens does not run`);
-  const gptqModifiers = analysis.modifiers.filter((m) => m.type === 'GPTQModifier');
-  const settingsOf = (index: number | undefined): GptqJobSettings => {
-    // The GPTQModifier that quantizes the layer (the last one in the recipe when several could).
-    const modifier = (index !== undefined && analysis.modifiers[index]?.type === 'GPTQModifier' ? analysis.modifiers[index] : gptqModifiers.at(-1))!;
-    return {
-      blockSize: modifierNumber(modifier.node, 'block_size') ?? gptqDefaults.blockSize ?? DEFAULT_BLOCK_SIZE,
-      dampeningFrac: modifierNumber(modifier.node, 'dampening_frac') ?? gptqDefaults.dampeningFrac ?? LLM_COMPRESSOR_DAMPENING_FRAC,
-      groupParams: gptqDefaults.groupParams ?? 'upfront',
-      ...(gptqDefaults.engine ? { engine: gptqDefaults.engine } : {}),
-      ...(gptqDefaults.precision ? { precision: gptqDefaults.precision } : {}),
-    };
-  };
-  const plan = resolveRecipe(analysis, modelLayers);
-  const layers = new Map<string, LayerJob>();
-  for (const layer of plan.layers) {
-    if (layer.state !== 'quantized' || !layer.scheme) continue;
-    if (!layer.scheme.weights) throw new QuantizeError(`${where}: ${layer.name} gets a scheme without weights (activations only), which QuantLens cannot write`);
-    const gptq = layer.algorithms.includes('GPTQ');
-    layers.set(layer.name, { scheme: layer.scheme, group: layer.group ?? 'group_0', algorithm: gptq ? 'gptq' : 'rtn', ...(gptq ? { gptq: settingsOf(layer.modifierIndex) } : {}) });
-  }
-  const ignore = [...new Set(analysis.modifiers.flatMap((m) => m.ignore))];
-  return { layers, ignore, recipeText: recipe.text };
 }
 
 export function runQuantizeJob(options: QuantizeJobOptions): Promise<QuantizeSummary> {
