@@ -9,6 +9,7 @@ import type { TensorStatistics } from '../core/stats/tensorStats';
 import { HealthReport, scanHealth } from '../core/inspect/health';
 import { ErrorReport, SIMULATIONS, SimulationName, compareWithOriginal, simulateErrors } from '../core/inspect/error';
 import { outputErrors } from '../core/inspect/outputError';
+import { recordedOutputErrors } from '../core/inspect/jobOutputError';
 import { CalibrationFile } from '../core/jobs/calibrationFile';
 import { formatBytes, formatCount, formatShape } from '../core/util/format';
 import { FlagSpec, UsageError, parseArgs } from './args';
@@ -24,7 +25,7 @@ export const INSPECT_FLAGS: Record<string, FlagSpec> = {
   codes: { type: 'boolean', description: 'with --stats: statistics of the stored codes q (unpacked) of the quantized layers whose codes match --tensor' },
   error: { type: 'boolean', description: 'quantization error per layer: with --compare, against the original; otherwise simulate RTN schemes' },
   compare: { type: 'string', description: 'with --error: the original (unquantized) checkpoint to compare a quantized one against' },
-  'calib-stats': { type: 'string', description: 'with --error --compare: a calibration statistics file with Hessians (quantlens calibrate --hessians): also the output error ‖(W−Q)X‖/‖WX‖ on its calibration inputs' },
+  'calib-stats': { type: 'string', description: 'with --error --compare: a calibration statistics file with Hessians (quantlens calibrate --hessians): also the output error ‖(W−Q)X‖/‖WX‖ on its calibration inputs (without it, the one a calibrated quantize job recorded in the output quantlens.json, when ORIGINAL is the model it quantized)' },
   simulate: { type: 'string', description: `with --error: comma-separated schemes to simulate (default all: ${Object.keys(SIMULATIONS).join(', ')})` },
   scan: { type: 'boolean', description: 'health scan: NaN/Inf/zero/negative/subnormal scales, scale outliers, all-zero or NaN weights; exit 1 on errors' },
 };
@@ -49,7 +50,8 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
         const calibration = typeof flags['calib-stats'] === 'string' ? await CalibrationFile.open(flags['calib-stats']) : undefined;
         try {
           const weights = await compareWithOriginal(checkpoint, layerMap, original, { onProgress: progressReporter('comparing') });
-          const outputError = calibration ? await outputErrors(checkpoint, layerMap, original, calibration, { onProgress: progressReporter('output error') }) : undefined;
+          // A statistics file given wins; without one, the output error a calibrated job measured (quantlens.json).
+          const outputError = calibration ? await outputErrors(checkpoint, layerMap, original, calibration, { onProgress: progressReporter('output error') }) : await recordedOutputErrors(checkpoint.folder, flags.compare, layerMap);
           errors = [{ ...weights, original: flags.compare, ...(outputError ? { outputError } : {}) }];
         } finally {
           await calibration?.close();
@@ -301,7 +303,7 @@ export function renderErrors(report: ErrorReport): string {
   );
   const title = report.kind === 'simulation' ? `simulated ${report.scheme} (round to nearest)` : `${report.scheme} vs the original${report.original ? ` ${report.original}` : ''}`;
   const oe = report.outputError;
-  const tokens = oe?.tokens !== undefined ? `${oe.tokens} calibration tokens` : 'the calibration inputs';
+  const tokens = `${oe?.tokens !== undefined ? `${oe.tokens} calibration tokens` : 'the calibration inputs'}${oe?.measuredBy === 'job' ? ', measured by the job' : ''}`;
   return [
     `\nquantization error: ${title}; median SQNR ${report.medianSqnrDb.toFixed(2)} dB${oe ? `; median output SQNR ${oe.medianSqnrDb.toFixed(2)} dB` : ''}`,
     ...(oe ? [`  weight error (rel. Frobenius, SQNR): what round-to-nearest minimises; output error ‖(W−Q)X‖/‖WX‖ on ${tokens}: what GPTQ minimises`] : []),

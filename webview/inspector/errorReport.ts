@@ -21,7 +21,9 @@ export function errorCaption(report: ErrorReport): string {
   if (!oe) return report.kind === 'comparison' ? `${weight} GPTQ minimises the output error on calibration inputs instead: give calibration statistics with Hessians to see it.` : weight;
   const tokens = oe.tokens !== undefined ? `${oe.tokens.toLocaleString('en-US')} calibration tokens` : 'the calibration inputs';
   const source = oe.dataset ? ` of ${baseName(oe.dataset)}` : '';
-  return `${weight} Output error ‖(W − Q)X‖ / ‖WX‖ on ${tokens}${source}: what GPTQ minimises.`;
+  // Measured by the quantize job as it wrote each layer (quantlens.json), not from a statistics file.
+  const measured = oe.measuredBy === 'job' ? ', measured by the job' : '';
+  return `${weight} Output error ‖(W − Q)X‖ / ‖WX‖ on ${tokens}${source}${measured}: what GPTQ minimises.`;
 }
 
 export function errorReportView(report: ErrorReport, field: Field, projections: readonly string[]): HTMLElement {

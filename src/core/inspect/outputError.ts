@@ -39,6 +39,8 @@ export interface OutputErrorReport {
   readonly seqLen?: number;
   readonly dataset?: string;
   readonly medianSqnrDb: number;
+  /** 'job': measured by the quantize job as it wrote each layer (quantlens.json), not from a statistics file. */
+  readonly measuredBy?: 'job';
 }
 
 export interface OutputErrorOptions {
@@ -90,6 +92,26 @@ export function quadraticForms(w: Float32Array | Float64Array, q: Float32Array |
     }
   }
   return { error, reference };
+}
+
+/** ‖(W − Q)X‖ / ‖WX‖ and its SQNR from the two quadratic forms' sums (quadraticForms). */
+export function relativeOutputError(error: number, reference: number): { relative: number; sqnrDb: number } {
+  // H is positive semi-definite; a tiny negative sum is rounding of an (almost) zero error.
+  const relative = reference > 0 ? Math.sqrt(Math.max(0, error) / reference) : error > 0 ? Infinity : 0;
+  return { relative, sqnrDb: -20 * Math.log10(relative) };
+}
+
+/** The output error of one whole layer: original `w` and dequantized `q` [rows, cols], Hessian `h` [cols, cols]. */
+export function layerOutputError(w: Float32Array | Float64Array, q: Float32Array | Float64Array, rows: number, cols: number, h: Float32Array | Float64Array): { relative: number; sqnrDb: number } {
+  if (w.length !== rows * cols || q.length !== rows * cols || h.length !== cols * cols) throw new Error(`internal: output error of [${rows}, ${cols}] weights given ${w.length} and ${q.length} values and a Hessian of ${h.length}`);
+  const sums = quadraticForms(w, q, rows, cols, h);
+  return relativeOutputError(sums.error, sums.reference);
+}
+
+export function medianSqnr(layers: readonly LayerOutputError[]): number {
+  const sqnrs = layers.map((l) => l.sqnrDb).filter((v): v is number => v !== undefined && Number.isFinite(v)).sort((a, b) => a - b);
+  const mid = sqnrs.length >> 1;
+  return sqnrs.length === 0 ? NaN : sqnrs.length % 2 ? sqnrs[mid]! : (sqnrs[mid - 1]! + sqnrs[mid]!) / 2;
 }
 
 function metadataNumber(metadata: HessianSource['metadata'], key: string): number | undefined {
@@ -147,14 +169,10 @@ export async function outputErrors(quantized: Checkpoint, layerMap: LayerMap, or
       total += sums.reference;
       options.onProgress?.((index + r1 / rows) / Math.max(1, modules.length), `output error: ${module.name}`);
     }
-    // H is positive semi-definite; a tiny negative sum is rounding of an (almost) zero error.
-    const relative = total > 0 ? Math.sqrt(Math.max(0, error) / total) : error > 0 ? Infinity : 0;
-    layers.push({ module: module.name, relative, sqnrDb: -20 * Math.log10(relative) });
+    layers.push({ module: module.name, ...relativeOutputError(error, total) });
   }
   options.onProgress?.(1, 'done');
-  const sqnrs = layers.map((l) => l.sqnrDb).filter((v): v is number => v !== undefined && Number.isFinite(v)).sort((a, b) => a - b);
-  const mid = sqnrs.length >> 1;
-  const medianSqnrDb = sqnrs.length === 0 ? NaN : sqnrs.length % 2 ? sqnrs[mid]! : (sqnrs[mid - 1]! + sqnrs[mid]!) / 2;
+  const medianSqnrDb = medianSqnr(layers);
   const dataset = calibration.metadata?.dataset;
   return {
     layers,

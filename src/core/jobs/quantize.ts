@@ -43,6 +43,7 @@ import { JobCancelled } from './jobErrors';
 import { JobOutput, JobOutputOptions, withJobOutput } from './jobOutput';
 import type { BlockwiseCalibration } from './sequential';
 import { LayerRecorder } from './writtenLayer';
+import { outputErrorRecord } from '../inspect/jobOutputError';
 import { ResolvedJob, resolveRecipeJob } from './recipeJob';
 import { ConfigGroup, autoFp8Config, autoFp8OutputSpecs, gptqOutputSpecs, gptqQuantizeConfig, outputSpecs, quantizationConfig, recipeYaml, scaleDtypeOf } from './outputLayouts';
 
@@ -339,7 +340,7 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
               // The dequantized values of exactly the bytes written, for the block's outputs (sequential.ts).
               const recorder = blockwise.wantsWrittenWeights ? new LayerRecorder(writer) : undefined;
               await quantizeLayer(checkpoint, spec.layer, outputFormat, recorder ?? writer, options);
-              if (recorder) blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat));
+              if (recorder) blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat), await readRows(checkpoint, spec.layer.weight, spec.layer.cols, 0, spec.layer.rows, spec.layer.weightDtype));
             } else {
               await quantizeLayer(checkpoint, spec.layer, outputFormat, writer, options);
             }
@@ -381,7 +382,9 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
       await fs.writeFile(join(temp, 'recipe.yaml'), recipeText);
     }
     // What the inspector needs to compare the output with its source: the source folder, the calibration.
-    await fs.writeFile(join(temp, 'quantlens.json'), `${JSON.stringify({ source_model: checkpoint.folder, calibration: options.calibration?.metadata ? Object.fromEntries(['dataset', 'samples', 'seq_len', 'tokens', 'sha256'].filter((k) => k in options.calibration!.metadata!).map((k) => [k, options.calibration!.metadata![k]])) : null }, null, 2)}\n`);
+    // With one-pass calibration: the output error the job measured per layer (inspect/jobOutputError.ts).
+    const measured = blockwise?.outputErrors.size ? { output_error: outputErrorRecord(Number(options.calibration!.metadata?.tokens), blockwise.outputErrors) } : {};
+    await fs.writeFile(join(temp, 'quantlens.json'), `${JSON.stringify({ source_model: checkpoint.folder, calibration: options.calibration?.metadata ? Object.fromEntries(['dataset', 'samples', 'seq_len', 'tokens', 'sha256'].filter((k) => k in options.calibration!.metadata!).map((k) => [k, options.calibration!.metadata![k]])) : null, ...measured }, null, 2)}\n`);
     for (const file of MODEL_FILES) {
       await fs.copyFile(join(checkpoint.folder, file), join(temp, file)).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOENT') throw error;

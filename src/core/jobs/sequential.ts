@@ -12,12 +12,15 @@
  *      handing back each layer's dequantized written weight (`written`);
  *   3. when the job moves on to block l+1, block l's outputs are recomputed with those weights (float mode:
  *      the outputs of step 1 are kept instead) and become block l+1's inputs.
+ * With Hessians, step 2 also measures each layer's output error ‖(W − Q)X‖ / ‖WX‖ = sqrt(tr(E H Eᵀ) / tr(W H Wᵀ))
+ * on the calibration tokens from H, the original W and the written Q (inspect/outputError.ts), for quantlens.json.
  * No statistics file is written. Memory: the hidden states of all samples twice (a block's input and output)
  * + one block's graph and Hessians + the block's dequantized written weights (float32).
  */
 import type { DecoderModel } from '../runtime/llama/graph';
 import { blockModuleNames } from '../runtime/llama/graph';
 import { calibrationMetadata } from '../runtime/dataset';
+import { layerOutputError } from '../inspect/outputError';
 import { BlockPipeline, BlockPipelineOptions, BlockStatistics, sharedInputOwner } from './blockPipeline';
 
 export const PROPAGATIONS = ['quantized', 'float'] as const;
@@ -28,12 +31,14 @@ export type Propagation = (typeof PROPAGATIONS)[number];
 export interface BlockwiseCalibration {
   /** The decoder block a module belongs to, or undefined (lm_head: no statistics). */
   blockOf(module: string): number | undefined;
-  /** Whether the job must hand back the dequantized weights it writes (quantized propagation). */
+  /** Whether the job must hand back the dequantized weights it writes (quantized propagation, output error). */
   readonly wantsWrittenWeights: boolean;
   /** Makes block `l`'s statistics current. Blocks are entered in increasing order. */
   enterBlock(l: number): Promise<void>;
-  /** The dequantized [out, in] weight of what was written for `module` (a layer of the current block). */
-  written(module: string, weight: Float32Array): void;
+  /** The dequantized [out, in] weight of what was written for `module` (a layer of the current block), and its original. */
+  written(module: string, weight: Float32Array, original: Float32Array): void;
+  /** ‖(W − Q)X‖ / ‖WX‖ on the calibration tokens of each layer written with a Hessian (recorded in quantlens.json). */
+  readonly outputErrors: ReadonlyMap<string, { relative: number; sqnrDb: number }>;
 }
 
 export interface SequentialCalibrationOptions extends Omit<BlockPipelineOptions, 'modelPath'> {
@@ -58,6 +63,7 @@ export class SequentialCalibration implements BlockwiseCalibration {
   /** Linear layers with statistics, and Hessians computed (one per distinct input), so far. */
   layersCalibrated = 0;
   hessiansComputed = 0;
+  readonly outputErrors = new Map<string, { relative: number; sqnrDb: number }>();
   private readonly inFeatures = new Map<string, number>();
 
   private constructor(
@@ -95,7 +101,7 @@ export class SequentialCalibration implements BlockwiseCalibration {
   }
 
   get wantsWrittenWeights(): boolean {
-    return this.options.propagation === 'quantized';
+    return this.options.propagation === 'quantized' || this.options.hessians;
   }
 
   get tokens(): number {
@@ -128,9 +134,13 @@ export class SequentialCalibration implements BlockwiseCalibration {
     return this.statistics?.hessians.get(sharedInputOwner(module));
   }
 
-  written(module: string, weight: Float32Array): void {
+  written(module: string, weight: Float32Array, original: Float32Array): void {
     if (this.blocks.get(module) !== this.current) throw new Error(`internal: ${module} was written while block ${this.current} is current`);
-    if (this.wantsWrittenWeights) this.writtenWeights.set(module, weight);
+    if (this.options.propagation === 'quantized') this.writtenWeights.set(module, weight);
+    // The output error GPTQ minimises, on the inputs this layer was quantized for (the Error tab shows it).
+    const h = this.statistics?.hessians.get(sharedInputOwner(module));
+    const cols = this.inFeatures.get(module)!;
+    if (h && h.length === cols * cols) this.outputErrors.set(module, layerOutputError(original, weight, weight.length / cols, cols, h));
   }
 
   async enterBlock(l: number): Promise<void> {

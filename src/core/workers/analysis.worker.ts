@@ -11,6 +11,7 @@ import { readScaleOverview } from '../inspect/scales';
 import { scanHealth } from '../inspect/health';
 import { compareWithOriginal, simulateErrors } from '../inspect/error';
 import { outputErrors } from '../inspect/outputError';
+import { recordedOutputErrors } from '../inspect/jobOutputError';
 import { CalibrationFile } from '../jobs/calibrationFile';
 import type { AnalysisMethods, FromWorker, ToWorker } from './protocol';
 
@@ -70,7 +71,8 @@ async function run(id: number, method: keyof AnalysisMethods, params: unknown, s
           // With calibration statistics the weight error takes the first half of the progress bar.
           const share = calibration ? 0.5 : 1;
           const weights = await compareWithOriginal(checkpoint, analysis.layerMap, reference, { signal, onProgress: (f, what) => progress(f * share, what) });
-          const outputError = calibration ? await outputErrors(checkpoint, analysis.layerMap, reference, calibration, { signal, onProgress: (f, what) => progress(0.5 + f / 2, what) }) : undefined;
+          // A statistics file given wins; without one, the output error a calibrated job measured (quantlens.json).
+          const outputError = calibration ? await outputErrors(checkpoint, analysis.layerMap, reference, calibration, { signal, onProgress: (f, what) => progress(0.5 + f / 2, what) }) : await recordedOutputErrors(checkpoint.folder, original, analysis.layerMap);
           return { ...weights, original, ...(outputError ? { outputError } : {}) };
         } finally {
           await calibration?.close();
