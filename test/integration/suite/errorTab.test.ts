@@ -1,7 +1,8 @@
 /**
  * The Error tab of a quantized checkpoint compared with its original and calibration statistics: the
  * headline names the original, the output-space error is shown next to the weight error with its caption,
- * and the heatmap's legend shows the min and max of what it plots, equal to the core's numbers.
+ * and the heatmap's legend shows the min and max of what it plots, equal to the core's numbers; the output of
+ * a calibrated (one-pass) GPTQ job shows the output error the job measured, with no statistics file given.
  */
 import * as assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -16,6 +17,8 @@ import { compareWithOriginal } from '../../../src/core/inspect/error';
 import { outputErrors } from '../../../src/core/inspect/outputError';
 import { CalibrationFile } from '../../../src/core/jobs/calibrationFile';
 import { writeSafetensors } from '../../../src/core/safetensors/writer';
+import { runJob } from '../../../src/core/jobs/runJob';
+import { defaultCalibrationDataset } from '../../../src/core/runtime/dataset';
 import { waitFor } from './wait';
 
 async function api(): Promise<QuantLensApi> {
@@ -78,5 +81,31 @@ describe('Error tab: original named, output error on calibration tokens, heatmap
     const power = sqnrs.map((s) => 10 ** (-s / 10));
     const fmt = (v: number) => `SQNR ${(-10 * Math.log10(v)).toFixed(2)} dB`;
     assert.deepEqual(report.heatmap?.legend, { min: fmt(Math.min(...power)), max: fmt(Math.max(...power)) });
+  });
+
+  it("shows the output error a calibrated GPTQ job measured, from its quantlens.json, without a statistics file", async () => {
+    const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+    const source = join(ext.extensionPath, 'examples', 'tiny-llama');
+    const dataset = defaultCalibrationDataset(ext.extensionPath);
+    const out = join(scratch, 'tiny-w4-gptq');
+    const graphs = join(scratch, 'graphs');
+    await runJob({ kind: 'quantize', model: source, out, preset: 'w4a16', calibration: { kind: 'dataset', path: dataset, samples: 2, seqLen: 16 } }, { graphCacheDir: graphs });
+    const recorded = JSON.parse(readFileSync(join(out, 'quantlens.json'), 'utf8')) as { output_error: { tokens: number; layers: Record<string, { sqnr_db: number }> } };
+    assert.equal(recorded.output_error.tokens, 32);
+    assert.equal(Object.keys(recorded.output_error.layers).length, 28);
+
+    await vscode.commands.executeCommand('quantlens.openCheckpoint', vscode.Uri.file(out));
+    const file = join(out, 'model.safetensors');
+    const quantlens = await api();
+    await waitFor('the inspector page', () => quantlens.inspectors().find((i) => i.path === file && i.rendered)?.rendered);
+    assert.ok(quantlens.showInspectorTab(file, 'error', true, { original: source }));
+    const report = await waitFor('the error report', () => quantlens.inspectors().find((i) => i.path === file)?.rendered?.error, 240_000);
+    const sqnrs = Object.values(recorded.output_error.layers).map((l) => l.sqnr_db).sort((a, b) => a - b);
+    const median = (sqnrs[13]! + sqnrs[14]!) / 2;
+    assert.match(report.summary, new RegExp(`median output SQNR ${median.toFixed(2).replace('.', '\\.')} dB over 28 layers`));
+    assert.match(report.caption, /on 32 calibration tokens of [^:]+, measured by the job: what GPTQ minimises/);
+    assert.equal(report.rankingHeader.at(-1), 'output SQNR dB');
+    assert.ok(report.ranking.length > 0);
+    for (const row of report.ranking) assert.equal(row[5], recorded.output_error.layers[row[0]!]!.sqnr_db.toFixed(2), row[0]);
   });
 });
