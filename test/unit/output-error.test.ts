@@ -14,7 +14,7 @@ import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
 import { CalibrationFile } from '../../src/core/jobs/calibrationFile';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
-import { outputErrors, quadraticForms } from '../../src/core/inspect/outputError';
+import { outputErrors, quadraticForms, quadraticFormsGemm } from '../../src/core/inspect/outputError';
 import { rng } from '../helpers/random';
 import { repoRoot, tempDir } from '../helpers/paths';
 
@@ -68,6 +68,26 @@ describe('output-space quantization error (tr(E H Eᵀ))', function () {
       assert.ok(explicitError > 0);
       assert.ok(Math.abs(error - explicitError) <= 1e-10 * explicitError, `${rows}x${cols}: ${error} vs ${explicitError}`);
       assert.ok(Math.abs(reference - explicitReference) <= 1e-10 * explicitReference, `${rows}x${cols}: ${reference} vs ${explicitReference}`);
+    }
+  });
+
+  it('the Gemm form the quantize job uses (slabs of rows through onnxruntime, float64) equals ‖(W − Q)X‖² and ‖WX‖² from X', async () => {
+    // 300 × 160² = 7.7 M multiply-adds: past ORT_MIN_MACS, so onnxruntime's Gemm runs, in more than one slab.
+    for (const [rows, cols, tokens] of [[300, 160, 64], [3, 40, 9]] as const) {
+      const normal = normals(rows + cols);
+      const w = Float32Array.from({ length: rows * cols }, normal);
+      const q = Float32Array.from(w, (v) => Math.round(v * 8) / 8);
+      const x = activations(tokens, cols, rows);
+      const h = Float32Array.from(gram(x, tokens, cols));
+      const { error, reference } = await quadraticFormsGemm(w, q, rows, cols, h);
+      const e = Float64Array.from(w, (v, i) => v - q[i]!);
+      // H is rounded to float32 for both: compare with the explicit products over the same H (the loops'
+      // sums over float32 H) and, loosely, with X itself.
+      const loops = quadraticForms(w, q, rows, cols, h);
+      assert.ok(Math.abs(error - loops.error) <= 1e-9 * loops.error, `${rows}x${cols}: ${error} vs ${loops.error}`);
+      assert.ok(Math.abs(reference - loops.reference) <= 1e-9 * loops.reference, `${rows}x${cols}: ${reference} vs ${loops.reference}`);
+      const explicitError = outputNormSq(e, rows, cols, x, tokens);
+      assert.ok(Math.abs(error - explicitError) <= 1e-5 * explicitError, `${rows}x${cols}: ${error} vs ${explicitError} from X`);
     }
   });
 

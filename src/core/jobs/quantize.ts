@@ -340,7 +340,7 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
               // The dequantized values of exactly the bytes written, for the block's outputs (sequential.ts).
               const recorder = blockwise.wantsWrittenWeights ? new LayerRecorder(writer) : undefined;
               await quantizeLayer(checkpoint, spec.layer, outputFormat, recorder ?? writer, options);
-              if (recorder) blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat), await readRows(checkpoint, spec.layer.weight, spec.layer.cols, 0, spec.layer.rows, spec.layer.weightDtype));
+              if (recorder) await blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat), await readRows(checkpoint, spec.layer.weight, spec.layer.cols, 0, spec.layer.rows, spec.layer.weightDtype));
             } else {
               await quantizeLayer(checkpoint, spec.layer, outputFormat, writer, options);
             }

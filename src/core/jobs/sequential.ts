@@ -36,7 +36,7 @@ export interface BlockwiseCalibration {
   /** Makes block `l`'s statistics current. Blocks are entered in increasing order. */
   enterBlock(l: number): Promise<void>;
   /** The dequantized [out, in] weight of what was written for `module` (a layer of the current block), and its original. */
-  written(module: string, weight: Float32Array, original: Float32Array): void;
+  written(module: string, weight: Float32Array, original: Float32Array): Promise<void>;
   /** ‖(W − Q)X‖ / ‖WX‖ on the calibration tokens of each layer written with a Hessian (recorded in quantlens.json). */
   readonly outputErrors: ReadonlyMap<string, { relative: number; sqnrDb: number }>;
 }
@@ -134,13 +134,13 @@ export class SequentialCalibration implements BlockwiseCalibration {
     return this.statistics?.hessians.get(sharedInputOwner(module));
   }
 
-  written(module: string, weight: Float32Array, original: Float32Array): void {
+  async written(module: string, weight: Float32Array, original: Float32Array): Promise<void> {
     if (this.blocks.get(module) !== this.current) throw new Error(`internal: ${module} was written while block ${this.current} is current`);
     if (this.options.propagation === 'quantized') this.writtenWeights.set(module, weight);
     // The output error GPTQ minimises, on the inputs this layer was quantized for (the Error tab shows it).
     const h = this.statistics?.hessians.get(sharedInputOwner(module));
     const cols = this.inFeatures.get(module)!;
-    if (h && h.length === cols * cols) this.outputErrors.set(module, layerOutputError(original, weight, weight.length / cols, cols, h));
+    if (h && h.length === cols * cols) this.outputErrors.set(module, await layerOutputError(original, weight, weight.length / cols, cols, h));
   }
 
   async enterBlock(l: number): Promise<void> {
