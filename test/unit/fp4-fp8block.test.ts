@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
-import { computeWeightStatisticsOfTensor, WeightStatistics, WeightView } from '../../src/core/stats/weightStats';
+import { computeWeightStatisticsOfTensor, WeightView } from '../../src/core/stats/weightStats';
 import { compareWithOriginal, LayerError } from '../../src/core/inspect/error';
 import { scanHealth } from '../../src/core/inspect/health';
 import { readScaleOverview } from '../../src/core/inspect/scales';
@@ -21,6 +21,7 @@ import { inspectCommand } from '../../src/cli/inspect';
 import { RawTensor, bytesOf, writeCheckpoint } from '../helpers/safetensorsBytes';
 import { tempDir, vectorsDir } from '../helpers/paths';
 import { rng } from '../helpers/random';
+import { checkStats } from '../helpers/weightStatsCheck';
 
 /** FP8 E4M3 (e4m3fn): bias 7, no infinities, S.1111.111 NaN. */
 function e4m3(code: number): number {
@@ -37,27 +38,6 @@ const e2m1 = (code: number) => (code & 8 ? -1 : 1) * E2M1_MAGNITUDE[code & 7]!;
 const nibble = (row: Uint8Array, c: number) => (c & 1 ? row[c >> 1]! >> 4 : row[c >> 1]! & 15);
 
 /** Float64 statistics from the definitions, binned on the result's own edges. */
-function checkStats(result: WeightStatistics, values: number[]): void {
-  const finite = values.filter(Number.isFinite);
-  const mean = finite.reduce((a, b) => a + b, 0) / finite.length;
-  const std = Math.sqrt(finite.reduce((a, b) => a + (b - mean) ** 2, 0) / finite.length);
-  const s = result.stats;
-  assert.equal(s.count, values.length, 'count');
-  assert.equal(s.nan, values.filter(Number.isNaN).length, 'NaN');
-  assert.equal(s.zeros, finite.filter((v) => v === 0).length, 'zeros');
-  assert.equal(s.min, Math.min(...finite), 'min');
-  assert.equal(s.max, Math.max(...finite), 'max');
-  assert.ok(Math.abs(s.mean - mean) <= 1e-12 * Math.max(1e-3, Math.abs(mean)) + 1e-15, `mean ${s.mean} vs ${mean}`);
-  assert.ok(Math.abs(s.std - std) <= 1e-9 * Math.max(std, 1e-12), `std ${s.std} vs ${std}`);
-  const edges = result.linear.edges;
-  if (edges.length > 2) {
-    const n = edges.length - 1;
-    const lin = new Array<number>(n).fill(0);
-    for (const v of finite) lin[Math.min(n - 1, Math.max(0, Math.floor((v - edges[0]!) / ((edges[n]! - edges[0]!) / n))))]!++;
-    assert.deepEqual(result.linear.counts, lin, 'linear histogram');
-  }
-}
-
 /** The error metrics compareWithOriginal must give, from float64 sums over the float32 dequantized values. */
 function checkError(layer: LayerError | undefined, original: Float32Array, dequantized: number[]): void {
   assert.ok(layer && !layer.skipped, JSON.stringify(layer?.skipped));

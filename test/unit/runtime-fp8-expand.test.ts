@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { DecoderGraphInfo, DecoderGraphOptions, openDecoderModel, writeDecoderGraph } from '../../src/core/runtime/llama/graph';
 import { graphOptionsFor } from '../../src/core/runtime/device';
 import { fp8ExpansionNote } from '../../src/core/runtime/chatSession';
@@ -17,25 +16,9 @@ import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import { CalibrationFile } from '../../src/core/jobs/calibrationFile';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
 import { writeSafetensors } from '../../src/core/safetensors/writer';
-import { TinyConfig, randomWeights, referenceForward, relativeError, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
+import { randomWeights, referenceForward, relativeError, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
 import { tempDir } from '../helpers/paths';
-
-async function runLogits(modelPath: string, config: TinyConfig, tokens: number[]): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(modelPath);
-  try {
-    const D = config.head_dim ?? config.hidden_size / config.num_attention_heads;
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, tokens.length]),
-      attention_mask: new ort.Tensor('int64', new BigInt64Array(tokens.length).fill(1n), [1, tokens.length]),
-    };
-    for (let l = 0; l < config.num_hidden_layers; l++) {
-      for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, config.num_key_value_heads!, 0, D]);
-    }
-    return (await session.run(feeds)).logits!.data as Float32Array;
-  } finally {
-    await session.release();
-  }
-}
+import { runLogits } from '../helpers/ortLogits';
 
 describe('runtime: FP8 weights expanded to float32 at build', function () {
   this.timeout(180_000);

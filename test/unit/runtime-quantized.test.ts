@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { openDecoderModel, writeDecoderGraph } from '../../src/core/runtime/llama/graph';
 import { runQuantizeJob, SchemeName } from '../../src/core/jobs/quantize';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
@@ -20,6 +19,7 @@ import { encodeFromFloat32, decodeToFloat32 } from '../../src/core/dtypes/conver
 import { TinyConfig, Weights, randomWeights, referenceForward, relativeError, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
 import { rng } from '../helpers/random';
 import { tempDir } from '../helpers/paths';
+import { runLogits } from '../helpers/ortLogits';
 
 const roundHalfEven = (v: number) => {
   const r = Math.round(v);
@@ -52,23 +52,6 @@ const QUANTIZE_INPUT: Partial<Record<SchemeName | 'gptq', (row: Float64Array) =>
   w8a8: (row) => perToken(row, 127, (v) => Math.max(-128, Math.min(127, roundHalfEven(v)))),
   'fp8-dynamic': (row) => perToken(row, 448, toE4M3),
 };
-
-async function runFull(modelPath: string, config: TinyConfig, tokens: number[]): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(modelPath);
-  try {
-    const D = config.head_dim ?? config.hidden_size / config.num_attention_heads;
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, tokens.length]),
-      attention_mask: new ort.Tensor('int64', new BigInt64Array(tokens.length).fill(1n), [1, tokens.length]),
-    };
-    for (let l = 0; l < config.num_hidden_layers; l++) {
-      for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, config.num_key_value_heads!, 0, D]);
-    }
-    return (await session.run(feeds)).logits!.data as Float32Array;
-  } finally {
-    await session.release();
-  }
-}
 
 /** Writes a GPTQ v1 checkpoint with act-order g_idx and asymmetric zero points; returns the dequantized weights. */
 async function writeGptqCheckpoint(folder: string, config: TinyConfig, weights: Weights, seed: number): Promise<Map<string, Float64Array>> {
@@ -159,7 +142,7 @@ describe('runtime: quantized checkpoints run natively', function () {
         weight: (m) => dequantized.get(m),
         quantizeInput: quantizeInput ? (m, row) => (dequantized.has(m) ? quantizeInput(row) : row) : undefined,
       });
-      const logits = await runFull(modelPath, config, tokens);
+      const logits = await runLogits(modelPath, config, tokens);
       const error = relativeError(logits, reference.logits.flatMap((r) => [...r]));
       assert.ok(error < tolerance, `relative error ${error}`);
       // And it is the quantized model that runs: the float model's logits differ by far more.
@@ -183,7 +166,7 @@ describe('runtime: quantized checkpoints run natively', function () {
       await model.checkpoint.close();
     }
     const reference = referenceForward(config, weights, tokens, { weight: (m) => dequantized.get(m) });
-    const error = relativeError(await runFull(modelPath, config, tokens), reference.logits.flatMap((r) => [...r]));
+    const error = relativeError(await runLogits(modelPath, config, tokens), reference.logits.flatMap((r) => [...r]));
     assert.ok(error < 1e-4, `relative error ${error}`);
   });
 });

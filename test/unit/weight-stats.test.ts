@@ -15,6 +15,7 @@ import { inspectCommand } from '../../src/cli/inspect';
 import { bytesOf, writeCheckpoint } from '../helpers/safetensorsBytes';
 import { tempDir, vectorsDir } from '../helpers/paths';
 import { rng } from '../helpers/random';
+import { checkStats } from '../helpers/weightStatsCheck';
 
 /** bf16: the top half of a float32 (values chosen here are made bf16-exact by truncation). */
 function bf16(values: number[]): { bits: Uint16Array; values: number[] } {
@@ -40,36 +41,6 @@ function e4m3(code: number): number {
   const m = code & 7;
   if (e === 15 && m === 7) return NaN;
   return e === 0 ? s * 2 ** -6 * (m / 8) : s * 2 ** (e - 7) * (1 + m / 8);
-}
-
-/** Float64 statistics from the definitions, binned on the result's own edges. */
-function checkStats(result: WeightStatistics, values: number[]): void {
-  const finite = values.filter(Number.isFinite);
-  const mean = finite.reduce((a, b) => a + b, 0) / finite.length;
-  const std = Math.sqrt(finite.reduce((a, b) => a + (b - mean) ** 2, 0) / finite.length);
-  const s = result.stats;
-  assert.equal(s.count, values.length, 'count');
-  assert.equal(s.nan, values.filter(Number.isNaN).length, 'NaN');
-  assert.equal(s.zeros, finite.filter((v) => v === 0).length, 'zeros');
-  assert.equal(s.min, Math.min(...finite), 'min');
-  assert.equal(s.max, Math.max(...finite), 'max');
-  assert.equal(s.absMax, Math.max(...finite.map(Math.abs)), 'absmax');
-  assert.ok(Math.abs(s.mean - mean) <= 1e-12 * Math.max(1e-3, Math.abs(mean)) + 1e-15, `mean ${s.mean} vs ${mean}`);
-  assert.ok(Math.abs(s.std - std) <= 1e-9 * Math.max(std, 1e-12), `std ${s.std} vs ${std}`);
-  const bin = (edges: readonly number[], v: number) => {
-    const n = edges.length - 1;
-    return Math.min(n - 1, Math.max(0, Math.floor((v - edges[0]!) / ((edges[n]! - edges[0]!) / n))));
-  };
-  if (result.linear.edges.length > 2) {
-    const lin = new Array<number>(result.linear.counts.length).fill(0);
-    for (const v of finite) lin[bin(result.linear.edges, v)]!++;
-    assert.deepEqual(result.linear.counts, lin, 'linear histogram');
-  }
-  if (result.log.edges.length > 2) {
-    const log = new Array<number>(result.log.counts.length).fill(0);
-    for (const v of finite) if (v !== 0) log[bin(result.log.edges, Math.log10(Math.abs(v)))]!++;
-    assert.deepEqual(result.log.counts, log, 'log histogram');
-  }
 }
 
 describe('dequantized weight statistics (streamed in row blocks) against a float64 dequantization', () => {
