@@ -3,6 +3,9 @@
  * swaps, huge numbers, NaN/Infinity, deep nesting, long strings, invalid UTF-8, BOMs, random unicode. Each
  * takes the seeded PRNG of test/helpers/random.ts, so a case is replayed from its seed.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
 export type Random = () => number;
 
 export const pick = <T>(items: readonly T[], random: Random): T => items[Math.floor(random() * items.length)]!;
@@ -106,11 +109,24 @@ export function mutateJsonValue(value: unknown, random: Random): unknown {
 
 const JSON_VALUES: unknown[] = [0, -1, 1.5, 2 ** 53 + 2, 1e308, '', 'x', 'ё🙂', null, true, false, [], [1, 'a'], {}, { a: [] }, 'a'.repeat(100_000)];
 
+/** V8's collector, reached without a command-line flag, so memory can be measured after garbage is gone. */
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
+
+/** What the process holds in JS heap and buffers (after collectGarbage: what it retains). */
+function heldBytes(): number {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
 /**
  * Runs `cases` fuzz cases, each with its own seed (`seedBase + i`), one after another. A failure is rethrown
  * with the seed and mutation names, so `rng(seed)` replays it. Each case must finish within `caseMs` (checked
- * after it returns: a synchronous hang is caught by mocha's timeout of the whole file), and the process RSS
- * must not grow by more than `maxRssGrowth` bytes over the run.
+ * after it returns: a synchronous hang is caught by mocha's timeout of the whole file). Memory: no case may
+ * take the process RSS more than `maxRssGrowth` above where the run started (an input that makes a parser
+ * allocate without bound), and after the run what the process retains once garbage is collected may grow by
+ * at most 64 MiB (a leak). RSS alone at the end is no measure: V8 collects lazily and the allocator keeps
+ * freed pages, so a run that only makes garbage could end hundreds of MiB higher (it did, in CI).
  */
 export async function runFuzz(options: {
   cases: number;
@@ -120,6 +136,8 @@ export async function runFuzz(options: {
   run: (index: number, seed: number) => Promise<string>;
 }): Promise<Record<string, number>> {
   const outcomes: Record<string, number> = {};
+  collectGarbage();
+  const heldBefore = heldBytes();
   const rssBefore = process.memoryUsage().rss;
   for (let i = 0; i < options.cases; i++) {
     const seed = options.seedBase + i;
@@ -134,8 +152,16 @@ export async function runFuzz(options: {
     const ms = Date.now() - started;
     if (ms > options.caseMs) throw new Error(`fuzz case ${i} (seed ${seed}, ${outcome}) took ${ms} ms (limit ${options.caseMs} ms)`);
     outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+    const rssGrowth = process.memoryUsage().rss - rssBefore;
+    if (rssGrowth > options.maxRssGrowth) {
+      // Garbage of earlier cases may be what fills it: collect, and fail only if the RSS stays up.
+      collectGarbage();
+      const settled = process.memoryUsage().rss - rssBefore;
+      if (settled > options.maxRssGrowth) throw new Error(`fuzz case ${i} (seed ${seed}, ${outcome}) left the process RSS ${(settled / 1048576).toFixed(0)} MiB above the run's start (limit ${(options.maxRssGrowth / 1048576).toFixed(0)} MiB)`);
+    }
   }
-  const growth = process.memoryUsage().rss - rssBefore;
-  if (growth > options.maxRssGrowth) throw new Error(`RSS grew by ${(growth / 1048576).toFixed(0)} MiB over ${options.cases} cases (seeds ${options.seedBase}…)`);
+  collectGarbage();
+  const retained = heldBytes() - heldBefore;
+  if (retained > 64 * 1048576) throw new Error(`the run retains ${(retained / 1048576).toFixed(0)} MiB more heap and buffers after ${options.cases} cases (seeds ${options.seedBase}…): a leak`);
   return outcomes;
 }
