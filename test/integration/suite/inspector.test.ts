@@ -4,7 +4,7 @@
 import * as assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
 import type { QuantLensApi } from '../../../src/extension/extension';
 import type { RenderedView } from '../../../src/protocol/inspector';
@@ -68,9 +68,9 @@ function assertSqnrText(text: string | undefined, reference: number, where: stri
  * The Error tab against float64 SQNRs by module: the summary line, the "Worst layers" table (order, SQNR and
  * relative error of each row), and the heatmap's cells (one per decoder layer and projection).
  */
-function checkErrorReport(report: NonNullable<RenderedView['error']>, reference: Map<string, number>, scheme: string): void {
+function checkErrorReport(report: NonNullable<RenderedView['error']>, reference: Map<string, number>, headline: string): void {
   const byQuality = [...reference].sort((a, b) => a[1] - b[1]);
-  const summary = new RegExp(`^${scheme.replace(/[()|.*+?]/g, '\\$&')}: median SQNR (-?[\\d.]+) dB over (\\d+) layers$`).exec(report.summary);
+  const summary = new RegExp(`^${headline.replace(/[()|.*+?]/g, '\\$&')}: median SQNR (-?[\\d.]+) dB over (\\d+) layers$`).exec(report.summary);
   assert.ok(summary, `error summary ${JSON.stringify(report.summary)}`);
   const middle = median([...reference.values()]);
   assertSqnrText(summary[1], middle, 'median');
@@ -237,7 +237,8 @@ describe('Checkpoint inspector on the shipped example', function () {
     await original.close();
     await vscode.commands.executeCommand('quantlens.compareWithOriginal', vscode.Uri.file(exampleDir()));
     const compared = await shown(file, 'the comparison with the original in the Error tab', (r) => r.error, 60_000);
-    checkErrorReport(compared, sqnr, view.scheme);
+    // The headline names the original compared against (the folder's name).
+    checkErrorReport(compared, sqnr, `${view.scheme} vs the original ${basename(exampleDir())}`);
     await takeScreenshot('inspector-w8a8-error');
 
     await vscode.commands.executeCommand('quantlens.runHealthScan');
