@@ -22,15 +22,7 @@ import { RawTensor, bytesOf, writeCheckpoint } from '../helpers/safetensorsBytes
 import { tempDir, vectorsDir } from '../helpers/paths';
 import { rng } from '../helpers/random';
 import { checkStats } from '../helpers/weightStatsCheck';
-
-/** FP8 E4M3 (e4m3fn): bias 7, no infinities, S.1111.111 NaN. */
-function e4m3(code: number): number {
-  const s = code & 0x80 ? -1 : 1;
-  const e = (code >> 3) & 0xf;
-  const m = code & 7;
-  if (e === 15 && m === 7) return NaN;
-  return e === 0 ? s * 2 ** -6 * (m / 8) : s * 2 ** (e - 7) * (1 + m / 8);
-}
+import { e4m3Value } from '../helpers/fp8Reference';
 
 const E2M1_MAGNITUDE = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
 const e2m1 = (code: number) => (code & 8 ? -1 : 1) * E2M1_MAGNITUDE[code & 7]!;
@@ -99,7 +91,7 @@ describe('FP8 block (DeepSeek style and compressed-tensors FP8_BLOCK), NVFP4 and
     });
   })();
   const blockScale = Float32Array.from({ length: 2 * 3 }, (_, i) => 0.001 * (1 + i) + 2 ** -20);
-  const fp8Expected = Array.from(fp8Codes, (b, i) => e4m3(b) * blockScale[Math.floor(Math.floor(i / fc) / 128) * 3 + Math.floor((i % fc) / 128)]!);
+  const fp8Expected = Array.from(fp8Codes, (b, i) => e4m3Value(b) * blockScale[Math.floor(Math.floor(i / fc) / 128) * 3 + Math.floor((i % fc) / 128)]!);
   const fp8Original = Float32Array.from(fp8Expected, (v, i) => v + ((i % 7) - 3) * 1e-4);
 
   it('DeepSeek-style FP8 blocks: described in model-card words, no false disagreements, exact statistics, codes and error', async () => {
@@ -116,7 +108,7 @@ describe('FP8 block (DeepSeek style and compressed-tensors FP8_BLOCK), NVFP4 and
       assert.deepEqual(map.modules.map((m) => m.issues), [[]]);
     });
     checkStats(await stats(dir, `${M}.weight`, 'dequantized', 1000), fp8Expected);
-    checkStats(await stats(dir, `${M}.weight`, 'codes', 1000), Array.from(fp8Codes, e4m3));
+    checkStats(await stats(dir, `${M}.weight`, 'codes', 1000), Array.from(fp8Codes, e4m3Value));
     const original = writeOriginal(join(tmp.path, 'deepseek-original'), fp8Original, fr, fc);
     checkError((await compare(dir, original)).layers[0], fp8Original, fp8Expected);
 
@@ -179,7 +171,7 @@ describe('FP8 block (DeepSeek style and compressed-tensors FP8_BLOCK), NVFP4 and
   // FP8 group scales: 0x7E is 448 (saturated), 0x00 a zero scale; the rest ordinary normals.
   const nvScaleCodes = Uint8Array.from({ length: nr * 3 }, (_, k) => (k === 4 ? 0x7e : k === 9 ? 0x00 : 0x28 + ((k * 5) % 24)));
   const nvGlobal = new Float32Array([2688.5]);
-  const nvExpected = nvCodesValues.map((v, i) => v * (e4m3(nvScaleCodes[Math.floor(i / nc) * 3 + Math.floor((i % nc) / 16)]!) / nvGlobal[0]!));
+  const nvExpected = nvCodesValues.map((v, i) => v * (e4m3Value(nvScaleCodes[Math.floor(i / nc) * 3 + Math.floor((i % nc) / 16)]!) / nvGlobal[0]!));
   const nvOriginal = Float32Array.from(nvExpected, (v, i) => v + ((i % 5) - 2) * 3e-5);
 
   function nvfp4Tensors(): RawTensor[] {

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { runJob } from '../../src/core/jobs/runJob';
 import { CalibrationFile } from '../../src/core/jobs/calibrationFile';
@@ -22,8 +22,9 @@ import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
 import { decodeToFloat32 } from '../../src/core/dtypes/convert';
 import { outputErrors } from '../../src/core/inspect/outputError';
 import type { DType } from '../../src/core/dtypes/dtype';
-import { randomWeights, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
+import { randomWeights, writeTinyCheckpoint } from '../helpers/llamaReference';
 import { repoRoot, tempDir } from '../helpers/paths';
+import { copyExampleTokenizer, tinyConfigWithExampleVocabulary } from '../helpers/exampleVocabulary';
 
 const SAMPLES = 3;
 const SEQ = 24;
@@ -64,23 +65,9 @@ describe('jobs: output error measured by the one-pass quantize job', function ()
   before(async () => {
     tmp = tempDir();
     model = join(tmp.path, 'model');
-    const example = join(repoRoot(), 'examples', 'tiny-llama');
-    if (!existsSync(join(example, 'tokenizer.json'))) throw new Error('the example checkpoint is missing (npm test writes it first)');
-    const exampleConfig = JSON.parse(await fs.readFile(join(example, 'config.json'), 'utf8')) as Record<string, unknown>;
-    // 128-wide layers so that W4A16's group size 128 divides every input; the example's vocabulary (its tokenizer).
-    const config = tinyConfig({
-      hidden_size: 128,
-      intermediate_size: 256,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      num_hidden_layers: LAYERS,
-      vocab_size: exampleConfig.vocab_size as number,
-      tie_word_embeddings: true,
-      bos_token_id: exampleConfig.bos_token_id,
-      eos_token_id: exampleConfig.eos_token_id,
-    });
+    const config = await tinyConfigWithExampleVocabulary(LAYERS);
     await writeTinyCheckpoint(model, config, randomWeights(config, 11));
-    for (const file of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) await fs.copyFile(join(example, file), join(model, file));
+    await copyExampleTokenizer(model);
   });
   after(() => tmp.cleanup());
 

@@ -10,7 +10,7 @@
  *       output's folder during the job stays within 1.25 × the output's size (no statistics file).
  */
 import assert from 'node:assert/strict';
-import { existsSync, promises as fs, readdirSync, statSync } from 'node:fs';
+import { promises as fs, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { runJob } from '../../src/core/jobs/runJob';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
@@ -22,8 +22,9 @@ import { defaultCalibrationDataset } from '../../src/core/runtime/dataset';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { buildLayerMap } from '../../src/core/checkpoint/scheme';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
-import { TinyConfig, Weights, randomWeights, referenceForward, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
+import { TinyConfig, Weights, randomWeights, referenceForward, writeTinyCheckpoint } from '../helpers/llamaReference';
 import { repoRoot, tempDir } from '../helpers/paths';
+import { copyExampleTokenizer, tinyConfigWithExampleVocabulary } from '../helpers/exampleVocabulary';
 
 const SAMPLES = 3;
 const SEQ = 24;
@@ -77,24 +78,10 @@ describe('jobs: one-pass sequential calibration and quantization', function () {
   before(async () => {
     tmp = tempDir();
     model = join(tmp.path, 'model');
-    const example = join(repoRoot(), 'examples', 'tiny-llama');
-    if (!existsSync(join(example, 'tokenizer.json'))) throw new Error('the example checkpoint is missing (npm test writes it first)');
-    const exampleConfig = JSON.parse(await fs.readFile(join(example, 'config.json'), 'utf8')) as Record<string, unknown>;
-    // 128-wide layers so that W4A16's group size 128 divides every input; the example's vocabulary (its tokenizer).
-    config = tinyConfig({
-      hidden_size: 128,
-      intermediate_size: 256,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      num_hidden_layers: LAYERS,
-      vocab_size: exampleConfig.vocab_size as number,
-      tie_word_embeddings: true,
-      bos_token_id: exampleConfig.bos_token_id,
-      eos_token_id: exampleConfig.eos_token_id,
-    });
+    config = await tinyConfigWithExampleVocabulary(LAYERS);
     weights = randomWeights(config, 7);
     await writeTinyCheckpoint(model, config, weights);
-    for (const file of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) await fs.copyFile(join(example, file), join(model, file));
+    await copyExampleTokenizer(model);
   });
   after(() => {
     // 130 MB of float64 weights: released for the suites that run after this one in the same process.

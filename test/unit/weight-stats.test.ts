@@ -16,6 +16,7 @@ import { bytesOf, writeCheckpoint } from '../helpers/safetensorsBytes';
 import { tempDir, vectorsDir } from '../helpers/paths';
 import { rng } from '../helpers/random';
 import { checkStats } from '../helpers/weightStatsCheck';
+import { e4m3Value } from '../helpers/fp8Reference';
 
 /** bf16: the top half of a float32 (values chosen here are made bf16-exact by truncation). */
 function bf16(values: number[]): { bits: Uint16Array; values: number[] } {
@@ -32,15 +33,6 @@ function f16Exact(v: number): number {
   const m = (a / 2 ** e - 1) * 1024;
   assert.ok(Number.isInteger(m) && e >= -14 && e <= 15, `${v} is not an exact normal f16`);
   return sign | ((e + 15) << 10) | m;
-}
-
-/** FP8 E4M3 (e4m3fn): bias 7, no infinities, S.1111.111 is NaN (docs/formats.md §2). */
-function e4m3(code: number): number {
-  const s = code & 0x80 ? -1 : 1;
-  const e = (code >> 3) & 0xf;
-  const m = code & 7;
-  if (e === 15 && m === 7) return NaN;
-  return e === 0 ? s * 2 ** -6 * (m / 8) : s * 2 ** (e - 7) * (1 + m / 8);
 }
 
 describe('dequantized weight statistics (streamed in row blocks) against a float64 dequantization', () => {
@@ -119,8 +111,8 @@ describe('dequantized weight statistics (streamed in row blocks) against a float
       { name: `${M}.weight_scale`, dtype: 'F32', shape: [], bytes: bytesOf(new Float32Array([tensorScale])) },
     ]);
     const f32Scale = new Float32Array([tensorScale])[0]!;
-    checkStats(await stats(dir, `${M}.weight`, 'dequantized', 30), Array.from(codes, (c) => e4m3(c) * f32Scale));
-    checkStats(await stats(dir, `${M}.weight`, 'codes', 30), Array.from(codes, e4m3));
+    checkStats(await stats(dir, `${M}.weight`, 'dequantized', 30), Array.from(codes, (c) => e4m3Value(c) * f32Scale));
+    checkStats(await stats(dir, `${M}.weight`, 'codes', 30), Array.from(codes, e4m3Value));
 
     // Blocks of 4 × 8: scale_inv [3, 3].
     const inv = new Float32Array(Array.from({ length: 9 }, (_, i) => 0.5 + i * 0.25));
@@ -128,7 +120,7 @@ describe('dequantized weight statistics (streamed in row blocks) against a float
       { name: `${M}.weight`, dtype: 'F8_E4M3', shape: [rows, cols], bytes: codes },
       { name: `${M}.weight_scale_inv`, dtype: 'F32', shape: [3, 3], bytes: bytesOf(inv) },
     ]);
-    const expected = Array.from(codes, (c, i) => e4m3(c) * inv[Math.floor(Math.floor(i / cols) / 4) * 3 + Math.floor((i % cols) / 8)]!);
+    const expected = Array.from(codes, (c, i) => e4m3Value(c) * inv[Math.floor(Math.floor(i / cols) / 4) * 3 + Math.floor((i % cols) / 8)]!);
     checkStats(await stats(blockDir, `${M}.weight`, 'dequantized', 1000), expected);
   });
 

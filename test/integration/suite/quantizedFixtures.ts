@@ -9,6 +9,7 @@
 // float64 values the page should summarise, computed from those integers and scales.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { e4m3Value } from '../../helpers/fp8Reference';
 
 /** Deterministic uniforms in [0, 1) (mulberry32) and standard normals from them (Box–Muller). */
 function random(seed: number): { uniform: () => number; normal: () => number } {
@@ -56,15 +57,6 @@ function f16(v: number): { bits: number; value: number } {
     m = 0;
   }
   return { bits: ((e + 15) << 10) | m, value: 2 ** e * (1 + m / 1024) };
-}
-
-/** FP8 E4M3 (e4m3fn): bias 7, no infinities, S.1111.111 is NaN. */
-export function e4m3Value(code: number): number {
-  const sign = code & 0x80 ? -1 : 1;
-  const e = (code >> 3) & 0xf;
-  const m = code & 7;
-  if (e === 15 && m === 7) return NaN;
-  return e === 0 ? sign * 2 ** -6 * (m / 8) : sign * 2 ** (e - 7) * (1 + m / 8);
 }
 
 /** Codes 0x00..0x7E in increasing value: the non-negative finite E4M3 numbers. */
