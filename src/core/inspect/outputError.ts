@@ -115,8 +115,8 @@ export function relativeOutputError(error: number, reference: number): { relativ
 
 /**
  * The same two sums as quadraticForms, with the products E·H and W·H done by onnxruntime's float64 Gemm in
- * slabs of rows: a quantize job measures every GPTQ layer while it runs, and the JS loops cost about as much
- * as the quantization itself (a 1024×4096 down_proj: ~17 s in JS, well under a second as a Gemm). Float64
+ * slabs of rows — what both the quantize job (every GPTQ layer, while it runs) and the comparison with a
+ * statistics file use: the JS loops cost about as much as the quantization itself (a 1024×4096 down_proj: ~17 s in JS, well under a second as a Gemm). Float64
  * throughout, so the result matches quadraticForms to rounding; without onnxruntime (or for small layers) the
  * JS loops run instead.
  */
@@ -203,6 +203,8 @@ export async function outputErrors(quantized: Checkpoint, layerMap: LayerMap, or
       continue;
     }
     const reference = await openStoredWeight(original, { ...module, observed: { kind: 'float', shape: [rows, cols], hasZeroPoint: false, hasGIdx: false, staticInputScale: false } });
+    // One float64 copy of H per layer: quadraticFormsGemm would otherwise convert it for every row block.
+    const h64 = h instanceof Float64Array ? h : Float64Array.from(h);
     const blockRows = Math.max(1, Math.min(rows, Math.floor(budget / Math.max(1, cols))));
     const w = new Float32Array(blockRows * cols);
     const q = new Float32Array(blockRows * cols);
@@ -213,7 +215,7 @@ export async function outputErrors(quantized: Checkpoint, layerMap: LayerMap, or
       const r1 = Math.min(rows, r0 + blockRows);
       await reference.read(r0, r1, w);
       await stored.read(r0, r1, q);
-      const sums = quadraticForms(w, q, r1 - r0, cols, h);
+      const sums = await quadraticFormsGemm(w, q, r1 - r0, cols, h64);
       error += sums.error;
       total += sums.reference;
       options.onProgress?.((index + r1 / rows) / Math.max(1, modules.length), `output error: ${module.name}`);
