@@ -79,8 +79,10 @@ export class BlockPipeline {
     readonly device: DeviceReport,
     /** Real (unpadded) tokens over all samples. */
     readonly tokens: number,
-    private readonly maxLength: number,
-    private readonly masks: readonly BigInt64Array[],
+    /** Every sample's padded length (right padding to the longest sample). */
+    readonly maxLength: number,
+    /** Attention mask of every sample (1 = real token), [maxLength] each. */
+    readonly masks: readonly BigInt64Array[],
     /** Hidden states of every sample at the input of the next block to run. */
     public hidden: Float32Array[],
     private readonly work: string,

@@ -52,6 +52,11 @@ export interface BlockGraphOptions extends DecoderGraphOptions {
    * quantize job runs a block with the dequantized values of the layers it has just written).
    */
   readonly weightOverrides?: ReadonlyMap<string, Float32Array>;
+  /**
+   * Linear modules whose [out, in] weight is a graph input `weight.<module>` (the graph's float type) instead of
+   * an initializer: one session runs a block with any candidate quantization of that layer (plan/sensitivity.ts).
+   */
+  readonly weightInputs?: readonly string[];
 }
 
 export interface CalibrationTaps {
@@ -163,6 +168,7 @@ class BlockEmitter {
   readonly ctx: LinearEmitContext;
   readonly floatType: DataType.FLOAT | DataType.FLOAT16;
   private readonly weightOverrides: ReadonlyMap<string, Float32Array> | undefined;
+  private readonly weightInputs: ReadonlySet<string>;
 
   constructor(
     readonly model: DecoderModel,
@@ -171,6 +177,7 @@ class BlockEmitter {
   ) {
     this.floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.weightOverrides = options.weightOverrides;
+    this.weightInputs = new Set(options.weightInputs ?? []);
     this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, int8Kernel: options.int8Kernel ?? cpuInt8Kernel(), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu', fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target) };
   }
 
@@ -204,11 +211,17 @@ class BlockEmitter {
   async linear(name: string, inFeatures: number, outFeatures: number, x: string): Promise<string> {
     const module = moduleOf(this.model, name, inFeatures, outFeatures);
     const override = this.weightOverrides?.get(name);
-    if (!override) return emitLinear(this.ctx, module, x);
-    if (override.length !== inFeatures * outFeatures) throw new GraphBuildError(`${name}: the replacement weight has ${override.length} values, [${outFeatures}, ${inFeatures}] needs ${inFeatures * outFeatures}`);
-    const base = name.replace(/[^A-Za-z0-9_.]/g, '_');
-    const data = this.floatType === DataType.FLOAT ? override : encodeFromFloat32('F16', override);
-    const w = await this.g.initializer(`${base}.weight_replaced`, this.floatType, [outFeatures, inFeatures], data);
+    const fed = this.weightInputs.has(name);
+    if (!override && !fed) return emitLinear(this.ctx, module, x);
+    let w: string;
+    if (fed) {
+      w = `weight.${name}`;
+    } else {
+      if (override!.length !== inFeatures * outFeatures) throw new GraphBuildError(`${name}: the replacement weight has ${override!.length} values, [${outFeatures}, ${inFeatures}] needs ${inFeatures * outFeatures}`);
+      const base = name.replace(/[^A-Za-z0-9_.]/g, '_');
+      const data = this.floatType === DataType.FLOAT ? override! : encodeFromFloat32('F16', override!);
+      w = await this.g.initializer(`${base}.weight_replaced`, this.floatType, [outFeatures, inFeatures], data);
+    }
     const y = matMulTransB(this.g, this.ctx.target, x, w);
     const bias = `${name}.bias`;
     return this.model.checkpoint.has(bias) ? this.g.op('Add', [y, await floatInitializer(this.ctx, bias, this.floatType)]) : y;
@@ -365,6 +378,11 @@ export async function writeBlockGraph(model: DecoderModel, l: number, modelPath:
     const mask = g.input('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']);
     inputs.push(mask);
     for (const m of hessianModules) inputs.push(g.input(`H_in.${m}`, DataType.FLOAT, [inFeatures[m]!, inFeatures[m]!]));
+    for (const m of options.weightInputs ?? []) {
+      const module = modules.find((x) => x.name === m);
+      if (!module) throw new GraphBuildError(`weight input ${m} is not a linear module of block ${l} (${names.join(', ')})`);
+      inputs.push(g.input(`weight.${m}`, ft, [module.out, module.in]));
+    }
     const { cos, sin } = await e.ropeCaches(maxSequenceLength);
     const attention = { ...e.attentionLengths(mask), cos, sin };
     const keep = g.op('Unsqueeze', [g.op('Cast', [mask], { to: DataType.BOOL }), g.int64s('axes', [-1])]);
@@ -394,6 +412,41 @@ export async function writeBlockGraph(model: DecoderModel, l: number, modelPath:
     throw error;
   }
   return { block: l, modules: names, hessianModules, inFeatures, inputs, outputs };
+}
+
+/**
+ * The model's head as a KL meter (plan/sensitivity.ts): inputs `hidden_states` and `reference_hidden_states`
+ * [tokens, H] (the last block's outputs of a changed model and of the float model, same tokens), output `kl`
+ * [tokens] = KL(softmax(ref logits) ‖ softmax(logits)) in nats, each row's next-token distribution through the
+ * final RMSNorm and lm_head (or the tied embeddings). Both go through the head in one batch (Concat, then Split),
+ * so the head's weights are in the graph once; log-softmax is taken in float32 whatever the graph's precision.
+ * Only [tokens] floats leave the graph: never [tokens, vocab] logits.
+ */
+export async function writeKlHeadGraph(model: DecoderModel, modelPath: string, options: DecoderGraphOptions = {}): Promise<void> {
+  const c = model.config;
+  const g = await GraphBuilder.create({ modelPath, graphName: `${c.architecture} head (KL)` });
+  try {
+    const e = new BlockEmitter(model, g, options);
+    const ft = e.floatType;
+    const x = g.input('hidden_states', ft, ['tokens', c.hiddenSize]);
+    const ref = g.input('reference_hidden_states', ft, ['tokens', c.hiddenSize]);
+    const both = g.op('Concat', [ref, x], { axis: 0 });
+    const normed = await e.rmsNorm(both, 'model.norm.weight');
+    let logits: string;
+    if (c.tieWordEmbeddings) {
+      requireTensor(model, 'model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+      logits = matMulTransB(g, e.ctx.target, normed, await floatInitializer(e.ctx, 'model.embed_tokens.weight', ft));
+    } else logits = await e.linear('lm_head', c.hiddenSize, c.vocabSize, normed);
+    if (ft !== DataType.FLOAT) logits = g.op('Cast', [logits], { to: DataType.FLOAT });
+    const logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
+    const [lp, lq] = g.node('Split', [logProbs], [g.uniqueName('log_p'), g.uniqueName('log_q')], { axis: 0, num_outputs: 2 });
+    const kl = g.op('ReduceSum', [g.op('Mul', [g.op('Exp', [lp!]), g.op('Sub', [lp!, lq!])]), g.int64s('axes', [-1])], { keepdims: 0 });
+    g.output(kl, DataType.FLOAT, ['tokens'], 'kl');
+    await g.finish();
+  } catch (error) {
+    await g.abort();
+    throw error;
+  }
 }
 
 /**
