@@ -17,6 +17,10 @@ import { OutputBusyError } from '../core/jobs/outputLock';
 import { CHAT_FLAGS, ChatCommandError, chatCommand } from './chat';
 import { DeviceUnavailableError } from '../core/runtime/device';
 import { PlacementError } from '../core/runtime/placement';
+import { PLAN_FLAGS, planCommand } from './plan';
+import { PlanBudgetError } from '../core/plan/knapsack';
+import { PlanInputError } from '../core/plan/budget';
+import { CandidateError } from '../core/plan/candidates';
 
 const USAGE = `usage: quantlens <command> [options]
 
@@ -32,6 +36,12 @@ ${Object.entries(QUANTIZE_FLAGS)
   calibrate MODEL --out FILE           run a dataset through the model and write activation statistics
                                        (input absmax, optional GPTQ Hessians) for quantize --calib-stats
 ${Object.entries(CALIBRATE_FLAGS)
+  .map(([name, flag]) => `      --${name.padEnd(14)} ${flag.description}`)
+  .join('\n')}
+  plan MODEL --calib DATASET --candidates S[,S…] (--bits B | --size BYTES) --out RECIPE.yaml
+                                       measure each linear layer's sensitivity (KL on the outputs) and write
+                                       the exact mixed-precision plan under the budget as a recipe
+${Object.entries(PLAN_FLAGS)
   .map(([name, flag]) => `      --${name.padEnd(14)} ${flag.description}`)
   .join('\n')}
   validate FILE [--model DIR] [--json] check an llm-compressor recipe or a config.json / quantize_config.json;
@@ -59,6 +69,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await quantizeCommand(rest, process.stdout);
       case 'calibrate':
         return await calibrateCommand(rest, process.stdout);
+      case 'plan':
+        return await planCommand(rest, process.stdout);
       case 'chat':
         return await chatCommand(rest, process.stdout);
       case undefined:
@@ -75,7 +87,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`quantlens: ${error.message}\n(run \`quantlens help\` for usage)\n`);
       return 2;
     }
-    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof PreflightFailed || error instanceof ChatCommandError || error instanceof JobIoError || error instanceof OutputBusyError || error instanceof DeviceUnavailableError || error instanceof PlacementError) {
+    if (error instanceof SafetensorsError || error instanceof CheckpointError || error instanceof QuantizeError || error instanceof PreflightFailed || error instanceof ChatCommandError || error instanceof JobIoError || error instanceof OutputBusyError || error instanceof DeviceUnavailableError || error instanceof PlacementError || error instanceof PlanBudgetError || error instanceof PlanInputError || error instanceof CandidateError) {
       process.stderr.write(`quantlens: error: ${error.message}\n`);
       return 1;
     }

@@ -34,7 +34,7 @@ function cancelOnSignals(): { signal: AbortSignal; release: () => void } {
 
 /**
  * Runs a job the way every CLI command does: log and progress on stderr, Ctrl-C cancels (exit 130, nothing
- * written), the summary `render` makes of the result as JSON on stdout.
+ * written), the summary `render` makes of the result on stdout (as JSON unless it is a string).
  */
 export async function runCliJob(spec: JobSpec, out: NodeJS.WritableStream, render: (result: JobResult) => unknown): Promise<number> {
   const cancel = cancelOnSignals();
@@ -43,7 +43,9 @@ export async function runCliJob(spec: JobSpec, out: NodeJS.WritableStream, rende
     const command = ['quantlens', ...process.argv.slice(2)].map((w) => (/[\s'"]/.test(w) ? JSON.stringify(w) : w)).join(' ');
     const result = await runJob(spec, { signal: cancel.signal, command, log: (line) => process.stderr.write(`${line}\n`), onProgress: stderrProgress() });
     if (process.stderr.isTTY) process.stderr.write('\n');
-    out.write(`${JSON.stringify(render(result), null, 2)}\n`);
+    const rendered = render(result);
+    // A string is the command's own text (a table); anything else is printed as JSON.
+    out.write(typeof rendered === 'string' ? rendered : `${JSON.stringify(rendered, null, 2)}\n`);
     return 0;
   } catch (error) {
     if (error instanceof JobCancelled || cancel.signal.aborted) {

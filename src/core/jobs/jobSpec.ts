@@ -52,7 +52,26 @@ export interface CalibrateJobSpec {
   readonly device?: DevicePreference;
 }
 
-export type JobSpec = QuantizeJobSpec | CalibrateJobSpec;
+/** A mixed-precision plan (src/core/plan): sensitivity per layer and candidate, then the exact plan as a recipe. */
+export interface PlanJobSpec {
+  readonly kind: 'plan';
+  /** Float checkpoint folder (read only). */
+  readonly model: string;
+  /** The recipe to write (YAML); must not exist. */
+  readonly out: string;
+  readonly dataset: string;
+  readonly samples: number;
+  readonly seqLen: number;
+  /** Candidate schemes (plan/candidates.ts): w4a16, w8a16, w8a8, fp8, fp8-dynamic, bf16, with :gN group overrides. */
+  readonly candidates: readonly string[];
+  /** Average stored bits per linear weight, or a total in bytes of the planned layers' tensors. */
+  readonly budget: { readonly bits: number } | { readonly bytes: number };
+  readonly device?: DevicePreference;
+  /** Limit on the hidden states the measurement holds (default: half the machine's memory). */
+  readonly maxHiddenStateBytes?: number;
+}
+
+export type JobSpec = QuantizeJobSpec | CalibrateJobSpec | PlanJobSpec;
 
 /** Defaults llm-compressor's examples use for calibration (512 samples × 2048 tokens is their largest). */
 export const DEFAULT_CALIBRATION = { samples: 128, seqLen: 512 } as const;
@@ -60,6 +79,7 @@ export const DEFAULT_CALIBRATION = { samples: 128, seqLen: 512 } as const;
 /** A one-line description of a job for logs, the Jobs view and notifications. */
 export function describeJob(spec: JobSpec): string {
   const model = spec.model.split(/[\\/]/).filter(Boolean).at(-1) ?? spec.model;
+  if (spec.kind === 'plan') return `Plan ${model} (${spec.candidates.join(', ')} under ${'bits' in spec.budget ? `${spec.budget.bits} bits per weight` : `${spec.budget.bytes} bytes`})`;
   if (spec.kind === 'calibrate') return `Calibrate ${model} (${spec.samples} × ${spec.seqLen} tokens${spec.hessians ? ', with Hessians' : ''})`;
   const what = spec.preset ?? (spec.recipe ? spec.recipe.split(/[\\/]/).at(-1) : 'recipe');
   return `Quantize ${model} → ${what}`;

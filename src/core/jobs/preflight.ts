@@ -14,7 +14,10 @@ import { modelLayersFromCheckpoint } from '../recipe/model';
 import { RecipePlan, resolveRecipe } from '../recipe/resolve';
 import type { ModelLayers } from '../recipe/types';
 import { RUNNABLE_MODIFIERS, SCHEME_PRESETS, recipeYaml } from './quantize';
-import type { CalibrateJobSpec, JobSpec, QuantizeJobSpec } from './jobSpec';
+import type { CalibrateJobSpec, JobSpec, PlanJobSpec, QuantizeJobSpec } from './jobSpec';
+import { openDecoderModel } from '../runtime/llama/graph';
+import { parseCandidates } from '../plan/candidates';
+import { bitsPerWeight, budgetBytes, byteRange, checkBudget, layerOptions, planLayers } from '../plan/budget';
 import { outputHolder } from './outputLock';
 import { PROPAGATIONS } from './sequential';
 import { describeOwner } from './outputOwner';
@@ -264,8 +267,67 @@ async function preflightCalibrate(spec: CalibrateJobSpec): Promise<PreflightRepo
   return { problems, warnings, needs, estimate: { inputBytes, outputBytes, diskFreeBytes: free, peakMemoryBytes, freeMemoryBytes, seconds, calibrationTokens: tokens } };
 }
 
+/**
+ * A plan: the candidates, the budget against what they allow (known from the headers: an impossible budget
+ * stops the job before the measurement), and the measurement's memory and time (plan/sensitivity.ts).
+ */
+async function preflightPlan(spec: PlanJobSpec): Promise<PreflightReport> {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const needs = { inputAbsMax: false, hessians: true };
+  await checkOutput(spec.out, problems);
+  checkDataset(spec, problems);
+  if (!(await pathExists(spec.dataset))) problems.push(`the calibration dataset ${spec.dataset} does not exist`);
+  const budgetProblem = checkBudget(spec.budget);
+  if (budgetProblem) problems.push(budgetProblem);
+  let candidates;
+  try {
+    candidates = parseCandidates(spec.candidates);
+  } catch (error) {
+    problems.push((error as Error).message);
+  }
+  let model;
+  try {
+    model = await openDecoderModel(spec.model);
+  } catch (error) {
+    return { problems: [...problems, `${spec.model}: ${(error as Error).message}`], warnings, needs };
+  }
+  try {
+    if (model.raw.quantization_config) problems.push(`${basename(resolve(spec.model))} is already quantized; plan from the float checkpoint`);
+    const layers = planLayers(model);
+    if (candidates && !budgetProblem) {
+      const range = byteRange(layerOptions(layers, candidates));
+      const budget = budgetBytes(spec.budget, layers);
+      const describe = (b: number) => `${b} bytes (${bitsPerWeight(b, layers).toFixed(3)} bits per weight)`;
+      if (range.min > budget) problems.push(`the budget of ${describe(budget)} is below the smallest possible plan, ${describe(range.min)} (every layer at its smallest candidate); raise the budget or add a smaller candidate`);
+      else if (range.max <= budget) warnings.push(`the budget of ${describe(budget)} allows every layer its largest candidate (${describe(range.max)}): the plan is that`);
+    }
+    const c = model.config;
+    const inputBytes = model.checkpoint.totalBytes;
+    const tokens = spec.samples * spec.seqLen;
+    const measured = candidates ? candidates.filter((x) => x.algorithm !== 'keep').length : 1;
+    // 3 sets of hidden states + the model's weights once in fp32 sessions + one block's Hessians.
+    const stateBytes = 3 * tokens * c.hiddenSize * 4;
+    const parameters = inputBytes / (layers[0]?.weightDtype === 'F32' ? 4 : 2);
+    const peakMemoryBytes = stateBytes + 4 * parameters + 4 * (3 * c.hiddenSize ** 2 + c.intermediateSize ** 2);
+    const freeMemoryBytes = freemem();
+    if (spec.maxHiddenStateBytes !== undefined && stateBytes > spec.maxHiddenStateBytes) problems.push(`the measurement holds 3 × ${tokens} tokens × ${c.hiddenSize} × 4 = ${stateBytes} bytes of hidden states, over the limit of ${spec.maxHiddenStateBytes} bytes; use fewer samples or a shorter sequence length`);
+    else if (peakMemoryBytes > totalmem() * 0.9) problems.push(`the measurement needs about ${formatGiB(peakMemoryBytes)} of memory; this machine has ${formatGiB(totalmem())} (use fewer samples or a shorter sequence length)`);
+    else if (peakMemoryBytes > freeMemoryBytes) warnings.push(`the measurement needs about ${formatGiB(peakMemoryBytes)} of memory and ${formatGiB(freeMemoryBytes)} is free now`);
+    // Two float passes + 7 · C · (L − l) block runs for each block l.
+    const passes = 2 + (7 * measured * (c.numLayers + 1)) / 2;
+    const seconds = ((2 * parameters * tokens) / RATES.forwardFlopsPerSecond) * passes;
+    const memoryBound = `3 × ${tokens} tokens × ${c.hiddenSize} × 4 bytes of hidden states, the model's weights once in the sessions, one block's Hessians`;
+    return { problems, warnings, needs, estimate: { inputBytes, outputBytes: 0, peakMemoryBytes, freeMemoryBytes, seconds, calibrationTokens: tokens, memoryBound } };
+  } catch (error) {
+    return { problems: [...problems, `${spec.model}: ${(error as Error).message}`], warnings, needs };
+  } finally {
+    await model.checkpoint.close();
+  }
+}
+
 export function preflight(spec: JobSpec): Promise<PreflightReport> {
-  return spec.kind === 'quantize' ? preflightQuantize(spec) : preflightCalibrate(spec);
+  return spec.kind === 'quantize' ? preflightQuantize(spec) : spec.kind === 'plan' ? preflightPlan(spec) : preflightCalibrate(spec);
 }
 
 /** "about 3 minutes" — the estimate in words. */

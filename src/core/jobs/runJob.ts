@@ -20,6 +20,7 @@ import { JobCancelled, JobIoError, jobFailure } from './jobErrors';
 import { lockOutput } from './jobOutput';
 import { OutputLock, removeStaleOutputs } from './outputLock';
 import { commandOfThisProcess } from './outputOwner';
+import { PlanSummary, runPlanJob } from '../plan/planJob';
 
 export class PreflightFailed extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -46,7 +47,10 @@ export interface RunJobOptions {
   readonly command?: string;
 }
 
-export type JobResult = { readonly kind: 'quantize'; readonly quantize: QuantizeSummary; readonly calibration?: CalibrationSummary } | { readonly kind: 'calibrate'; readonly calibration: CalibrationSummary };
+export type JobResult =
+  | { readonly kind: 'quantize'; readonly quantize: QuantizeSummary; readonly calibration?: CalibrationSummary }
+  | { readonly kind: 'calibrate'; readonly calibration: CalibrationSummary }
+  | { readonly kind: 'plan'; readonly plan: PlanSummary };
 
 export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promise<JobResult> {
   const log = options.log ?? (() => undefined);
@@ -79,6 +83,23 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
         onProgress: (p) => options.onProgress?.({ ...p, stage: `calibrate: ${p.stage}` }),
       });
       return { kind: 'calibrate', calibration };
+    }
+    if (spec.kind === 'plan') {
+      const plan = await runPlanJob({
+        ...owned,
+        model: spec.model,
+        out: spec.out,
+        dataset: spec.dataset,
+        samples: spec.samples,
+        seqLen: spec.seqLen,
+        candidates: spec.candidates,
+        budget: spec.budget,
+        ...(spec.device ? { device: spec.device } : {}),
+        ...(spec.maxHiddenStateBytes ? { maxHiddenStateBytes: spec.maxHiddenStateBytes } : {}),
+        ...(options.graphCacheDir ? { graphCacheDir: options.graphCacheDir } : {}),
+        onProgress: (p) => options.onProgress?.({ ...p, stage: `plan: ${p.stage}` }),
+      });
+      return { kind: 'plan', plan };
     }
 
     // Calibration from a dataset runs in the same pass as quantization, block by block (sequential.ts): no

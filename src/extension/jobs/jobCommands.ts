@@ -243,6 +243,11 @@ export async function openJobResult(manager: JobManager, id: string): Promise<vo
     await vscode.commands.executeCommand('quantlens.openInInspector', vscode.Uri.file(job.spec.out));
     return;
   }
+  if (job.spec.kind === 'plan') {
+    // A plan's result is its recipe: an editor with the recipe language features.
+    await vscode.window.showTextDocument(vscode.Uri.file(job.spec.out));
+    return;
+  }
   const out = job.spec.out;
   await vscode.commands.executeCommand('quantlens.openInInspector', vscode.Uri.file(out));
   // The inspector opens asynchronously; compare once its session for the output exists.

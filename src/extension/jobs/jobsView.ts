@@ -84,7 +84,11 @@ export class JobsTreeProvider implements vscode.TreeDataProvider<Node>, vscode.D
       const q = result.quantize;
       details.push({ kind: 'detail', job, label: 'Result', description: `${q.quantizedLayers} layers ${q.scheme}, ${formatBytes(q.inputBytes)} → ${formatBytes(q.outputBytes)}` });
     }
-    if (result?.calibration) {
+    if (result?.kind === 'plan') {
+      const p = result.plan;
+      details.push({ kind: 'detail', job, label: 'Result', description: `${p.layers.length} layers, ${formatBytes(p.bytes)} (${p.bitsPerWeight.toFixed(2)} bits per weight), summed KL ${p.totalKl.toPrecision(3)}` });
+    }
+    if (result && result.kind !== 'plan' && result.calibration) {
       const c = result.calibration;
       details.push({ kind: 'detail', job, label: 'Calibration', description: `${c.tokens} tokens, ${c.layers} layers, ${c.tokensPerSecond.toFixed(0)} tokens/s on ${c.device}` });
     }

@@ -1,0 +1,150 @@
+/**
+ * The plan job (`quantlens plan`, the 'plan' JobSpec): measures every linear layer's sensitivity to every
+ * candidate (sensitivity.ts), chooses one candidate per layer minimising the summed KL within the budget
+ * (knapsack.ts, exact), and writes the plan as an llm-compressor recipe (planRecipe.ts). The recipe is written
+ * in a partial folder beside its name under the output's lock and published only when complete, while the
+ * model and the dataset are as they were (jobOutput.ts), like the other jobs' outputs.
+ */
+import { basename, join } from 'node:path';
+import { promises as fs } from 'node:fs';
+import { openDecoderModel } from '../runtime/llama/graph';
+import type { DeviceKind } from '../runtime/device';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC } from '../quant/gptq';
+import { JobOutput, JobOutputOptions, withJobOutput } from '../jobs/jobOutput';
+import type { PlanJobSpec } from '../jobs/jobSpec';
+import { parseCandidates } from './candidates';
+import { PlanBudget, PlanInputError, bitsPerWeight, budgetBytes, budgetText, byteRange, checkBudget, layerOptions, planLayers, totalWeights } from './budget';
+import { solveKnapsack } from './knapsack';
+import { measureSensitivity, LayerSensitivity } from './sensitivity';
+import { planRecipeYaml, PlannedLayer } from './planRecipe';
+
+export interface PlanJobOptions extends Omit<PlanJobSpec, 'kind'>, JobOutputOptions {
+  readonly graphCacheDir?: string;
+  readonly tokensPerRun?: number;
+  readonly onProgress?: (progress: { fraction: number; stage: string; module?: string }) => void;
+}
+
+export interface PlanLayerRow {
+  readonly module: string;
+  readonly scheme: string;
+  readonly kl: number;
+  readonly proxy: number;
+  readonly bytes: number;
+}
+
+export interface PlanSummary {
+  readonly out: string;
+  readonly budget: PlanBudget;
+  readonly budgetBytes: number;
+  /** The plan's bytes (the planned layers' tensors) and its average stored bits per weight. */
+  readonly bytes: number;
+  readonly bitsPerWeight: number;
+  /** What the candidates allow at the least and at the most. */
+  readonly minBytes: number;
+  readonly maxBytes: number;
+  readonly weights: number;
+  /** Σ KL of the chosen candidates (each layer measured alone). */
+  readonly totalKl: number;
+  readonly layers: readonly PlanLayerRow[];
+  /** Candidates a layer could not take, with the reason. */
+  readonly skipped: readonly { readonly module: string; readonly candidate: string; readonly reason: string }[];
+  /** Every measurement (layer × candidate): the editor's heatmap reads it. */
+  readonly sensitivity: readonly LayerSensitivity[];
+  readonly dataset: string;
+  readonly samples: number;
+  readonly tokens: number;
+  readonly device: DeviceKind;
+  readonly blockRuns: number;
+  readonly referenceBlockRuns: number;
+  readonly seconds: number;
+}
+
+export function runPlanJob(options: PlanJobOptions): Promise<PlanSummary> {
+  return withJobOutput('plan', options.out, options, (output) => planLocked(options, output));
+}
+
+async function planLocked(options: PlanJobOptions, output: JobOutput): Promise<PlanSummary> {
+  const started = Date.now();
+  const candidates = parseCandidates(options.candidates);
+  const budgetProblem = checkBudget(options.budget);
+  if (budgetProblem) throw new PlanInputError(budgetProblem);
+  const model = await openDecoderModel(options.model);
+  try {
+    if (model.layerMap.scheme.quantMethod || model.raw.quantization_config) throw new PlanInputError(`${options.model} is already quantized; plan from the float checkpoint`);
+    await output.watchCheckpoint(model.checkpoint);
+    await output.watchInputs([options.dataset]);
+    const layers = planLayers(model);
+    const perLayer = layerOptions(layers, candidates);
+    const range = byteRange(perLayer);
+    const budget = budgetBytes(options.budget, layers);
+    const describe = (bytes: number) => `${bytes} bytes (${bitsPerWeight(bytes, layers).toFixed(3)} bits per weight)`;
+    // An impossible budget is known from the headers: say so before the measurement, not after it.
+    if (range.min > budget) solveKnapsack(perLayer.map((o) => ({ name: o.layer.module, options: o.options.map((x) => ({ bytes: x.bytes, cost: 0 })) })), budget, { describeBytes: describe });
+
+    const report = await measureSensitivity({
+      model,
+      dataset: options.dataset,
+      samples: options.samples,
+      seqLen: options.seqLen,
+      candidates,
+      ...(options.device ? { device: options.device } : {}),
+      ...(options.graphCacheDir ? { graphCacheDir: options.graphCacheDir } : {}),
+      ...(options.tokensPerRun ? { tokensPerRun: options.tokensPerRun } : {}),
+      ...(options.maxHiddenStateBytes ? { maxHiddenStateBytes: options.maxHiddenStateBytes } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.log ? { log: options.log } : {}),
+      onProgress: (p) => options.onProgress?.({ ...p, fraction: p.fraction * 0.99 }),
+    });
+    const byModule = new Map(report.layers.map((l) => [l.module, l]));
+    const items = perLayer.map((o) => {
+      const measured = byModule.get(o.layer.module)!;
+      return {
+        name: o.layer.module,
+        options: o.options.map((x) => {
+          const m = measured.measurements.find((y) => y.candidate === x.candidate.name)!;
+          return { bytes: x.bytes, cost: m.kl! };
+        }),
+      };
+    });
+    const solution = solveKnapsack(items, budget, { describeBytes: describe, ...(options.signal ? { signal: options.signal } : {}) });
+    const planned: PlannedLayer[] = perLayer.map((o, i) => {
+      const pick = o.options[solution.choice[i]!]!;
+      const m = byModule.get(o.layer.module)!.measurements.find((y) => y.candidate === pick.candidate.name)!;
+      return { module: o.layer.module, candidate: pick.candidate, bytes: pick.bytes, kl: m.kl!, proxy: m.proxy! };
+    });
+    const gptq = { blockSize: DEFAULT_BLOCK_SIZE, dampeningFrac: DEFAULT_DAMPENING_FRAC };
+    const header = [
+      `Mixed-precision plan by quantlens plan for ${basename(options.model)}: ${budgetText(options.budget)} budget = ${budget} bytes over ${layers.length} linear layers (${totalWeights(layers)} weights).`,
+      `Planned: ${describe(solution.bytes)}; summed KL ${solution.cost.toPrecision(4)} nats (each layer measured alone on ${report.tokens} tokens of ${report.dataset}).`,
+      `Candidates: ${candidates.map((c) => c.name).join(', ')}. Layers not named below stay as they are (lm_head, embeddings${planned.some((p) => p.candidate.algorithm === 'keep') ? ', and the layers planned as bf16' : ''}).`,
+    ];
+    const text = planRecipeYaml(planned, candidates, gptq, header);
+    const name = basename(output.out);
+    await fs.writeFile(join(await output.createPartial('plan recipe'), name), text);
+    await output.publishFile(name);
+    options.onProgress?.({ fraction: 1, stage: 'done' });
+    return {
+      out: output.out,
+      budget: options.budget,
+      budgetBytes: budget,
+      bytes: solution.bytes,
+      bitsPerWeight: bitsPerWeight(solution.bytes, layers),
+      minBytes: range.min,
+      maxBytes: range.max,
+      weights: totalWeights(layers),
+      totalKl: solution.cost,
+      layers: planned.map((p) => ({ module: p.module, scheme: p.candidate.name, kl: p.kl, proxy: p.proxy, bytes: p.bytes })),
+      skipped: perLayer.flatMap((o) => o.skipped.map((s) => ({ module: o.layer.module, ...s }))),
+      sensitivity: report.layers,
+      dataset: report.dataset,
+      samples: report.samples,
+      tokens: report.tokens,
+      device: report.device,
+      blockRuns: report.blockRuns,
+      referenceBlockRuns: report.referenceBlockRuns,
+      seconds: (Date.now() - started) / 1000,
+    };
+  } finally {
+    await model.checkpoint.close();
+  }
+}
