@@ -6,8 +6,14 @@
 //   node esbuild.mjs --watch      rebuild on change, with problem-matcher friendly output
 //   node esbuild.mjs --tests      also unit, fuzz and integration test bundles (out/test/)
 //   node esbuild.mjs --bench      also the benchmark (dist/bench/)
+//
+// WebAssembly kernels are written as text (`*.wat` beside the TypeScript that calls them) and compiled here by
+// wabt: importing one gives a Uint8Array of the module's bytes, embedded in the bundle, so the shipped code
+// needs neither wabt nor a file beside it.
 import * as esbuild from 'esbuild';
 import { readdirSync, statSync, existsSync, rmSync, mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join, relative, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -46,6 +52,31 @@ const problemMatcherPlugin = {
   },
 };
 
+/** Loads `*.wat` as the bytes wabt compiles it to (the binary loader: a Uint8Array at run time). */
+let wabtReady;
+const watPlugin = {
+  name: 'wat',
+  setup(build) {
+    build.onLoad({ filter: /\.wat$/ }, async (args) => {
+      wabtReady ??= createRequire(import.meta.url)('wabt')();
+      const wabt = await wabtReady;
+      const text = await readFile(args.path, 'utf8');
+      let module;
+      try {
+        // SIMD is the one proposal the kernels use; naming it keeps the build independent of wabt's defaults.
+        module = wabt.parseWat(relative(root, args.path), text, { simd: true });
+        module.validate();
+        return { contents: module.toBinary({}).buffer, loader: 'binary' };
+      } catch (error) {
+        // wabt's message carries file:line:col of the faulty instruction.
+        return { errors: [{ text: `WebAssembly text does not compile: ${error instanceof Error ? error.message : String(error)}` }] };
+      } finally {
+        module?.destroy();
+      }
+    });
+  },
+};
+
 const nodeCommon = {
   bundle: true,
   platform: 'node',
@@ -56,7 +87,7 @@ const nodeCommon = {
   // vscode is provided by the host; onnxruntime-node is a native addon loaded from node_modules.
   external: ['vscode', 'onnxruntime-node'],
   logLevel: 'warning',
-  plugins: [problemMatcherPlugin],
+  plugins: [watPlugin, problemMatcherPlugin],
 };
 
 const configs = [
@@ -82,7 +113,7 @@ const configs = [
     outdir: 'dist/webview',
     loader: { '.css': 'css' },
     logLevel: 'warning',
-    plugins: [problemMatcherPlugin],
+    plugins: [watPlugin, problemMatcherPlugin],
   },
 ];
 

@@ -21,7 +21,8 @@
  */
 import { E4M3_TO_F32, encodeE4M3 } from '../dtypes/float';
 import { roundToBF16 } from '../quant/rtn';
-import { I, T, WasmFunc, assemble, instantiateWithMemory, splat32 } from '../quant/wasmAssembler';
+import { I, T, WasmFunc, assemble, splat32 } from '../quant/wasmAssembler';
+import { instantiateWithMemory } from '../util/wasm';
 
 /** Byte offsets of the accumulator block: four lanes each of Σr², Σŵ², Σe², Σr·ŵ, then min e (2 lanes), max e (2 lanes). */
 export const ACC_REF = 0;

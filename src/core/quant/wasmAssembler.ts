@@ -1,8 +1,8 @@
 /**
  * A small WebAssembly assembler: the instruction encodings (core and SIMD specs) the in-repo kernels use,
  * and a module writer (types, functions, one imported and re-exported memory, exports). No build step, no dependency: each
- * kernel is a function that returns its body as bytes. Used by the RTN engine (rtn.ts) and the inspector's
- * error kernels (inspect/errorKernels.ts).
+ * kernel is a function that returns its body as bytes. Used by the inspector's error kernels
+ * (inspect/errorKernels.ts), until they move to a .wat file as the RTN kernels did (quant/rtn/rtn.wat).
  */
 export const enum T {
   I32 = 0x7f,
@@ -186,15 +186,4 @@ export function assemble(funcs: WasmFunc[]): Uint8Array<ArrayBuffer> {
     ...section(10, vec(code)),
   ];
   return new Uint8Array(bytes);
-}
-
-/**
- * An instance of `module` (from `assemble`) over a fresh memory of at least `bytes` (one page at least).
- * Callers needing more memory make a new instance rather than grow this one: growing detaches the old
- * buffer, and the first ArrayBuffer detached in a thread makes V8 recompile every typed-array loop of that
- * thread with detach checks, ~25% slower for the rest of its life (measured on the statistics counter).
- */
-export function instantiateWithMemory<Exports>(module: WebAssembly.Module, bytes: number): Exports {
-  const memory = new WebAssembly.Memory({ initial: Math.max(1, Math.ceil(bytes / 65536)) });
-  return new WebAssembly.Instance(module, { env: { mem: memory } }).exports as unknown as Exports;
 }
