@@ -314,19 +314,31 @@ export function parseQuantScheme(raw: unknown, path: readonly (string | number)[
 }
 
 /**
- * The compressed-tensors format a scheme is saved in (docs/formats.md §3.4), first match wins:
- * int weights with input activations → int-quantized; int ≤ 8 bits otherwise → pack-quantized; float
+ * The compressed-tensors format a scheme is saved in (docs/formats.md §3.4), first match wins: FP4 group
+ * 32 → mxfp4-pack-quantized; FP8 group 32 with uint8 scales → mxfp8-quantized; FP4 group 16 →
+ * nvfp4-pack-quantized; int weights with input activations → int-quantized; int ≤ 8 bits otherwise → pack-quantized; float
  * weights with input activations → float-quantized; otherwise naive-quantized.
  */
 export function inferFormat(scheme: QuantScheme): string {
   const w = scheme.weights;
   const a = scheme.inputActivations;
   if (!w) return 'dense';
+  // compressed-tensors' COMPRESSION_FORMAT_PRIORITY (compressors/format.py): the microscale formats first.
+  if (w.type === 'float' && w.numBits === 4 && w.groupSize === 32) return 'mxfp4-pack-quantized';
+  if (w.type === 'float' && w.numBits === 8 && w.groupSize === 32 && (w.scaleDtype === 'uint8' || w.scaleDtype === 'torch.uint8')) return 'mxfp8-quantized';
   if (w.type === 'float' && w.numBits === 4 && w.groupSize === 16) return 'nvfp4-pack-quantized';
   if (w.type === 'int' && a) return 'int-quantized';
   if (w.type === 'int' && w.numBits >= 1 && w.numBits <= 8 && a?.type !== 'float') return 'pack-quantized';
   if (w.type === 'float' && a) return 'float-quantized';
   return 'naive-quantized';
+}
+
+/**
+ * Whether input activations need calibration statistics: static scales (`dynamic: false`), and NVFP4's
+ * `dynamic: "local"`, whose per-group scales are dynamic but whose `input_global_scale` is calibrated.
+ */
+export function needsInputStatistics(a: QuantArgs | undefined): boolean {
+  return a !== undefined && (a.dynamic === false || a.dynamic === 'local');
 }
 
 /** Human description of a scheme the way model cards put it ("INT8 weights per channel, …"). */

@@ -162,18 +162,9 @@ export function resolveRecipe(recipe: string | RecipeAnalysis, model: ModelLayer
   };
 }
 
-/**
- * The compressed-tensors format of a scheme. args.ts inferFormat does not know the MX formats yet
- * (docs/formats.md §3.4 puts them first in the priority list), so they are recognised here before deferring to it.
- */
+/** The compressed-tensors format of a scheme: the one it names, or the inferred one (args.ts inferFormat). */
 export function formatOf(scheme: QuantScheme): string {
-  if (scheme.format) return scheme.format;
-  const w = scheme.weights;
-  if (w && w.type === 'float' && w.scaleDtype === 'uint8' && w.groupSize === 32) {
-    if (w.numBits === 4) return 'mxfp4-pack-quantized';
-    if (w.numBits === 8) return 'mxfp8-quantized';
-  }
-  return inferFormat(scheme);
+  return scheme.format ?? inferFormat(scheme);
 }
 
 function denseBytes(layer: ModelLayer, dtypeBytes: number): number | undefined {
