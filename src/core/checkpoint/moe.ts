@@ -118,6 +118,20 @@ export function moeRoleOf(name: string, fusedExperts?: number): MoeRole | undefi
   return undefined;
 }
 
+/**
+ * The ignore patterns llm-compressor's MoE examples use for the routers present among `modules` (a router,
+ * Qwen2-MoE's shared-expert gate), so that presets keep them in full precision: vLLM runs them unquantized.
+ */
+export function routerIgnorePatterns(modules: readonly { readonly name: string; readonly moe?: MoeRole }[]): string[] {
+  const patterns = new Set<string>();
+  for (const m of modules) {
+    if (m.moe?.role !== 'router' && m.moe?.role !== 'shared-expert-gate') continue;
+    const tail = /(block_sparse_moe|mlp|feed_forward)\.(gate|router|shared_expert_gate)$/.exec(m.name);
+    if (tail) patterns.add(`re:.*${tail[1]}.${tail[2]}$`);
+  }
+  return [...patterns];
+}
+
 /** Suffixes of gpt-oss fused expert tensors: `gate_up_proj`, `gate_up_proj_blocks`, `_scales`, `_bias`. */
 const FUSED_TENSOR = /^(.*\.experts\.(?:gate_up_proj|down_proj))(_blocks|_scales|_bias)?$/;
 

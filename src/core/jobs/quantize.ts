@@ -31,7 +31,7 @@ import { SafetensorsWriter, TensorSpec, tensorByteLength } from '../safetensors/
 import { planShards, shardFileName, writeShardIndex } from '../safetensors/shards';
 import { readModelConfig } from '../checkpoint/config';
 import { buildLayerMap } from '../checkpoint/scheme';
-import { QuantScheme, presetScheme } from '../quant/args';
+import { QuantScheme, needsInputStatistics, presetScheme } from '../quant/args';
 import { compilePattern, resolveModule } from '../quant/match';
 import { QuantizeError, RtnResult, ScaleDtype, quantizeAutoFp8, quantizeRtn } from '../quant/rtn';
 import { packToInt32 } from '../quant/pack';
@@ -45,7 +45,9 @@ import type { BlockwiseCalibration } from './sequential';
 import { LayerRecorder } from './writtenLayer';
 import { outputErrorRecord } from '../inspect/jobOutputError';
 import { ResolvedJob, resolveRecipeJob } from './recipeJob';
-import { ConfigGroup, autoFp8Config, autoFp8OutputSpecs, gptqOutputSpecs, gptqQuantizeConfig, outputSpecs, quantizationConfig, recipeYaml, scaleDtypeOf } from './outputLayouts';
+import { ConfigGroup, autoFp8Config, autoFp8OutputSpecs, checkFormatCombination, gptqOutputSpecs, gptqQuantizeConfig, microscaleVariantOf, outputSpecs, quantizationConfig, recipeYaml, scaleDtypeOf } from './outputLayouts';
+import { RowReader, globalScaleGroups, weightGlobalScales, writeMicroscaleLayer } from './microscaleLayer';
+import { routerIgnorePatterns } from '../checkpoint/moe';
 
 export { autoFp8Config, autoFp8OutputSpecs, gptqOutputSpecs, gptqQuantizeConfig, outputSpecs, quantizationConfig, recipeYaml, serializeArgs } from './outputLayouts';
 export type { ConfigGroup } from './outputLayouts';
@@ -56,6 +58,11 @@ export const SCHEME_PRESETS = {
   w8a8: { preset: 'W8A8', description: 'INT8 weights per channel, INT8 activations per token (dynamic)' },
   w4a16: { preset: 'W4A16', description: 'INT4 weights, group 128, GPTQ with act-order (needs Hessians)' },
   'w4a16-rtn': { preset: 'W4A16', description: 'INT4 weights, group 128, round to nearest' },
+  'fp8-block': { preset: 'FP8_BLOCK', description: 'FP8 E4M3 weights in 128×128 blocks, FP8 activations per group of 128 (dynamic)' },
+  nvfp4a16: { preset: 'NVFP4A16', description: 'NVFP4 weights: FP4 E2M1, groups of 16 with FP8 scales and a global scale' },
+  nvfp4: { preset: 'NVFP4', description: 'NVFP4 weights and activations (needs activation statistics for input_global_scale)' },
+  mxfp4a16: { preset: 'MXFP4A16', description: 'MXFP4 weights: FP4 E2M1, groups of 32 with E8M0 scales' },
+  mxfp8: { preset: 'MXFP8', description: 'MXFP8 weights and activations: FP8 E4M3, groups of 32 with E8M0 scales (dynamic activations)' },
 } as const;
 export type SchemeName = keyof typeof SCHEME_PRESETS;
 
@@ -132,6 +139,7 @@ export { JobCancelled };
 
 const MODEL_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'tokenizer.model', 'chat_template.jinja', 'chat_template.json', 'vocab.json', 'merges.txt', 'added_tokens.json'];
 const ROW_BLOCK_BYTES = 32 * 1024 * 1024;
+const rowBlockOf = (cols: number) => Math.max(1, Math.floor(ROW_BLOCK_BYTES / (cols * 4)));
 
 /** What happens to one linear layer. */
 export interface LayerJob {
@@ -198,8 +206,8 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
     if (isGptq && !options.calibration?.hessian) {
       throw new QuantizeError('w4a16 runs GPTQ, which needs calibration Hessians (a calibration statistics file: --calib-stats FILE); use w4a16-rtn for round-to-nearest');
     }
-    if (scheme.inputActivations && !scheme.inputActivations.dynamic && !options.calibration) {
-      throw new QuantizeError(`${options.scheme} has static activation scales, which need calibration statistics (input absmax per layer); use fp8-dynamic, or run with calibration data`);
+    if (needsInputStatistics(scheme.inputActivations) && !options.calibration) {
+      throw new QuantizeError(`${options.scheme} has ${scheme.inputActivations!.dynamic === 'local' ? 'a calibrated input_global_scale' : 'static activation scales'}, which need calibration statistics (input absmax per layer); run with calibration data (--calib), or use ${options.scheme === 'nvfp4' ? 'nvfp4a16' : 'fp8-dynamic'}`);
     }
     ignore = options.ignore ?? ['lm_head'];
   } else {
@@ -223,7 +231,9 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
     if (errors.length) throw new QuantizeError(`the input checkpoint has problems: ${errors.map((p) => p.message).join('; ')}`);
 
     // Which linear layers get which scheme.
-    const layerMap = buildLayerMap(checkpoint.tensors, undefined, { hasConfig: true });
+    const layerMap = buildLayerMap(checkpoint.tensors, undefined, { hasConfig: true, config: config.raw });
+    // Presets keep mixture-of-experts routers in full precision, as llm-compressor's MoE examples ignore them.
+    if (presetJob) ignore = [...ignore, ...routerIgnorePatterns(layerMap.modules).filter((p) => !ignore.includes(p))];
     const presetTargets = presetJob ? [{ name: 'group_0', targets: presetJob.scheme.targets.map((t) => compilePattern(t)) }] : [];
     const ignorePatterns = presetJob ? ignore.map((i) => compilePattern(i)) : [];
     const planned = new Map<string, PlannedLayer>();
@@ -240,9 +250,9 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
       }
       const [rows, cols] = module.observed.shape;
       const w = job.scheme.weights!;
-      if (w.strategy === 'group' && cols % w.groupSize! !== 0) problems.push(`${module.name}: input features ${cols} are not divisible by group_size ${w.groupSize}`);
+      if ((w.strategy === 'group' || w.strategy === 'tensor_group') && cols % w.groupSize! !== 0) problems.push(`${module.name}: input features ${cols} are not divisible by group_size ${w.groupSize}`);
       const hasInputStatistics = blockwise ? blockwise.blockOf(module.name) !== undefined : options.calibration?.inputAbsMax(module.name) !== undefined;
-      if (job.scheme.inputActivations && !job.scheme.inputActivations.dynamic && !hasInputStatistics) {
+      if (needsInputStatistics(job.scheme.inputActivations) && !hasInputStatistics) {
         problems.push(`${module.name}: no calibration input statistics (input_absmax) for its static activation scale`);
       }
       if (w.actorder === 'group' && job.algorithm !== 'gptq') problems.push(`${module.name}: actorder "group" saves weight_g_idx, which only GPTQ produces (use GPTQModifier, or drop actorder)`);
@@ -267,7 +277,12 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
     }
     if (planned.size === 0) throw new QuantizeError('no linear layer to quantize (all are ignored or not floating point)');
     checkFormatCombination(outputFormat, [...planned.values()], options.scheme);
+    const byModule = new Map([...planned.values()].map((l) => [l.module, l]));
+    const scaleGroups = globalScaleGroups(new Map([...byModule].map(([m, l]) => [m, l.scheme])), new Set(layerMap.modules.map((m) => m.name)), problems);
     if (problems.length) throw new QuantizeError(`pre-flight check failed:\n  ${problems.join('\n  ')}`);
+    // NVFP4 weight global scales first: a fused group's scale needs all its members' amax (microscaleLayer.ts).
+    const readModuleRows: RowReader = (m, r0, r1) => readRows(checkpoint, byModule.get(m)!.weight, byModule.get(m)!.cols, r0, r1, byModule.get(m)!.weightDtype);
+    const globalScales = await weightGlobalScales(scaleGroups, byModule, (m) => scaleDtypeOf(byModule.get(m)!.weightDtype), readModuleRows, rowBlockOf);
 
     // Config groups (compressed-tensors): one per distinct group name and scheme.
     const groups = new Map<string, ConfigGroup>();
@@ -339,10 +354,10 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
             if (blockwise && block !== undefined) {
               // The dequantized values of exactly the bytes written, for the block's outputs (sequential.ts).
               const recorder = blockwise.wantsWrittenWeights ? new LayerRecorder(writer) : undefined;
-              await quantizeLayer(checkpoint, spec.layer, outputFormat, recorder ?? writer, options);
+              await quantizeLayer(checkpoint, spec.layer, outputFormat, recorder ?? writer, options, globalScales);
               if (recorder) await blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat), await readRows(checkpoint, spec.layer.weight, spec.layer.cols, 0, spec.layer.rows, spec.layer.weightDtype));
             } else {
-              await quantizeLayer(checkpoint, spec.layer, outputFormat, writer, options);
+              await quantizeLayer(checkpoint, spec.layer, outputFormat, writer, options, globalScales);
             }
             i += spec.layer.outputs.length;
             processed += checkpoint.tensor(spec.layer.weight).byteLength;
@@ -412,32 +427,6 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
   }
 }
 
-/** Refuses output layouts that cannot describe what the layers get, with the reason. */
-function checkFormatCombination(format: OutputFormat, layers: readonly PlannedLayer[], scheme: SchemeName | undefined): void {
-  const what = scheme ? `scheme ${scheme}` : 'this recipe';
-  if (format === 'gptq') {
-    const first = layers[0]!.scheme.weights!;
-    for (const l of layers) {
-      const w = l.scheme.weights!;
-      if (w.type !== 'int' || (w.numBits !== 4 && w.numBits !== 8)) throw new QuantizeError(`--format gptq writes AutoGPTQ INT4/INT8 weights; ${what} gives ${l.module} ${w.type.toUpperCase()}${w.numBits} weights (use --format ${w.type === 'float' ? 'autofp8 or compressed-tensors' : 'compressed-tensors'})`);
-      if (l.scheme.inputActivations) throw new QuantizeError(`--format gptq is weight-only; ${what} also quantizes activations (${l.module}); use --format compressed-tensors`);
-      if (w.strategy !== 'group' && w.strategy !== 'channel') throw new QuantizeError(`--format gptq needs group or channel weight scales; ${what} uses ${w.strategy} for ${l.module}`);
-      if (w.numBits !== first.numBits || w.symmetric !== first.symmetric || w.groupSize !== first.groupSize || w.strategy !== first.strategy || w.actorder !== first.actorder) {
-        throw new QuantizeError(`--format gptq has one quantize_config for the whole model; ${what} quantizes layers differently (${layers[0]!.module} vs ${l.module}); use --format compressed-tensors`);
-      }
-    }
-  } else if (format === 'autofp8') {
-    for (const l of layers) {
-      const w = l.scheme.weights!;
-      const a = l.scheme.inputActivations;
-      if (w.type !== 'float' || w.numBits !== 8) throw new QuantizeError(`--format autofp8 writes FP8 weights; ${what} gives ${l.module} ${w.type.toUpperCase()}${w.numBits} weights (use --format ${w.type === 'int' && w.numBits === 4 ? 'gptq or compressed-tensors' : 'compressed-tensors'})`);
-      if (!a || a.type !== 'float' || a.numBits !== 8) throw new QuantizeError(`--format autofp8 needs FP8 activations (static or dynamic); ${what} leaves ${l.module}'s activations ${a ? `${a.type.toUpperCase()}${a.numBits}` : 'unquantized'}`);
-      if (a.dynamic === false && a.strategy !== 'tensor') throw new QuantizeError(`--format autofp8 stores one static input scale per layer; ${what} asks for ${a.strategy} input scales`);
-      if (l.scheme.inputActivations?.dynamic !== layers[0]!.scheme.inputActivations?.dynamic) throw new QuantizeError('--format autofp8 has one activation_scheme for the whole model; the layers mix static and dynamic activations');
-    }
-  }
-}
-
 /** Reads rows [r0, r1) of a 2-D float weight as float32. */
 async function readRows(checkpoint: Checkpoint, name: string, cols: number, r0: number, r1: number, dtype: DType): Promise<Float32Array> {
   const bytesPerElement = dtype === 'F32' ? 4 : dtype === 'F64' ? 8 : 2;
@@ -493,7 +482,7 @@ async function quantizeWholeLayer(checkpoint: Checkpoint, layer: PlannedLayer, s
   return { q: result.q, scale: result.scale, zeroPoint: result.zeroPoint, saveGIdx: false };
 }
 
-async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, outputFormat: OutputFormat, writer: Pick<SafetensorsWriter, 'write'>, options: QuantizeJobOptions): Promise<void> {
+async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, outputFormat: OutputFormat, writer: Pick<SafetensorsWriter, 'write'>, options: QuantizeJobOptions, globalScales: ReadonlyMap<string, number>): Promise<void> {
   const { rows, cols, scheme } = layer;
   const w = scheme.weights!;
   if (outputFormat === 'gptq') {
@@ -530,6 +519,11 @@ async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, output
 
   const scaleDtype = scaleDtypeOf(layer.weightDtype);
   const format = formatOf(scheme);
+  const variant = microscaleVariantOf(format);
+  if (variant) {
+    const job = { plan: layer, variant, dtype: scaleDtype, globalScale: globalScales.get(layer.module), inputAbsMax: options.calibration?.inputAbsMax(layer.module), rowBlock: rowBlockOf(cols) };
+    return writeMicroscaleLayer(job, (_m, r0, r1) => readRows(checkpoint, layer.weight, cols, r0, r1, layer.weightDtype), (name, bytes) => writer.write(name, bytes), () => checkCancelled(options.signal));
+  }
   const [weightSpec, scaleSpec, ...rest] = layer.outputs;
   const scales: Uint8Array[] = [];
   const zeroPoints: Int8Array[] = [];
@@ -546,7 +540,7 @@ async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, output
     gIdx = whole.gIdx;
   } else {
     // Row blocks for row-independent strategies; the whole weight when one scale covers it.
-    const rowBlock = w.strategy === 'channel' || w.strategy === 'group' ? Math.max(1, Math.floor(ROW_BLOCK_BYTES / (cols * 4))) : rows;
+    const rowBlock = w.strategy === 'channel' || w.strategy === 'group' ? rowBlockOf(cols) : rows;
     for (let r0 = 0; r0 < rows; r0 += rowBlock) {
       checkCancelled(options.signal);
       const r1 = Math.min(rows, r0 + rowBlock);
