@@ -366,6 +366,11 @@ export function describeScheme(scheme: QuantScheme, algorithm?: 'gptq'): string 
   }
   const kind = (args: QuantArgs) => (args.type === 'float' ? `FP${args.numBits}` : `INT${args.numBits}`);
   if (w.type === 'float' && w.numBits === 4 && (w.strategy === 'group' || w.strategy === 'tensor_group')) return describeFp4(w, a);
+  if (w.type === 'float' && w.numBits === 8 && w.strategy === 'group' && w.groupSize === 32 && (w.scaleDtype === 'uint8' || w.scaleDtype === 'torch.uint8')) {
+    // MXFP8 (OCP MX; compressed-tensors mxfp8-quantized): FP8 E4M3 in groups of 32 with E8M0 scales.
+    const mxActivations = a && a.type === 'float' && a.numBits === 8 && a.groupSize === 32;
+    return `MXFP8 weights${mxActivations ? ' and activations' : ''}, groups of 32 with E8M0 scales${a && !mxActivations ? `, ${describeArgs(a, 'activations')}` : ''}`;
+  }
   if (w.strategy === 'block' && w.blockStructure) {
     const weights = `${kind(w)} weights in ${w.blockStructure.join('×')} blocks`;
     if (!a) return `${weights} (weight-only)`;
@@ -396,7 +401,9 @@ function observedMatchesDeclared(observed: ObservedStorage, scheme: QuantScheme 
   if (w.type === 'float' && !['ct-fp8', 'fp8-block', 'nvfp4', 'mxfp4'].includes(observed.kind)) issues.push(`config declares float weights, tensors are ${observed.weightDtype}`);
   if (w.type === 'int' && ['ct-fp8', 'fp8-block'].includes(observed.kind)) issues.push(`config declares INT${w.numBits} weights, tensors are ${observed.weightDtype}`);
   if (observed.bits !== undefined && w.numBits !== observed.bits) issues.push(`config declares ${w.numBits}-bit weights, tensors hold ${observed.bits}-bit values`);
-  if (observed.strategy && w.strategy !== observed.strategy && !(w.strategy === 'channel' && observed.strategy === 'group' && observed.groupSize === observed.shape?.[1])) {
+  // A weight within one block (≤ 128×128) has a single block scale, which reads as per-tensor.
+  const oneBlock = w.strategy === 'block' && observed.strategy === 'tensor' && w.blockStructure !== undefined && observed.shape !== undefined && observed.shape[0] <= w.blockStructure[0] && observed.shape[1] <= w.blockStructure[1];
+  if (observed.strategy && w.strategy !== observed.strategy && !oneBlock && !(w.strategy === 'channel' && observed.strategy === 'group' && observed.groupSize === observed.shape?.[1])) {
     issues.push(`config declares ${w.strategy} scales, the scale tensor's shape is ${observed.strategy}${observed.groupSize ? ` (group ${observed.groupSize})` : ''}`);
   } else if ((w.strategy === 'group' || w.strategy === 'tensor_group') && observed.groupSize !== undefined && w.groupSize !== observed.groupSize) {
     issues.push(`config declares group ${w.groupSize}, the scales imply group ${observed.groupSize}`);

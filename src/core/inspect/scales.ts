@@ -126,7 +126,8 @@ export async function readScaleOverview(
       if (!checkpoint.has(name)) continue;
       const tensor = checkpoint.tensor(name);
       if ((role === 'weight_zero_point' || role === 'input_zero_point') && tensor.dtype === 'I32') continue;
-      const e8m0 = role === 'weight_scale' && module.observed?.kind === 'mxfp4' && tensor.dtype === 'U8';
+      // E8M0 exponents stored as U8: MXFP4 beside packed codes, MXFP8 beside F8_E4M3 codes.
+      const e8m0 = role === 'weight_scale' && (module.observed?.kind === 'mxfp4' || module.observed?.weightDtype === 'F8_E4M3') && tensor.dtype === 'U8';
       scales.push(await summarizeScaleTensor(checkpoint, tensor, role, DEFAULT_BINS, e8m0 || tensor.dtype === 'F8_E8M0'));
     }
     result.push({ module: module.name, block: module.block, projection: module.projection, scales });

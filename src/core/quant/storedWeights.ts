@@ -17,7 +17,7 @@ import type { Checkpoint } from '../safetensors/checkpoint';
 import type { LinearModule } from '../checkpoint/scheme';
 import type { QuantArgs } from './args';
 import { unpackFromInt32 } from './pack';
-import { Fp4LayoutError, decodeFp4Rows, openFp4Layout } from './fp4Weights';
+import { Fp4LayoutError, decodeFp4Rows, e8m0Value, openFp4Layout } from './fp4Weights';
 import { GptqCheckpointFormat, GptqFormatError, checkGptqGroups, unpackGptqQweight, unpackGptqQzeros } from './gptqFormat';
 
 export class DequantizeError extends Error {}
@@ -282,7 +282,9 @@ export async function openStoredWeight(
       const weightTensor = checkpoint.tensor(`${name}.weight`);
       if (DTYPE_INFO[weightTensor.dtype].bits !== 8) throw new DequantizeError(`${weightTensor.name}: expected 8-bit codes (I8 or F8_E4M3), found ${weightTensor.dtype}`);
       const scaleName = has('weight_scale_inv') ? 'weight_scale_inv' : 'weight_scale';
-      const scale = await floats(checkpoint, `${name}.${scaleName}`);
+      // MXFP8 (mxfp8-quantized) stores E8M0 exponents as U8 beside F8_E4M3 codes: 2^(e − 127) (docs/formats.md §3.13).
+      const scaleTensor = checkpoint.tensor(`${name}.${scaleName}`);
+      const scale = scaleTensor.dtype === 'U8' && weightTensor.dtype === 'F8_E4M3' ? Float32Array.from(await checkpoint.readTensorBytes(scaleTensor.name), e8m0Value) : await floats(checkpoint, `${name}.${scaleName}`);
       const scaleShape = checkpoint.tensor(`${name}.${scaleName}`).shape;
       const zp = has('weight_zero_point') ? await floats(checkpoint, `${name}.weight_zero_point`) : new Float32Array(scale.length);
       if (zp.length < scale.length) throw new DequantizeError(`${name}.weight_zero_point: ${zp.length} values, but ${scaleName} has ${scale.length}`);
