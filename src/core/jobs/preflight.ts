@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
 import { readModelConfig } from '../checkpoint/config';
+import { needsInputStatistics } from '../quant/args';
 import { modelLayersFromCheckpoint } from '../recipe/model';
 import { RecipePlan, resolveRecipe } from '../recipe/resolve';
 import type { ModelLayers } from '../recipe/types';
@@ -53,14 +54,14 @@ export interface PreflightReport {
  */
 const RATES = { rtnBytesPerSecond: 0.8e9, gptqFlopsPerSecond: 4e9, forwardFlopsPerSecond: 40e9 } as const;
 
-/** Calibration needs of a plan: static activation scales need absmax; GPTQ needs Hessians. */
+/** Calibration needs of a plan: static activation scales and NVFP4's input_global_scale need absmax; GPTQ needs Hessians. */
 function calibrationNeeds(plan: RecipePlan): PreflightReport['needs'] {
   let inputAbsMax = false;
   let hessians = false;
   for (const layer of plan.layers) {
     if (layer.state !== 'quantized') continue;
     const a = layer.scheme?.inputActivations;
-    if (a && !a.dynamic) inputAbsMax = true;
+    if (needsInputStatistics(a)) inputAbsMax = true;
     if (layer.algorithms.includes('GPTQ')) hessians = true;
   }
   return { inputAbsMax, hessians };
