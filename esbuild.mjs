@@ -54,24 +54,36 @@ const problemMatcherPlugin = {
 
 /** Loads `*.wat` as the bytes wabt compiles it to (the binary loader: a Uint8Array at run time). */
 let wabtReady;
+/** Compiled bytes by path and text: many bundles (every test file) import the same kernels. */
+const watCache = new Map();
+async function compileWat(path) {
+  // As bytes: wabt's string overload miscounts text that is not ASCII (the comments have ·, ≤, 2^-9…).
+  const text = new Uint8Array(await readFile(path));
+  const cached = watCache.get(path);
+  if (cached && Buffer.compare(cached.text, text) === 0) return cached.bytes;
+  wabtReady ??= createRequire(import.meta.url)('wabt')();
+  const wabt = await wabtReady;
+  let module;
+  try {
+    // SIMD is the one proposal the kernels use; naming it keeps the build independent of wabt's defaults.
+    module = wabt.parseWat(relative(root, path), text, { simd: true });
+    module.validate();
+    const bytes = module.toBinary({}).buffer;
+    watCache.set(path, { text, bytes });
+    return bytes;
+  } finally {
+    module?.destroy();
+  }
+}
 const watPlugin = {
   name: 'wat',
   setup(build) {
     build.onLoad({ filter: /\.wat$/ }, async (args) => {
-      wabtReady ??= createRequire(import.meta.url)('wabt')();
-      const wabt = await wabtReady;
-      const text = await readFile(args.path, 'utf8');
-      let module;
       try {
-        // SIMD is the one proposal the kernels use; naming it keeps the build independent of wabt's defaults.
-        module = wabt.parseWat(relative(root, args.path), text, { simd: true });
-        module.validate();
-        return { contents: module.toBinary({}).buffer, loader: 'binary' };
+        return { contents: await compileWat(args.path), loader: 'binary' };
       } catch (error) {
         // wabt's message carries file:line:col of the faulty instruction.
         return { errors: [{ text: `WebAssembly text does not compile: ${error instanceof Error ? error.message : String(error)}` }] };
-      } finally {
-        module?.destroy();
       }
     });
   },
