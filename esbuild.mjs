@@ -80,7 +80,7 @@ const watPlugin = {
   setup(build) {
     build.onLoad({ filter: /\.wat$/ }, async (args) => {
       try {
-        return { contents: await compileWat(args.path), loader: 'binary' };
+        return { contents: await compileWat(args.path), loader: 'binary', watchFiles: [args.path] };
       } catch (error) {
         // wabt's message carries file:line:col of the faulty instruction.
         return { errors: [{ text: `WebAssembly text does not compile: ${error instanceof Error ? error.message : String(error)}` }] };
