@@ -5,7 +5,7 @@ import { registerRecipeSupport } from './recipeLanguage';
 import { RecipePreviewSession, registerRecipePreview } from './recipePreview';
 import { AnalysisClient } from '../core/jobs/analysisClient';
 import { InspectorServices, InspectorSession } from './inspectorSession';
-import type { InspectorTab, TableCommand } from '../protocol/inspector';
+import type { InspectorTab, TableCommand } from '../webviewMessages/inspector';
 import { registerJobs } from './jobs/registerJobs';
 import type { JobRecord } from './jobs/jobManager';
 import { registerRuntimeStatus } from './runtimeStatus';

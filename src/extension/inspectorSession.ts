@@ -6,7 +6,7 @@ import type { CheckpointAnalysis } from '../core/checkpoint/summary';
 import { queryLayers, queryTensorTable } from '../core/checkpoint/tensorQuery';
 import { codesTensorOf } from '../core/stats/weightStats';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
-import type { HostToWebview, InspectorMethods, InspectorTab, LayerQuery, RenderedView, SummaryView, TableCommand, TensorQuery, WebviewToHost } from '../protocol/inspector';
+import type { HostToWebview, InspectorMethods, InspectorTab, LayerQuery, RenderedView, SummaryView, TableCommand, TensorQuery, WebviewToHost } from '../webviewMessages/inspector';
 import { webviewHtml } from './webviewHtml';
 
 /** Token embedding and output-head weights (Llama/Mistral/Qwen, GPT-2, GPT-NeoX names). */

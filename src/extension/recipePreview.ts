@@ -10,7 +10,7 @@ import { basename, dirname, relative, resolve } from 'node:path';
 import { ModelLayers, RecipePreview, modelLayersFromCheckpoint, queryPreviewLayers, runAvailability } from '../core/recipe';
 import { ANALYSIS_BUDGET, RecipeWorker, SupersededRun, failedAnalysisDiagnostic } from '../core/recipe/recipeWorker';
 import type { PreviewLayerQuery } from '../core/recipe/preview';
-import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeRenderedView, RecipeWebviewToHost } from '../protocol/recipe';
+import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeRenderedView, RecipeWebviewToHost } from '../webviewMessages/recipe';
 import { webviewHtml } from './webviewHtml';
 import { ancestorModel, isCheckpointFolder, settingModel } from './recipeModel';
 

@@ -3,13 +3,13 @@
  * answers (stacked when narrow, side by side when wide) and the per-step divergence, prompt box with
  * Send / Stop / Clear, and perplexity on a text. The conversation is the page's one scroll area; each turn's
  * agreement strip and summary line stay visible at its bottom edge while the turn is on screen. The host owns the transcript
- * (src/protocol/chat.ts); the page keeps only its inputs (prompt draft, settings, open sections) in setState.
+ * (src/webviewMessages/chat.ts); the page keeps only its inputs (prompt draft, settings, open sections) in setState.
  * Keyboard: Enter sends, Shift+Enter is a new line, Escape stops; every control is a focusable element.
  */
 import '../common/base.css';
 import './chat.css';
-import type { ChatLayoutView, ChatRenderedView, ChatSettings, ChatStateView, ChatWebviewToHost, HostToChatWebview, ModelPairView, SideStats, TurnView } from '../../src/protocol/chat';
-import { DEFAULT_CHAT_SETTINGS } from '../../src/protocol/chat';
+import type { ChatLayoutView, ChatRenderedView, ChatSettings, ChatStateView, ChatWebviewToHost, HostToChatWebview, ModelPairView, SideStats, TurnView } from '../../src/webviewMessages/chat';
+import { DEFAULT_CHAT_SETTINGS } from '../../src/webviewMessages/chat';
 import { HostConnection } from '../common/vscodeApi';
 import { h, registerToolkit } from '../common/toolkit';
 import { formatBytes } from '../../src/core/util/format';

@@ -1,11 +1,11 @@
 /**
  * Checkpoint inspector webview: overview, layer map, tensor table with on-demand statistics, scale heatmap
  * and histograms, health scan. The host owns the files; this page asks for summaries and pages only
- * (src/protocol/inspector.ts) and keeps its view state with setState so it survives being hidden.
+ * (src/webviewMessages/inspector.ts) and keeps its view state with setState so it survives being hidden.
  */
 import '../common/base.css';
 import './inspector.css';
-import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, TensorValuesView, WebviewToHost } from '../../src/protocol/inspector';
+import type { HostToWebview, InspectorMethods, InspectorTab, InspectorTable, SummaryView, TableCommand, TableView, TensorValuesView, WebviewToHost } from '../../src/webviewMessages/inspector';
 import type { WeightStatistics } from '../../src/core/stats/weightStats';
 import type { SimulationName } from '../../src/core/inspect/error';
 import type { TensorRow } from '../../src/core/checkpoint/summary';

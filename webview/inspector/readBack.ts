@@ -1,9 +1,9 @@
 /**
- * What the inspector page shows, read back from its DOM for the `rendered` report (src/protocol/inspector.ts):
+ * What the inspector page shows, read back from its DOM for the `rendered` report (src/webviewMessages/inspector.ts):
  * the texts, tooltips and cells a user sees, not the data they were drawn from, so that tests compare the
  * screen with their own computation.
  */
-import type { ErrorReportView, HeatmapView, TensorDetailView, TensorValuesView } from '../../src/protocol/inspector';
+import type { ErrorReportView, HeatmapView, TensorDetailView, TensorValuesView } from '../../src/webviewMessages/inspector';
 import type { TensorRow } from '../../src/core/checkpoint/summary';
 import type { TensorStatistics } from '../../src/core/stats/tensorStats';
 import type { WeightStatistics } from '../../src/core/stats/weightStats';

@@ -6,7 +6,7 @@
  */
 import '../common/base.css';
 import './recipe.css';
-import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeMethods, RecipeRenderedView, RecipeWebviewToHost } from '../../src/protocol/recipe';
+import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeMethods, RecipeRenderedView, RecipeWebviewToHost } from '../../src/webviewMessages/recipe';
 import type { PreviewLayer, PreviewLayerQuery, StageSummary } from '../../src/core/recipe/preview';
 import { HostConnection } from '../common/vscodeApi';
 import { h, registerToolkit } from '../common/toolkit';

@@ -20,7 +20,7 @@ import {
   ModelPairView,
   Side,
   TurnView,
-} from '../../protocol/chat';
+} from '../../webviewMessages/chat';
 import { hasSyntheticWeights, latestQuantizeJob, quantizePairOf } from './chatModels';
 
 export const CHAT_VIEW_ID = 'quantlens.chat';

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import * as vscode from 'vscode';
 import type { QuantLensApi } from '../../../src/extension/extension';
 import { runQuantizeJob } from '../../../src/core/jobs/quantize';
-import { DEFAULT_CHAT_SETTINGS } from '../../../src/protocol/chat';
+import { DEFAULT_CHAT_SETTINGS } from '../../../src/webviewMessages/chat';
 import { takeScreenshot } from './screenshot';
 
 const PROMPT = 'What is 4-bit quantization?';

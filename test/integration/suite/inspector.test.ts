@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
 import type { QuantLensApi } from '../../../src/extension/extension';
-import type { RenderedView } from '../../../src/protocol/inspector';
+import type { RenderedView } from '../../../src/webviewMessages/inspector';
 import { runQuantizeJob } from '../../../src/core/jobs/quantize';
 import { Checkpoint } from '../../../src/core/safetensors/checkpoint';
 import { takeScreenshot } from './screenshot';
