@@ -2,7 +2,8 @@
 // checking; esbuild only strips types, which keeps a full build under a second.
 //
 //   node esbuild.mjs              extension, CLI, workers, webviews (dist/)
-//   node esbuild.mjs --production the same, minified, no source maps (for the .vsix)
+//   node esbuild.mjs --production the same, minified, no source maps, test hooks compiled out (for the .vsix)
+//   node esbuild.mjs --outdir DIR the shipped bundles into DIR instead of dist/ (test/unit/production-bundle.test.ts)
 //   node esbuild.mjs --watch      rebuild on change, with problem-matcher friendly output
 //   node esbuild.mjs --tests      also unit, fuzz and integration test bundles (out/test/)
 //   node esbuild.mjs --bench      also the benchmark (dist/bench/)
@@ -14,13 +15,27 @@ import * as esbuild from 'esbuild';
 import { readdirSync, statSync, existsSync, rmSync, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join, relative, dirname } from 'node:path';
+import { join, relative, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(fileURLToPath(import.meta.url));
 const args = new Set(process.argv.slice(2));
 const production = args.has('--production');
 const watch = args.has('--watch');
+const outdirArg = process.argv.indexOf('--outdir');
+/** Where the shipped bundles go: dist/, or the folder after --outdir. */
+const outdirValue = outdirArg > 0 ? process.argv[outdirArg + 1] : 'dist';
+if (!outdirValue || outdirValue.startsWith('--')) {
+  console.error('esbuild: --outdir needs a folder');
+  process.exit(2);
+}
+const dist = resolve(root, outdirValue);
+/**
+ * `__QUANTLENS_TEST_HOOKS__` guards everything only the integration tests use (the pages' `rendered` reports,
+ * the probes that drive them, activate()'s test API): false in the production build, so that the minifier
+ * drops those branches and the modules only they import.
+ */
+const define = { __QUANTLENS_TEST_HOOKS__: production ? 'false' : 'true' };
 
 /** All files under `dir` whose name ends with one of `suffixes`. */
 function filesUnder(dir, suffixes) {
@@ -100,18 +115,19 @@ const nodeCommon = {
   external: ['vscode', 'onnxruntime-node'],
   logLevel: 'warning',
   plugins: [watPlugin, problemMatcherPlugin],
+  define,
 };
 
 const configs = [
   {
     ...nodeCommon,
     entryPoints: { extension: 'src/extension/extension.ts', cli: 'src/cli/main.ts' },
-    outdir: 'dist',
+    outdir: dist,
   },
   {
     ...nodeCommon,
     entryPoints: filesUnder('src/core/workers', ['.worker.ts']),
-    outdir: 'dist/workers',
+    outdir: join(dist, 'workers'),
     entryNames: '[name]',
   },
   {
@@ -122,15 +138,16 @@ const configs = [
     sourcemap: production ? false : 'linked',
     minify: production,
     entryPoints: { inspector: 'webview/inspector/main.ts', recipe: 'webview/recipe/main.ts', chat: 'webview/chat/main.ts' },
-    outdir: 'dist/webview',
+    outdir: join(dist, 'webview'),
     loader: { '.css': 'css' },
     logLevel: 'warning',
     plugins: [watPlugin, problemMatcherPlugin],
+    define,
   },
 ];
 
-// Repository scripts (the example generator): not shipped, built beside the tests.
-configs.push({ ...nodeCommon, entryPoints: filesUnder('scripts', ['.ts']), outdir: 'out/scripts', entryNames: '[name]' });
+// Repository scripts (the example generator): not shipped, built beside the tests (not for --outdir).
+if (outdirArg < 0) configs.push({ ...nodeCommon, entryPoints: filesUnder('scripts', ['.ts']), outdir: 'out/scripts', entryNames: '[name]' });
 
 if (args.has('--tests')) {
   const tests = [
@@ -153,10 +170,10 @@ if (args.has('--bench')) {
 
 const live = configs.filter((c) => (Array.isArray(c.entryPoints) ? c.entryPoints.length > 0 : true));
 if (!watch) {
-  rmSync(join(root, 'dist'), { recursive: true, force: true });
+  rmSync(dist, { recursive: true, force: true });
   if (args.has('--tests')) rmSync(join(root, 'out/test'), { recursive: true, force: true });
 }
-mkdirSync(join(root, 'dist'), { recursive: true });
+mkdirSync(dist, { recursive: true });
 
 if (watch) {
   for (const config of live) await (await esbuild.context(config)).watch();

@@ -6,8 +6,11 @@ import type { CheckpointAnalysis } from '../core/checkpoint/summary';
 import { queryLayers, queryTensorTable } from '../core/checkpoint/tensorQuery';
 import { codesTensorOf } from '../core/stats/weightStats';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
-import type { HostToWebview, InspectorMethods, InspectorTab, LayerQuery, RenderedView, SummaryView, TableCommand, TensorQuery, WebviewToHost } from '../webviewMessages/inspector';
+import { HostEndpoint } from '../webviewMessages/endpoint';
+import type { ErrorParams, HealthView, InspectorMessages, InspectorRequests, InspectorTab, SummaryView } from '../webviewMessages/inspector';
+import type { RequestContext } from '../webviewMessages/endpoint';
 import { webviewHtml } from './webviewHtml';
+import { observeInspector } from './testHooks';
 
 /** Token embedding and output-head weights (Llama/Mistral/Qwen, GPT-2, GPT-NeoX names). */
 const EMBEDDING_TENSOR = /(^|\.)(embed_tokens|lm_head|wte|embed_in|embed_out)\.weight$/;
@@ -28,10 +31,11 @@ export interface InspectorServices {
 export class InspectorSession implements vscode.Disposable {
   private static readonly active = new Set<InspectorSession>();
   private analysis: Promise<CheckpointAnalysis> | undefined;
-  private readonly running = new Map<number, AbortController>();
   private readonly disposables: vscode.Disposable[] = [];
-  /** What the webview last reported it displays. */
-  rendered: RenderedView | undefined;
+  /** The typed connection to the page (src/webviewMessages/endpoint.ts). */
+  readonly messages: HostEndpoint<InspectorMessages>;
+  /** Whether the page has loaded and been sent the checkpoint (it listens: messages to it are not lost). */
+  pageReady = false;
   /** Whether the checkpoint's headers could be read (true), could not (false), or are being read (undefined). */
   opened: boolean | undefined;
   private static readonly openedChanged = new vscode.EventEmitter<InspectorSession>();
@@ -60,7 +64,12 @@ export class InspectorSession implements vscode.Disposable {
     InspectorSession.active.add(this);
     webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(services.extensionUri, 'dist', 'webview')] };
     webview.html = webviewHtml(webview, services.extensionUri, 'inspector', basename(path));
-    this.disposables.push(webview.onDidReceiveMessage((message: WebviewToHost) => this.onMessage(message)));
+    this.messages = new HostEndpoint<InspectorMessages>((envelope) => void webview.postMessage(envelope), this.requestHandlers(), (message) => void this.onMessage(message), {
+      isCancellation: (error) => error instanceof CancelledByCaller,
+      onFailure: (method, error) => services.output.error(`${method} on ${path}: ${error instanceof Error ? error.message : String(error)}`),
+    });
+    this.disposables.push(webview.onDidReceiveMessage((data: unknown) => this.messages.receive(data)));
+    if (__QUANTLENS_TEST_HOOKS__) observeInspector(this);
     this.watchCheckpointFolder();
     // Read the headers while the page loads rather than after it asks: the two overlap. Failures are
     // reported when the page is ready.
@@ -91,7 +100,8 @@ export class InspectorSession implements vscode.Disposable {
     if (!InspectorSession.active.has(this)) return;
     this.services.output.info(`Files of ${this.path} changed: reading it again`);
     this.clearDiagnostics();
-    for (const controller of this.running.values()) controller.abort();
+    this.messages.cancelAll();
+    this.pageReady = false;
     this.analysis = undefined;
     this.codes = undefined;
     await this.services.analysis.call('close', { path: this.path }).catch(() => undefined);
@@ -116,11 +126,6 @@ export class InspectorSession implements vscode.Disposable {
       this.codes = { analysis, names };
     }
     return this.codes.names;
-  }
-
-  /** Sets a table's filter and/or scrolls it in the page. */
-  revealInTable(command: TableCommand): void {
-    this.post({ type: 'table', command });
   }
 
   /**
@@ -149,16 +154,16 @@ export class InspectorSession implements vscode.Disposable {
   }
 
   /** Shows a tab of the page, optionally starting its on-demand work. */
-  show(tab: InspectorTab, start = false, params?: InspectorMethods['errors']['params']): void {
-    this.post({ type: 'show', tab, start, params });
+  show(tab: InspectorTab, start = false, params?: ErrorParams): void {
+    this.messages.notify({ type: 'show', tab, start, params });
   }
 
-  postHealthReport(report: InspectorMethods['health']['result']): void {
-    this.post({ type: 'healthReport', report });
+  postHealthReport(report: HealthView): void {
+    this.messages.notify({ type: 'healthReport', report });
   }
 
   /** Runs the health scan (used by the webview and by the "Run Health Scan" command). */
-  async runHealthScan(weights: boolean, progress?: (fraction: number, what?: string) => void, signal?: AbortSignal): Promise<InspectorMethods['health']['result']> {
+  async runHealthScan(weights: boolean, progress?: (fraction: number, what?: string) => void, signal?: AbortSignal): Promise<HealthView> {
     const unreadable = await this.getAnalysis().then(
       () => undefined,
       (error: unknown) => (error instanceof Error ? error.message : String(error)),
@@ -187,43 +192,35 @@ export class InspectorSession implements vscode.Disposable {
     );
   }
 
-  private post(message: HostToWebview): void {
-    void this.webview.postMessage(message);
-  }
-
-  private async handle(method: keyof InspectorMethods, params: unknown, requestId: number, signal: AbortSignal): Promise<unknown> {
-    const progress = (fraction: number, what?: string) => this.post({ type: 'progress', requestId, fraction, what });
-    switch (method) {
-      case 'tensorPage': {
+  /** The page's requests: pages of the tables (headers only, answered here) and streamed work (the analysis worker). */
+  private requestHandlers(): { [M in keyof InspectorRequests]: (params: InspectorRequests[M]['params'], context: RequestContext) => Promise<InspectorRequests[M]['result']> } {
+    const worker = (context: RequestContext) => ({ onProgress: (fraction: number, what?: string) => context.progress(fraction, what), signal: context.signal });
+    return {
+      tensorPage: async (query) => {
         const analysis = await this.getAnalysis();
-        const page = queryTensorTable(analysis.summary.tensors, params as TensorQuery);
+        const page = queryTensorTable(analysis.summary.tensors, query);
         const codes = this.codesTensors(analysis);
         return { ...page, quantizedCodes: page.rows.filter((r) => codes.has(r.name)).map((r) => r.name) };
-      }
-      case 'layerPage':
-        return queryLayers((await this.getAnalysis()).layerMap.modules, params as LayerQuery);
-      case 'tensorStats': {
-        const { tensor, bins, view } = params as InspectorMethods['tensorStats']['params'];
+      },
+      layerPage: async (query) => queryLayers((await this.getAnalysis()).layerMap.modules, query),
+      tensorStats: ({ tensor, bins, view }, context) => {
         // The worker reads a missing or empty view as "the tensor as stored": refuse anything else unknown.
         if (view !== undefined && view !== 'dequantized' && view !== 'codes') throw new Error(`statistics of ${tensor}: unknown view ${JSON.stringify(view)} (expected "dequantized" or "codes", or none for the tensor as stored)`);
-        return this.services.analysis.call('tensorStats', { path: this.path, tensor, bins, view }, { onProgress: progress, signal });
-      }
-      case 'scales':
-        return this.services.analysis.call('scales', { path: this.path }, { onProgress: progress, signal });
-      case 'health':
-        return this.runHealthScan((params as InspectorMethods['health']['params']).weights, progress, signal);
-      case 'errors': {
-        const { simulation, original, calibStats } = params as InspectorMethods['errors']['params'];
+        return this.services.analysis.call('tensorStats', { path: this.path, tensor, bins, view }, worker(context));
+      },
+      scales: (_params, context) => this.services.analysis.call('scales', { path: this.path }, worker(context)),
+      health: ({ weights }, context) => this.runHealthScan(weights, context.progress, context.signal),
+      errors: async ({ simulation, original, calibStats }, context) => {
         const picked = original === 'pick' ? await pickOriginal(this.path) : undefined;
         if (original === 'pick' && !picked) throw new CancelledByCaller();
         const originalPath = picked ? picked.original : original;
         const statsPath = picked ? picked.calibStats : calibStats;
-        return this.services.analysis.call('errors', { path: this.path, simulation, original: originalPath, calibStats: statsPath }, { onProgress: progress, signal });
-      }
-    }
+        return this.services.analysis.call('errors', { path: this.path, simulation, original: originalPath, calibStats: statsPath }, worker(context));
+      },
+    };
   }
 
-  private async onMessage(message: WebviewToHost): Promise<void> {
+  private async onMessage(message: InspectorMessages['toHost']): Promise<void> {
     switch (message.type) {
       case 'ready': {
         // The webview (re)loaded: push everything it needs once (also after being hidden and restored).
@@ -236,35 +233,15 @@ export class InspectorSession implements vscode.Disposable {
             : undefined;
           const view: SummaryView = { ...rest, title: basename(this.path), ...(embeddings ? { embeddings } : {}) };
           const wholeCheckpoint = summary.layout === 'single-file' ? await findIndexListing(this.path) : undefined;
-          this.post({ type: 'init', summary: view, wholeCheckpoint });
+          this.messages.notify({ type: 'init', summary: view, wholeCheckpoint });
         } catch (error) {
           const text = error instanceof Error ? error.message : String(error);
           this.services.output.error(`Cannot open ${this.path}: ${text}`);
-          this.post({ type: 'loadError', message: text });
+          this.messages.notify({ type: 'loadError', message: text });
         }
+        this.pageReady = true;
         return;
       }
-      case 'request': {
-        const controller = new AbortController();
-        this.running.set(message.requestId, controller);
-        try {
-          const result = await this.handle(message.method, message.params, message.requestId, controller.signal);
-          this.post({ type: 'response', requestId: message.requestId, result });
-        } catch (error) {
-          const cancelled = error instanceof CancelledByCaller;
-          if (!cancelled) this.services.output.error(`${message.method} on ${this.path}: ${error instanceof Error ? error.message : String(error)}`);
-          this.post({ type: 'error', requestId: message.requestId, message: error instanceof Error ? error.message : String(error), cancelled });
-        } finally {
-          this.running.delete(message.requestId);
-        }
-        return;
-      }
-      case 'cancel':
-        this.running.get(message.requestId)?.abort();
-        return;
-      case 'rendered':
-        this.rendered = message.view;
-        return;
       case 'openWholeCheckpoint': {
         const index = await findIndexListing(this.path);
         if (index) await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(index), 'quantlens.checkpointIndex');
@@ -278,7 +255,7 @@ export class InspectorSession implements vscode.Disposable {
     this.clearDiagnostics();
     clearTimeout(this.reloadTimer);
     InspectorSession.active.delete(this);
-    for (const controller of this.running.values()) controller.abort();
+    this.messages.cancelAll();
     for (const d of this.disposables) d.dispose();
     void this.services.analysis.call('close', { path: this.path }).catch(() => undefined);
   }

@@ -10,7 +10,9 @@ import { basename, dirname, relative, resolve } from 'node:path';
 import { ModelLayers, RecipePreview, modelLayersFromCheckpoint, queryPreviewLayers, runAvailability } from '../core/recipe';
 import { ANALYSIS_BUDGET, RecipeWorker, SupersededRun, failedAnalysisDiagnostic } from '../core/recipe/recipeWorker';
 import type { PreviewLayerQuery } from '../core/recipe/preview';
-import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeRenderedView, RecipeWebviewToHost } from '../webviewMessages/recipe';
+import { HostEndpoint } from '../webviewMessages/endpoint';
+import type { ModelChoice, PreviewUpdate, PreviewView, RecipeMessages } from '../webviewMessages/recipe';
+import { observeRecipePreview } from './testHooks';
 import { webviewHtml } from './webviewHtml';
 import { ancestorModel, isCheckpointFolder, settingModel } from './recipeModel';
 
@@ -52,9 +54,9 @@ export class RecipePreviewSession implements vscode.Disposable {
   /** Set when the user picked "No model": the setting / the recipe's folder are then not applied again. */
   private modelCleared = false;
   private serial = 0;
-  /** What the page last reported it shows. */
-  rendered: RecipeRenderedView | undefined;
-  /** The last update posted (tests compare it with what the page renders). */
+  /** The typed connection to the page (src/webviewMessages/endpoint.ts). */
+  readonly messages: HostEndpoint<RecipeMessages>;
+  /** The last update posted (Run follows it; tests compare it with what the page renders). */
   lastUpdate: PreviewUpdate | undefined;
 
   static all(): readonly RecipePreviewSession[] {
@@ -63,7 +65,7 @@ export class RecipePreviewSession implements vscode.Disposable {
 
   constructor(
     readonly document: vscode.TextDocument,
-    private readonly webview: vscode.Webview,
+    webview: vscode.Webview,
     private readonly services: SessionServices,
   ) {
     RecipePreviewSession.active.add(this);
@@ -74,8 +76,12 @@ export class RecipePreviewSession implements vscode.Disposable {
     }
     webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(services.extensionUri, 'dist', 'webview')] };
     webview.html = webviewHtml(webview, services.extensionUri, 'recipe', `Preview ${basename(document.fileName)}`);
+    this.messages = new HostEndpoint<RecipeMessages>((envelope) => void webview.postMessage(envelope), { layerPage: (query) => this.layerPage(query) }, (message) => void this.onMessage(message), {
+      onFailure: (method, error) => services.output.error(`Recipe preview of ${this.path}: ${method}: ${error instanceof Error ? error.message : String(error)}`),
+    });
+    if (__QUANTLENS_TEST_HOOKS__) observeRecipePreview(this);
     this.disposables.push(
-      webview.onDidReceiveMessage((message: RecipeWebviewToHost) => void this.onMessage(message)),
+      webview.onDidReceiveMessage((data: unknown) => this.messages.receive(data)),
       vscode.workspace.onDidChangeTextDocument((event) => {
         if (event.document !== document || event.contentChanges.length === 0) return;
         services.worker.cancel(this.workerKey); // the build of the old text is stale
@@ -190,11 +196,11 @@ export class RecipePreviewSession implements vscode.Disposable {
     return update;
   }
 
-  private post(message: RecipeHostToWebview): void {
-    void this.webview.postMessage(message);
+  private post(message: RecipeMessages['toPage']): void {
+    this.messages.notify(message);
   }
 
-  private async onMessage(message: RecipeWebviewToHost): Promise<void> {
+  private async onMessage(message: RecipeMessages['toHost']): Promise<void> {
     switch (message.type) {
       case 'ready':
         // A page restored after being hidden remembers the model it showed; the host's choice wins.
@@ -203,15 +209,6 @@ export class RecipePreviewSession implements vscode.Disposable {
         clearTimeout(this.timer);
         await this.refresh();
         return;
-      case 'request': {
-        try {
-          const result = message.method === 'layerPage' ? this.layerPage(message.params as PreviewLayerQuery) : undefined;
-          this.post({ type: 'response', requestId: message.requestId, result });
-        } catch (error) {
-          this.post({ type: 'error', requestId: message.requestId, message: error instanceof Error ? error.message : String(error) });
-        }
-        return;
-      }
       case 'reveal':
         await this.reveal(message.line, message.character ?? 0, message.endLine, message.endCharacter);
         return;
@@ -230,9 +227,6 @@ export class RecipePreviewSession implements vscode.Disposable {
       }
       case 'run':
         await this.run();
-        return;
-      case 'rendered':
-        this.rendered = message.view;
         return;
     }
   }

@@ -6,6 +6,7 @@
 import type { CompareStep, Side, SideStats } from '../core/runtime/chat';
 import type { ChatModelInfo } from '../core/runtime/chatSession';
 import type { PairPerplexity } from '../core/runtime/chatSession';
+import type { ViewMessages } from './endpoint';
 
 export type { Side, SideStats, CompareStep, ChatModelInfo, PairPerplexity };
 
@@ -67,66 +68,30 @@ export interface ChatStateView {
   readonly perplexity?: { readonly text: string; readonly result?: PairPerplexity; readonly error?: string; readonly running: boolean };
 }
 
-export type HostToChatWebview =
-  | { readonly type: 'state'; readonly state: ChatStateView }
-  | { readonly type: 'models'; readonly models: ModelPairView }
-  | { readonly type: 'turnStarted'; readonly turn: TurnView }
-  | { readonly type: 'token'; readonly turnId: number; readonly side: Side; readonly text: string }
-  | { readonly type: 'step'; readonly turnId: number; readonly step: StepView }
-  | { readonly type: 'sideDone'; readonly turnId: number; readonly side: Side; readonly stats: SideStats }
-  | { readonly type: 'turnDone'; readonly turn: TurnView }
-  | { readonly type: 'perplexity'; readonly perplexity: NonNullable<ChatStateView['perplexity']> }
-  /** Sent to one page after its `ready`: where it is shown (an editor tab sits on the editor's background). */
-  | { readonly type: 'surface'; readonly surface: ChatSurface }
-  /** Put text into the prompt box and send it (tests and commands). */
-  | { readonly type: 'ask'; readonly prompt: string };
-
-export type ChatWebviewToHost =
-  | { readonly type: 'ready' }
-  | { readonly type: 'send'; readonly prompt: string; readonly settings: ChatSettings }
-  | { readonly type: 'stop' }
-  | { readonly type: 'clear' }
-  | { readonly type: 'pickModel'; readonly side: Side }
-  | { readonly type: 'useLastJob' }
-  | { readonly type: 'copy'; readonly text: string }
-  | { readonly type: 'perplexity'; readonly text: string }
-  | { readonly type: 'settings'; readonly settings: ChatSettings }
-  /** What the page shows (for the log and for tests to check the real UI). */
-  | { readonly type: 'rendered'; readonly view: ChatRenderedView };
-
-export interface ChatRenderedView {
-  readonly turns: number;
-  /** Text of the last turn's answers as the page shows them. */
-  readonly quantizedText: string;
-  readonly originalText: string;
-  /** The divergence summary line of the last turn. */
-  readonly divergence: string;
-  /** An error shown in the panel, if any. */
-  readonly error: string;
-  readonly running: boolean;
-  /** The model paths the page shows (quantized, original; '' when none). */
-  readonly quantizedModel: string;
-  readonly originalModel: string;
-  /** The synthetic-weights note as shown ('' when the page shows none). */
-  readonly syntheticNote: string;
-  readonly layout: ChatLayoutView;
-}
-
-/** Measurements of the page, so tests can check what the user sees fits. */
-export interface ChatLayoutView {
-  /** The page's width in CSS pixels. */
-  readonly pageWidth: number;
-  /** True when the last turn's answers are stacked (quantized above original) rather than side by side. */
-  readonly stacked: boolean;
-  /** Each answer column of the last turn: its text box's inner width in characters of the answer font. */
-  readonly answerColumnChars: readonly number[];
-  /** Width in CSS pixels of one character of the answer font. */
-  readonly answerCharWidth: number;
-  /** The last turn's summary line: shown at all, and whether its text is cut off horizontally. */
-  readonly summaryShown: boolean;
-  readonly summaryClipped: boolean;
-  /** The summary line lies inside the conversation's visible area. */
-  readonly summaryInView: boolean;
-  /** Elements inside the conversation that scroll on their own (0: one scroll area). */
-  readonly nestedScrollAreas: number;
+export interface ChatMessages extends ViewMessages {
+  requests: {
+    /** Opens a folder dialog for one side; resolves once the chosen pair starts loading (false: nothing chosen). */
+    pickModel: { params: { side: Side }; result: boolean };
+    /** The latest finished quantize job's output and source as the pair; false when there is none. */
+    useLastJob: { params: Record<string, never>; result: boolean };
+    copy: { params: { text: string }; result: void };
+  };
+  toPage:
+    | { readonly type: 'state'; readonly state: ChatStateView }
+    | { readonly type: 'models'; readonly models: ModelPairView }
+    | { readonly type: 'turnStarted'; readonly turn: TurnView }
+    | { readonly type: 'token'; readonly turnId: number; readonly side: Side; readonly text: string }
+    | { readonly type: 'step'; readonly turnId: number; readonly step: StepView }
+    | { readonly type: 'sideDone'; readonly turnId: number; readonly side: Side; readonly stats: SideStats }
+    | { readonly type: 'turnDone'; readonly turn: TurnView }
+    | { readonly type: 'perplexity'; readonly perplexity: NonNullable<ChatStateView['perplexity']> }
+    /** Sent to one page after its `ready`: where it is shown (an editor tab sits on the editor's background). */
+    | { readonly type: 'surface'; readonly surface: ChatSurface };
+  toHost:
+    | { readonly type: 'ready' }
+    | { readonly type: 'send'; readonly prompt: string; readonly settings: ChatSettings }
+    | { readonly type: 'stop' }
+    | { readonly type: 'clear' }
+    | { readonly type: 'perplexity'; readonly text: string }
+    | { readonly type: 'settings'; readonly settings: ChatSettings };
 }

@@ -8,9 +8,11 @@
  */
 import '../common/base.css';
 import './chat.css';
-import type { ChatLayoutView, ChatRenderedView, ChatSettings, ChatStateView, ChatWebviewToHost, HostToChatWebview, ModelPairView, SideStats, TurnView } from '../../src/webviewMessages/chat';
+import type { ChatMessages, ChatSettings, ChatStateView, ModelPairView, SideStats, TurnView } from '../../src/webviewMessages/chat';
+import type { ChatHostProbe, ChatLayoutView, ChatRenderedView, PageProbe } from '../../src/webviewMessages/testProbes';
+import { RequestFailed } from '../../src/webviewMessages/endpoint';
 import { DEFAULT_CHAT_SETTINGS } from '../../src/webviewMessages/chat';
-import { HostConnection } from '../common/vscodeApi';
+import { connectToHost } from '../common/vscodeApi';
 import { h, registerToolkit } from '../common/toolkit';
 import { formatBytes } from '../../src/core/util/format';
 
@@ -23,9 +25,10 @@ interface PageState {
 
 registerToolkit();
 const app = document.getElementById('app')!;
-const host = new HostConnection<ChatWebviewToHost, HostToChatWebview, PageState>(onMessage);
-const page: PageState = { draft: '', settings: DEFAULT_CHAT_SETTINGS, settingsOpen: false, perplexityText: '', ...host.state };
-const save = () => (host.state = page);
+const host = connectToHost<ChatMessages, PageState>(onMessage);
+const messages = host.messages;
+const page: PageState = { draft: '', settings: DEFAULT_CHAT_SETTINGS, settingsOpen: false, perplexityText: '', ...host.savedState };
+const save = () => host.saveState(page);
 
 let state: ChatStateView | undefined;
 const turnElements = new Map<number, { root: HTMLElement; quantized: HTMLElement; original?: HTMLElement; qStats: HTMLElement; oStats?: HTMLElement; strip: HTMLElement; summary: HTMLElement; error: HTMLElement }>();
@@ -33,14 +36,16 @@ const turnElements = new Map<number, { root: HTMLElement; quantized: HTMLElement
 // ---- layout ---------------------------------------------------------------------------------------------
 const modelBar = h('section', { class: 'models', 'aria-label': 'Models' });
 const syntheticNote = h('div', { class: 'synthetic-note', role: 'note' });
+/** Why the last request to the host (pick a model, use the last job, copy) failed; empty otherwise. */
+const requestError = h('div', { class: 'error-text request-error', role: 'alert' });
 /** Measures the answer font's character width (hidden, out of the layout). */
 const charProbe = h('span', { class: 'answer-text char-probe', 'aria-hidden': 'true' }, '0'.repeat(100));
 const settingsBox = h('details', { class: 'settings' });
 const transcript = h('section', { class: 'transcript', 'aria-live': 'polite', 'aria-label': 'Conversation' });
 const promptBox = h('textarea', { class: 'prompt', rows: 3, placeholder: 'Ask both models… (Enter sends, Shift+Enter new line)', 'aria-label': 'Prompt' }) as HTMLTextAreaElement;
 const sendButton = button('Send', () => send(), { appearance: 'primary' });
-const stopButton = button('Stop', () => host.post({ type: 'stop' }), { disabled: 'true', title: 'Stop generating (Escape)' });
-const clearButton = button('Clear', () => host.post({ type: 'clear' }), { title: 'Forget the conversation' });
+const stopButton = button('Stop', () => messages.notify({ type: 'stop' }), { disabled: 'true', title: 'Stop generating (Escape)' });
+const clearButton = button('Clear', () => messages.notify({ type: 'clear' }), { title: 'Forget the conversation' });
 const perplexityBox = h('details', { class: 'perplexity' });
 
 function button(label: string, onClick: () => void, attributes: Record<string, string> = {}): HTMLElement {
@@ -70,7 +75,7 @@ function buildLayout(): void {
     }
   });
   document.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape' && running()) host.post({ type: 'stop' });
+    if (event.key === 'Escape' && running()) messages.notify({ type: 'stop' });
   });
   settingsBox.addEventListener('toggle', () => {
     page.settingsOpen = (settingsBox as HTMLDetailsElement).open;
@@ -79,7 +84,7 @@ function buildLayout(): void {
   buildSettings();
   buildPerplexity();
   new ResizeObserver(() => scheduleReport()).observe(transcript);
-  app.replaceChildren(modelBar, syntheticNote, charProbe, settingsBox, transcript, h('section', { class: 'composer' }, promptBox, h('div', { class: 'actions' }, sendButton, stopButton, clearButton)), perplexityBox);
+  app.replaceChildren(modelBar, requestError, syntheticNote, charProbe, settingsBox, transcript, h('section', { class: 'composer' }, promptBox, h('div', { class: 'actions' }, sendButton, stopButton, clearButton)), perplexityBox);
 }
 
 function numberField(label: string, key: 'temperature' | 'topP' | 'maxNewTokens' | 'seed', step: string, min: string, max?: string): HTMLElement {
@@ -89,7 +94,7 @@ function numberField(label: string, key: 'temperature' | 'topP' | 'maxNewTokens'
     if (!Number.isFinite(value)) return;
     page.settings = { ...page.settings, [key]: value };
     save();
-    host.post({ type: 'settings', settings: page.settings });
+    messages.notify({ type: 'settings', settings: page.settings });
   });
   return h('label', { class: 'setting' }, h('span', {}, label), input);
 }
@@ -100,13 +105,13 @@ function buildSettings(): void {
   system.addEventListener('change', () => {
     page.settings = { ...page.settings, system: system.value };
     save();
-    host.post({ type: 'settings', settings: page.settings });
+    messages.notify({ type: 'settings', settings: page.settings });
   });
   const compare = h('input', { type: 'checkbox', ...(page.settings.compare ? { checked: true } : {}), 'aria-label': 'Run the original side by side' }) as HTMLInputElement;
   compare.addEventListener('change', () => {
     page.settings = { ...page.settings, compare: compare.checked };
     save();
-    host.post({ type: 'settings', settings: page.settings });
+    messages.notify({ type: 'settings', settings: page.settings });
   });
   settingsBox.replaceChildren(
     h('summary', {}, 'Settings'),
@@ -128,7 +133,7 @@ function buildPerplexity(): void {
     save();
   });
   const result = h('div', { class: 'ppl-result', id: 'ppl-result' });
-  perplexityBox.replaceChildren(h('summary', {}, 'Perplexity on a text'), text, h('div', { class: 'actions' }, button('Measure', () => host.post({ type: 'perplexity', text: text.value }))), result);
+  perplexityBox.replaceChildren(h('summary', {}, 'Perplexity on a text'), text, h('div', { class: 'actions' }, button('Measure', () => messages.notify({ type: 'perplexity', text: text.value }))), result);
 }
 
 // ---- rendering ------------------------------------------------------------------------------------------
@@ -138,14 +143,14 @@ const kindsText = (kinds?: Readonly<Record<string, number>>) =>
 
 function renderModels(models: ModelPairView): void {
   const line = (role: string, path: string | undefined, kinds: string, side: 'quantized' | 'original') =>
-    h('div', { class: 'model' }, h('span', { class: 'role' }, role), h('span', { class: 'name', title: path ?? '' }, path ? folderName(path) : '—'), kinds ? h('span', { class: 'kinds' }, kinds) : undefined, button('Pick…', () => host.post({ type: 'pickModel', side }), { title: `Choose the ${side} model folder` }));
+    h('div', { class: 'model' }, h('span', { class: 'role' }, role), h('span', { class: 'name', title: path ?? '' }, path ? folderName(path) : '—'), kinds ? h('span', { class: 'kinds' }, kinds) : undefined, button('Pick…', () => void ask('pickModel', { side }, Infinity), { title: `Choose the ${side} model folder` }));
   const status =
     models.state === 'loading'
       ? h('div', { class: 'status' }, h('vscode-progress-ring', {}), h('span', {}, models.message ?? 'loading…'))
       : models.state === 'error'
         ? h('div', { class: 'error-text', role: 'alert' }, models.message ?? 'failed')
         : models.state === 'none'
-          ? h('div', { class: 'status' }, 'No model yet: quantize one, or pick folders. ', button('Use last job', () => host.post({ type: 'useLastJob' })))
+          ? h('div', { class: 'status' }, 'No model yet: quantize one, or pick folders. ', button('Use last job', () => void ask('useLastJob', {})))
           : undefined;
   modelBar.replaceChildren(
     line('Quantized', models.quantized, kindsText(models.quantizedInfo?.linearKinds), 'quantized'),
@@ -183,7 +188,7 @@ function klColor(kl: number): string {
 function renderTurn(turn: TurnView): void {
   const quantized = h('div', { class: 'answer-text' }, turn.quantized.text);
   const qStats = h('div', { class: 'stats' }, statsText(turn.quantized.stats));
-  const copy = (get: () => string) => button('Copy', () => host.post({ type: 'copy', text: get() }), { appearance: 'icon', 'aria-label': 'Copy answer', title: 'Copy answer' });
+  const copy = (get: () => string) => button('Copy', () => void ask('copy', { text: get() }), { appearance: 'icon', 'aria-label': 'Copy answer', title: 'Copy answer' });
   const column = (title: string, text: HTMLElement, stats: HTMLElement, get: () => string, cls: string) =>
     h('div', { class: `answer ${cls}` }, h('div', { class: 'answer-head' }, h('span', {}, title), copy(get)), text, stats);
   const els: NonNullable<ReturnType<typeof turnElements.get>> = {
@@ -278,7 +283,7 @@ function updateButtons(): void {
 function send(): void {
   const prompt = promptBox.value.trim();
   if (!prompt || running()) return;
-  host.post({ type: 'send', prompt, settings: page.settings });
+  messages.notify({ type: 'send', prompt, settings: page.settings });
   promptBox.value = '';
   page.draft = '';
   save();
@@ -295,7 +300,9 @@ function scheduleReport(): void {
   });
 }
 
+/** Test builds only (the .vsix build drops the body): what the page shows, for the integration tests. */
 function report(): void {
+  if (!__QUANTLENS_TEST_HOOKS__) return;
   const last = state?.turns.at(-1);
   const els = last ? turnElements.get(last.id) : undefined;
   const view: ChatRenderedView = {
@@ -310,7 +317,7 @@ function report(): void {
     syntheticNote: syntheticNote.offsetParent !== null ? (syntheticNote.textContent ?? '') : '',
     layout: measure(els),
   };
-  host.post({ type: 'rendered', view });
+  messages.postProbe({ type: 'probe:rendered', view } satisfies PageProbe<ChatRenderedView>);
 }
 
 function measure(els: ReturnType<typeof turnElements.get>): ChatLayoutView {
@@ -338,7 +345,7 @@ function measure(els: ReturnType<typeof turnElements.get>): ChatLayoutView {
   };
 }
 
-function onMessage(message: HostToChatWebview): void {
+function onMessage(message: ChatMessages['toPage']): void {
   switch (message.type) {
     case 'state':
       renderState(message.state);
@@ -389,12 +396,34 @@ function onMessage(message: HostToChatWebview): void {
       document.body.dataset.surface = message.surface;
       scheduleReport();
       return;
-    case 'ask':
-      promptBox.value = message.prompt;
-      send();
-      return;
   }
 }
 
+/**
+ * A request to the host; a failure (the host's error, or no answer in time) is shown in the model bar's
+ * status line, where the user looks after pressing its buttons.
+ */
+async function ask<M extends keyof ChatMessages['requests'] & string>(method: M, params: ChatMessages['requests'][M]['params'], timeoutMs?: number): Promise<void> {
+  requestError.textContent = '';
+  try {
+    await messages.request(method, params, { timeoutMs });
+  } catch (error) {
+    if (error instanceof RequestFailed && error.cancelled) return;
+    requestError.textContent = `${REQUEST_LABELS[method]} failed: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}
+
+const REQUEST_LABELS: Record<keyof ChatMessages['requests'], string> = { pickModel: 'Choosing the model', useLastJob: 'Using the last job', copy: 'Copying the answer' };
+
+if (__QUANTLENS_TEST_HOOKS__) {
+  // The integration tests type a prompt into the box and send it, as a user does.
+  messages.onProbe((probe) => {
+    const message = probe as ChatHostProbe;
+    if (message.type !== 'probe:ask') return;
+    promptBox.value = message.prompt;
+    send();
+  });
+}
+
 buildLayout();
-host.post({ type: 'ready' });
+messages.notify({ type: 'ready' });

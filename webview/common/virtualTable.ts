@@ -52,7 +52,14 @@ export class VirtualTable<Row> {
     private readonly columns: readonly Column<Row>[],
     private readonly fetchPage: (offset: number, limit: number, sort: TableState['sort']) => Promise<Page<Row>>,
     private readonly state: TableState,
-    private readonly callbacks: { onStateChange(): void; onSelect?(row: Row, index: number): void; onStatus?(page: Page<Row>): void; onRender?(): void },
+    private readonly callbacks: {
+      onStateChange(): void;
+      onSelect?(row: Row, index: number): void;
+      onStatus?(page: Page<Row>): void;
+      /** A page could not be fetched (the host failed or did not answer): the table keeps its rows. */
+      onError?(error: unknown): void;
+      onRender?(): void;
+    },
   ) {
     this.headerRow = this.buildHeader();
     this.spacer = h('div', { class: 'spacer' });
@@ -177,7 +184,13 @@ export class VirtualTable<Row> {
   private async load(restoreScroll: boolean): Promise<void> {
     const serial = ++this.serial;
     const first = restoreScroll ? Math.floor((this.state.scrollTop * this.scale) / ROW_HEIGHT) : this.firstVisibleRow();
-    const page = await this.fetchPage(Math.max(0, first - OVERSCAN), this.visibleRowCount() + 2 * OVERSCAN, this.state.sort);
+    let page: Page<Row>;
+    try {
+      page = await this.fetchPage(Math.max(0, first - OVERSCAN), this.visibleRowCount() + 2 * OVERSCAN, this.state.sort);
+    } catch (error) {
+      if (serial === this.serial) this.callbacks.onError?.(error);
+      return;
+    }
     // Superseded by a newer request (refresh() resets the scroll, whose event asks again): settle with that
     // one, so that `await refresh()` means the new rows are there.
     if (serial !== this.serial) return this.latest;

@@ -1,12 +1,11 @@
 /**
- * What the inspector page shows, read back from its DOM for the `rendered` report (src/webviewMessages/inspector.ts):
+ * What the inspector page shows, read back from its DOM for the test build's `rendered` report
+ * (src/webviewMessages/testProbes.ts; only testHooks.ts uses this file):
  * the texts, tooltips and cells a user sees, not the data they were drawn from, so that tests compare the
  * screen with their own computation.
  */
-import type { ErrorReportView, HeatmapView, TensorDetailView, TensorValuesView } from '../../src/webviewMessages/inspector';
-import type { TensorRow } from '../../src/core/checkpoint/summary';
-import type { TensorStatistics } from '../../src/core/stats/tensorStats';
-import type { WeightStatistics } from '../../src/core/stats/weightStats';
+import type { ErrorReportView, HeatmapView, TensorDetailView } from '../../src/webviewMessages/testProbes';
+import type { ShownTensorDetail } from './page';
 
 const text = (element: Element | null | undefined) => element?.textContent ?? '';
 
@@ -46,14 +45,6 @@ export function readErrorReport(body: Element | null): ErrorReportView | undefin
     skipped: Array.from(body.querySelectorAll('#error-skipped > li'), text),
     caption: text(body.querySelector('#error-caption')),
   };
-}
-
-/** The tensor whose detail is on the page, and the statistics it shows. */
-export interface ShownTensorDetail {
-  readonly row: TensorRow;
-  readonly quantized: boolean;
-  view: TensorValuesView;
-  shown?: { view: TensorValuesView; result: TensorStatistics | WeightStatistics };
 }
 
 /** The tensor detail as the DOM shows it: the toggle's state, each statistic's text, the histogram's bars. */

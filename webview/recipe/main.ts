@@ -6,9 +6,10 @@
  */
 import '../common/base.css';
 import './recipe.css';
-import type { ModelChoice, PreviewUpdate, PreviewView, RecipeHostToWebview, RecipeMethods, RecipeRenderedView, RecipeWebviewToHost } from '../../src/webviewMessages/recipe';
+import type { ModelChoice, PreviewUpdate, PreviewView, RecipeMessages, RevealRange } from '../../src/webviewMessages/recipe';
+import type { PageProbe, RecipeRenderedView } from '../../src/webviewMessages/testProbes';
 import type { PreviewLayer, PreviewLayerQuery, StageSummary } from '../../src/core/recipe/preview';
-import { HostConnection } from '../common/vscodeApi';
+import { connectToHost } from '../common/vscodeApi';
 import { h, registerToolkit } from '../common/toolkit';
 import { Column, TableState, VirtualTable } from '../common/virtualTable';
 import { formatBytes } from '../../src/core/util/format';
@@ -23,9 +24,10 @@ interface ViewState {
 
 registerToolkit();
 const app = document.getElementById('app')!;
-const host = new HostConnection<RecipeWebviewToHost, RecipeHostToWebview, ViewState>(onMessage);
-const state: ViewState = { layerFilter: '', layerState: '', layerTable: { scrollTop: 0, selected: 0 }, pageScroll: 0, ...host.state };
-const save = () => (host.state = state);
+const host = connectToHost<RecipeMessages, ViewState>(onMessage);
+const messages = host.messages;
+const state: ViewState = { layerFilter: '', layerState: '', layerTable: { scrollTop: 0, selected: 0 }, pageScroll: 0, ...host.savedState };
+const save = () => host.saveState(state);
 
 let current: PreviewUpdate | undefined;
 let modelKey = '';
@@ -45,7 +47,7 @@ const runButton = h('vscode-button', { id: 'run', appearance: 'primary', disable
 const runReasons = h('ul', { class: 'run-reasons', id: 'run-reasons', 'aria-live': 'polite' });
 const runSection = h('section', { class: 'run', 'aria-label': 'Run' }, h('div', { class: 'run-row' }, runButton, h('span', { class: 'muted' }, 'quantizes the model with this recipe (QuantLens: Quantize Model)')), runReasons);
 runButton.addEventListener('click', () => {
-  if (!runButton.hasAttribute('disabled')) host.post({ type: 'run' });
+  if (!runButton.hasAttribute('disabled')) messages.notify({ type: 'run' });
 });
 
 const counts = h('div', { class: 'chips', id: 'layer-counts', 'aria-label': 'layer counts' });
@@ -72,7 +74,7 @@ const columns: Column<PreviewLayer>[] = [
 const table = new VirtualTable<PreviewLayer>(
   'Linear layers and what the recipe does to them',
   columns,
-  (offset, limit) => host.request<RecipeMethods['layerPage']['result']>('layerPage', { filter: state.layerFilter, state: state.layerState, offset, limit } satisfies PreviewLayerQuery),
+  (offset, limit) => messages.request('layerPage', { filter: state.layerFilter, state: state.layerState, offset, limit }),
   state.layerTable,
   {
     onStateChange: save,
@@ -80,6 +82,10 @@ const table = new VirtualTable<PreviewLayer>(
       tableStatus.textContent = page.filterError ?? `${page.total} layer${page.total === 1 ? '' : 's'}`;
       tableStatus.classList.toggle('error-text', page.filterError !== undefined);
       requestAnimationFrame(reportRendered);
+    },
+    onError: (error) => {
+      tableStatus.textContent = `The layers could not be read: ${error instanceof Error ? error.message : String(error)}`;
+      tableStatus.classList.add('error-text');
     },
     onSelect: (layer) => layerDetail.replaceChildren(detailOf(layer)),
   },
@@ -124,11 +130,11 @@ app.addEventListener('scroll', () => {
   save();
 });
 
-host.post({ type: 'ready', model: state.model });
+messages.notify({ type: 'ready', model: state.model });
 
 // ------------------------------------------------------------------ messages
 
-function onMessage(message: RecipeHostToWebview): void {
+function onMessage(message: RecipeMessages['toPage']): void {
   if (message.type === 'update') render(message.update);
   else if (message.type === 'notice') showNotice(message.message, message.severity);
 }
@@ -207,9 +213,9 @@ function chip(id: string, value: string, label: string, extra = ''): HTMLElement
 }
 
 /** A button that shows a line (or a range) of the recipe in the text editor. */
-function lineButton(text: string | Node, line: number, key: string, attributes: Record<string, string> = {}, range?: Omit<Extract<RecipeWebviewToHost, { type: 'reveal' }>, 'type'>): HTMLElement {
+function lineButton(text: string | Node, line: number, key: string, attributes: Record<string, string> = {}, range?: RevealRange): HTMLElement {
   const b = h('button', { class: 'link', 'data-key': key, title: `Line ${line + 1}: show in the editor`, ...attributes }, text);
-  b.addEventListener('click', () => host.post({ type: 'reveal', ...(range ?? { line }) }));
+  b.addEventListener('click', () => messages.notify({ type: 'reveal', ...(range ?? { line }) }));
   return b;
 }
 
@@ -298,7 +304,7 @@ function renderModel(update: PreviewUpdate): void {
     h('vscode-option', { value: 'choose' }, 'Choose…'),
   ) as HTMLElement & { value: string };
   picker.addEventListener('change', () => {
-    if (picker.value !== (update.model ?? '')) host.post({ type: 'chooseModel', path: picker.value });
+    if (picker.value !== (update.model ?? '')) messages.notify({ type: 'chooseModel', path: picker.value });
   });
   const status = update.modelStatus?.loading
     ? h('div', { class: 'progress' }, h('vscode-progress-ring', {}), h('span', {}, 'Reading the model headers…'))
@@ -373,8 +379,9 @@ function countOf(id: string): number {
   return Number(document.getElementById(id)?.querySelector('.count')?.textContent ?? NaN);
 }
 
+/** Test builds only (the .vsix build drops the body): what the page shows, for the integration tests. */
 function reportRendered(): void {
-  if (!current) return;
+  if (!__QUANTLENS_TEST_HOOKS__ || !current) return;
   const preview = current.preview;
   const resolvedShown = preview.isRecipe && preview.resolved !== undefined;
   const bytes = (id: string) => {
@@ -411,5 +418,5 @@ function reportRendered(): void {
     runReasons: Array.from(runReasons.querySelectorAll('li'), (li) => li.textContent ?? ''),
     scrollTop: state.layerTable.scrollTop,
   };
-  host.post({ type: 'rendered', view });
+  messages.postProbe({ type: 'probe:rendered', view } satisfies PageProbe<RecipeRenderedView>);
 }

@@ -9,18 +9,9 @@ import { ChatClient, ChatWorkerError } from '../../core/runtime/chatClient';
 import type { ChatTurnResult, GenerationSettings } from '../../core/runtime/chat';
 import { webviewHtml } from '../webviewHtml';
 import { configuredDevice } from '../runtimeStatus';
-import {
-  ChatRenderedView,
-  ChatSettings,
-  ChatStateView,
-  ChatSurface,
-  ChatWebviewToHost,
-  DEFAULT_CHAT_SETTINGS,
-  HostToChatWebview,
-  ModelPairView,
-  Side,
-  TurnView,
-} from '../../webviewMessages/chat';
+import { HostEndpoint, RequestHandlers } from '../../webviewMessages/endpoint';
+import { ChatMessages, ChatSettings, ChatStateView, ChatSurface, DEFAULT_CHAT_SETTINGS, ModelPairView, Side, TurnView } from '../../webviewMessages/chat';
+import { forgetChatPage, observeChatPage } from '../testHooks';
 import { hasSyntheticWeights, latestQuantizeJob, quantizePairOf } from './chatModels';
 
 export const CHAT_VIEW_ID = 'quantlens.chat';
@@ -29,11 +20,9 @@ export const CHAT_PANEL_TYPE = 'quantlens.chatPanel';
 const SETTINGS_KEY = 'quantlens.chat.settings';
 const JOBS_KEY = 'quantlens.jobs';
 
-type RenderedListener = (view: ChatRenderedView, surface: ChatSurface) => void;
-
 export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.WebviewPanelSerializer, vscode.Disposable {
-  /** The pages showing the chat now: at most one per surface. */
-  private readonly pages = new Map<ChatSurface, vscode.Webview>();
+  /** The pages showing the chat now, by their connections: at most one per surface. */
+  private readonly pages = new Map<ChatSurface, { readonly webview: vscode.Webview; readonly messages: HostEndpoint<ChatMessages> }>();
   private panel: vscode.WebviewPanel | undefined;
   private readonly client: ChatClient;
   private models: ModelPairView = { state: 'none' };
@@ -44,10 +33,6 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
   private loading: Promise<void> | undefined;
   private loadedKey = '';
   private busy = false;
-  /** What a page last reported it shows, and what each surface's page last reported. */
-  rendered: ChatRenderedView | undefined;
-  readonly renderedBy = new Map<ChatSurface, ChatRenderedView>();
-  private readonly renderedListeners = new Set<RenderedListener>();
 
   constructor(
     private readonly context: vscode.ExtensionContext,
@@ -97,19 +82,43 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
   }
 
   private attach(surface: ChatSurface, webview: vscode.Webview): void {
-    this.pages.set(surface, webview);
+    const messages: HostEndpoint<ChatMessages> = new HostEndpoint<ChatMessages>((envelope) => void webview.postMessage(envelope), this.requestHandlers(), (message) => void this.onMessage(message, surface, messages), {
+      onFailure: (method, error) => this.output.error(`chat: ${method}: ${error instanceof Error ? error.message : String(error)}`),
+    });
+    this.pages.set(surface, { webview, messages });
     webview.options = this.webviewOptions();
     webview.html = webviewHtml(webview, this.context.extensionUri, 'chat', 'QuantLens Chat');
-    webview.onDidReceiveMessage((message: ChatWebviewToHost) => void this.onMessage(message, surface, webview));
+    webview.onDidReceiveMessage((data: unknown) => messages.receive(data));
+    if (__QUANTLENS_TEST_HOOKS__) observeChatPage(this, surface, messages);
   }
 
   private detach(surface: ChatSurface, webview: vscode.Webview): void {
-    if (this.pages.get(surface) === webview) this.pages.delete(surface);
-    this.renderedBy.delete(surface);
+    if (this.pages.get(surface)?.webview === webview) this.pages.delete(surface);
+    if (__QUANTLENS_TEST_HOOKS__) forgetChatPage(this, surface);
   }
 
-  private post(message: HostToChatWebview): void {
-    for (const webview of this.pages.values()) void webview.postMessage(message);
+  /** The connection to the page on `surface`, while one is shown there. */
+  page(surface: ChatSurface): HostEndpoint<ChatMessages> | undefined {
+    return this.pages.get(surface)?.messages;
+  }
+
+  /** Sends to every page (the side-bar view and the editor tab show the same session). */
+  private post(message: ChatMessages['toPage']): void {
+    for (const { messages } of this.pages.values()) messages.notify(message);
+  }
+
+  private requestHandlers(): RequestHandlers<ChatMessages['requests']> {
+    return {
+      pickModel: ({ side }) => this.pickModel(side),
+      useLastJob: () => {
+        const last = this.latestJob();
+        // The model bar shows the loading and its outcome; the request ends with the choice.
+        if (last) void this.setModels(last.quantized, last.original);
+        else void vscode.window.showInformationMessage('QuantLens: no finished quantize job yet. Pick the models with the buttons instead.');
+        return last !== undefined;
+      },
+      copy: async ({ text }) => vscode.env.clipboard.writeText(text),
+    };
   }
 
   private state(): ChatStateView {
@@ -121,15 +130,15 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
     return latestQuantizeJob(this.context.globalState.get(JOBS_KEY));
   }
 
-  private async onMessage(message: ChatWebviewToHost, surface: ChatSurface, webview: vscode.Webview): Promise<void> {
+  private async onMessage(message: ChatMessages['toHost'], surface: ChatSurface, page: HostEndpoint<ChatMessages>): Promise<void> {
     switch (message.type) {
       case 'ready':
-        void webview.postMessage({ type: 'surface', surface } satisfies HostToChatWebview);
+        page.notify({ type: 'surface', surface });
         if (this.models.state === 'none') {
           const last = this.latestJob();
           if (last) void this.setModels(last.quantized, last.original);
         }
-        void webview.postMessage({ type: 'state', state: this.state() } satisfies HostToChatWebview);
+        page.notify({ type: 'state', state: this.state() });
         return;
       case 'send':
         await this.updateSettings(message.settings);
@@ -141,25 +150,11 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
       case 'clear':
         await this.clear();
         return;
-      case 'pickModel':
-        await this.pickModel(message.side);
-        return;
-      case 'useLastJob':
-        if (!(await this.useLatestJob())) void vscode.window.showInformationMessage('QuantLens: no finished quantize job yet. Pick the models with the buttons instead.');
-        return;
-      case 'copy':
-        await vscode.env.clipboard.writeText(message.text);
-        return;
       case 'perplexity':
         await this.perplexity(message.text);
         return;
       case 'settings':
         await this.updateSettings(message.settings);
-        return;
-      case 'rendered':
-        this.rendered = message.view;
-        this.renderedBy.set(surface, message.view);
-        for (const listener of this.renderedListeners) listener(message.view, surface);
         return;
     }
   }
@@ -176,7 +171,8 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
     await this.context.globalState.update(SETTINGS_KEY, settings);
   }
 
-  private async pickModel(side: 'quantized' | 'original'): Promise<void> {
+  /** A folder dialog for one side; false when the user chose nothing. */
+  private async pickModel(side: Side): Promise<boolean> {
     const picked = await vscode.window.showOpenDialog({
       canSelectFiles: false,
       canSelectFolders: true,
@@ -185,10 +181,12 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
       title: side === 'quantized' ? 'QuantLens: the (quantized) model folder to chat with' : 'QuantLens: the original model folder',
     });
     const folder = picked?.[0]?.fsPath;
-    if (!folder) return;
-    if (side === 'quantized') await this.setModels(folder, this.models.original);
-    else if (this.models.quantized) await this.setModels(this.models.quantized, folder);
-    else await this.setModels(folder, undefined);
+    if (!folder) return false;
+    // Loading reports its progress and errors in the model bar; the request ends when the choice is made.
+    if (side === 'quantized') void this.setModels(folder, this.models.original);
+    else if (this.models.quantized) void this.setModels(this.models.quantized, folder);
+    else void this.setModels(folder, undefined);
+    return true;
   }
 
   /** Chooses the model pair and loads it in the worker (graphs are built on first use and cached). */
@@ -325,32 +323,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Webv
     this.post({ type: 'perplexity', perplexity: this.perplexityState });
   }
 
-  /** Resolves with a page's next report that satisfies `accept`, from `surface` when given (for tests). */
-  waitForRendered(accept: (view: ChatRenderedView) => boolean, timeoutMs: number, surface?: ChatSurface): Promise<ChatRenderedView> {
-    const current = surface ? this.renderedBy.get(surface) : this.rendered;
-    if (current && accept(current)) return Promise.resolve(current);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.renderedListeners.delete(listener);
-        const last = surface ? this.renderedBy.get(surface) : this.rendered;
-        reject(new Error(`the chat ${surface ?? 'page'} did not show the expected state within ${timeoutMs} ms; last: ${JSON.stringify(last)}`));
-      }, timeoutMs);
-      const listener: RenderedListener = (view, from) => {
-        if ((surface && from !== surface) || !accept(view)) return;
-        clearTimeout(timer);
-        this.renderedListeners.delete(listener);
-        resolve(view);
-      };
-      this.renderedListeners.add(listener);
-    });
-  }
-
-  /** Types a prompt into a page (the editor tab's when open) and sends it from there (tests drive the real UI). */
-  askThroughPage(prompt: string, surface: ChatSurface = this.pages.has('panel') ? 'panel' : 'view'): void {
-    void this.pages.get(surface)?.postMessage({ type: 'ask', prompt } satisfies HostToChatWebview);
-  }
-
-  /** Changes the generation settings as the page's Settings section would (tests and automation). */
+  /** Changes the generation settings as a page's Settings section does, and shows them on every page. */
   async useSettings(settings: Partial<ChatSettings>): Promise<void> {
     await this.updateSettings({ ...this.settings, ...settings });
     this.post({ type: 'state', state: this.state() });

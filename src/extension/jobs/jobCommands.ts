@@ -254,7 +254,7 @@ export async function openJobResult(manager: JobManager, id: string): Promise<vo
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     // Wait until its page has rendered: a message sent before the page listens would be lost.
-    const session = InspectorSession.all().find((s) => s.path.startsWith(out) && s.rendered);
+    const session = InspectorSession.all().find((s) => s.path.startsWith(out) && s.pageReady);
     if (session) {
       session.show('error', true, { original: job.spec.model });
       return;

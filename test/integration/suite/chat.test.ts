@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import { runQuantizeJob } from '../../../src/core/jobs/quantize';
 import { DEFAULT_CHAT_SETTINGS } from '../../../src/webviewMessages/chat';
 import { takeScreenshot } from './screenshot';
@@ -21,7 +21,7 @@ describe('Chat view with the shipped example', function () {
   let extensionPath: string;
   before(() => {
     scratch = mkdtempSync(join(tmpdir(), 'quantlens-chat-it-'));
-    extensionPath = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.extensionPath;
+    extensionPath = vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!.extensionPath;
   });
   after(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -31,7 +31,7 @@ describe('Chat view with the shipped example', function () {
     const quantized = join(scratch, 'tiny-llama-w4a16');
     await runQuantizeJob({ model: example, out: quantized, scheme: 'w4a16-rtn' });
 
-    const quantlens = await vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.activate();
+    const quantlens = await vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!.activate();
     // The view opens from the command with the pair as its argument, as the Jobs view's result action does.
     await vscode.commands.executeCommand('quantlens.openChat', { quantized, original: example });
     const settings = quantlens.chat.currentSettings;

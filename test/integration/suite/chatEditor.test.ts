@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import type { JobRecord } from '../../../src/extension/jobs/jobManager';
 import type { QuantizeCommandArgs } from '../../../src/extension/jobs/jobCommands';
 import { takeScreenshot } from './screenshot';
@@ -32,7 +32,7 @@ describe('Chat in an editor tab at 1440x900', function () {
   });
 
   it('starts with the latest job, notes synthetic weights, and shows both answers side by side with the whole summary line', async () => {
-    const extension = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+    const extension = vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
     const quantlens = await extension.activate();
     const example = join(extension.extensionPath, 'examples', 'tiny-llama');
     const older = join(scratch, 'older-w8a8');

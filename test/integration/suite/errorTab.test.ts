@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import { runQuantizeJob } from '../../../src/core/jobs/quantize';
 import { Checkpoint } from '../../../src/core/safetensors/checkpoint';
 import { analyzeCheckpoint } from '../../../src/core/checkpoint/summary';
@@ -21,8 +21,8 @@ import { runJob } from '../../../src/core/jobs/runJob';
 import { defaultCalibrationDataset } from '../../../src/core/runtime/dataset';
 import { waitFor } from './wait';
 
-async function api(): Promise<QuantLensApi> {
-  return vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.activate();
+async function api(): Promise<QuantLensTestApi> {
+  return vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!.activate();
 }
 
 describe('Error tab: original named, output error on calibration tokens, heatmap legend', function () {
@@ -32,7 +32,7 @@ describe('Error tab: original named, output error on calibration tokens, heatmap
   after(() => rmSync(scratch, { recursive: true, force: true }));
 
   it('compares a W4A16 RTN output with its recorded source and calibration statistics', async () => {
-    const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+    const ext = vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
     const source = join(ext.extensionPath, 'examples', 'tiny-llama');
     assert.ok(existsSync(join(source, 'model.safetensors.index.json')));
     const out = join(scratch, 'tiny-w4');
@@ -84,7 +84,7 @@ describe('Error tab: original named, output error on calibration tokens, heatmap
   });
 
   it("shows the output error a calibrated GPTQ job measured, from its quantlens.json, without a statistics file", async () => {
-    const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+    const ext = vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
     const source = join(ext.extensionPath, 'examples', 'tiny-llama');
     const dataset = defaultCalibrationDataset(ext.extensionPath);
     const out = join(scratch, 'tiny-w4-gptq');

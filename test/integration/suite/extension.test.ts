@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import { takeScreenshot } from './screenshot';
 import { waitFor } from './wait';
 
@@ -91,7 +91,7 @@ describe('QuantLens in VS Code', () => {
     const elements = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
     const linear = tensors.filter((t) => /(_proj|^lm_head)\.weight$/.test(t.name)).map((t) => t.name.replace(/\.weight$/, ''));
     const total = tensors.reduce((sum, t) => sum + elements(t.shape), 0);
-    const quantlens = await vscode.extensions.getExtension<QuantLensApi>(EXTENSION_ID)!.activate();
+    const quantlens = await vscode.extensions.getExtension<QuantLensTestApi>(EXTENSION_ID)!.activate();
     const page = () => quantlens.inspectors().find((i) => i.path === file)?.rendered;
     const view = await waitFor(`the inspector page of ${file} to render its overview`, () => page());
     assert.equal(view.title, 'example.safetensors');

@@ -6,8 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
-import type { RenderedView } from '../../../src/webviewMessages/inspector';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
+import type { RenderedView } from '../../../src/webviewMessages/testProbes';
 import { runQuantizeJob } from '../../../src/core/jobs/quantize';
 import { Checkpoint } from '../../../src/core/safetensors/checkpoint';
 import { takeScreenshot } from './screenshot';
@@ -16,14 +16,14 @@ import { int4Group128SymmetricSqnr, int8ChannelSqnr, median, readBf16, tooltipNu
 import { QuantizedFixture, StoredLayer, writeAutoFp8Fixture, writeGptqFixture, writeInt8ChannelFixture, writePackQuantizedFixture } from './quantizedFixtures';
 
 function exampleDir(): string {
-  const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+  const ext = vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
   const dir = join(ext.extensionPath, 'examples', 'tiny-llama');
   assert.ok(existsSync(join(dir, 'model.safetensors.index.json')), `the example checkpoint is missing at ${dir} (npm test writes it first)`);
   return dir;
 }
 
-async function api(): Promise<QuantLensApi> {
-  const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+async function api(): Promise<QuantLensTestApi> {
+  const ext = vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
   return ext.activate();
 }
 

@@ -7,13 +7,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import { LLAMA_3_8B, llamaTensors } from '../../bench/llamaShapes';
 import { writeSparseCheckpoint } from '../../bench/sparseCheckpoint';
 import { waitFor } from './wait';
 
-async function api(): Promise<QuantLensApi> {
-  return vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.activate();
+async function api(): Promise<QuantLensTestApi> {
+  return vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!.activate();
 }
 
 const MiB = 1024 * 1024;

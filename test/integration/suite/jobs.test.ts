@@ -7,18 +7,18 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import type { JobRecord } from '../../../src/extension/jobs/jobManager';
 import type { QuantizeCommandArgs } from '../../../src/extension/jobs/jobCommands';
 import { takeScreenshot } from './screenshot';
 import { sleep, waitFor } from './wait';
 
-async function api(): Promise<QuantLensApi> {
-  return vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.activate();
+async function api(): Promise<QuantLensTestApi> {
+  return vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!.activate();
 }
 
 function exampleDir(): string {
-  const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+  const ext = vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
   return join(ext.extensionPath, 'examples', 'tiny-llama');
 }
 
@@ -64,7 +64,7 @@ describe('Quantize and calibrate jobs', function () {
   }
 
   it('runs a recipe file as the recipe preview\'s Run does, and names a modifier it cannot run', async () => {
-    const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+    const ext = vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
     const recipes = join(ext.extensionPath, 'test', 'fixtures', 'recipes');
     const out = join(scratch, 'recipe-fp8-dynamic');
     const record = await quantize({ model: exampleDir(), recipe: join(recipes, 'llmc__e2e__recipes__FP8__recipe_fp8_dynamic.yaml'), output: out });
@@ -87,7 +87,7 @@ describe('Quantize and calibrate jobs', function () {
 
   it('refuses a job on an output another job is writing, naming that job (a CLI run, or a job of this window)', async () => {
     const out = join(scratch, 'owned');
-    const ext = vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+    const ext = vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
     const cli = spawn(process.execPath, [join(ext.extensionPath, 'bin', 'quantlens.js'), 'quantize', exampleDir(), '--scheme', 'w4a16-rtn', '--max-shard-size', '2000000', '--out', out], { stdio: 'ignore' });
     try {
       // waitFor waits for a value other than undefined.

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import type { JobRecord } from '../../../src/extension/jobs/jobManager';
 import { ShownElement, shown, ui, uiAvailable } from './ui';
 import { sleep, waitFor } from './wait';
@@ -22,8 +22,8 @@ const BROKEN_RECIPE = 'quant_stage:\n  quant_modifiers:\n    QuantizationModifie
 // FP8 weights per channel, dynamic per-token activations: nothing in it to warn about on tiny-llama.
 const USER_RECIPE = 'quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n      ignore: ["lm_head"]\n      config_groups:\n        group_0:\n          weights: {num_bits: 8, type: float, symmetric: true, strategy: channel, dynamic: false}\n          input_activations: {num_bits: 8, type: float, symmetric: true, strategy: token, dynamic: true}\n          targets: ["Linear"]\n';
 
-function extension(): vscode.Extension<QuantLensApi> {
-  return vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+function extension(): vscode.Extension<QuantLensTestApi> {
+  return vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
 }
 
 /** Waits until the quick input shows `title` (the step of the command it belongs to). */

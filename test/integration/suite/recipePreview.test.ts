@@ -6,19 +6,19 @@ import * as assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import { buildRecipePreview, modelLayersFromCheckpoint } from '../../../src/core/recipe';
 import { takeScreenshot } from './screenshot';
 import { sleep, waitFor } from './wait';
 
 const FIXTURE = 'llmc__e2e__recipes__actorder__recipe_w4a16_actorder_weight.yaml';
 
-async function api(): Promise<QuantLensApi> {
-  return vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.activate();
+async function api(): Promise<QuantLensTestApi> {
+  return vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!.activate();
 }
 
 function extensionPath(): string {
-  return vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.extensionPath;
+  return vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!.extensionPath;
 }
 
 function exampleDir(): string {
@@ -28,7 +28,7 @@ function exampleDir(): string {
 }
 
 /** Waits until the preview of `path` has rendered document version `version` and `ready` holds. */
-async function renderedAt(path: string, version: number, ready: (view: NonNullable<ReturnType<QuantLensApi['recipePreviews']>[number]['rendered']>) => boolean = () => true) {
+async function renderedAt(path: string, version: number, ready: (view: NonNullable<ReturnType<QuantLensTestApi['recipePreviews']>[number]['rendered']>) => boolean = () => true) {
   const quantlens = await api();
   return waitFor(`the recipe preview of ${path} at version ${version}`, () => {
     const preview = quantlens.recipePreviews().find((p) => p.path === path);

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import { buildRecipePreview, modelLayersFromCheckpoint } from '../../../src/core/recipe';
 import { takeScreenshot } from './screenshot';
 import { shown, ui, uiAvailable } from './ui';
@@ -16,8 +16,8 @@ import { sleep, waitFor } from './wait';
 const BROKEN = 'quant_stage:\n  quant_modifiers:\n    GPTQModifier:\n      ignore: ["lm_head"]\n      scheme: W4A61\n      targets: ["Linear"]\n      block_size: big\n';
 const TITLE_BAR_PREVIEW = '.editor-group-container.active .editor-actions .action-label[aria-label^="Open Recipe Preview"]';
 
-function extension(): vscode.Extension<QuantLensApi> {
-  return vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!;
+function extension(): vscode.Extension<QuantLensTestApi> {
+  return vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!;
 }
 
 function exampleDir(): string {
@@ -26,7 +26,7 @@ function exampleDir(): string {
   return dir;
 }
 
-type Rendered = NonNullable<ReturnType<QuantLensApi['recipePreviews']>[number]['rendered']>;
+type Rendered = NonNullable<ReturnType<QuantLensTestApi['recipePreviews']>[number]['rendered']>;
 
 async function renderedAt(path: string, version: number, ready: (view: Rendered) => boolean): Promise<Rendered> {
   const quantlens = await extension().activate();

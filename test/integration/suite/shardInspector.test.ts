@@ -7,16 +7,16 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as vscode from 'vscode';
-import type { QuantLensApi } from '../../../src/extension/extension';
+import type { QuantLensTestApi } from '../../../src/extension/testApi';
 import { takeScreenshot } from './screenshot';
 import { waitFor } from './wait';
 
-async function api(): Promise<QuantLensApi> {
-  return vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.activate();
+async function api(): Promise<QuantLensTestApi> {
+  return vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!.activate();
 }
 
 function exampleDir(): string {
-  const dir = join(vscode.extensions.getExtension<QuantLensApi>('quantlens.quantlens')!.extensionPath, 'examples', 'tiny-llama');
+  const dir = join(vscode.extensions.getExtension<QuantLensTestApi>('quantlens.quantlens')!.extensionPath, 'examples', 'tiny-llama');
   assert.ok(existsSync(join(dir, 'model.safetensors.index.json')), `the example checkpoint is missing at ${dir} (npm test writes it first)`);
   return dir;
 }
