@@ -43,6 +43,10 @@
  * speed of the matrix products. The two O(n³) parts (blocked Cholesky, lazy updates) run through gemm.ts —
  * onnxruntime's CPU Gemm when available, plain loops otherwise.
  *
+ * With `algebra` (an execution provider's onnxruntime graphs, src/core/runtime/gptq/), the factorisation and
+ * the column loop with its lazy updates run there instead, in float32, on the same prepared inputs (the
+ * permutation, dead columns, dampening and group parameters stay here), so every path shares one definition.
+ *
  * Memory: H as one in × in buffer of the working precision (factorised in place: 4·in² or 8·in² bytes, 822 MB
  * in float32 for in = 14336), the accumulator A [in, out] of the working precision, the codes [out, in] (int8),
  * one block of columns, and the caller's float32 weight. Nothing grows with the model, only with one layer.
@@ -71,8 +75,10 @@ export interface GptqOptions {
   readonly groupParams?: 'upfront' | 'lazy';
   /** Dtype the scales are stored in: the model dtype. Default BF16. */
   readonly scaleDtype?: ScaleDtype;
-  /** 'auto' (default): onnxruntime for layers where it pays, when it loads; 'js': plain loops. */
+  /** 'auto' (default): onnxruntime for layers where it pays, when it loads; 'js': plain loops. Ignored with `algebra`. */
   readonly engine?: 'auto' | 'js' | 'ort';
+  /** Run the factorisation and the column loop as onnxruntime graphs on a device (float32). */
+  readonly algebra?: GptqAlgebra;
   /** Default: float64 with the JS engine, float32 with onnxruntime. */
   readonly precision?: Precision;
   /** Module name, for error messages. */
@@ -102,10 +108,46 @@ export interface GptqResult {
   readonly loss: number;
   /** Input columns whose Hessian diagonal was 0 (their weights are quantized as 0). */
   readonly deadColumns: number;
-  readonly engine: 'js' | 'ort';
+  readonly engine: 'js' | 'ort' | 'graph';
+  /** Where the algebra ran, for the job log. */
+  readonly where: string;
   readonly precision: Precision;
   /** Seconds spent factorising the Hessian and in the column loop. */
   readonly seconds: { readonly factorize: number; readonly loop: number };
+}
+
+/**
+ * GPTQ's algebra on an execution provider (src/core/runtime/gptq/engine.ts): the Cholesky factorisation and
+ * the column loop with its lazy block updates. Everything else (validation, act-order, dead columns,
+ * dampening, group parameters, the loss) stays in quantizeGptq, shared by every engine.
+ */
+export interface GptqAlgebra {
+  /** e.g. "onnxruntime graphs on WebGpuExecutionProvider". */
+  readonly where: string;
+  /** Lower Cholesky factor of the row-major n × n matrix (lower triangle read) in place; the first non-positive pivot, or −1. */
+  cholesky(a: Float32Array, n: number, signal?: AbortSignal): Promise<number>;
+  /** The column loop; returns Σ over rows of (w − deq)² for each column position. */
+  columns(task: GptqColumnsTask): Promise<Float64Array>;
+}
+
+/** The column loop's inputs and outputs, by column position (quantization order). Column blocks are [positions, rows]. */
+export interface GptqColumnsTask {
+  readonly rows: number;
+  readonly cols: number;
+  readonly bits: number;
+  /** R (upper triangle read), row-major [cols, cols]: H_damped(permuted) = R Rᵀ. */
+  readonly R: Float32Array;
+  /** The original weight of positions [j0, j1) (dead inputs 0) into out[(j − j0)·rows + row]. */
+  weightColumns(j0: number, j1: number, out: Float32Array): void;
+  /** Each cell's stored scale and zero point for positions [j0, j1), same layout. */
+  params(j0: number, j1: number, scale: Float32Array, zero: Float32Array): void;
+  /** Lazy group parameters: groups of this size must start a column block, and `observe` sets them. */
+  readonly lazyGroupSize?: number;
+  /** The group starting at position j, as the textbook algorithm has it then ([gs, rows]): compute its parameters. */
+  observe?(j: number, values: Float32Array): void;
+  /** The codes of positions [j0, j1), same layout. */
+  codes(j0: number, j1: number, codes: Float32Array): void;
+  readonly signal?: AbortSignal;
 }
 
 /** Dequantizes a GPTQ result: (q − zp) · scale per cell, exact in float32 for BF16/F16 scales. */
@@ -294,8 +336,9 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
 
   const work = (cols * cols * (cols / 3 + rows / 2));
   const engineWanted = options.engine ?? 'auto';
-  const gemm = createGemm(engineWanted === 'auto' && work < 2 ** 28 ? 'js' : engineWanted, options.precision ?? 'float32');
-  const precision: Precision = options.precision ?? (gemm.engine === 'ort' ? 'float32' : 'float64');
+  const algebra = options.algebra;
+  const gemm = createGemm(algebra || (engineWanted === 'auto' && work < 2 ** 28) ? 'js' : engineWanted, options.precision ?? 'float32');
+  const precision: Precision = algebra ? 'float32' : options.precision ?? (gemm.engine === 'ort' ? 'float32' : 'float64');
   const Ctor = precision === 'float32' ? Float32Array : Float64Array;
 
   // 1. act-order on the original diagonal (llm-compressor permutes before masking dead columns).
@@ -336,7 +379,7 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
   const t0 = performance.now();
   reverseInPlace(H, cols);
   checkCancelled(options.signal);
-  const pivot = await choleskyInPlace(H, cols, gemm, options.signal);
+  const pivot = algebra ? await algebra.cholesky(H as Float32Array, cols, options.signal) : await choleskyInPlace(H, cols, gemm, options.signal);
   if (pivot >= 0) {
     throw fail(
       `the Hessian is not positive definite after dampening (Cholesky fails at column ${cols - 1 - pivot} of ${cols}); ` +
@@ -369,9 +412,80 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
   }
   const channelArgs: QuantArgs = { ...args, strategy: 'channel', groupSize: undefined, actorder: undefined };
 
-  // 5. The column loop with blocked lazy updates.
   const N = rows;
   const q = new Int8Array(rows * cols);
+  /** Lazy parameters of the group at position j from its current values, [gs, N] position-major. */
+  const observeGroup = (j: number, values: ArrayLike<number>, slice: Float32Array) => {
+    for (let k = 0; k < gs; k++) for (let n = 0; n < N; n++) slice[n * gs + k] = values[k * N + n]!;
+    const group = quantizeRtn(slice, N, gs, channelArgs, { scaleDtype, computeDtype: 'F32' });
+    if (group.kind !== 'int') throw fail('internal: integer parameters expected');
+    const g = groupOfPos[j]!;
+    for (let n = 0; n < N; n++) {
+      params.scale[n * G + g] = group.scale[n]!;
+      if (params.zeroPoint) params.zeroPoint[n * G + g] = group.zeroPoint![n]!;
+    }
+  };
+  const result = (loss: number, t2: number): GptqResult => ({
+    rows,
+    cols,
+    args,
+    q,
+    scale: params.scale,
+    scaleShape,
+    scaleDtype,
+    ...(params.zeroPoint ? { zeroPoint: params.zeroPoint } : {}),
+    ...(gIdx ? { gIdx } : {}),
+    saveGIdx: actorder === 'group',
+    ...(perm ? { perm } : {}),
+    loss,
+    deadColumns,
+    engine: algebra ? 'graph' : gemm.engine,
+    where: algebra ? algebra.where : gemm.engine === 'ort' ? 'JavaScript with onnxruntime CPU Gemm' : 'JavaScript',
+    precision,
+    seconds: { factorize: (t1 - t0) / 1000, loop: (t2 - t1) / 1000 },
+  });
+  if (algebra) {
+    const slice = new Float32Array(lazy ? N * gs : 0);
+    const errsq = await algebra.columns({
+      rows,
+      cols,
+      bits,
+      R: R as Float32Array,
+      weightColumns: (j0, j1, out) => {
+        for (let j = j0; j < j1; j++) {
+          const c = col(j);
+          const o = (j - j0) * N;
+          if (dead[c]) out.fill(0, o, o + N);
+          else for (let n = 0; n < N; n++) out[o + n] = weight[n * cols + c]!;
+        }
+      },
+      params: (j0, j1, scale, zero) => {
+        for (let j = j0; j < j1; j++) {
+          const o = (j - j0) * N;
+          const g = groupOfPos[j]!;
+          for (let n = 0; n < N; n++) {
+            const cell = params.perTensor ? 0 : n * G + g;
+            scale[o + n] = params.scale[cell]!;
+            zero[o + n] = params.zeroPoint ? params.zeroPoint[cell]! : 0;
+          }
+        }
+      },
+      ...(lazy ? { lazyGroupSize: gs, observe: (j: number, values: Float32Array) => observeGroup(j, values, slice) } : {}),
+      codes: (j0, j1, codes) => {
+        for (let j = j0; j < j1; j++) {
+          const c = col(j);
+          const o = (j - j0) * N;
+          for (let n = 0; n < N; n++) q[n * cols + c] = codes[o + n]!;
+        }
+      },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    let loss = 0;
+    for (let j = 0; j < cols; j++) loss += (errsq[j]! * R[j * cols + j]! * R[j * cols + j]!) / 2;
+    return result(loss, performance.now());
+  }
+
+  // 5. The column loop with blocked lazy updates.
   const acc = new Ctor(cols * N); // A, transposed: row j = accumulated Σ_{i<j} D_i R_ij over the output rows
   const outer = lazy ? Math.max(gs, Math.floor(blockSize / gs) * gs) : blockSize;
   let sub = 16;
@@ -424,14 +538,8 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
               const la = (j + l) * N;
               for (let n = 0; n < N; n++) groupRows[k * N + n]! += acc[la + n]! * t;
             }
-            for (let n = 0; n < N; n++) slice![n * gs + k] = groupRows[k * N + n]!;
           }
-          const group = quantizeRtn(slice!, N, gs, channelArgs, { scaleDtype, computeDtype: 'F32' });
-          if (group.kind !== 'int') throw fail('internal: integer parameters expected');
-          for (let n = 0; n < N; n++) {
-            params.scale[n * G + g] = group.scale[n]!;
-            if (params.zeroPoint) params.zeroPoint[n * G + g] = group.zeroPoint![n]!;
-          }
+          observeGroup(j, groupRows, slice!);
         }
         const dOff = (j - b0) * N;
         const c = col(j);
@@ -452,24 +560,7 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
     if (b1 < cols) await gemm.run(cols - b1, N, b1 - b0, 1, R, b0 * cols + b1, cols, true, dBlock, 0, N, false, 1, acc, b1 * N, N);
   }
 
-  return {
-    rows,
-    cols,
-    args,
-    q,
-    scale: params.scale,
-    scaleShape,
-    scaleDtype,
-    ...(params.zeroPoint ? { zeroPoint: params.zeroPoint } : {}),
-    ...(gIdx ? { gIdx } : {}),
-    saveGIdx: actorder === 'group',
-    ...(perm ? { perm } : {}),
-    loss,
-    deadColumns,
-    engine: gemm.engine,
-    precision,
-    seconds: { factorize: (t1 - t0) / 1000, loop: (performance.now() - t1) / 1000 },
-  };
+  return result(loss, performance.now());
 }
 
 
