@@ -114,7 +114,7 @@ describe('GPTQ on the device: onnxruntime graphs (CPU provider)', function () {
   this.timeout(600_000);
   let algebra: GraphGptqAlgebra;
   before(async () => {
-    algebra = await GraphGptqAlgebra.create(CPU);
+    algebra = await GraphGptqAlgebra.create(CPU, { cpuMinWork: 0 });
   });
   after(() => algebra?.close());
 

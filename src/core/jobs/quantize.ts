@@ -35,7 +35,7 @@ import { QuantScheme, needsInputStatistics, presetScheme } from '../quant/args';
 import { compilePattern, resolveModule } from '../quant/match';
 import { QuantizeError, RtnResult, ScaleDtype, quantizeAutoFp8, quantizeRtn } from '../quant/rtn';
 import { packToInt32 } from '../quant/pack';
-import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC, GptqError, quantizeGptq } from '../quant/gptq';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC, GptqError, quantizeGptq, type GptqAlgebra } from '../quant/gptq';
 import { toGptqLayer } from '../quant/gptqFormat';
 import type { Precision } from '../quant/gemm';
 import { formatOf } from '../recipe/resolve';
@@ -114,6 +114,8 @@ export interface QuantizeJobOptions extends JobOutputOptions {
   readonly ignore?: readonly string[];
   readonly calibration?: CalibrationStatistics;
   readonly gptq?: Partial<GptqJobSettings>;
+  /** GPTQ's algebra on the job's device (runtime/gptq/engine.ts); without it, or with an explicit engine, JS. */
+  readonly gptqAlgebra?: GptqAlgebra;
   readonly maxShardBytes?: number;
   readonly onProgress?: (progress: { fraction: number; stage: string; module?: string }) => void;
 }
@@ -460,11 +462,11 @@ async function quantizeWholeLayer(checkpoint: Checkpoint, layer: PlannedLayer, s
         dampeningFrac: settings.dampeningFrac,
         groupParams: settings.groupParams,
         scaleDtype,
-        ...(settings.engine ? { engine: settings.engine } : {}),
+        ...(settings.engine ? { engine: settings.engine } : options.gptqAlgebra ? { algebra: options.gptqAlgebra } : {}),
         ...(settings.precision ? { precision: settings.precision } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      options.log?.(`${layer.module}: GPTQ loss ${result.loss.toPrecision(4)} (${result.engine}, ${result.precision}, ${(result.seconds.factorize + result.seconds.loop).toFixed(2)} s)`);
+      options.log?.(`${layer.module}: GPTQ loss ${result.loss.toPrecision(4)} (${result.where}, ${result.precision}, ${(result.seconds.factorize + result.seconds.loop).toFixed(2)} s)`);
       return { q: result.q, scale: result.scale, zeroPoint: result.zeroPoint, gIdx: result.gIdx, saveGIdx: result.saveGIdx };
     } catch (error) {
       if (options.signal?.aborted) throw new JobCancelled();

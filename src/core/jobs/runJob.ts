@@ -21,6 +21,8 @@ import { lockOutput } from './jobOutput';
 import { OutputLock, removeStaleOutputs } from './outputLock';
 import { commandOfThisProcess } from './outputOwner';
 import { PlanSummary, runPlanJob } from '../plan/planJob';
+import { requireDevice } from '../runtime/device';
+import { CPU_MIN_WORK, GraphGptqAlgebra } from '../runtime/gptq/engine';
 
 export class PreflightFailed extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -128,7 +130,14 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
     }
     const statsPath = spec.calibration?.kind === 'stats' ? spec.calibration.path : undefined;
     const calibration = sequential ?? (statsPath ? await CalibrationFile.open(statsPath) : undefined);
+    let gptqAlgebra: GraphGptqAlgebra | undefined;
     try {
+      if (report.needs.hessians) {
+        // GPTQ's algebra runs on the job's device: the calibration's, or the one asked for with a statistics file.
+        const device = sequential?.device ?? (await requireDevice(spec.device ?? 'auto'));
+        gptqAlgebra = await GraphGptqAlgebra.create(device, { log, ...(options.graphCacheDir ? { workDir: options.graphCacheDir } : {}) });
+        log(`GPTQ runs on ${gptqAlgebra.where}${device.device === 'cpu' ? ` (layers under 2^${Math.log2(CPU_MIN_WORK)} multiply-adds in exact float64 JavaScript)` : ''}: ${device.reason}`);
+      }
       const recipe = spec.recipe ? { text: await fs.readFile(spec.recipe, 'utf8'), path: spec.recipe } : undefined;
       const quantize = await runQuantizeJob({
         ...owned,
@@ -139,6 +148,7 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
         ...(spec.format ? { format: spec.format } : {}),
         ignore: spec.ignore,
         gptq: spec.gptq,
+        ...(gptqAlgebra ? { gptqAlgebra } : {}),
         calibration,
         maxShardBytes: spec.maxShardBytes,
         onProgress: (p) => {
@@ -165,6 +175,7 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
       }
       return { kind: 'quantize', quantize, calibration: calibrationSummary };
     } finally {
+      await gptqAlgebra?.close();
       await calibration?.close();
       await decoder?.checkpoint.close();
     }

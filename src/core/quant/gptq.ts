@@ -124,6 +124,8 @@ export interface GptqResult {
 export interface GptqAlgebra {
   /** e.g. "onnxruntime graphs on WebGpuExecutionProvider". */
   readonly where: string;
+  /** Whether this layer should run here (the CPU keeps small layers in exact float64 JS); default yes. */
+  wants?(rows: number, cols: number): boolean;
   /** Lower Cholesky factor of the row-major n × n matrix (lower triangle read) in place; the first non-positive pivot, or −1. */
   cholesky(a: Float32Array, n: number, signal?: AbortSignal): Promise<number>;
   /** The column loop; returns Σ over rows of (w − deq)² for each column position. */
@@ -336,7 +338,7 @@ export async function quantizeGptq(weight: Float32Array, rows: number, cols: num
 
   const work = (cols * cols * (cols / 3 + rows / 2));
   const engineWanted = options.engine ?? 'auto';
-  const algebra = options.algebra;
+  const algebra = options.algebra && (options.algebra.wants?.(rows, cols) ?? true) ? options.algebra : undefined;
   const gemm = createGemm(algebra || (engineWanted === 'auto' && work < 2 ** 28) ? 'js' : engineWanted, options.precision ?? 'float32');
   const precision: Precision = algebra ? 'float32' : options.precision ?? (gemm.engine === 'ort' ? 'float32' : 'float64');
   const Ctor = precision === 'float32' ? Float32Array : Float64Array;

@@ -25,6 +25,9 @@ import { DeviceReport, DeviceUnavailableError, explainCudaFailure, providerName 
 import { checkPlacement, describePlacement, summarizeNodes } from '../placement';
 import { GRAPH_BLOCK, GptqGraphKind, graphKey, writeGptqGraph } from './graphs';
 
+/** Below this much work (multiply-adds of the factorisation and the updates) a CPU layer runs in JavaScript. */
+export const CPU_MIN_WORK = 2 ** 28;
+
 function loadOrt(): typeof Ort {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require('onnxruntime-node') as typeof Ort;
@@ -48,6 +51,8 @@ export interface GraphGptqOptions {
   readonly log?: (line: string) => void;
   /** Folder for the graph files while sessions are created (a fresh folder inside it). Default: the OS temp folder. */
   readonly workDir?: string;
+  /** On the CPU, layers with less work than this run in JavaScript (wants). Default CPU_MIN_WORK. */
+  readonly cpuMinWork?: number;
 }
 
 export class GraphGptqAlgebra implements GptqAlgebra {
@@ -59,6 +64,15 @@ export class GraphGptqAlgebra implements GptqAlgebra {
 
   private constructor(readonly device: DeviceReport, private readonly folder: string, private readonly options: GraphGptqOptions) {
     this.where = `onnxruntime graphs on ${providerName(device.device)}`;
+  }
+
+  /**
+   * GPU providers take every layer. On the CPU the graphs beat GPTQ in JavaScript (with onnxruntime's Gemm)
+   * 1.7× at 1024×1024 and 2.8× at 4096×4096 (docs/performance.md §6); layers below 2²⁸ multiply-adds stay
+   * in JavaScript, where they run in exact float64 in well under a second.
+   */
+  wants(rows: number, cols: number): boolean {
+    return this.device.device !== 'cpu' || cols * cols * (cols / 3 + rows / 2) >= (this.options.cpuMinWork ?? CPU_MIN_WORK);
   }
 
   static async create(device: DeviceReport, options: GraphGptqOptions = {}): Promise<GraphGptqAlgebra> {
