@@ -10,7 +10,7 @@
  *     quantization_config `quant_method: fp8` (docs/formats.md §6), for FP8 schemes.
  *
  * What to quantize comes from a preset (`scheme`) or an llm-compressor recipe (`recipe`, resolved per layer by
- * src/core/recipe/resolve.ts): QuantizationModifier layers get round-to-nearest (rtn.ts), GPTQModifier layers
+ * src/core/recipe/resolve.ts): QuantizationModifier layers get round-to-nearest (quant/rtn/), GPTQModifier layers
  * GPTQ (gptq.ts) with the Hessians of the calibration statistics.
  *
  * Safety (jobOutput.ts): the output's lock is held throughout; the output is built in a partial folder with an

@@ -17,7 +17,7 @@
  *     loop, on the original weight: contiguous groups without act-order and with actorder "static"/"weight"
  *     (where g_idx = perm[j] // group_size, so groups stay contiguous in the original order); groups of the
  *     *permuted* weight with actorder "group" (g_idx saved as weight_g_idx). They are computed exactly as RTN
- *     computes them (rtn.ts), in the model dtype, and the loop quantizes with those stored values, so the
+ *     computes them (rtn/params.ts), in the model dtype, and the loop quantizes with those stored values, so the
  *     codes written are the loop's codes and dequantizing the checkpoint gives the returned weight bit for bit.
  *     (Upstream runs the actorder-"group" observer on the float32 weight and rounds the scale to the model dtype
  *     only when saving; the difference is in the last bit of a scale.)

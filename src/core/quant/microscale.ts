@@ -16,7 +16,7 @@
  *   — clamped to finfo(c).tiny; `448 · 6 / amax` is a Python float over a tensor, which torch evaluates as
  *   `amax.reciprocal() * 2688` (torch/_tensor.py `__rdiv__`): two ops in c; NaN/Inf → 1; then float32.
  * - NVFP4 group scale (`calculate_qparams`): s = amax / 6 (a tensor over a Python float: on CUDA, where
- *   llm-compressor runs, a multiplication by the float32 reciprocal; see rtn.ts), then `global · s` in
+ *   llm-compressor runs, a multiplication by the float32 reciprocal; see rtn/params.ts), then `global · s` in
  *   float32, clamped to ±448 and cast to float8_e4m3fn (round to nearest even), 0 → 0.125 (the e4m3 eps).
  * - MX exponent (quantization/utils/mxfp_utils.py `generate_mx_scales`): `round_to_power_2(amax)` adds
  *   2^(mantissa − 2) to amax's bits in c and keeps sign and exponent (so a significand ≥ 1.75 rounds up);
