@@ -5,8 +5,11 @@
  */
 import { QuantScheme, presetScheme } from '../quant/args';
 import { formatOf } from './resolve';
-import { Ctx, PatternRef, checkField, checkPatternList, checkPatternsAgainstModel, checkPreset, checkQuantArgs, checkScheme, laxInt, strValue, unknownKey } from './checks';
-import { ResolvedGroup, checkDivisibility } from './recipe';
+import { Ctx, checkField, laxInt, strValue, unknownKey } from './checks';
+import { PatternRef, checkPatternList, checkPatternsAgainstModel } from './patterns';
+import { checkPreset, checkQuantArgs, checkScheme } from './schemeChecks';
+import type { ResolvedGroup } from './recipe';
+import { checkDivisibility } from './modelFit';
 import { CT_CONFIG_FIELDS, FP8_CONFIG_FIELDS, FieldSpec, GPTQ_CONFIG_FIELDS, GPTQ_SYNONYMS } from './schema';
 import { PEntry, PMap, entry, isNull, parseText, typeName } from './tree';
 import type { Diagnostic, ValidateOptions } from './types';

@@ -1,29 +1,18 @@
 /**
  * llm-compressor recipe validation (docs/formats.md §4): the stage / group / modifier structure that
  * `Recipe.from_dict` reads, each modifier's fields (extra fields are forbidden), the schemes they carry,
- * the recipe-level rules, and — with a model — targets, ignore entries and group-size divisibility.
+ * the recipe-level rules, and — with a model — targets, ignore entries, group-size divisibility and the
+ * fused layers' NVFP4 global scales (modelFit.ts).
  */
 import { QUANT_ARGS_FIELDS, QuantArgs, QuantScheme, presetScheme } from '../quant/args';
-import {
-  Ctx,
-  PatternRef,
-  checkField,
-  checkPatternList,
-  checkPatternsAgainstModel,
-  checkPreset,
-  checkQuantArgs,
-  checkScheme,
-  describeLayers,
-  laxBool,
-  laxFloat,
-  testPattern,
-  strValue,
-  unknownKey,
-} from './checks';
+import { Ctx, checkField, laxBool, laxFloat, strValue, unknownKey } from './checks';
+import { PatternRef, checkPatternList, checkPatternsAgainstModel } from './patterns';
+import { checkPreset, checkQuantArgs, checkScheme } from './schemeChecks';
+import { checkDivisibility, checkFusedGlobalScales } from './modelFit';
 import { AWQ_MAPPING_FIELDS, MODIFIER_NAMES, ModifierSpec, OBSERVER_MAP_FIELDS, RETIRED_MODIFIERS, RETIRED_STAGE_KEYS, fieldSpec, modifierSpec, visibleFields } from './schema';
 import { closest } from './suggest';
 import { PEntry, PMap, PNode, ParsedText, Span, entry, isNull, parseText, typeName } from './tree';
-import type { Diagnostic, ModelLayer, ValidateOptions } from './types';
+import type { Diagnostic, ValidateOptions } from './types';
 
 /** One quantization group a modifier applies, after resolving scheme / config_groups. */
 export interface ResolvedGroup {
@@ -385,6 +374,7 @@ function checkQuantizationModifier(ctx: Ctx, spec: ModifierSpec, node: PMap, mod
     }
     checkPatternsAgainstModel(ctx, ignore, 'ignore');
     if (!bypass) checkDivisibility(ctx, result);
+    checkFusedGlobalScales(ctx, result);
   }
   return result;
 }
@@ -423,48 +413,6 @@ function resolveGptqActorder(ctx: Ctx, node: PMap, groups: readonly ResolvedGrou
     }
     return { ...g, scheme: { ...g.scheme, weights: { ...w, actorder: actorder ?? undefined } } };
   });
-}
-
-/** The group of `modifier` that applies to `layer`, or undefined (not targeted or ignored). */
-export function assignGroup(modifier: Pick<RecipeModifier, 'groups' | 'ignore'>, layer: ModelLayer): ResolvedGroup | undefined {
-  if (modifier.ignore.some((i) => testPattern(i, layer))) return undefined;
-  let best: { group: ResolvedGroup; rank: number } | undefined;
-  for (const group of modifier.groups) {
-    for (const target of group.scheme.targets) {
-      if (!testPattern(target, layer)) continue;
-      // Precedence among matching targets: exact name, then regex, then class name.
-      const rank = target === layer.name ? 0 : target.startsWith('re:') ? 1 : 2;
-      if (!best || rank < best.rank) best = { group, rank };
-    }
-  }
-  return best?.group;
-}
-
-/** Group-quantized layers whose input features are not divisible by group_size (LLMC group_size_validation.py). */
-export function checkDivisibility(ctx: Ctx, modifier: Pick<RecipeModifier, 'groups' | 'ignore'>, severity: 'error' | 'warning' = 'error', consequence = 'llm-compressor stops before calibration'): void {
-  const model = ctx.model;
-  if (!model) return;
-  const byGroup = new Map<ResolvedGroup, ModelLayer[]>();
-  for (const layer of model.layers) {
-    const group = assignGroup(modifier, layer);
-    const w = group?.scheme.weights;
-    if (!group || !w || (w.strategy !== 'group' && w.strategy !== 'tensor_group') || !w.groupSize || layer.inFeatures === undefined) continue;
-    if (layer.inFeatures >= w.groupSize && layer.inFeatures % w.groupSize !== 0) {
-      const list = byGroup.get(group) ?? [];
-      list.push(layer);
-      byGroup.set(group, list);
-    }
-  }
-  for (const [group, layers] of byGroup) {
-    const gs = group.scheme.weights!.groupSize!;
-    const what = group.origin === 'scheme' ? `scheme ${group.name === 'group_0' ? '' : `${group.name} `}quantizes weights in groups of ${gs}, which` : `group_size ${gs} of config group "${group.name}"`;
-    ctx.add(
-      severity,
-      'group-size-indivisible',
-      group.groupSizeSpan ?? group.span,
-      `${what} does not divide the input features of ${layers.length} targeted layer${layers.length === 1 ? '' : 's'}: ${describeLayers(layers)}. ${consequence}; add ${layers.length === 1 ? 'it' : 'them'} to \`ignore\` or pick a group_size that divides ${layers.length === 1 ? 'it' : 'them'}`,
-    );
-  }
 }
 
 /** Non-quantization modifiers: patterns, mappings; returns their targets. */

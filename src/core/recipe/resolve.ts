@@ -7,8 +7,9 @@
 import { QuantArgs, QuantScheme, inferFormat } from '../quant/args';
 import { compilePattern } from '../quant/match';
 import { describeScheme } from '../checkpoint/scheme';
-import { RecipeAnalysis, RecipeModifier, analyzeRecipe, assignGroup } from './recipe';
-import { testPattern } from './checks';
+import { RecipeAnalysis, RecipeModifier, analyzeRecipe } from './recipe';
+import { assignGroup } from './modelFit';
+import { testPattern } from './patterns';
 import type { Diagnostic, ModelLayer, ModelLayers } from './types';
 
 export interface LayerPlan {
