@@ -1,7 +1,8 @@
 import * as vscode from 'vscode';
 import { spawn } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { DevicePreference, DeviceReport, installProviderLibraries, parseDevicePreference, onnxruntimeBinDir, onnxruntimeVersion } from '../core/runtime/device';
+import { join } from 'node:path';
+import { DevicePreference, DeviceReport, installProviderLibraries, parseDevicePreference } from '../core/runtime/device';
+import { ortNativeDir, ortPackageDir, ortVersion } from '../core/util/ort';
 import { probeDeviceInChild } from '../core/jobs/jobProcess';
 
 /**
@@ -63,7 +64,7 @@ export class RuntimeStatus implements vscode.Disposable {
 }
 
 async function runInstaller(output: vscode.LogOutputChannel, token: vscode.CancellationToken): Promise<void> {
-  const pkgDir = dirname(require.resolve('onnxruntime-node/package.json'));
+  const pkgDir = ortPackageDir();
   const script = join(pkgDir, 'script', 'install.js');
   await new Promise<void>((resolve, reject) => {
     const child = spawn(process.execPath, [script, '--onnxruntime-node-install=cuda12'], {
@@ -94,7 +95,7 @@ export function registerRuntimeStatus(context: vscode.ExtensionContext, output: 
       }
       let folder = args?.folder;
       if (!folder) {
-        const version = onnxruntimeVersion();
+        const version = ortVersion();
         const choice = await vscode.window.showQuickPick(
           [
             { label: '$(cloud-download) Download the CUDA 12 provider libraries', description: `onnxruntime ${version} GPU build, a few hundred MB, via onnxruntime-node's installer`, id: 'download' },
@@ -105,7 +106,7 @@ export function registerRuntimeStatus(context: vscode.ExtensionContext, output: 
         if (!choice) return report;
         if (choice.id === 'download') {
           const consent = await vscode.window.showWarningMessage(
-            `Download onnxruntime ${version}'s CUDA provider libraries into ${onnxruntimeBinDir()}?`,
+            `Download onnxruntime ${version}'s CUDA provider libraries into ${ortNativeDir()}?`,
             { modal: true, detail: 'This runs onnxruntime-node\'s own install script, which downloads the GPU package from onnxruntime\'s release location. Nothing else is changed.' },
             'Download',
           );

@@ -1,6 +1,7 @@
 /**
  * Bench section `runtime`: graph build time against a plain copy of the checkpoint's weight bytes, and
- * prefill / decode tokens per second on CPU (2 intra-op threads, sessions in the runtime worker) for the
+ * prefill / decode tokens per second on CPU (2 intra-op threads) through the decoder the chat runs
+ * (runtime/causalLM.ts OnnxCausalLM: the same session settings and KV-cache handling) for the
  * shipped example and a TinyLlama-shaped synthetic model (hidden 2048, 22 layers, vocab 32000, random bf16
  * weights written to bench-data/ once), in fp32 and from INT4 (W4A16 RTN), INT8 (W8A8) and FP8 (dynamic)
  * checkpoints made by the quantize job, with ratios to the fp32 graph measured in the same run. FP8 runs
@@ -14,7 +15,8 @@ import { ensureSyntheticLlama } from './syntheticLlama';
 import { runQuantizeJob, SchemeName } from '../../src/core/jobs/quantize';
 import { buildDecoderGraph } from '../../src/core/runtime/graphCache';
 import type { DecoderGraphOptions } from '../../src/core/runtime/llama/graph';
-import { DecoderSession, RuntimeHost } from '../../src/core/runtime/session';
+import { KVCache, OnnxCausalLM } from '../../src/core/runtime/causalLM';
+import { graphOptionsFor } from '../../src/core/runtime/device';
 import { BenchRow, ms } from './harness';
 
 const root = join(__dirname, '..', '..');
@@ -57,30 +59,29 @@ interface Speed {
   decodeTokensPerSecond: number;
 }
 
-async function measure(session: DecoderSession, prompt: number, steps: number): Promise<Speed> {
+async function measure(model: OnnxCausalLM, prompt: number, steps: number): Promise<Speed> {
   const ids = Array.from({ length: prompt }, (_, i) => (i * 7919 + 13) % 1000);
-  await session.forward(ids.slice(0, 4)); // warm-up: first-run allocations
+  await model.forward(ids.slice(0, 4), null); // warm-up: first-run allocations
   let best = Infinity;
-  let past;
+  let past: KVCache | undefined;
   for (let r = 0; r < 2; r++) {
     const t = performance.now();
-    const out = await session.forward(ids);
+    const out = await model.forward(ids, null, { lastOnly: true });
     best = Math.min(best, performance.now() - t);
-    past = out.past;
+    past = out.cache;
   }
   const times: number[] = [];
   for (let s = 0; s < steps; s++) {
     const t = performance.now();
-    const out = await session.forward([(s * 31 + 7) % 1000], past);
+    const out = await model.forward([(s * 31 + 7) % 1000], past!, { lastOnly: true });
     times.push(performance.now() - t);
-    past = out.past;
+    past = out.cache;
   }
   times.sort((a, b) => a - b);
   return { prefillTokensPerSecond: (prompt / best) * 1000, decodeTokensPerSecond: 1000 / times[Math.floor(times.length / 2)]! };
 }
 
 export async function runtimeSection(rows: BenchRow[]): Promise<void> {
-  const host = new RuntimeHost(join(root, 'dist', 'workers', 'runtime.worker.js'));
   const cache = join(dataDir, 'graph-cache');
   const scratch = join(dataDir, 'copy-scratch');
   await fs.mkdir(scratch, { recursive: true });
@@ -109,13 +110,13 @@ export async function runtimeSection(rows: BenchRow[]): Promise<void> {
         await fs.rm(cache, { recursive: true, force: true });
         const copy = await copyBaseline(folder, scratch);
         const started = performance.now();
-        const built = await buildDecoderGraph(folder, cache, { maxSequenceLength: 512, ...graphOptions });
+        // The CPU's graph options as the chat builds them (device.ts), with the variant's override.
+        const built = await buildDecoderGraph(folder, cache, { ...graphOptionsFor('cpu'), maxSequenceLength: 512, ...graphOptions });
         const build = performance.now() - started;
         rows.push({ section: 'runtime', what: `${m.label} ${label}: graph build`, result: ms(build), baseline: `${ms(copy)} copy of the weight files`, ratio: `${(build / copy).toFixed(2)}× the copy`, target: '—' });
-        const created = await host.createSession(built.modelPath, { intraOpThreads: 2 });
-        if (!created.ok) throw new Error(created.error);
+        const model = await OnnxCausalLM.load(built.modelPath, { intraOpNumThreads: 2, maxPositions: built.info.maxSequenceLength });
         try {
-          const speed = await measure(new DecoderSession(created.session, built.info), m.prompt, m.steps);
+          const speed = await measure(model, m.prompt, m.steps);
           fp32 ??= speed;
           const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}× fp32`;
           rows.push({ section: 'runtime', what: `${m.label} ${label}: prefill ${m.prompt} tokens`, result: `${speed.prefillTokensPerSecond.toFixed(1)} tok/s`, baseline: `${fp32.prefillTokensPerSecond.toFixed(1)} tok/s fp32`, ratio: ratio(speed.prefillTokensPerSecond, fp32.prefillTokensPerSecond), target: '—' });
@@ -128,12 +129,11 @@ export async function runtimeSection(rows: BenchRow[]): Promise<void> {
             target: !m.label.startsWith('TinyLlama') ? '—' : label.startsWith('INT4') ? 'INT4 ≥ 5× fp32' : label === 'FP8 (dynamic)' ? 'FP8 ≥ 1.0× fp32' : '—',
           });
         } finally {
-          await created.session.release();
+          await model.release();
         }
       }
     }
   } finally {
-    await host.dispose();
     await fs.rm(scratch, { recursive: true, force: true });
     await fs.rm(cache, { recursive: true, force: true });
   }

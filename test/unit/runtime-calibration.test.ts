@@ -1,111 +1,115 @@
 /**
- * Calibration block graphs: block by block over a right-padded batch, with embeddings computed in JS for
- * block 0 and each block's output fed to the next. The in-graph statistics (absmax, per-channel absmax,
- * Hessian accumulation H_out = H_in + XᵀX over non-padding tokens) equal a float64 computation on the
- * reference forward pass's layer inputs, and block outputs equal the reference hidden states.
+ * Calibration statistics through the production path — the calibrate job (jobs/calibrate.ts) over the block
+ * pipeline (jobs/blockPipeline.ts), which the one-pass quantize job shares — on a 3-block random Llama with a
+ * byte-level tokenizer and a JSONL dataset whose records have different lengths (so the batch is right-padded
+ * and the padding must be masked out of every statistic), several onnxruntime runs per block (so the Hessian
+ * fed back between runs is checked too).
+ *
+ * For EVERY block, the statistics file's per-layer input absmax, per-channel input absmax and Hessian
+ * (2/n Σ x xᵀ over the real tokens) equal a float64 computation on the reference forward pass's layer inputs
+ * (test/helpers/llamaReference.ts), each sample run alone without padding. A block's inputs are the previous
+ * block's outputs, so this also checks every block's outputs as the pipeline propagates them.
  */
 import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { buildBlockGraphs } from '../../src/core/runtime/graphCache';
-import { embedTokens, openDecoderModel } from '../../src/core/runtime/llama/graph';
-import { RuntimeHost, RuntimeSession, WireTensor } from '../../src/core/runtime/session';
-import { randomWeights, referenceForward, relativeError, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
-import { repoRoot, tempDir } from '../helpers/paths';
+import { runCalibrationJob, sharedInputOwner } from '../../src/core/jobs/calibrate';
+import { Checkpoint } from '../../src/core/safetensors/checkpoint';
+import { decodeToFloat64 } from '../../src/core/dtypes/convert';
+import { ModelTokenizer } from '../../src/core/runtime/tokenizer';
+import { loadCalibrationDataset } from '../../src/core/runtime/dataset';
+import { randomWeights, referenceForward, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
+import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
+import { tempDir } from '../helpers/paths';
 
-describe('runtime: calibration block graphs with in-graph statistics', function () {
-  this.timeout(120_000);
+const LAYERS = 3;
+const MODULES = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
+const RECORDS = [
+  'The quick brown fox jumps over the lazy dog.',
+  'Quantization maps floats to a few levels.',
+  'Short one.',
+  'Calibration data walks through each decoder block in turn, as llm-compressor does.',
+  'Hessians: H = 2/n sum x x^T.',
+];
+const SEQ = 40;
+
+describe('runtime: calibration statistics of every block (calibrate job) against float64', function () {
+  this.timeout(300_000);
   let tmp: ReturnType<typeof tempDir>;
-  let host: RuntimeHost;
-  before(() => {
-    tmp = tempDir();
-    host = new RuntimeHost(join(repoRoot(), 'dist', 'workers', 'runtime.worker.js'));
-  });
-  after(async () => {
-    await host.dispose();
-    tmp.cleanup();
-  });
+  before(() => (tmp = tempDir()));
+  after(() => tmp.cleanup());
 
-  it('absmax, per-channel absmax and Hessians over a padded batch equal float64 statistics of the reference inputs', async () => {
-    const config = tinyConfig({ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', num_key_value_heads: 1 });
-    const weights = randomWeights(config, 9);
-    const folder = join(tmp.path, 'model');
-    await writeTinyCheckpoint(folder, config, weights);
-    const sequences = [
-      [5, 9, 2, 44, 17, 3, 30],
-      [12, 1, 49, 6],
-    ];
-    const S = 7;
-    const H = config.hidden_size;
+  it('absmax, per-channel absmax and Hessians of every linear of every block, over a padded batch in several runs, equal the float64 reference', async () => {
+    // Vocabulary 258: the byte tokenizer's 256 bytes + <s> + </s>.
+    const config = tinyConfig({ num_hidden_layers: LAYERS, vocab_size: 258, num_key_value_heads: 1, max_position_embeddings: 64 });
+    const weights = randomWeights(config, 23);
+    const model = join(tmp.path, 'model');
+    await writeTinyCheckpoint(model, config, weights);
+    writeTinyTokenizerFolder(model, { 'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>', pad_token: '</s>', add_bos_token: true } }, { bosPostProcessor: true });
+    const dataset = join(tmp.path, 'records.jsonl');
+    await fs.writeFile(dataset, RECORDS.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+    const stats = join(tmp.path, 'stats.safetensors');
+    // 2 samples per run at the longest sample's length: 3 runs per block, the last one a single sample.
+    const tokenizer = await ModelTokenizer.load(model);
+    const samples = (await loadCalibrationDataset(dataset, tokenizer, { samples: RECORDS.length, seqLen: SEQ })).samples;
+    const longest = Math.max(...samples.map((s) => s.tokens));
+    assert.ok(Math.min(...samples.map((s) => s.tokens)) < longest / 2, 'the samples must have different lengths (padding)');
+    const summary = await runCalibrationJob({ model, out: stats, dataset, samples: RECORDS.length, seqLen: SEQ, hessians: true, graphCacheDir: tmp.path, tokensPerRun: 2 * longest, device: 'cpu' });
+    const n = samples.reduce((sum, s) => sum + s.tokens, 0);
+    assert.equal(summary.tokens, n);
+    assert.equal(summary.layers, LAYERS * MODULES.length);
 
-    // Reference statistics: every linear's input rows over the real (non-padding) tokens of both sequences.
+    // The reference: each sample alone (no padding), every linear's input rows in float64.
     const absmax = new Map<string, number>();
     const channel = new Map<string, Float64Array>();
-    const hessian = new Map<string, Float64Array>();
-    const blockOutputs = sequences.map((tokens) =>
-      referenceForward(config, weights, tokens, {
+    const xtx = new Map<string, Float64Array>();
+    for (const sample of samples) {
+      referenceForward(config, weights, Array.from(sample.inputIds.subarray(0, sample.tokens)), {
         linearInput: (module, rows) => {
           const K = rows[0]!.length;
           const ch = channel.get(module) ?? new Float64Array(K);
-          const h = hessian.get(module) ?? new Float64Array(K * K);
+          const h = xtx.get(module) ?? new Float64Array(K * K);
           for (const row of rows) {
             for (let i = 0; i < K; i++) {
               ch[i] = Math.max(ch[i]!, Math.abs(row[i]!));
-              for (let j = 0; j < K; j++) h[i * K + j] += row[i]! * row[j]!;
+              for (let j = 0; j < K; j++) h[i * K + j]! += row[i]! * row[j]!;
             }
           }
           channel.set(module, ch);
-          hessian.set(module, h);
+          xtx.set(module, h);
           absmax.set(module, Math.max(...ch));
         },
-      }).blockOutputs,
-    );
+      });
+    }
 
-    const built = await buildBlockGraphs(folder, join(tmp.path, 'cache'), { maxSequenceLength: 32 });
-    assert.equal(built.blocks.length, config.num_hidden_layers);
-    const model = await openDecoderModel(folder);
-    let hidden: Float32Array;
+    const file = await Checkpoint.open(stats);
+    const read = async (name: string) => decodeToFloat64(file.tensor(name).dtype, await file.readTensorBytes(name));
     try {
-      // Block 0's input: embeddings of the right-padded batch (padding token 0; masked out).
-      hidden = await embedTokens(model, sequences.flatMap((s) => [...s, ...new Array(S - s.length).fill(0)]));
-    } finally {
-      await model.checkpoint.close();
-    }
-    const mask = BigInt64Array.from(sequences.flatMap((s) => Array.from({ length: S }, (_, i) => (i < s.length ? 1n : 0n))));
-
-    for (const block of built.blocks) {
-      const created = await host.createSession(block.modelPath);
-      assert.ok(created.ok, created.ok ? '' : created.error);
-      const session: RuntimeSession = created.session;
-      try {
-        const feeds: Record<string, WireTensor> = {
-          hidden_states: { type: 'float32', dims: [2, S, H], data: hidden },
-          attention_mask: { type: 'int64', dims: [2, S], data: mask.slice() },
-        };
-        // Accumulate over two runs (the same batch twice) to check that H_in is carried: expect 2·XᵀX.
-        for (const m of block.hessianModules) feeds[`H_in.${m}`] = { type: 'float32', dims: [block.inFeatures[m]!, block.inFeatures[m]!], data: new Float32Array(block.inFeatures[m]! ** 2) };
-        // Feeds move to the worker: the first run gets copies of the batch.
-        const first = await session.run({ ...feeds, hidden_states: { ...feeds.hidden_states!, data: hidden.slice() }, attention_mask: { ...feeds.attention_mask!, data: mask.slice() } });
-        for (const m of block.hessianModules) feeds[`H_in.${m}`] = first[`H_out.${m}`]!;
-        const out = await session.run(feeds);
-        for (const m of block.modules) {
-          assert.ok(Math.abs((out[`absmax.${m}`]!.data as Float32Array)[0]! - absmax.get(m)!) <= 1e-5 * absmax.get(m)!, `${m} absmax`);
-          assert.ok(relativeError(out[`channel_absmax.${m}`]!.data as Float32Array, channel.get(m)!) < 1e-5, `${m} channel absmax`);
-          const twice = hessian.get(m)!.map((v) => 2 * v);
-          const error = relativeError(out[`H_out.${m}`]!.data as Float32Array, twice);
-          assert.ok(error < 1e-5, `${m} Hessian relative error ${error}`);
+      for (let block = 0; block < LAYERS; block++) {
+        for (const m of MODULES) {
+          const module = `model.layers.${block}.${m}`;
+          const wantMax = absmax.get(module)!;
+          const gotMax = (await read(`${module}.input_absmax`))[0]!;
+          assert.ok(Math.abs(gotMax - wantMax) <= 1e-5 * wantMax, `${module} absmax ${gotMax} vs ${wantMax}`);
+          const gotChannel = await read(`${module}.input_channel_absmax`);
+          const wantChannel = channel.get(module)!;
+          for (let i = 0; i < wantChannel.length; i++) assert.ok(Math.abs(gotChannel[i]! - wantChannel[i]!) <= 1e-5 * wantMax, `${module} channel ${i}: ${gotChannel[i]} vs ${wantChannel[i]}`);
+          if (sharedInputOwner(module) !== module) continue;
+          const hessian = await read(`${module}.hessian`);
+          const want = xtx.get(module)!;
+          let diff = 0;
+          let norm = 0;
+          for (let k = 0; k < want.length; k++) {
+            const w = (2 / n) * want[k]!;
+            diff += (hessian[k]! - w) ** 2;
+            norm += w ** 2;
+          }
+          const error = Math.sqrt(diff / norm);
+          assert.ok(error < 1e-5, `${module} Hessian relative error ${error}`);
         }
-        hidden = out.block_output!.data as Float32Array;
-        // Real tokens' outputs equal the reference hidden states after this block.
-        sequences.forEach((tokens, b) => {
-          const expected = blockOutputs[b]![block.block]!.flatMap((r) => [...r]);
-          const actual = hidden.subarray(b * S * H, (b * S + tokens.length) * H);
-          assert.ok(relativeError(actual, expected) < 1e-4, `block ${block.block} output, sequence ${b}`);
-        });
-      } finally {
-        await session.release();
       }
+    } finally {
+      await file.close();
     }
-    const reused = await buildBlockGraphs(folder, join(tmp.path, 'cache'), { maxSequenceLength: 32 });
-    assert.equal(reused.reused, true);
   });
 });

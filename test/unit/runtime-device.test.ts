@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { CUDA_PROVIDER_FILES, detectDevice, explainCudaFailure, installProviderLibraries, onnxruntimeBinDir } from '../../src/core/runtime/device';
+import { CUDA_PROVIDER_FILES, detectDevice, explainCudaFailure, installProviderLibraries } from '../../src/core/runtime/device';
+import { ortNativeDir } from '../../src/core/util/ort';
 import { tempDir } from '../helpers/paths';
 import { cudaSessionLoads, identityModel } from '../helpers/cudaOracle';
 
@@ -80,6 +81,6 @@ describe('runtime: device selection', () => {
     const copied = await installProviderLibraries(source, bin);
     assert.deepEqual((await fs.readdir(bin)).sort(), [...CUDA_PROVIDER_FILES].sort());
     assert.equal(copied.length, 2);
-    assert.ok(onnxruntimeBinDir().endsWith(join('bin', 'napi-v6', process.platform, process.arch)));
+    assert.ok(ortNativeDir().endsWith(join('bin', 'napi-v6', process.platform, process.arch)));
   });
 });

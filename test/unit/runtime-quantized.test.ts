@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { openDecoderModel, writeDecoderGraph } from '../../src/core/runtime/llama/graph';
 import { runQuantizeJob, SchemeName } from '../../src/core/jobs/quantize';
+import type { Int8Kernel } from '../../src/core/runtime/llama/linear';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { buildLayerMap } from '../../src/core/checkpoint/scheme';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
@@ -106,21 +107,24 @@ describe('runtime: quantized checkpoints run natively', function () {
   });
   after(() => tmp.cleanup());
 
-  const cases: [SchemeName, string, number][] = [
+  // INT8 runs in each MatMulInteger form: the CPU's own (u8u8 or u8s8 by the host's VNNI) and CUDA's int8 × int8
+  // (s8s8, linear.ts int8KernelFor), which the CPU provider also runs.
+  const cases: [SchemeName, string, number, Int8Kernel?][] = [
     ['w8a8', 'int8', 1e-4],
+    ['w8a8', 'int8', 1e-4, 's8s8'],
     ['fp8-dynamic', 'fp8', 1e-4],
     ['w4a16-rtn', 'int4', 1e-4],
   ];
-  for (const [scheme, kind, tolerance] of cases) {
-    it(`${scheme}: ${kind} linears; logits equal the reference on the dequantized weights`, async () => {
-      const out = join(tmp.path, scheme);
+  for (const [scheme, kind, tolerance, int8Kernel] of cases) {
+    it(`${scheme}${int8Kernel ? ` (${int8Kernel} MatMulInteger, the CUDA form)` : ''}: ${kind} linears; logits equal the reference on the dequantized weights`, async () => {
+      const out = join(tmp.path, `${scheme}${int8Kernel ?? ''}`);
       await runQuantizeJob({ model: join(tmp.path, 'float'), out, scheme });
       const model = await openDecoderModel(out);
-      const modelPath = join(tmp.path, `${scheme}-graph`, 'model.onnx');
+      const modelPath = join(tmp.path, `${scheme}${int8Kernel ?? ''}-graph`, 'model.onnx');
       const dequantized = new Map<string, Float64Array>();
       try {
         // FP8 as stored (DequantizeLinear per run, as on CUDA); the CPU's float32 expansion is runtime-fp8-expand.test.ts's.
-        const info = await writeDecoderGraph(model, modelPath, { int4AccuracyLevel: 0, maxSequenceLength: 32, fp8Weights: 'stored' });
+        const info = await writeDecoderGraph(model, modelPath, { int4AccuracyLevel: 0, maxSequenceLength: 32, fp8Weights: 'stored', ...(int8Kernel ? { int8Kernel } : {}) });
         assert.equal(info.linearKinds['model.layers.0.self_attn.q_proj'], kind);
         assert.equal(info.linearKinds['model.layers.1.mlp.down_proj'], kind);
         assert.equal(info.linearKinds.lm_head, 'float');

@@ -20,7 +20,8 @@ import { PlacementError, checkPlacement, describePlacement, verifyPlacement } fr
 import { openDecoderModel, writeDecoderGraph, DecoderGraphOptions } from '../../src/core/runtime/llama/graph';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import { chatCommand } from '../../src/cli/chat';
-import { OnnxCausalLM } from '../../src/core/runtime/chatModel';
+import { OnnxCausalLM } from '../../src/core/runtime/causalLM';
+import { cpuInt8Kernel, int4AccuracyLevelFor, int8KernelFor } from '../../src/core/runtime/llama/linear';
 import { randomWeights, relativeError, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
 import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
 import { tempDir } from '../helpers/paths';
@@ -93,8 +94,17 @@ describe('runtime: one device policy', () => {
     assert.equal(graphOptionsFor('cuda').fp8Weights, 'stored');
     assert.equal(graphOptionsFor('cpu').fp8Weights, 'expand');
     assert.equal(graphOptionsFor('cuda').precision, 'fp16');
-    assert.equal(graphOptionsFor('cuda').int8Kernel, 'u8u8');
+    // CUDA's only MatMulInteger kernel is int8 × int8: a uint8 operand would put the node on the CPU.
+    assert.equal(graphOptionsFor('cuda').int8Kernel, 's8s8');
+    assert.equal(graphOptionsFor('cuda').int4AccuracyLevel, 0);
     assert.equal(graphOptionsFor('cpu').target, 'cpu');
+    // Only the CPU's graph follows the host CPU's flags; graphs built with just a target get that provider's kernels.
+    assert.equal(graphOptionsFor('cpu').int8Kernel, cpuInt8Kernel());
+    assert.equal(graphOptionsFor('cpu').int4AccuracyLevel, 4);
+    for (const target of ['cpu', 'cuda', 'webgpu'] as const) {
+      assert.equal(int8KernelFor(target), graphOptionsFor(target).int8Kernel, target);
+      assert.equal(int4AccuracyLevelFor(target), graphOptionsFor(target).int4AccuracyLevel, target);
+    }
   });
 
   it('reads the Vulkan drivers from the ICD manifests the loader would use', async () => {

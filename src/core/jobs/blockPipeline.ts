@@ -14,23 +14,18 @@ import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type * as Ort from 'onnxruntime-node';
 import { decodeToFloat32, encodeFromFloat32 } from '../dtypes/convert';
 import { DecoderModel, blockModuleNames, embedTokens, writeBlockGraph } from '../runtime/llama/graph';
 import { ModelTokenizer } from '../runtime/tokenizer';
 import { CalibrationDataset, loadCalibrationDataset } from '../runtime/dataset';
 import { DeviceReport, DevicePreference, checkTokensPerRun, deviceForSequences, graphOptionsFor, requireDevice } from '../runtime/device';
 import { verifyPlacement } from '../runtime/placement';
+import { type Ort, createSession, loadOrt } from '../util/ort';
 import { JobCancelled } from './jobErrors';
 
 /** The module whose Hessian a module shares (same input): q/k/v → q_proj, gate/up → gate_proj. */
 export function sharedInputOwner(module: string): string {
   return module.replace(/\.self_attn\.(k|v)_proj$/, '.self_attn.q_proj').replace(/\.mlp\.up_proj$/, '.mlp.gate_proj');
-}
-
-function loadOrt(): typeof Ort {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('onnxruntime-node') as typeof Ort;
 }
 
 function checkCancelled(signal: AbortSignal | undefined): void {
@@ -143,7 +138,7 @@ export class BlockPipeline {
       await verifyPlacement(graphPath, this.device, this.options.log ?? (() => undefined));
       this.placementChecked = true;
     }
-    const session = await ort.InferenceSession.create(graphPath, { executionProviders: [...this.device.executionProviders], graphOptimizationLevel: 'all' });
+    const session = await createSession(graphPath, { executionProviders: this.device.executionProviders });
     try {
       const absmax = new Map<string, number>(modules.map((m) => [m, 0]));
       const channel = new Map<string, Float32Array>(modules.map((m) => [m, new Float32Array(info.inFeatures[m]!)]));

@@ -4,12 +4,12 @@
  * build machine) or by onnxruntime-node's CPU `Gemm` kernel (BLAS-class, multi-threaded, 15–50× faster), which
  * GPTQ needs for its two O(n³) parts (the Cholesky factorisation and the lazy block updates).
  *
- * onnxruntime-node is loaded on first use and only if present; without it `createGemm('auto')` falls back to
+ * onnxruntime-node is loaded on first use (util/ort.ts) and only if present; without it `createGemm('auto')` falls back to
  * the loops. The ONNX model for a Gemm is written here (a ModelProto with one node, dynamic dimensions), so no
  * protobuf package is needed. Products below `ORT_MIN_MACS` run in JS either way: a call into the runtime
  * costs ~0.2 ms.
  */
-import { createRequire } from 'node:module';
+import { type Ort, tryLoadOrt } from '../util/ort';
 
 export type FloatBuf = Float32Array | Float64Array;
 export type Precision = 'float32' | 'float64';
@@ -85,32 +85,6 @@ export function gemmJs(
 // onnxruntime-node
 // ---------------------------------------------------------------------------------------------------------
 
-/** The slice of the onnxruntime-node API used here. */
-interface OrtTensor {
-  readonly data: unknown;
-}
-interface OrtSession {
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
-}
-interface OrtModule {
-  Tensor: new (type: string, data: FloatBuf, dims: readonly number[]) => OrtTensor;
-  InferenceSession: { create(model: Uint8Array, options?: Record<string, unknown>): Promise<OrtSession> };
-}
-
-let ortModule: OrtModule | null | undefined;
-
-/** onnxruntime-node, or null when it cannot be loaded (not installed, no native binary for this platform). */
-export function loadOrt(): OrtModule | null {
-  if (ortModule !== undefined) return ortModule;
-  try {
-    const req = createRequire(__filename);
-    ortModule = req('onnxruntime-node') as OrtModule;
-  } catch {
-    ortModule = null;
-  }
-  return ortModule;
-}
-
 // Minimal protobuf writer for the ModelProto subset a one-node graph needs.
 function varint(value: number): number[] {
   const out: number[] = [];
@@ -160,14 +134,14 @@ function gemmModel(precision: Precision, alpha: number, transA: boolean, transB:
 /** Below this many multiply-adds a product runs in JS (the runtime call overhead would dominate). */
 export const ORT_MIN_MACS = 1 << 21;
 
-const sessions = new Map<string, Promise<OrtSession>>();
+const sessions = new Map<string, Promise<Ort.InferenceSession>>();
 
 class OrtGemm implements Gemm {
   readonly engine = 'ort' as const;
   private scratch: FloatBuf[] = [];
-  constructor(private readonly ort: OrtModule, private readonly precision: Precision) {}
+  constructor(private readonly ort: typeof Ort, private readonly precision: Precision) {}
 
-  private session(alpha: number, transA: boolean, transB: boolean, withC: boolean): Promise<OrtSession> {
+  private session(alpha: number, transA: boolean, transB: boolean, withC: boolean): Promise<Ort.InferenceSession> {
     const id = `${this.precision}:${alpha}:${transA}:${transB}:${withC}`;
     let s = sessions.get(id);
     if (!s) {
@@ -200,7 +174,7 @@ class OrtGemm implements Gemm {
     const type = this.precision;
     const A = this.pack(0, a, aOff, lda, transA ? k : m, transA ? m : k);
     const B = this.pack(1, b, bOff, ldb, transB ? n : k, transB ? k : n);
-    const feeds: Record<string, OrtTensor> = {
+    const feeds: Record<string, Ort.Tensor> = {
       A: new this.ort.Tensor(type, A, transA ? [k, m] : [m, k]),
       B: new this.ort.Tensor(type, B, transB ? [n, k] : [k, n]),
     };
@@ -217,7 +191,7 @@ const jsGemm: Gemm = { engine: 'js', run: gemmJs };
 /** The Gemm for an engine ('auto': onnxruntime when it loads, else JS). Throws for 'ort' when it cannot load. */
 export function createGemm(engine: 'auto' | 'js' | 'ort', precision: Precision): Gemm {
   if (engine === 'js') return jsGemm;
-  const ort = loadOrt();
+  const ort = tryLoadOrt();
   if (!ort) {
     if (engine === 'ort') throw new Error('onnxruntime-node could not be loaded (is it installed for this platform?); use engine "js"');
     return jsGemm;

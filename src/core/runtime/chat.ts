@@ -1,7 +1,7 @@
 /**
  * Generation and the side-by-side comparison of a quantized model with its original, over any causal
  * language model that runs a step with a key/value cache (`CausalLM`, implemented over onnxruntime in
- * chatModel.ts).
+ * runtime/causalLM.ts).
  *
  * The comparison runs three token streams in lockstep, one forward step of each per generated token:
  *   quantized     the quantized model answering the prompt (what the user sees on the right),
@@ -22,33 +22,7 @@
  */
 import { PerplexityAccumulator, SamplingSettings, SeededRandom, argmax, klDivergence, sampleNext } from './sampling';
 import type { ChatMessage } from './tokenizer';
-
-/** A model's key/value cache after some tokens; opaque to this module except for its size. */
-export interface KVCache {
-  /** Tokens the cache holds. */
-  readonly length: number;
-  /** Bytes of all its key and value tensors. */
-  readonly bytes: number;
-}
-
-export interface ForwardResult {
-  /** Row-major [ids.length × vocabSize] next-token logits, one row per fed token. */
-  readonly logits: Float32Array;
-  readonly cache: KVCache;
-}
-
-/** A causal LM with a KV cache. `forward` never changes `past`: a cache can be continued twice. */
-export interface CausalLM {
-  /** What the UI calls it (folder name). */
-  readonly label: string;
-  readonly vocabSize: number;
-  /** The longest sequence (prompt + answer) the model accepts. */
-  readonly maxPositions: number;
-  /** Bytes of weights the session loaded (its model and data files). */
-  readonly weightBytes: number;
-  /** Feeds `ids` after the cached prefix `past` (null: from the start). */
-  forward(ids: readonly number[], past: KVCache | null, options?: { lastOnly?: boolean }): Promise<ForwardResult>;
-}
+import type { CausalLM, ForwardResult, KVCache } from './causalLM';
 
 /** What the engine needs of a tokenizer (ModelTokenizer in tokenizer.ts provides it). */
 export interface ChatTokenizer {

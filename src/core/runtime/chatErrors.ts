@@ -3,7 +3,7 @@
  * The typed errors already name the file and the problem; this adds what to do where it is not obvious.
  */
 import { ChatError } from './chat';
-import { ChatModelError } from './chatModel';
+import { CausalLMError } from './causalLM';
 import { TokenizerError } from './tokenizer';
 import { GraphBuildError } from './llama/graph';
 import { ModelConfigError } from './llama/config';
@@ -26,7 +26,7 @@ export function describeChatError(error: unknown): ChatErrorView {
         return { code: error.code, message: `The tokenizer or chat template cannot be used: ${error.message}` };
     }
   }
-  if (error instanceof ChatModelError) {
+  if (error instanceof CausalLMError) {
     if (error.code === 'OutOfMemory') return { code: 'OutOfMemory', message: `Out of memory: ${error.message}` };
     return { code: error.code, message: error.message };
   }

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { ChatEvents, ChatParticipant, ChatTurnResult, GenerationSettings, PerplexityResult, chatTurn, perplexity } from './chat';
-import { ChatModelError, OnnxCausalLM, findOnnxGraph } from './chatModel';
+import { CausalLMError, OnnxCausalLM, findOnnxGraph } from './causalLM';
 import { ModelTokenizer, type ChatMessage } from './tokenizer';
 import type { DecoderGraphInfo } from './llama/graph';
 import { buildDecoderGraph } from './graphCache';
@@ -100,8 +100,8 @@ export async function loadChatModel(folder: string, options: LoadOptions): Promi
       ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
     });
   } catch (error) {
-    if (device !== 'cpu' && error instanceof ChatModelError && error.code === 'LoadFailed') {
-      throw new ChatModelError('LoadFailed', folder, `the ${device === 'cuda' ? 'CUDA' : 'WebGPU'} runtime could not be used (${error.message}); choose the CPU in the quantlens.runtime.device setting (or --device cpu)`);
+    if (device !== 'cpu' && error instanceof CausalLMError && error.code === 'LoadFailed') {
+      throw new CausalLMError('LoadFailed', folder, `the ${device === 'cuda' ? 'CUDA' : 'WebGPU'} runtime could not be used (${error.message}); choose the CPU in the quantlens.runtime.device setting (or --device cpu)`);
     }
     throw error;
   }

@@ -17,7 +17,8 @@ import { existsSync, readFileSync, readdirSync, statSync, promises as fs } from 
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { GraphBuilder, DataType } from './onnx/builder';
-import { cpuInt8Kernel, type Fp8WeightMode, type GraphTarget, type Int8Kernel } from './llama/linear';
+import { int4AccuracyLevelFor, int8KernelFor, type Fp8WeightMode, type GraphTarget, type Int8Kernel } from './llama/linear';
+import { ortEntryPath, ortNativeDir, ortVersion } from '../util/ort';
 
 export const DEVICE_PREFERENCES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
 export type DevicePreference = (typeof DEVICE_PREFERENCES)[number];
@@ -59,7 +60,7 @@ export interface DeviceGraphOptions {
    * the adapter's shader-f16 feature, which onnxruntime-node does not report and SwiftShader lacks).
    */
   readonly precision: 'fp32' | 'fp16';
-  /** The CPU provider's MatMulInteger variant follows the host CPU (VNNI); other providers get the exact u8u8. */
+  /** The CPU provider's MatMulInteger variant follows the host CPU (VNNI); CUDA's is int8 × int8 (linear.ts int8KernelFor). */
   readonly int8Kernel: Int8Kernel;
   /** MatMulNBits: int8 compute (4) is the CPU's fast path; GPUs compute in float (0). */
   readonly int4AccuracyLevel: number;
@@ -72,13 +73,14 @@ export interface DeviceGraphOptions {
 }
 
 export function graphOptionsFor(device: DeviceKind): DeviceGraphOptions {
+  const kernels = { int8Kernel: int8KernelFor(device), int4AccuracyLevel: int4AccuracyLevelFor(device) };
   switch (device) {
     case 'cpu':
-      return { target: 'cpu', precision: 'fp32', int8Kernel: cpuInt8Kernel(), int4AccuracyLevel: 4, fp8Weights: 'expand' };
+      return { target: 'cpu', precision: 'fp32', ...kernels, fp8Weights: 'expand' };
     case 'cuda':
-      return { target: 'cuda', precision: 'fp16', int8Kernel: 'u8u8', int4AccuracyLevel: 0, fp8Weights: 'stored' };
+      return { target: 'cuda', precision: 'fp16', ...kernels, fp8Weights: 'stored' };
     case 'webgpu':
-      return { target: 'webgpu', precision: 'fp32', int8Kernel: 'u8u8', int4AccuracyLevel: 0, fp8Weights: 'expand' };
+      return { target: 'webgpu', precision: 'fp32', ...kernels, fp8Weights: 'expand' };
   }
 }
 
@@ -118,17 +120,6 @@ export function providerName(device: DeviceKind): string {
 
 /** The provider libraries onnxruntime-node looks for beside libonnxruntime (linux names; .dll on Windows). */
 export const CUDA_PROVIDER_FILES = process.platform === 'win32' ? ['onnxruntime_providers_cuda.dll', 'onnxruntime_providers_shared.dll'] : ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'];
-
-/** onnxruntime-node's native folder for this platform (where the CUDA provider libraries must go). */
-export function onnxruntimeBinDir(): string {
-  const pkg = require.resolve('onnxruntime-node/package.json');
-  return join(dirname(pkg), 'bin', 'napi-v6', process.platform, process.arch);
-}
-
-export function onnxruntimeVersion(): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('onnxruntime-node/package.json') as { version: string }).version;
-}
 
 /** Is an NVIDIA driver present? (Linux: the kernel module's proc entry; elsewhere: nvidia-smi on PATH.) */
 export function nvidiaDriverPresent(): boolean {
@@ -289,7 +280,7 @@ export function runtimeChildEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Pr
 /** Creates a one-node session on `provider` in a child process; a crash or a hang is a failed probe. */
 export async function probeProvider(provider: 'cuda' | 'webgpu', options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ProbeOutcome> {
   const model = await identityModel();
-  const ortPath = require.resolve('onnxruntime-node');
+  const ortPath = ortEntryPath();
   return new Promise((resolveOutcome) => {
     const child = spawn(process.execPath, ['-e', PROBE_SCRIPT, ortPath, model, provider], { stdio: ['ignore', 'pipe', 'pipe'], env: runtimeChildEnv(options.env) });
     let stdout = '';
@@ -332,7 +323,7 @@ async function probeCuda(options: DetectOptions): Promise<CudaFacts> {
   if (!driver) return { usable: false, reason: 'no NVIDIA GPU driver found on this machine' };
   let binDir: string;
   try {
-    binDir = options.binDir ?? onnxruntimeBinDir();
+    binDir = options.binDir ?? ortNativeDir();
   } catch (error) {
     return { usable: false, reason: `onnxruntime-node is not installed (${(error as Error).message})` };
   }
@@ -389,12 +380,12 @@ export async function requireDevice(preference: DevicePreference = 'auto', optio
  * Puts CUDA provider libraries the user already has (e.g. unpacked from onnxruntime's GPU package of the
  * same version) beside onnxruntime-node's own library, where it loads them from. Returns what was copied.
  */
-export async function installProviderLibraries(fromFolder: string, binDir = onnxruntimeBinDir()): Promise<string[]> {
+export async function installProviderLibraries(fromFolder: string, binDir = ortNativeDir()): Promise<string[]> {
   const names = await fs.readdir(fromFolder).catch((error: NodeJS.ErrnoException) => {
     throw new Error(`cannot read ${fromFolder}: ${error.code ?? error.message}`);
   });
   const missing = CUDA_PROVIDER_FILES.filter((f) => !names.includes(f));
-  if (missing.length) throw new Error(`${fromFolder} does not hold ${missing.join(' and ')}; choose the folder with onnxruntime ${onnxruntimeVersion()}'s CUDA provider libraries (runtimes/linux-x64/native in its GPU package)`);
+  if (missing.length) throw new Error(`${fromFolder} does not hold ${missing.join(' and ')}; choose the folder with onnxruntime ${ortVersion()}'s CUDA provider libraries (runtimes/linux-x64/native in its GPU package)`);
   const wanted = names.filter((n) => /^(lib)?onnxruntime_providers_(cuda|shared|tensorrt)\.(so|dll)$/.test(n));
   const copied: string[] = [];
   for (const name of wanted) {

@@ -1,14 +1,15 @@
 /**
- * Built graphs live in a cache folder the caller chooses (never the model folder), one subfolder per
- * (model folder, graph kind, options). A small manifest records the checkpoint files' sizes and
+ * Built decoder graphs (chat) live in a cache folder the caller chooses (never the model folder), one
+ * subfolder per (model folder, graph kind, options). Calibration's block graphs are not cached: the block
+ * pipeline (jobs/blockPipeline.ts) writes each one where it runs it and removes it after. A small manifest records the checkpoint files' sizes and
  * modification times and the options; a later build with the same inputs reuses the graph instead of
  * rebuilding it. The manifest is written last, so an interrupted build is never mistaken for a finished one.
  */
 import { promises as fs } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { CalibrationTaps, DecoderGraphInfo, DecoderGraphOptions, BlockGraphInfo, openDecoderModel, writeBlockGraph, writeDecoderGraph, DecoderModel } from './llama/graph';
-import { cpuInt8Kernel, defaultFp8Weights } from './llama/linear';
+import { DecoderGraphInfo, DecoderGraphOptions, openDecoderModel, writeDecoderGraph, DecoderModel } from './llama/graph';
+import { defaultFp8Weights, int4AccuracyLevelFor, int8KernelFor } from './llama/linear';
 
 const MANIFEST = 'manifest.json';
 /** Bump when the graph builder changes in a way that makes old graphs wrong. */
@@ -27,11 +28,6 @@ interface Manifest<T> {
   readonly options: unknown;
   readonly files: readonly FileStamp[];
   readonly info: T;
-}
-
-export interface BuildProgress {
-  readonly fraction: number;
-  readonly stage: string;
 }
 
 /** Sizes and mtimes of config.json and the weight files: what decides whether a graph is stale. */
@@ -96,8 +92,9 @@ function resolvedOptions(options: DecoderGraphOptions): Required<Omit<DecoderGra
   return {
     precision: options.precision ?? 'fp32',
     maxSequenceLength: options.maxSequenceLength,
-    int4AccuracyLevel: options.int4AccuracyLevel ?? 4,
-    int8Kernel: options.int8Kernel ?? cpuInt8Kernel(),
+    // The target provider's kernels, never the host CPU's for a GPU graph (linear.ts int8KernelFor).
+    int4AccuracyLevel: options.int4AccuracyLevel ?? int4AccuracyLevelFor(options.target ?? 'cpu'),
+    int8Kernel: options.int8Kernel ?? int8KernelFor(options.target ?? 'cpu'),
     target: options.target ?? 'cpu',
     fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target),
     lastTokenLogitsOnly: options.lastTokenLogitsOnly ?? false,
@@ -116,33 +113,4 @@ export async function buildDecoderGraph(modelFolder: string, cacheDir: string, o
   const resolved = resolvedOptions(options);
   const { dir, info, reused } = await cached(modelFolder, cacheDir, 'decoder', resolved, (d, model) => writeDecoderGraph(model, join(d, 'model.onnx'), resolved));
   return { modelPath: join(dir, 'model.onnx'), dir, reused, info };
-}
-
-export interface BuiltBlockGraphs {
-  readonly dir: string;
-  readonly reused: boolean;
-  /** One graph per decoder block, in order. */
-  readonly blocks: readonly (BlockGraphInfo & { readonly modelPath: string })[];
-}
-
-/** Builds (or reuses) the per-block calibration graphs. */
-export async function buildBlockGraphs(
-  modelFolder: string,
-  cacheDir: string,
-  options: DecoderGraphOptions & { taps?: CalibrationTaps; onProgress?: (p: BuildProgress) => void } = {},
-): Promise<BuiltBlockGraphs> {
-  const { onProgress, taps, ...graphOptions } = options;
-  const resolved = { ...resolvedOptions(graphOptions), taps: taps ?? { absmax: true, channelAbsmax: true, hessian: true } };
-  const { dir, info, reused } = await cached(modelFolder, cacheDir, 'blocks', resolved, async (d, model) => {
-    const blocks: (BlockGraphInfo & { modelPath: string })[] = [];
-    for (let l = 0; l < model.config.numLayers; l++) {
-      onProgress?.({ fraction: l / model.config.numLayers, stage: `block ${l}` });
-      const modelPath = join(d, `block_${String(l).padStart(3, '0')}.onnx`);
-      blocks.push({ ...(await writeBlockGraph(model, l, modelPath, resolved)), modelPath });
-    }
-    onProgress?.({ fraction: 1, stage: 'done' });
-    return blocks;
-  });
-  // Paths are stored absolute at build time; recompute them so a moved cache still works.
-  return { dir, reused, blocks: info.map((b) => ({ ...b, modelPath: join(dir, `block_${String(b.block).padStart(3, '0')}.onnx`) })) };
 }

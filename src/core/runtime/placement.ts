@@ -8,6 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { type DeviceReport, providerName, runtimeChildEnv } from './device';
+import { ortEntryPath } from '../util/ort';
 
 export interface PlacedNode {
   readonly op: string;
@@ -76,7 +77,7 @@ export async function checkPlacement(modelPath: string, device: DeviceReport, op
   const provider = providerName(device.device);
   const sessionOptions = { executionProviders: [...device.executionProviders], graphOptimizationLevel: options.graphOptimizationLevel ?? 'all' };
   const log = await new Promise<string>((resolveLog, reject) => {
-    const child = spawn(process.execPath, ['-e', PLACEMENT_SCRIPT, require.resolve('onnxruntime-node'), modelPath, JSON.stringify(sessionOptions)], { stdio: ['ignore', 'pipe', 'pipe'], env: runtimeChildEnv() });
+    const child = spawn(process.execPath, ['-e', PLACEMENT_SCRIPT, ortEntryPath(), modelPath, JSON.stringify(sessionOptions)], { stdio: ['ignore', 'pipe', 'pipe'], env: runtimeChildEnv() });
     let stdout = '';
     // Only the placement lines are kept: a verbose log of a large model is many megabytes.
     let placements = '';

@@ -1,5 +1,5 @@
 /**
- * One lazily started worker thread and the calls waiting on it, by id: what the analysis, runtime and chat
+ * One lazily started worker thread and the calls waiting on it, by id: what the analysis and chat
  * clients share. The worker starts on the first call; it keeps the process alive only while calls are
  * pending (an idle worker never holds a CLI open, a busy one must, or a CLI awaiting it would exit). If it
  * crashes or exits, every pending call fails with the client's words for it and the next call starts a

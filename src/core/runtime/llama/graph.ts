@@ -23,7 +23,7 @@ import { readModelConfig } from '../../checkpoint/config';
 import { LayerMap, LinearModule, buildLayerMap } from '../../checkpoint/scheme';
 import type { GptqCheckpointFormat } from '../../quant/gptqFormat';
 import { DecoderConfig, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
-import { Fp8WeightMode, GraphTarget, Int8Kernel, LinearEmitContext, cpuInt8Kernel, defaultFp8Weights, emitLinear, floatInitializer, linearKind, LinearKind, matMulTransA, matMulTransB } from './linear';
+import { Fp8WeightMode, GraphTarget, Int8Kernel, LinearEmitContext, int4AccuracyLevelFor, int8KernelFor, defaultFp8Weights, emitLinear, floatInitializer, linearKind, LinearKind, matMulTransA, matMulTransB } from './linear';
 
 export type Precision = 'fp32' | 'fp16';
 
@@ -34,7 +34,7 @@ export interface DecoderGraphOptions {
   readonly maxSequenceLength?: number;
   /** MatMulNBits accuracy_level for INT4 layers (0 exact, 4 int8 compute). Default 4. */
   readonly int4AccuracyLevel?: number;
-  /** MatMulInteger variant for INT8 layers (default: the CPU provider's, cpuInt8Kernel; see device.ts graphOptionsFor). */
+  /** MatMulInteger variant for INT8 layers (default: the target provider's, linear.ts int8KernelFor). */
   readonly int8Kernel?: Int8Kernel;
   /** The execution provider the graph is for (default cpu): WebGPU gets ops it has kernels for (linear.ts). */
   readonly target?: GraphTarget;
@@ -178,7 +178,7 @@ class BlockEmitter {
     this.floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.weightOverrides = options.weightOverrides;
     this.weightInputs = new Set(options.weightInputs ?? []);
-    this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? 4, int8Kernel: options.int8Kernel ?? cpuInt8Kernel(), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu', fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target) };
+    this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? int4AccuracyLevelFor(options.target ?? 'cpu'), int8Kernel: options.int8Kernel ?? int8KernelFor(options.target ?? 'cpu'), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu', fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target) };
   }
 
   async rmsNorm(x: string, weight: string): Promise<string> {

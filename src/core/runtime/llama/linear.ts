@@ -62,7 +62,12 @@ export type Fp8WeightMode = 'expand' | 'stored';
 export function defaultFp8Weights(target: GraphTarget | undefined): Fp8WeightMode {
   return target === 'cuda' ? 'stored' : 'expand';
 }
-export type Int8Kernel = 'u8s8' | 'u8u8';
+/**
+ * MatMulInteger operand types: activations × weights. 'u8s8' and 'u8u8' are the CPU provider's (below);
+ * 's8s8' is the only MatMulInteger kernel the CUDA provider has (int8 × int8), so a CUDA graph with a uint8
+ * operand would run that node on the CPU.
+ */
+export type Int8Kernel = 'u8s8' | 'u8u8' | 's8s8';
 
 /** The onnxruntime execution provider a graph is built for (device.ts decides which). */
 export type GraphTarget = 'cpu' | 'cuda' | 'webgpu';
@@ -80,6 +85,19 @@ export function cpuInt8Kernel(): Int8Kernel {
   } catch {
     return 'u8u8';
   }
+}
+
+/**
+ * The MatMulInteger variant for a provider: the CPU's follows the host CPU (cpuInt8Kernel); CUDA's is int8 ×
+ * int8; WebGPU has none (the graph builder refuses INT8 layers for it), u8u8 keeps the cache key stable.
+ */
+export function int8KernelFor(target: GraphTarget): Int8Kernel {
+  return target === 'cpu' ? cpuInt8Kernel() : target === 'cuda' ? 's8s8' : 'u8u8';
+}
+
+/** MatMulNBits accuracy_level for a provider: int8 compute (4) is the CPU's fast path; GPUs compute in float (0). */
+export function int4AccuracyLevelFor(target: GraphTarget): number {
+  return target === 'cpu' ? 4 : 0;
 }
 
 export interface LinearEmitContext {
@@ -341,6 +359,8 @@ async function emitInt8(ctx: LinearEmitContext, module: LinearModule, base: stri
   const raw = await ctx.checkpoint.readTensorBytes(`${module.name}.weight`, { maxBytes: 2 ** 31 });
   // MatMulInteger wants B as [K, N]: transpose the int8 weight once, here (u8u8: shifted by 128 on the way).
   const unsigned = ctx.int8Kernel === 'u8u8';
+  // s8s8 (CUDA): activations stay int8, zero point 0; u8s8 / u8u8: activations shifted by 128 into uint8.
+  const signedActivations = ctx.int8Kernel === 's8s8';
   const flip = unsigned ? 0x80 : 0;
   const transposed = new Uint8Array(rows * cols);
   // 64×64 tiles keep both the reads and the strided writes in cache.
@@ -379,16 +399,23 @@ async function emitInt8(ctx: LinearEmitContext, module: LinearModule, base: stri
       const zpBytes = await ctx.checkpoint.readTensorBytes(`${module.name}.input_zero_point`);
       zp = new Int8Array(zpBytes.buffer, zpBytes.byteOffset, 1)[0]!;
     }
-    // round(x / s) + zp clipped to int8, shifted by 128 into uint8: one QuantizeLinear with zero point 128 + zp.
+    // round(x / s) + zp clipped to int8 (s8s8), or shifted by 128 into uint8: one QuantizeLinear with zero point zp or 128 + zp.
     tokenScale = floatConstant(ctx, `${base}.input_scale`, [s]);
-    activationZero = g.constant(`${base}.input_zero_u8`, DataType.UINT8, [], Uint8Array.of(128 + zp));
+    activationZero = signedActivations
+      ? g.constant(`${base}.input_zero_s8`, DataType.INT8, [], Int8Array.of(zp))
+      : g.constant(`${base}.input_zero_u8`, DataType.UINT8, [], Uint8Array.of(128 + zp));
     u8 = g.op('QuantizeLinear', [x, tokenScale, activationZero]);
   } else if (a && a.dynamic !== false) {
     if (a.type !== 'int' || a.numBits !== 8 || !a.symmetric) throw new LinearEmitError(module.name, `INT8 weights with ${a.symmetric ? '' : 'asymmetric '}${a.type}${a.numBits} dynamic activations are not supported`);
     tokenScale = dynamicScale(ctx, x, 127, a.strategy === 'token');
     const q = g.op('Clip', [g.op('Round', [g.op('Div', [x, tokenScale])]), floatConstant(ctx, 'qmin', [-128]), floatConstant(ctx, 'qmax', [127])]);
-    u8 = g.op('Cast', [g.op('Add', [q, floatConstant(ctx, 'shift', [128])])], { to: DataType.UINT8 });
-    activationZero = g.constant('zero_point_128', DataType.UINT8, [], Uint8Array.of(128));
+    if (signedActivations) {
+      u8 = g.op('Cast', [q], { to: DataType.INT8 });
+      activationZero = g.constant('zero_point_s8', DataType.INT8, [], Int8Array.of(0));
+    } else {
+      u8 = g.op('Cast', [g.op('Add', [q, floatConstant(ctx, 'shift', [128])])], { to: DataType.UINT8 });
+      activationZero = g.constant('zero_point_128', DataType.UINT8, [], Uint8Array.of(128));
+    }
   } else {
     throw new LinearEmitError(module.name, 'INT8 weights without activation quantization (W8A16) are not supported: the checkpoint declares no input activations');
   }

@@ -1,34 +1,30 @@
 /**
- * The runtime host: sessions in a worker thread, typed run with transferred buffers, load errors as data,
- * DecoderSession.forward's KV handling (prefill then decode equals the float64 reference), the graph cache
- * (reuse when nothing changed, rebuild when a checkpoint file changes), and the shipped example model
- * (vocab 128256) loading and running.
+ * The one decoder forward with a KV cache (runtime/causalLM.ts OnnxCausalLM, what the chat runs): prefill
+ * then decode equals the float64 reference; load failures are typed errors naming the file and the provider;
+ * the graph cache (reuse when nothing changed, rebuild when a checkpoint file changes); and the shipped
+ * example model (vocab 128256) loading and running.
  */
 import assert from 'node:assert/strict';
 import { existsSync, promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { buildDecoderGraph } from '../../src/core/runtime/graphCache';
-import { DecoderSession, RuntimeHost } from '../../src/core/runtime/session';
+import { CausalLMError, KVCache, OnnxCausalLM } from '../../src/core/runtime/causalLM';
+import { OnnxRuntimeUnavailableError, loadOrt, loadOrtFrom, ortPackageDir } from '../../src/core/util/ort';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { TinyConfig, Weights, randomWeights, referenceForward, relativeError, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
 import { repoRoot, tempDir } from '../helpers/paths';
 import { cudaSessionLoads } from '../helpers/cudaOracle';
 
-describe('runtime: session host (worker thread) and graph cache', function () {
+describe('runtime: the decoder with its KV cache (OnnxCausalLM) and the graph cache', function () {
   this.timeout(300_000);
   let tmp: ReturnType<typeof tempDir>;
-  let host: RuntimeHost;
   const config = tinyConfig({ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 }, rope_theta: 500000 });
   const weights = randomWeights(config, 5);
   before(async () => {
     tmp = tempDir();
     await writeTinyCheckpoint(join(tmp.path, 'model'), config, weights);
-    host = new RuntimeHost(join(repoRoot(), 'dist', 'workers', 'runtime.worker.js'));
   });
-  after(async () => {
-    await host.dispose();
-    tmp.cleanup();
-  });
+  after(() => tmp.cleanup());
 
   it('builds once, reuses while the checkpoint is unchanged, rebuilds when a file changes; never writes into the model folder', async () => {
     const cache = join(tmp.path, 'cache');
@@ -48,57 +44,79 @@ describe('runtime: session host (worker thread) and graph cache', function () {
     await assert.rejects(buildDecoderGraph(join(tmp.path, 'model'), join(tmp.path, 'model', 'graphs')), /inside the model folder/);
   });
 
-  it('runs prefill then decode in the worker: logits equal the float64 reference at every step', async () => {
+  it('prefill then decode: logits equal the float64 reference at every step; a cache is never changed by a step', async () => {
     const built = await buildDecoderGraph(join(tmp.path, 'model'), join(tmp.path, 'cache'), { maxSequenceLength: 64 });
-    const created = await host.createSession(built.modelPath, { intraOpThreads: 1 });
-    assert.ok(created.ok, created.ok ? '' : created.error);
-    const session = new DecoderSession(created.session, built.info);
-    assert.ok(session.session.inputNames.includes('past_key_values.1.value'));
+    const model = await OnnxCausalLM.load(built.modelPath, { intraOpNumThreads: 1, maxPositions: built.info.maxSequenceLength });
     try {
+      assert.equal(model.vocabSize, config.vocab_size);
       const tokens = [4, 8, 15, 16, 23, 42, 7, 1];
       const reference = referenceForward(config, weights, tokens);
-      const prefill = await session.forward(tokens.slice(0, 5));
-      assert.deepEqual(prefill.dims, [1, 5, config.vocab_size]);
+      const prefill = await model.forward(tokens.slice(0, 5), null);
+      assert.equal(prefill.logits.length, 5 * config.vocab_size);
       assert.ok(relativeError(prefill.logits, reference.logits.slice(0, 5).flatMap((r) => [...r])) < 1e-4);
-      let past = prefill.past;
+      let past: KVCache = prefill.cache;
       for (let t = 5; t < tokens.length; t++) {
-        const step = await session.forward([tokens[t]!], past);
-        past = step.past;
+        const step = await model.forward([tokens[t]!], past);
+        past = step.cache;
         assert.equal(past.length, t + 1);
         const error = relativeError(step.logits, reference.logits[t]!);
         assert.ok(error < 1e-4, `decode step ${t}: relative error ${error}`);
       }
-      await assert.rejects(session.forward(new Array(60).fill(1), past), /exceed the graph's maximum sequence length 64/);
+      // The prefill's cache continued a second time gives the same step as the first time.
+      const again = await model.forward([tokens[5]!], prefill.cache);
+      assert.ok(relativeError(again.logits, reference.logits[5]!) < 1e-4);
+      await assert.rejects(model.forward(new Array(60).fill(1), past), /68 tokens \(8 cached \+ 60 new\) exceed the 64 positions/);
     } finally {
-      await created.session.release();
+      await model.release();
     }
   });
 
-  it('reports load failures as data: the CUDA provider where it cannot load, and a missing file', async () => {
+  it('load failures are typed errors: the CUDA provider where it cannot load, and a missing file', async () => {
     const built = await buildDecoderGraph(join(tmp.path, 'model'), join(tmp.path, 'cache'), { maxSequenceLength: 64 });
-    // Whether CUDA loads depends on the machine: the host must agree with onnxruntime asked directly.
+    // Whether CUDA loads depends on the machine: the loader must agree with onnxruntime asked directly.
     const answer = cudaSessionLoads(built.modelPath);
-    const cuda = await host.createSession(built.modelPath, { executionProviders: ['cuda'] });
+    const cuda = await OnnxCausalLM.load(built.modelPath, { executionProviders: ['cuda'] }).then(
+      (model) => ({ ok: true as const, model }),
+      (error: unknown) => ({ ok: false as const, error }),
+    );
     if (answer.loads) {
-      assert.ok(cuda.ok, `onnxruntime creates this session on CUDA, but the host reports: ${cuda.ok ? '' : cuda.error}`);
-      if (cuda.ok) await cuda.session.release();
+      assert.ok(cuda.ok, `onnxruntime creates this session on CUDA, but the loader failed: ${cuda.ok ? '' : String(cuda.error)}`);
+      if (cuda.ok) await cuda.model.release();
     } else {
-      assert.equal(cuda.ok, false, `onnxruntime cannot create this session on CUDA (${answer.error}), but the host did`);
+      assert.equal(cuda.ok, false, `onnxruntime cannot create this session on CUDA (${answer.error}), but the loader did`);
       if (!cuda.ok) {
-        assert.equal(cuda.providerUnavailable, true, cuda.error);
-        assert.match(cuda.error, /cuda/i);
+        assert.ok(cuda.error instanceof CausalLMError, String(cuda.error));
+        assert.equal(cuda.error.code, 'LoadFailed');
+        assert.match(cuda.error.message, /cuda/i);
+        assert.ok(cuda.error.message.startsWith(built.modelPath), cuda.error.message);
       }
     }
-    const missing = await host.createSession(join(tmp.path, 'nope.onnx'));
-    assert.equal(missing.ok, false);
-    if (!missing.ok) {
-      assert.equal(missing.providerUnavailable, false);
-      assert.match(missing.error, /nope\.onnx/);
-    }
-    // The worker is still serving.
-    const fine = await host.createSession(built.modelPath);
-    assert.ok(fine.ok);
-    if (fine.ok) await fine.session.release();
+    await assert.rejects(OnnxCausalLM.load(join(tmp.path, 'nope.onnx')), (error: unknown) => error instanceof CausalLMError && error.code === 'NoGraph' && /nope\.onnx: the ONNX model file does not exist/.test(error.message));
+    // onnxruntime still serves this process.
+    const fine = await OnnxCausalLM.load(built.modelPath);
+    await fine.release();
+  });
+
+  it('onnxruntime-node without its native binding (installed for another platform) is one clear error naming the platform', async () => {
+    // A real copy of the package's JavaScript with no bin/ folder, beside its real dependency.
+    const app = join(tmp.path, 'app');
+    const pkg = join(app, 'node_modules', 'onnxruntime-node');
+    await fs.mkdir(pkg, { recursive: true });
+    await fs.cp(join(ortPackageDir(), 'dist'), join(pkg, 'dist'), { recursive: true });
+    await fs.copyFile(join(ortPackageDir(), 'package.json'), join(pkg, 'package.json'));
+    let common = require.resolve('onnxruntime-common', { paths: [ortPackageDir()] });
+    while (basename(common) !== 'onnxruntime-common') common = dirname(common);
+    await fs.symlink(common, join(app, 'node_modules', 'onnxruntime-common'));
+    assert.throws(
+      () => loadOrtFrom(app),
+      (error: unknown) =>
+        error instanceof OnnxRuntimeUnavailableError &&
+        error.message.includes(`for ${process.platform}-${process.arch}`) &&
+        /its native binding is missing \(Cannot find module .*onnxruntime_binding\.node/.test(error.message) &&
+        error.message.includes(`bin/napi-v6/${process.platform}/${process.arch}/`),
+    );
+    // The installed package loads, once, for the whole process.
+    assert.equal(loadOrt(), loadOrt());
   });
 
   it('the shipped example (Llama 3 shape, vocab 128256, bf16 shards) loads and runs; logits equal the reference', async function () {
@@ -106,20 +124,19 @@ describe('runtime: session host (worker thread) and graph cache', function () {
     if (!existsSync(join(example, 'model.safetensors.index.json'))) throw new Error('the example checkpoint is missing: run `npm run example`');
     const built = await buildDecoderGraph(example, join(tmp.path, 'cache'), { maxSequenceLength: 128 });
     assert.deepEqual(await fs.readdir(example).then((n) => n.filter((f) => f.endsWith('.onnx') || f.endsWith('.data'))), []);
-    const created = await host.createSession(built.modelPath);
-    assert.ok(created.ok, created.ok ? '' : created.error);
-    const session = new DecoderSession(created.session, built.info);
+    const model = await OnnxCausalLM.load(built.modelPath);
     const exampleConfig = JSON.parse(await fs.readFile(join(example, 'config.json'), 'utf8')) as TinyConfig;
     const tokens = [128000, 9906, 11, 1917, 0, 358];
     try {
-      const prefill = await session.forward(tokens.slice(0, -1));
-      const step = await session.forward(tokens.slice(-1), prefill.past);
-      assert.deepEqual(step.dims, [1, 1, 128256]);
+      const prefill = await model.forward(tokens.slice(0, -1), null, { lastOnly: true });
+      assert.equal(prefill.logits.length, 128256);
+      const step = await model.forward(tokens.slice(-1), prefill.cache);
+      assert.equal(step.logits.length, 128256);
       const reference = referenceForward(exampleConfig, await readBf16Weights(example), tokens);
       const error = relativeError(step.logits, reference.logits.at(-1)!);
       assert.ok(error < 1e-4, `relative error ${error}`);
     } finally {
-      await created.session.release();
+      await model.release();
     }
   });
 });

@@ -1,5 +1,7 @@
 /**
- * A decoder-only ONNX model with the Optimum / transformers.js I/O names as a `CausalLM` for chat.ts:
+ * The one decoder forward with a KV cache in QuantLens: a decoder-only ONNX model with the Optimum /
+ * transformers.js I/O names, as a `CausalLM`. The chat engine (core/chat), the decoder tests and the runtime
+ * benchmark all run graphs through it, on the session settings the device policy chose (device.ts).
  *
  *   inputs   input_ids [batch_size, sequence_length] int64, attention_mask [batch_size, total] int64,
  *            position_ids (optional), past_key_values.N.key|value [batch_size, kv_heads, past, head_dim],
@@ -10,11 +12,37 @@
  */
 import { promises as fs } from 'node:fs';
 import { basename, join } from 'node:path';
-import type * as Ort from 'onnxruntime-node';
-import type { CausalLM, ForwardResult, KVCache } from './chat';
+import { type Ort, createSession, loadOrt } from '../util/ort';
 
-export class ChatModelError extends Error {
-  override readonly name = 'ChatModelError';
+/** A model's key/value cache after some tokens; opaque to its users except for its size. */
+export interface KVCache {
+  /** Tokens the cache holds. */
+  readonly length: number;
+  /** Bytes of all its key and value tensors. */
+  readonly bytes: number;
+}
+
+export interface ForwardResult {
+  /** Row-major [ids.length × vocabSize] next-token logits, one row per fed token (one row with lastOnly). */
+  readonly logits: Float32Array;
+  readonly cache: KVCache;
+}
+
+/** A causal LM with a KV cache. `forward` never changes `past`: a cache can be continued twice. */
+export interface CausalLM {
+  /** What the UI calls it (folder name). */
+  readonly label: string;
+  readonly vocabSize: number;
+  /** The longest sequence (prompt + answer) the model accepts. */
+  readonly maxPositions: number;
+  /** Bytes of weights the session loaded (its model and data files). */
+  readonly weightBytes: number;
+  /** Feeds `ids` after the cached prefix `past` (null: from the start). */
+  forward(ids: readonly number[], past: KVCache | null, options?: { lastOnly?: boolean }): Promise<ForwardResult>;
+}
+
+export class CausalLMError extends Error {
+  override readonly name = 'CausalLMError';
   constructor(
     readonly code: 'NoGraph' | 'UnsupportedGraph' | 'LoadFailed' | 'OutOfMemory' | 'RunFailed',
     readonly path: string,
@@ -35,12 +63,12 @@ function isOutOfMemory(message: string): boolean {
   return /bad_alloc|out of memory|Failed to allocate|OOM|CUDNN_STATUS_ALLOC_FAILED|CUBLAS_STATUS_ALLOC_FAILED/i.test(message);
 }
 
-export function describeRuntimeError(error: unknown, path: string, what: 'load' | 'run'): ChatModelError {
+export function describeRuntimeError(error: unknown, path: string, what: 'load' | 'run'): CausalLMError {
   const message = error instanceof Error ? error.message : String(error);
   if (isOutOfMemory(message)) {
-    return new ChatModelError('OutOfMemory', path, `not enough memory to ${what === 'load' ? 'load the model' : 'run the model'} (${message.split('\n')[0]}). Close other models, shorten the conversation, or use a smaller checkpoint.`);
+    return new CausalLMError('OutOfMemory', path, `not enough memory to ${what === 'load' ? 'load the model' : 'run the model'} (${message.split('\n')[0]}). Close other models, shorten the conversation, or use a smaller checkpoint.`);
   }
-  return new ChatModelError(what === 'load' ? 'LoadFailed' : 'RunFailed', path, `onnxruntime could not ${what === 'load' ? 'load' : 'run'} the model: ${message.split('\n')[0]}`);
+  return new CausalLMError(what === 'load' ? 'LoadFailed' : 'RunFailed', path, `onnxruntime could not ${what === 'load' ? 'load' : 'run'} the model: ${message.split('\n')[0]}`);
 }
 
 export interface OnnxCausalLMOptions {
@@ -74,12 +102,12 @@ export class OnnxCausalLM implements CausalLM {
 
   /** Loads `modelPath` (an .onnx file, its external data beside it). */
   static async load(modelPath: string, options: OnnxCausalLMOptions = {}): Promise<OnnxCausalLM> {
-    const ort = await import('onnxruntime-node');
+    const ort = loadOrt();
     let weightBytes = 0;
     try {
       weightBytes += (await fs.stat(modelPath)).size;
     } catch {
-      throw new ChatModelError('NoGraph', modelPath, 'the ONNX model file does not exist');
+      throw new CausalLMError('NoGraph', modelPath, 'the ONNX model file does not exist');
     }
     try {
       weightBytes += (await fs.stat(`${modelPath}.data`)).size;
@@ -88,9 +116,8 @@ export class OnnxCausalLM implements CausalLM {
     }
     let session: Ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(modelPath, {
-        executionProviders: [...(options.executionProviders ?? ['cpu'])] as Ort.InferenceSession.ExecutionProviderConfig[],
-        graphOptimizationLevel: 'all',
+      session = await createSession(modelPath, {
+        executionProviders: options.executionProviders ?? ['cpu'],
         ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
       });
     } catch (error) {
@@ -99,7 +126,7 @@ export class OnnxCausalLM implements CausalLM {
     try {
       const inputs = new Map(session.inputMetadata.map((m) => [m.name, m]));
       const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]));
-      const unsupported = (detail: string) => new ChatModelError('UnsupportedGraph', modelPath, detail);
+      const unsupported = (detail: string) => new CausalLMError('UnsupportedGraph', modelPath, detail);
       if (!inputs.has('input_ids')) throw unsupported('the graph has no input_ids input (QuantLens runs decoder graphs with the Optimum input names)');
       const logits = outputs.get('logits');
       if (!logits || !logits.isTensor) throw unsupported('the graph has no logits output');
@@ -167,6 +194,9 @@ export class OnnxCausalLM implements CausalLM {
     const pastLength = cache?.length ?? 0;
     const total = pastLength + ids.length;
     if (ids.length === 0) throw new RangeError('forward needs at least one token');
+    if (total > this.maxPositions) {
+      throw new RangeError(`${this.path}: ${total} tokens (${pastLength} cached + ${ids.length} new) exceed the ${this.maxPositions} positions the model accepts`);
+    }
     const feeds: Record<string, Ort.Tensor> = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
     };
@@ -198,7 +228,7 @@ export class OnnxCausalLM implements CausalLM {
     const logitsTensor = out['logits']!;
     let logits = logitsTensor.data as Float32Array;
     if (logitsTensor.type !== 'float32') {
-      throw new ChatModelError('UnsupportedGraph', this.path, `logits are ${logitsTensor.type}; QuantLens reads float32 logits`);
+      throw new CausalLMError('UnsupportedGraph', this.path, `logits are ${logitsTensor.type}; QuantLens reads float32 logits`);
     }
     // Graphs without logits_to_keep return every row; keep a copy of the last so the big buffer can be freed.
     if (options.lastOnly && logits.length > this.vocabSize) logits = logits.slice(logits.length - this.vocabSize);
