@@ -8,9 +8,9 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promises as fs } from 'node:fs';
-import type { GenerationSettings, SideStats } from '../core/runtime/chat';
-import { Conversation, loadChatPair, pairPerplexity, releasePair, runPairTurn } from '../core/runtime/chatSession';
-import { describeChatError } from '../core/runtime/chatErrors';
+import type { GenerationSettings, SideStats } from '../core/chat/generation';
+import { Conversation, loadChatPair, pairPerplexity, releasePair, runPairTurn } from '../core/chat/modelPair';
+import { describeChatError } from '../core/chat/errorMessages';
 import { formatBytes } from '../core/util/format';
 import { FlagSpec, UsageError, parseArgs, DEVICE_FLAG_DESCRIPTION, deviceFlag } from './args';
 

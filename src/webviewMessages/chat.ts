@@ -3,9 +3,9 @@
  * the models and the transcript (so a turn that streams while the view is hidden is not lost); the webview
  * renders it, keeps its inputs with setState, and asks for everything else.
  */
-import type { CompareStep, Side, SideStats } from '../core/runtime/chat';
-import type { ChatModelInfo } from '../core/runtime/chatSession';
-import type { PairPerplexity } from '../core/runtime/chatSession';
+import type { CompareStep, Side, SideStats } from '../core/chat/generation';
+import type { ChatModelInfo } from '../core/chat/modelPair';
+import type { PairPerplexity } from '../core/chat/modelPair';
 import type { ViewMessages } from './endpoint';
 
 export type { Side, SideStats, CompareStep, ChatModelInfo, PairPerplexity };

@@ -1,7 +1,7 @@
 /**
  * Bench section `chat`: the chat engine on the shipped example (the only model here with a tokenizer), float
  * vs INT4 (W4A16 RTN) vs INT8 (W8A8) vs FP8 (dynamic) checkpoints made by the quantize job: decode tokens/s
- * of a greedy turn through chat.ts (sampling and streaming included) and the memory it holds (weight files
+ * of a greedy turn through core/chat/generation.ts (sampling and streaming included) and the memory it holds (weight files
  * + KV cache), with ratios to float measured in the same run; and the cost of the side-by-side comparison
  * (quantized + original + teacher-forced original) against the quantized model alone. Raw decode speed of
  * the TinyLlama-shaped graphs is the `runtime` section's (test/bench/runtime.bench.ts), not repeated here.
@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { runQuantizeJob, SchemeName } from '../../src/core/jobs/quantize';
-import { chatTurn, GenerationSettings } from '../../src/core/runtime/chat';
-import { LoadedChatModel, loadChatModel, turnMessages } from '../../src/core/runtime/chatSession';
+import { chatTurn, GenerationSettings } from '../../src/core/chat/generation';
+import { LoadedChatModel, loadChatModel, turnMessages } from '../../src/core/chat/modelPair';
 import { formatBytes } from '../../src/core/util/format';
 import { BenchRow } from './harness';
 

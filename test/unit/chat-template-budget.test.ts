@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Environment, Template } from '@huggingface/jinja';
 import { ModelTokenizer, TokenizerError, MAX_TOKENIZER_FILE_BYTES, type ChatMessage } from '../../src/core/runtime/tokenizer';
 import { DEFAULT_TEMPLATE_BUDGET, renderWithBudget } from '../../src/core/runtime/chatTemplate';
-import { describeChatError } from '../../src/core/runtime/chatErrors';
+import { describeChatError } from '../../src/core/chat/errorMessages';
 import { repoRoot, tempDir } from '../helpers/paths';
 import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
 

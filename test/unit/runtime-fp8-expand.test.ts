@@ -11,7 +11,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { DecoderGraphInfo, DecoderGraphOptions, openDecoderModel, writeDecoderGraph } from '../../src/core/runtime/llama/graph';
 import { graphOptionsFor } from '../../src/core/runtime/device';
-import { fp8ExpansionNote } from '../../src/core/runtime/chatSession';
+import { fp8ExpansionNote } from '../../src/core/chat/modelPair';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import { CalibrationFile } from '../../src/core/jobs/calibrationFile';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';

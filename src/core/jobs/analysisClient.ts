@@ -3,7 +3,7 @@
  * (so the extension host's event loop never does the heavy work) and available to any other shell.
  */
 import { WorkerLink } from '../util/workerLink';
-import type { AnalysisMethods, FromWorker, MethodName, ToWorker } from '../workers/protocol';
+import type { AnalysisMethods, FromWorker, MethodName, ToWorker } from '../workers/analysisProtocol';
 
 export class CancelledByCaller extends Error {
   constructor() {

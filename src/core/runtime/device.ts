@@ -87,7 +87,8 @@ export function graphOptionsFor(device: DeviceKind): DeviceGraphOptions {
 /**
  * Longest run of new tokens onnxruntime's WebGPU provider computes correctly in a decoder graph: on
  * onnxruntime-node 1.30 (SwiftShader) GroupQueryAttention's logits are wrong (8% relative) for 32 or more new
- * tokens in one run and right for up to 31, also over a 64-token cache (docs/runtime.md §7). Chat feeds
+ * tokens in one run and right for up to 31, also over a 64-token cache — one GroupQueryAttention node alone
+ * reproduces it (docs/runtime.md §7). Chat feeds
  * longer prompts in chunks; calibration (no cache between runs) refuses longer sequences on WebGPU.
  */
 export const WEBGPU_MAX_TOKENS_PER_RUN = 16;

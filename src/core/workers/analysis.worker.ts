@@ -13,7 +13,7 @@ import { compareWithOriginal, simulateErrors } from '../inspect/error';
 import { outputErrors } from '../inspect/outputError';
 import { recordedOutputErrors } from '../inspect/jobOutputError';
 import { CalibrationFile } from '../jobs/calibrationFile';
-import type { AnalysisMethods, FromWorker, ToWorker } from './protocol';
+import type { AnalysisMethods, FromWorker, ToWorker } from './analysisProtocol';
 
 const port = parentPort;
 if (!port) throw new Error('analysis.worker must run in a worker thread');

@@ -5,8 +5,8 @@
  * page is hidden are shown when it comes back; each page keeps its own inputs with setState.
  */
 import * as vscode from 'vscode';
-import { ChatClient, ChatWorkerError } from '../../core/runtime/chatClient';
-import type { ChatTurnResult, GenerationSettings } from '../../core/runtime/chat';
+import { ChatClient, ChatWorkerError } from '../../core/chat/workerClient';
+import type { ChatTurnResult, GenerationSettings } from '../../core/chat/generation';
 import { webviewHtml } from '../webviewHtml';
 import { configuredDevice } from '../runtimeStatus';
 import { HostEndpoint, RequestHandlers } from '../../webviewMessages/endpoint';

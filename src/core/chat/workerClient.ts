@@ -3,9 +3,9 @@
  * extension uses it so that generation never runs on the extension host's thread.
  */
 import { WorkerLink } from '../util/workerLink';
-import type { ChatEvents, ChatTurnResult, GenerationSettings } from './chat';
-import type { ChatDevice, PairPerplexity } from './chatSession';
-import type { FromChatWorker, LoadedPairInfo, ToChatWorker } from './chatWorker';
+import type { ChatEvents, ChatTurnResult, GenerationSettings } from './generation';
+import type { ChatDevice, PairPerplexity } from './modelPair';
+import type { FromChatWorker, LoadedPairInfo, ToChatWorker } from './workerHandler';
 
 export class ChatWorkerError extends Error {
   override readonly name = 'ChatWorkerError';

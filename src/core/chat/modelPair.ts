@@ -1,18 +1,18 @@
 /**
  * A chat session over a model pair: loads each model folder (tokenizer + chat template, and an ONNX graph —
  * the folder's own `model.onnx`, or one built from its safetensors into a cache folder, quantized layers kept
- * in their stored form: INT4 MatMulNBits, INT8, FP8), then runs chat turns (chat.ts) and perplexity. Used
+ * in their stored form: INT4 MatMulNBits, INT8, FP8), then runs chat turns (generation.ts) and perplexity. Used
  * inside the chat worker (the extension) and directly by the CLI.
  */
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { ChatEvents, ChatParticipant, ChatTurnResult, GenerationSettings, PerplexityResult, chatTurn, perplexity } from './chat';
-import { CausalLMError, OnnxCausalLM, findOnnxGraph } from './causalLM';
-import { ModelTokenizer, type ChatMessage } from './tokenizer';
-import type { DecoderGraphInfo } from './llama/graph';
-import { buildDecoderGraph } from './graphCache';
-import { DeviceKind, DevicePreference, DeviceReport, WEBGPU_MAX_TOKENS_PER_RUN, graphOptionsFor, requireDevice } from './device';
-import { verifyPlacement } from './placement';
+import { ChatEvents, ChatParticipant, ChatTurnResult, GenerationSettings, PerplexityResult, chatTurn, perplexity } from './generation';
+import { CausalLMError, OnnxCausalLM, findOnnxGraph } from '../runtime/causalLM';
+import { ModelTokenizer, type ChatMessage } from '../runtime/tokenizer';
+import type { DecoderGraphInfo } from '../runtime/llama/graph';
+import { buildDecoderGraph } from '../runtime/graphCache';
+import { DeviceKind, DevicePreference, DeviceReport, WEBGPU_MAX_TOKENS_PER_RUN, graphOptionsFor, requireDevice } from '../runtime/device';
+import { verifyPlacement } from '../runtime/placement';
 
 /** Asked for: device.ts's policy decides (auto: CUDA, else a hardware WebGPU adapter, else the CPU). */
 export type ChatDevice = DevicePreference;

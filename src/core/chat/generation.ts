@@ -20,9 +20,9 @@
  *
  * Both free streams sample with their own generator seeded identically, so equal logits give equal text.
  */
-import { PerplexityAccumulator, SamplingSettings, SeededRandom, argmax, klDivergence, sampleNext } from './sampling';
-import type { ChatMessage } from './tokenizer';
-import type { CausalLM, ForwardResult, KVCache } from './causalLM';
+import { PerplexityAccumulator, SamplingSettings, SeededRandom, argmax, klDivergence, sampleNext } from '../runtime/sampling';
+import type { ChatMessage } from '../runtime/tokenizer';
+import type { CausalLM, ForwardResult, KVCache } from '../runtime/causalLM';
 
 /** What the engine needs of a tokenizer (ModelTokenizer in tokenizer.ts provides it). */
 export interface ChatTokenizer {

@@ -2,11 +2,11 @@
  * Every failure of a chat turn as one sentence a user can act on, with a stable code for the UI and tests.
  * The typed errors already name the file and the problem; this adds what to do where it is not obvious.
  */
-import { ChatError } from './chat';
-import { CausalLMError } from './causalLM';
-import { TokenizerError } from './tokenizer';
-import { GraphBuildError } from './llama/graph';
-import { ModelConfigError } from './llama/config';
+import { ChatError } from './generation';
+import { CausalLMError } from '../runtime/causalLM';
+import { TokenizerError } from '../runtime/tokenizer';
+import { GraphBuildError } from '../runtime/llama/graph';
+import { ModelConfigError } from '../runtime/llama/config';
 import { SafetensorsError } from '../safetensors/errors';
 import { CheckpointError } from '../safetensors/checkpoint';
 

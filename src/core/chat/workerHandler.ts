@@ -4,9 +4,9 @@
  * `stop` aborts the running turn between two steps. One pair and one conversation per worker.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { ChatTurnResult, CompareStep, GenerationSettings, Side, SideStats } from './chat';
-import { ChatPair, ChatModelInfo, ChatDevice, Conversation, PairPerplexity, loadChatPair, pairPerplexity, releasePair, runPairTurn } from './chatSession';
-import { describeChatError } from './chatErrors';
+import type { ChatTurnResult, CompareStep, GenerationSettings, Side, SideStats } from './generation';
+import { ChatPair, ChatModelInfo, ChatDevice, Conversation, PairPerplexity, loadChatPair, pairPerplexity, releasePair, runPairTurn } from './modelPair';
+import { describeChatError } from './errorMessages';
 
 export type ToChatWorker =
   | { readonly type: 'load'; readonly id: number; readonly quantized: string; readonly original?: string; readonly device: ChatDevice; readonly cacheDir: string; readonly threads?: number }
