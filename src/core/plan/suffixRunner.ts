@@ -11,17 +11,12 @@
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import type * as Ort from 'onnxruntime-node';
 import { decodeToFloat32, encodeFromFloat32 } from '../dtypes/convert';
 import { DecoderModel, writeBlockGraph, writeKlHeadGraph } from '../runtime/llama/graph';
 import { DeviceReport, graphOptionsFor } from '../runtime/device';
 import { verifyPlacement } from '../runtime/placement';
 import { JobCancelled } from '../jobs/jobErrors';
-
-function loadOrt(): typeof Ort {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('onnxruntime-node') as typeof Ort;
-}
+import { type Ort, createSession, loadOrt } from '../util/ort';
 
 const NO_TAPS = { absmax: false, channelAbsmax: false, hessian: false } as const;
 
@@ -63,7 +58,7 @@ export class SuffixRunner {
       await verifyPlacement(path, this.options.device, this.options.log ?? (() => undefined));
       this.placementChecked = true;
     }
-    return this.ort.InferenceSession.create(path, { executionProviders: [...this.options.device.executionProviders], graphOptimizationLevel: 'all' });
+    return createSession(path, { executionProviders: this.options.device.executionProviders });
   }
 
   private graphOptions(): ReturnType<typeof graphOptionsFor> & { maxSequenceLength: number } {
