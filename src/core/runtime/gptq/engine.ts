@@ -19,19 +19,14 @@
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type * as Ort from 'onnxruntime-node';
 import type { GptqAlgebra, GptqColumnsTask } from '../../quant/gptq';
 import { DeviceReport, DeviceUnavailableError, explainCudaFailure, providerName } from '../device';
 import { checkPlacement, describePlacement, summarizeNodes } from '../placement';
 import { GRAPH_BLOCK, GptqGraphKind, graphKey, writeGptqGraph } from './graphs';
+import { type Ort, createSession, loadOrt } from '../../util/ort';
 
 /** Below this much work (multiply-adds of the factorisation and the updates) a CPU layer runs in JavaScript. */
 export const CPU_MIN_WORK = 2 ** 28;
-
-function loadOrt(): typeof Ort {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('onnxruntime-node') as typeof Ort;
-}
 
 function checkCancelled(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new Error('cancelled');
@@ -108,8 +103,7 @@ export class GraphGptqAlgebra implements GptqAlgebra {
         }
         this.verified.add(kind.kind);
       }
-      const ort = loadOrt();
-      return await ort.InferenceSession.create(path, { executionProviders: [...this.device.executionProviders], graphOptimizationLevel: 'all' }).catch((error: Error) => {
+      return await createSession(path, { executionProviders: this.device.executionProviders }).catch((error: Error) => {
         throw this.unavailable(error.message);
       });
     } finally {
