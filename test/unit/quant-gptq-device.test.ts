@@ -9,7 +9,9 @@
  *   rest of that row): ≥ 99 % identical codes and the loss within 0.5 %;
  * - on the CPU provider and, when chromium's SwiftShader Vulkan driver is installed, on WebGPU (small
  *   shapes: SwiftShader is slow), where every node must run on WebGPU;
- * - CUDA asked for without its provider is a DeviceUnavailableError, never a CPU run.
+ * - CUDA asked for without its provider is a DeviceUnavailableError, never a CPU run;
+ * - the quantize job (w4a16 from a calibration dataset) says in its log where GPTQ ran, on the CPU and with
+ *   --device webgpu, where its packed codes match the CPU job's.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -19,6 +21,12 @@ import { GraphGptqAlgebra } from '../../src/core/runtime/gptq/engine';
 import { DeviceUnavailableError, decideDevice, type DeviceReport } from '../../src/core/runtime/device';
 import { choleskyLower, correlatedInputs, heavyTailedWeight, referenceGptq } from '../helpers/gptqReference';
 import { tempDir } from '../helpers/paths';
+import { join } from 'node:path';
+import { runJob } from '../../src/core/jobs/runJob';
+import { defaultCalibrationDataset } from '../../src/core/runtime/dataset';
+import { Checkpoint } from '../../src/core/safetensors/checkpoint';
+import { randomWeights, writeTinyCheckpoint } from '../helpers/llamaReference';
+import { copyExampleTokenizer, tinyConfigWithExampleVocabulary } from '../helpers/exampleVocabulary';
 
 const int = (bits: number, symmetric: boolean, groupSize: number | undefined, actorder?: 'weight' | 'group'): QuantArgs => ({
   numBits: bits,
@@ -206,5 +214,85 @@ describe('GPTQ on the device: WebGPU on SwiftShader', function () {
   it('GPTQ INT4 asym g64 act-order static equals the float64 reference, every node on WebGPU', async () => {
     await checkAgainstReference(algebra!, { name: 'webgpu INT4 asym g64 static', rows: 16, cols: 192, args: int(4, false, 64, 'weight') }, 11);
     for (const kind of ['block', 'accumulate']) assert.ok(log.some((l) => new RegExp(`^GPTQ ${kind} graph: session runs on WebGpuExecutionProvider \\(all \\d+ nodes\\)$`).test(l)), log.join('\n'));
+  });
+});
+
+/** A one-block tiny Llama (the example's vocabulary) for whole jobs. */
+async function tinyModel(dir: string): Promise<string> {
+  const model = join(dir, 'model');
+  const config = await tinyConfigWithExampleVocabulary(1);
+  await writeTinyCheckpoint(model, config, randomWeights(config, 3));
+  await copyExampleTokenizer(model);
+  return model;
+}
+
+async function gptqJob(model: string, out: string, device: 'cpu' | 'webgpu', graphs: string): Promise<string[]> {
+  const log: string[] = [];
+  await runJob({ kind: 'quantize', model, out, preset: 'w4a16', device, calibration: { kind: 'dataset', path: defaultCalibrationDataset(), samples: 2, seqLen: 16 } }, { graphCacheDir: graphs, log: (line) => log.push(line) });
+  return log;
+}
+
+async function packedWeights(folder: string): Promise<Map<string, Uint8Array>> {
+  const checkpoint = await Checkpoint.open(folder);
+  try {
+    const out = new Map<string, Uint8Array>();
+    for (const t of checkpoint.tensors) if (t.name.endsWith('.weight_packed')) out.set(t.name, await checkpoint.readTensorBytes(t.name));
+    return out;
+  } finally {
+    await checkpoint.close();
+  }
+}
+
+describe('GPTQ on the device: the quantize job', function () {
+  this.timeout(900_000);
+  let tmp: { path: string; cleanup: () => void };
+  before(() => {
+    tmp = tempDir('quantlens-gptq-job-');
+  });
+  after(() => tmp.cleanup());
+
+  it('says where GPTQ ran (CPU: small layers in float64 JavaScript)', async () => {
+    const model = await tinyModel(tmp.path);
+    const log = await gptqJob(model, join(tmp.path, 'cpu-out'), 'cpu', tmp.path);
+    assert.ok(log.some((l) => /^GPTQ runs on onnxruntime graphs on CPUExecutionProvider \(layers under 2\^28 multiply-adds in exact float64 JavaScript\): CPU: chosen/.test(l)), log.join('\n'));
+    const layers = log.filter((l) => /: GPTQ loss /.test(l));
+    assert.equal(layers.length, 7);
+    for (const l of layers) assert.match(l, /\(JavaScript, float64, /);
+  });
+
+  it('--device webgpu (SwiftShader): GPTQ runs there, every layer, and writes the CPU job\'s codes', async function () {
+    if (!existsSync(SWIFTSHADER_ICD)) {
+      console.log(`      skipped: SwiftShader's Vulkan driver (${SWIFTSHADER_ICD}) is not installed (Debian package chromium)`);
+      this.skip();
+    }
+    const saved = { VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR };
+    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    process.env.XDG_RUNTIME_DIR = tmp.path;
+    try {
+      const model = join(tmp.path, 'model');
+      const log = await gptqJob(model, join(tmp.path, 'webgpu-out'), 'webgpu', tmp.path);
+      assert.ok(log.some((l) => /^GPTQ runs on onnxruntime graphs on WebGpuExecutionProvider: WebGPU: as asked/.test(l)), log.join('\n'));
+      assert.ok(log.some((l) => /^GPTQ block graph: session runs on WebGpuExecutionProvider \(all \d+ nodes\)$/.test(l)), log.join('\n'));
+      const layers = log.filter((l) => /: GPTQ loss /.test(l));
+      assert.equal(layers.length, 7);
+      for (const l of layers) assert.match(l, /\(onnxruntime graphs on WebGpuExecutionProvider, float32, /);
+      const cpu = await packedWeights(join(tmp.path, 'cpu-out'));
+      const gpu = await packedWeights(join(tmp.path, 'webgpu-out'));
+      assert.deepEqual([...gpu.keys()], [...cpu.keys()]);
+      let same = 0;
+      let total = 0;
+      for (const [name, bytes] of cpu) {
+        const other = gpu.get(name)!;
+        for (let i = 0; i < bytes.length; i++) if (bytes[i] === other[i]) same++;
+        total += bytes.length;
+      }
+      // Calibration on WebGPU and float32 GPTQ move a few near-tie codes; each byte holds two codes.
+      assert.ok(same / total >= 0.97, `${same} of ${total} packed bytes equal the CPU job's`);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 });
