@@ -92,6 +92,11 @@ export interface SensitivityReport {
   /** Block runs (one sample batch through one block) of the float pass, and of the whole measurement. */
   readonly referenceBlockRuns: number;
   readonly blockRuns: number;
+  /**
+   * The measurement's float32 noise: the KL it reports for the first layer left unquantized (its own weight fed
+   * to the variant graph). KL values near it are rounding, not quantization error.
+   */
+  readonly floatNoiseKl: number;
   readonly seconds: number;
 }
 
@@ -181,6 +186,7 @@ export async function measureSensitivity(options: SensitivityOptions): Promise<S
     // 2. The walk: each block's inputs once, every layer × candidate of the block from them.
     const results: LayerSensitivity[] = [];
     let inputs = pipeline.hidden;
+    let floatNoiseKl = NaN;
     for (let l = 0; l < c.numLayers; l++) {
       checkCancelled(signal);
       const modules = blockModuleNames(c, l);
@@ -213,6 +219,7 @@ export async function measureSensitivity(options: SensitivityOptions): Promise<S
             options.onWeight?.(module, candidate.name, q);
             const proxy = hessian ? (await quadraticFormsGemm(weight, q, rows, cols, hessian)).error / 2 : NaN;
             variant ??= await runner.variant(l, module, rows, cols);
+            if (Number.isNaN(floatNoiseKl)) floatNoiseKl = await variant.measure(weight, inputs, reference);
             const kl = await variant.measure(q, inputs, reference);
             doneUnits += c.numLayers - l;
             measurements.push({ candidate: candidate.name, bytes, kl, proxy });
@@ -234,6 +241,7 @@ export async function measureSensitivity(options: SensitivityOptions): Promise<S
       device: pipeline.device.device,
       referenceBlockRuns,
       blockRuns: runner.blockRuns + c.numLayers * Math.ceil(pipeline.hidden.length / samplesPerRun),
+      floatNoiseKl,
       seconds: (Date.now() - started) / 1000,
     };
   } finally {

@@ -58,7 +58,9 @@ export class SuffixRunner {
       await verifyPlacement(path, this.options.device, this.options.log ?? (() => undefined));
       this.placementChecked = true;
     }
-    return createSession(path, { executionProviders: this.options.device.executionProviders });
+    // No prepacked weights: the float block sessions and a variant fed the same weight as an input then run the
+    // same GEMM, so the only difference between a measurement and the reference is the quantization itself.
+    return createSession(path, { executionProviders: this.options.device.executionProviders, disablePrepacking: true });
   }
 
   private graphOptions(): ReturnType<typeof graphOptionsFor> & { maxSequenceLength: number } {

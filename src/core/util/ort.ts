@@ -91,6 +91,8 @@ export interface SessionSettings {
   readonly executionProviders?: readonly string[];
   readonly intraOpNumThreads?: number;
   readonly graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Constant weights are not prepacked: a MatMul runs the same GEMM whether its weight is an initializer or an input. */
+  readonly disablePrepacking?: boolean;
 }
 
 /** Creates an inference session on a file or model bytes with the given settings (default: CPU, level `all`). */
@@ -101,5 +103,6 @@ export function createSession(model: string | Uint8Array, settings: SessionSetti
     graphOptimizationLevel: settings.graphOptimizationLevel ?? 'all',
   };
   if (settings.intraOpNumThreads !== undefined) options.intraOpNumThreads = settings.intraOpNumThreads;
+  if (settings.disablePrepacking) options.extra = { session: { disable_prepacking: '1' } };
   return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
 }

@@ -419,7 +419,7 @@ export async function writeBlockGraph(model: DecoderModel, l: number, modelPath:
  * [tokens, H] (the last block's outputs of a changed model and of the float model, same tokens), output `kl`
  * [tokens] = KL(softmax(ref logits) ‖ softmax(logits)) in nats, each row's next-token distribution through the
  * final RMSNorm and lm_head (or the tied embeddings). Both go through the head in one batch (Concat, then Split),
- * so the head's weights are in the graph once; log-softmax is taken in float32 whatever the graph's precision.
+ * so the head's weights are in the graph once; the KL arithmetic is float64 (float32 on WebGPU, which has none).
  * Only [tokens] floats leave the graph: never [tokens, vocab] logits.
  */
 export async function writeKlHeadGraph(model: DecoderModel, modelPath: string, options: DecoderGraphOptions = {}): Promise<void> {
@@ -437,11 +437,14 @@ export async function writeKlHeadGraph(model: DecoderModel, modelPath: string, o
       requireTensor(model, 'model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
       logits = matMulTransB(g, e.ctx.target, normed, await floatInitializer(e.ctx, 'model.embed_tokens.weight', ft));
     } else logits = await e.linear('lm_head', c.hiddenSize, c.vocabSize, normed);
-    if (ft !== DataType.FLOAT) logits = g.op('Cast', [logits], { to: DataType.FLOAT });
+    // KL is a small difference of two log-softmaxes: in float32 the log-sum-exp's rounding (an ulp of ~10) is
+    // of the size of a small KL itself, so the subtraction is done in float64 where the provider has kernels.
+    const klType = (options.target ?? 'cpu') === 'webgpu' ? DataType.FLOAT : DataType.DOUBLE;
+    logits = g.op('Cast', [logits], { to: klType });
     const logProbs = g.op('LogSoftmax', [logits], { axis: -1 });
     const [lp, lq] = g.node('Split', [logProbs], [g.uniqueName('log_p'), g.uniqueName('log_q')], { axis: 0, num_outputs: 2 });
     const kl = g.op('ReduceSum', [g.op('Mul', [g.op('Exp', [lp!]), g.op('Sub', [lp!, lq!])]), g.int64s('axes', [-1])], { keepdims: 0 });
-    g.output(kl, DataType.FLOAT, ['tokens'], 'kl');
+    g.output(klType === DataType.FLOAT ? kl : g.op('Cast', [kl], { to: DataType.FLOAT }), DataType.FLOAT, ['tokens'], 'kl');
     await g.finish();
   } catch (error) {
     await g.abort();
