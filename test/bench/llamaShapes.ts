@@ -36,3 +36,6 @@ export function llamaTensors(shape: LlamaShape, dtype: TensorSpec['dtype'] = 'BF
   specs.push({ name: 'model.norm.weight', dtype, shape: [h] }, { name: 'lm_head.weight', dtype, shape: [vocab, h] });
   return specs;
 }
+
+/** TinyLlama-1.1B (hidden 2048, MLP 5632, 32 query / 4 KV heads, 22 blocks, Llama-2 vocabulary). */
+export const TINYLLAMA_1_1B: LlamaShape = { name: 'TinyLlama-1.1B', hidden: 2048, intermediate: 5632, layers: 22, heads: 32, kvHeads: 4, vocab: 32000 };
