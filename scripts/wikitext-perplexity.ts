@@ -14,8 +14,9 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { perplexity, type CausalLM } from '../src/core/runtime/chat';
-import { loadChatModel } from '../src/core/runtime/chatSession';
+import { perplexity } from '../src/core/chat/generation';
+import type { CausalLM } from '../src/core/runtime/causalLM';
+import { loadChatModel } from '../src/core/chat/modelPair';
 import { defaultCalibrationDataset, loadCalibrationDataset } from '../src/core/runtime/dataset';
 import type { DevicePreference } from '../src/core/runtime/device';
 import type { ModelTokenizer } from '../src/core/runtime/tokenizer';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { readSafetensorsHeader } from '../../src/core/safetensors/reader';
 import { buildHeader, referenceOrder } from '../../src/core/safetensors/writer';
-import { loadChatModel, type LoadedChatModel } from '../../src/core/runtime/chatSession';
+import { loadChatModel, type LoadedChatModel } from '../../src/core/chat/modelPair';
 import { defaultCalibrationDataset } from '../../src/core/runtime/dataset';
 import { topTokens } from '../../src/core/runtime/sampling';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
