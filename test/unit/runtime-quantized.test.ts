@@ -108,17 +108,21 @@ describe('runtime: quantized checkpoints run natively', function () {
   after(() => tmp.cleanup());
 
   // INT8 runs in each MatMulInteger form: the CPU's own (u8u8 or u8s8 by the host's VNNI) and CUDA's int8 × int8
-  // (s8s8, linear.ts int8KernelFor), which the CPU provider also runs.
-  const cases: [SchemeName, string, number, Int8Kernel?][] = [
+  // (s8s8, linear.ts int8KernelFor), which the CPU provider also runs. W8A16 (8-bit pack-quantized, weight only)
+  // has no preset of the job: a recipe asks for it.
+  const w8a16Recipe = 'default_stage:\n  default_modifiers:\n    QuantizationModifier:\n      targets: [Linear]\n      ignore: [lm_head]\n      scheme: W8A16\n';
+  const cases: [SchemeName | 'w8a16-rtn', string, number, Int8Kernel?][] = [
     ['w8a8', 'int8', 1e-4],
     ['w8a8', 'int8', 1e-4, 's8s8'],
     ['fp8-dynamic', 'fp8', 1e-4],
     ['w4a16-rtn', 'int4', 1e-4],
+    ['w8a16-rtn', 'int8-weight', 1e-4],
   ];
   for (const [scheme, kind, tolerance, int8Kernel] of cases) {
     it(`${scheme}${int8Kernel ? ` (${int8Kernel} MatMulInteger, the CUDA form)` : ''}: ${kind} linears; logits equal the reference on the dequantized weights`, async () => {
       const out = join(tmp.path, `${scheme}${int8Kernel ?? ''}`);
-      await runQuantizeJob({ model: join(tmp.path, 'float'), out, scheme });
+      if (scheme === 'w8a16-rtn') await runQuantizeJob({ model: join(tmp.path, 'float'), out, recipe: { text: w8a16Recipe, path: 'w8a16.yaml' } });
+      else await runQuantizeJob({ model: join(tmp.path, 'float'), out, scheme });
       const model = await openDecoderModel(out);
       const modelPath = join(tmp.path, `${scheme}${int8Kernel ?? ''}-graph`, 'model.onnx');
       const dequantized = new Map<string, Float64Array>();
@@ -141,7 +145,7 @@ describe('runtime: quantized checkpoints run natively', function () {
       const floatBytes = (await fs.stat(join(tmp.path, 'float', 'model.safetensors'))).size;
       assert.ok(dataBytes < floatBytes * (kind === 'int4' ? 0.5 : 0.6), `graph data ${dataBytes} bytes vs float checkpoint ${floatBytes}`);
 
-      const quantizeInput = QUANTIZE_INPUT[scheme];
+      const quantizeInput = scheme === 'w8a16-rtn' ? undefined : QUANTIZE_INPUT[scheme];
       const reference = referenceForward(config, weights, tokens, {
         weight: (m) => dequantized.get(m),
         quantizeInput: quantizeInput ? (m, row) => (dequantized.has(m) ? quantizeInput(row) : row) : undefined,

@@ -12,6 +12,7 @@
  * |                                          | MatMulInteger(u8, int8 Wᵀ [K, N]) → ·token scale · channel scale |
  * | INT4 pack-quantized / GPTQ v1/v2         | MatMulNBits (bits 4, uint8 zero points); act-order g_idx: the   |
  * |                                          | columns are sorted by group and x is gathered in that order     |
+ * | INT8 pack-quantized (W8A16)              | MatMulNBits (bits 8), the same way                              |
  *
  * Activation quantization follows what the checkpoint declares and vLLM executes: static `input_scale`
  * (FP8: QuantizeLinear → DequantizeLinear to E4M3; INT8: QuantizeLinear to uint8 with zero point 128 + zp),
@@ -47,7 +48,8 @@ export class LinearEmitError extends Error {
   }
 }
 
-export type LinearKind = 'float' | 'fp8' | 'int8' | 'int4';
+/** int8 = W8A8 (MatMulInteger); int8-weight = weight-only pack-quantized 8-bit (MatMulNBits bits 8). */
+export type LinearKind = 'float' | 'fp8' | 'int8' | 'int4' | 'int8-weight';
 
 /**
  * How FP8 weights enter the graph: 'expand' = float initializers w · scale written once at build (for
@@ -168,6 +170,9 @@ export function linearKind(module: LinearModule): LinearKind {
       if (observed.bits !== 8) throw new LinearEmitError(module.name, `integer weights of ${observed.bits} bits stored unpacked are not supported`);
       return 'int8';
     case 'ct-packed':
+      // The headers do not give packed bits (weight_shape's values do); the config's declaration does, and
+      // emitNBits checks the packed width against it.
+      return (observed.bits ?? module.declared?.scheme?.weights?.numBits) === 8 ? 'int8-weight' : 'int4';
     case 'gptq':
       return 'int4';
     case 'fp8-block':
@@ -246,7 +251,10 @@ export async function emitLinear(ctx: LinearEmitContext, module: LinearModule, x
       y = await emitInt8(ctx, module, base, x);
       break;
     case 'int4':
-      y = await emitInt4(ctx, module, base, x);
+      y = await emitNBits(ctx, module, base, x, 4);
+      break;
+    case 'int8-weight':
+      y = await emitNBits(ctx, module, base, x, 8);
       break;
   }
   const biasName = `${module.name}.bias`;
@@ -426,23 +434,27 @@ async function emitInt8(ctx: LinearEmitContext, module: LinearModule, base: stri
   return g.op('Mul', [g.op('Mul', [accFloat, tokenScale]), weightScale]);
 }
 
-/** Packs unsigned 4-bit values [N, K] into MatMulNBits' B [N, K/block, block/2] (low nibble = even k). */
-function packNibbleRows(values: (n: number, k: number) => number, rows: number, cols: number): Uint8Array {
-  const out = new Uint8Array((rows * cols) / 2);
+/**
+ * Packs unsigned `bits`-bit values [N, K] into MatMulNBits' B [N, K/block, block·bits/8]: 4 bits two to a byte
+ * (low nibble = even k), 8 bits one to a byte.
+ */
+function packNBitRows(values: (n: number, k: number) => number, rows: number, cols: number, bits: 4 | 8): Uint8Array {
+  const out = new Uint8Array((rows * cols * bits) / 8);
   let at = 0;
   for (let n = 0; n < rows; n++) {
-    for (let k = 0; k < cols; k += 2) out[at++] = (values(n, k) & 15) | ((values(n, k + 1) & 15) << 4);
+    if (bits === 8) for (let k = 0; k < cols; k++) out[at++] = values(n, k) & 255;
+    else for (let k = 0; k < cols; k += 2) out[at++] = (values(n, k) & 15) | ((values(n, k + 1) & 15) << 4);
   }
   return out;
 }
 
-async function emitInt4(ctx: LinearEmitContext, module: LinearModule, base: string, x: string): Promise<string> {
+async function emitNBits(ctx: LinearEmitContext, module: LinearModule, base: string, x: string, bits: 4 | 8): Promise<string> {
   const g = ctx.g;
   const observed = module.observed!;
   const has = (suffix: string) => ctx.checkpoint.has(`${module.name}.${suffix}`);
   let rows: number;
   let cols: number;
-  /** Unsigned codes q[n, k] ∈ [0, 15], zero points z[n, group] ∈ [0, 15], scales s[n, group]. */
+  /** Unsigned codes q[n, k] ∈ [0, 2^bits), zero points z[n, group] likewise, scales s[n, group]. */
   let code: (n: number, k: number) => number;
   let zeros: ((n: number, group: number) => number) | undefined;
   let scales: Float32Array;
@@ -480,20 +492,22 @@ async function emitInt4(ctx: LinearEmitContext, module: LinearModule, base: stri
     rows = Number(shape[0]);
     cols = Number(shape[1]);
     const packed = ctx.checkpoint.tensor(`${module.name}.weight_packed`);
-    if (packed.shape[1] !== Math.ceil(cols / 8)) throw new LinearEmitError(module.name, `weight_packed [${packed.shape.join(', ')}] does not hold 4-bit values for ${cols} input features (only 4-bit pack-quantized is supported)`);
-    if (cols % 8 === 0) packedBytes = packed.name;
+    const perWord = 32 / bits;
+    if (packed.shape[1] !== Math.ceil(cols / perWord)) throw new LinearEmitError(module.name, `weight_packed [${packed.shape.join(', ')}] does not hold ${bits}-bit values for ${cols} input features (4- and 8-bit pack-quantized are supported)`);
+    if (cols % perWord === 0) packedBytes = packed.name;
     // Unpacked only when the columns must be reordered (act-order); see the zero-copy path below.
     let q: Int8Array | undefined;
-    const unpacked = async () => (q ??= unpackFromInt32(await readInt32(ctx, packed.name), rows, cols, 4, 1)); // signed, [N, K]
-    if (cols % 8 !== 0 || has('weight_g_idx')) await unpacked();
-    code = (n, k) => q![n * cols + k]! + 8;
+    const unpacked = async () => (q ??= unpackFromInt32(await readInt32(ctx, packed.name), rows, cols, bits, 1)); // signed, [N, K]
+    if (cols % perWord !== 0 || has('weight_g_idx')) await unpacked();
+    const offset = 1 << (bits - 1);
+    code = (n, k) => q![n * cols + k]! + offset;
     scales = await readFloats(ctx, `${module.name}.weight_scale`);
     const scaleShape = ctx.checkpoint.tensor(`${module.name}.weight_scale`).shape;
     groups = scaleShape.length === 2 ? scaleShape[1]! : 1;
     scaleRowMajorNG = true;
     if (has('weight_zero_point')) {
-      const zp = unpackFromInt32(await readInt32(ctx, `${module.name}.weight_zero_point`), rows, groups, 4, 0);
-      zeros = (n, grp) => zp[n * groups + grp]! + 8;
+      const zp = unpackFromInt32(await readInt32(ctx, `${module.name}.weight_zero_point`), rows, groups, bits, 0);
+      zeros = (n, grp) => zp[n * groups + grp]! + offset;
     }
     if (has('weight_g_idx')) gIdx = await readInt32(ctx, `${module.name}.weight_g_idx`);
   }
@@ -527,9 +541,9 @@ async function emitInt4(ctx: LinearEmitContext, module: LinearModule, base: stri
   const blocks = cols / block;
   const col = order ? (k: number) => order![k]! : (k: number) => k;
   const groupOfBlock = (b: number) => Math.floor(b / repeat);
-  // compressed-tensors packs u = q + 8 eight to an int32 word, low nibble first, along K: without a column
+  // compressed-tensors packs u = q + 2^(bits−1) to int32 words, low bits first, along K: without a column
   // permutation its bytes already are MatMulNBits' B, so they stream straight from the checkpoint.
-  const B = packedBytes && !order ? undefined : packNibbleRows((n, k) => code(n, col(k)), rows, cols);
+  const B = packedBytes && !order ? undefined : packNBitRows((n, k) => code(n, col(k)), rows, cols, bits);
   const S = new Float32Array(rows * blocks);
   for (let n = 0; n < rows; n++) {
     for (let b = 0; b < blocks; b++) {
@@ -538,16 +552,20 @@ async function emitInt4(ctx: LinearEmitContext, module: LinearModule, base: stri
     }
   }
   const bName = B
-    ? await g.initializer(`${base}.qweight_nbits`, DataType.UINT8, [rows, blocks, block / 2], B)
-    : await g.streamedInitializer(`${base}.qweight_nbits`, DataType.UINT8, [rows, blocks, block / 2], (async function* () {
+    ? await g.initializer(`${base}.qweight_nbits`, DataType.UINT8, [rows, blocks, (block * bits) / 8], B)
+    : await g.streamedInitializer(`${base}.qweight_nbits`, DataType.UINT8, [rows, blocks, (block * bits) / 8], (async function* () {
         for await (const { bytes } of ctx.checkpoint.chunks(packedBytes!, { chunkBytes: ctx.chunkBytes ?? 8 * 1024 * 1024 })) yield bytes;
       })());
   const inputs = [x, bName, await floatData(ctx, `${base}.scales`, S, [rows, blocks])];
   if (zeros) {
-    const zpBytes = Math.ceil(blocks / 2);
+    const zpBytes = Math.ceil((blocks * bits) / 8);
     const Z = new Uint8Array(rows * zpBytes);
     for (let n = 0; n < rows; n++) {
       for (let b = 0; b < blocks; b++) {
+        if (bits === 8) {
+          Z[n * zpBytes + b] = zeros(n, groupOfBlock(b)) & 255;
+          continue;
+        }
         const at = n * zpBytes + (b >> 1);
         Z[at] = Z[at]! | ((zeros(n, groupOfBlock(b)) & 15) << ((b & 1) * 4));
       }
@@ -556,6 +574,6 @@ async function emitInt4(ctx: LinearEmitContext, module: LinearModule, base: stri
   }
   const input = order ? g.op('Gather', [x, await g.initializer(`${base}.act_order`, DataType.INT64, [cols], BigInt64Array.from(order, (v) => BigInt(v)))], { axis: -1 }) : x;
   inputs[0] = input;
-  return g.op('MatMulNBits', inputs, { K: cols, N: rows, bits: 4, block_size: block, accuracy_level: ctx.int4AccuracyLevel }, 'com.microsoft');
+  return g.op('MatMulNBits', inputs, { K: cols, N: rows, bits, block_size: block, accuracy_level: ctx.int4AccuracyLevel }, 'com.microsoft');
 }
 
