@@ -38,7 +38,7 @@ ${Object.entries(QUANTIZE_FLAGS)
 ${Object.entries(CALIBRATE_FLAGS)
   .map(([name, flag]) => `      --${name.padEnd(14)} ${flag.description}`)
   .join('\n')}
-  plan MODEL --calib DATASET --candidates S[,S…] (--bits B | --size BYTES) --out RECIPE.yaml
+  plan MODEL --calib DATASET --candidates S[,S…] (--bits B | --size BYTES) --out RECIPE.yaml [--verify]
                                        measure each linear layer's sensitivity (KL on the outputs) and write
                                        the exact mixed-precision plan under the budget as a recipe
 ${Object.entries(PLAN_FLAGS)

@@ -17,6 +17,9 @@ export const PLAN_FLAGS: Record<string, FlagSpec> = {
   size: { type: 'number', description: 'budget: total bytes of the planned linear layers\' tensors' },
   out: { type: 'string', description: 'the llm-compressor recipe to write (.yaml; must not exist)' },
   json: { type: 'boolean', description: 'print the plan and every measurement as JSON instead of the table' },
+  verify: { type: 'boolean', description: 'quantize with the plan and with each candidate alone; measure KL and perplexity on held-out text against size' },
+  eval: { type: 'string', description: 'with --verify: the evaluation text (default: the --calib file\'s windows the calibration does not use)' },
+  'eval-samples': { type: 'number', description: 'with --verify: evaluation samples of --seq-len tokens (default a quarter of --samples, at least 4)' },
   device: { type: 'string', description: DEVICE_FLAG_DESCRIPTION },
 };
 
@@ -36,8 +39,22 @@ export function planTable(plan: PlanSummary): string {
   const skipped = new Map<string, string[]>();
   for (const s of plan.skipped) skipped.set(`${s.candidate}: ${s.reason}`, [...(skipped.get(`${s.candidate}: ${s.reason}`) ?? []), s.module]);
   for (const [why, modules] of skipped) lines.push(`skipped ${why} (${modules.length} layer${modules.length === 1 ? '' : 's'}: ${modules.slice(0, 3).join(', ')}${modules.length > 3 ? ', …' : ''})`);
-  lines.push(`recipe written to ${plan.out}`);
+  if (plan.verification) lines.push('', ...verificationTable(plan));
+  lines.push(`recipe written to ${plan.out}; the plan${plan.verification ? ' and its verification' : ''} in ${plan.planFile}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** The verified points: size on disk and of the planned layers against KL and perplexity on held-out text. */
+export function verificationTable(plan: PlanSummary): string[] {
+  const v = plan.verification!;
+  const width = Math.max(6, ...v.points.map((p) => p.label.length));
+  const lines = [`verified on ${v.evalSamples} × ${v.seqLen} tokens of ${v.evalDataset}${v.heldOut ? ' held out from the calibration' : ''}:`];
+  lines.push(`${pad('scheme', width)}  ${'file bytes'.padStart(12)}  ${'layer bytes'.padStart(12)}  ${'bits/w'.padStart(7)}  ${'KL (nats)'.padStart(11)}  ${'perplexity'.padStart(11)}`);
+  for (const p of v.points) {
+    const kept = p.kept?.length ? `  (${p.kept.length} layer${p.kept.length === 1 ? '' : 's'} kept: ${p.kept[0]!.reason})` : '';
+    lines.push(`${pad(p.label, width)}  ${String(p.fileBytes).padStart(12)}  ${String(p.linearBytes).padStart(12)}  ${p.bitsPerWeight.toFixed(3).padStart(7)}  ${p.kl.toExponential(3).padStart(11)}  ${p.perplexity.toFixed(3).padStart(11)}${kept}`);
+  }
+  return lines;
 }
 
 export async function planCommand(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
@@ -55,6 +72,10 @@ export async function planCommand(argv: readonly string[], out: NodeJS.WritableS
   if (typeof flags.out !== 'string') throw new UsageError('--out RECIPE.yaml is required');
   if (!/\.ya?ml$/i.test(flags.out)) throw new UsageError('--out must name a .yaml or .yml file (the recipe)');
   const budget = typeof flags.bits === 'number' ? { bits: flags.bits } : { bytes: flags.size as number };
+  if (!flags.verify && (flags.eval !== undefined || flags['eval-samples'] !== undefined)) throw new UsageError('--eval and --eval-samples go with --verify');
+  const evalSamples = flags['eval-samples'];
+  if (evalSamples !== undefined && (typeof evalSamples !== 'number' || !Number.isSafeInteger(evalSamples) || evalSamples < 1)) throw new UsageError(`--eval-samples must be a positive whole number, not ${String(evalSamples)}`);
+  const verify = flags.verify ? { ...(typeof flags.eval === 'string' ? { evalDataset: flags.eval === 'default' ? defaultCalibrationDataset() : flags.eval } : {}), ...(typeof evalSamples === 'number' ? { evalSamples } : {}) } : undefined;
   return runCliJob(
     {
       kind: 'plan',
@@ -66,6 +87,7 @@ export async function planCommand(argv: readonly string[], out: NodeJS.WritableS
       candidates: flags.candidates.split(',').map((s) => s.trim()).filter(Boolean),
       budget,
       device: deviceFlag(flags.device),
+      ...(verify ? { verify } : {}),
     },
     out,
     (result) => (result.kind !== 'plan' ? result : flags.json ? result.plan : planTable(result.plan)),

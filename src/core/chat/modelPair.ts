@@ -22,6 +22,11 @@ export interface LoadOptions {
   readonly cacheDir: string;
   readonly device?: ChatDevice;
   readonly intraOpNumThreads?: number;
+  /**
+   * Graph options over the device's (device.ts graphOptionsFor): a plan's verification asks for INT4/INT8
+   * MatMulNBits in float arithmetic (accuracy level 0) on the CPU too, so it measures the weights' error alone.
+   */
+  readonly graph?: { readonly int4AccuracyLevel?: number };
   readonly onProgress?: (what: string) => void;
 }
 
@@ -55,7 +60,7 @@ async function graphFor(folder: string, options: LoadOptions, device: DeviceRepo
   const own = await findOnnxGraph(folder);
   if (own) return { path: own };
   options.onProgress?.(`preparing the ONNX graph of ${basename(folder)} (built once, then cached)`);
-  const built = await buildDecoderGraph(folder, options.cacheDir, graphOptionsFor(device.device));
+  const built = await buildDecoderGraph(folder, options.cacheDir, { ...graphOptionsFor(device.device), ...options.graph });
   return { path: built.modelPath, info: built.info };
 }
 

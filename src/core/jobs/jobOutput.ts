@@ -4,6 +4,7 @@
  * is as it was when opened and the lock is still this job's, and on any failure remove the partial folder and
  * report the failure with what was left behind (jobErrors.ts).
  */
+import { constants, promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Checkpoint } from '../safetensors/checkpoint';
 import { InputFileState, JobCancelled, JobIoError, changedInputs, jobFailure, snapshotInputs } from './jobErrors';
@@ -73,6 +74,30 @@ export class JobOutput {
   async publishFolder(): Promise<void> {
     await this.checkBeforePublish();
     await this.partial!.commitFolder();
+  }
+
+  /**
+   * Publishes files of the partial folder: the last as the output, the others beside it under their own names
+   * (the plan file beside its recipe) and first, so the output never appears without them. Nothing is
+   * replaced; when publishing fails, the companions already published are removed again.
+   */
+  async publishFiles(names: readonly string[]): Promise<void> {
+    await this.checkBeforePublish();
+    const published: string[] = [];
+    try {
+      for (const name of names.slice(0, -1)) {
+        const target = join(dirname(this.out), name);
+        await fs.link(this.partial!.path(name), target).catch(async (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'EPERM' && error.code !== 'ENOTSUP' && error.code !== 'ENOSYS') throw error;
+          await fs.copyFile(this.partial!.path(name), target, constants.COPYFILE_EXCL);
+        });
+        published.push(target);
+      }
+      await this.partial!.commitFile(names.at(-1)!);
+    } catch (error) {
+      for (const target of published) await fs.rm(target, { force: true });
+      throw error;
+    }
   }
 
   /** Publishes the file `name` of the partial folder as the output. */

@@ -69,6 +69,11 @@ export interface PlanJobSpec {
   readonly device?: DevicePreference;
   /** Limit on the hidden states the measurement holds (default: half the machine's memory). */
   readonly maxHiddenStateBytes?: number;
+  /**
+   * Quantize with the plan and with each candidate uniformly and measure KL and perplexity on held-out text
+   * (plan/verify.ts): by default the calibration file's windows after the calibration's own.
+   */
+  readonly verify?: { readonly evalDataset?: string; readonly evalSamples?: number };
 }
 
 export type JobSpec = QuantizeJobSpec | CalibrateJobSpec | PlanJobSpec;

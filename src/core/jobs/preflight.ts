@@ -18,6 +18,7 @@ import { RUNNABLE_MODIFIERS, SCHEME_PRESETS, recipeYaml } from './quantize';
 import type { CalibrateJobSpec, JobSpec, PlanJobSpec, QuantizeJobSpec } from './jobSpec';
 import { openDecoderModel } from '../runtime/llama/graph';
 import { parseCandidates } from '../plan/candidates';
+import { planFilePath } from '../plan/planFile';
 import { bitsPerWeight, budgetBytes, byteRange, checkBudget, layerOptions, planLayers } from '../plan/budget';
 import { outputHolder } from './outputLock';
 import { PROPAGATIONS } from './sequential';
@@ -277,8 +278,10 @@ async function preflightPlan(spec: PlanJobSpec): Promise<PreflightReport> {
   const warnings: string[] = [];
   const needs = { inputAbsMax: false, hessians: true };
   await checkOutput(spec.out, problems);
+  if (spec.out && (await pathExists(planFilePath(spec.out)))) problems.push(`${planFilePath(spec.out)} (the plan file written beside the recipe) already exists; choose a new recipe name (QuantLens never overwrites)`);
   checkDataset(spec, problems);
   if (!(await pathExists(spec.dataset))) problems.push(`the calibration dataset ${spec.dataset} does not exist`);
+  if (spec.verify?.evalDataset && !(await pathExists(spec.verify.evalDataset))) problems.push(`the evaluation dataset ${spec.verify.evalDataset} does not exist`);
   const budgetProblem = checkBudget(spec.budget);
   if (budgetProblem) problems.push(budgetProblem);
   let candidates;

@@ -47,6 +47,8 @@ export interface RunJobOptions {
   readonly preflightDone?: boolean;
   /** What owner records call this job (the command line; the editor's job title). Default: this process's command line. */
   readonly command?: string;
+  /** A plan job's verification checkpoints, each before it is removed (tests look at the files). */
+  readonly onCheckpoint?: (label: string, folder: string) => Promise<void>;
 }
 
 export type JobResult =
@@ -99,6 +101,12 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
         ...(spec.device ? { device: spec.device } : {}),
         ...(spec.maxHiddenStateBytes ? { maxHiddenStateBytes: spec.maxHiddenStateBytes } : {}),
         ...(options.graphCacheDir ? { graphCacheDir: options.graphCacheDir } : {}),
+        ...(spec.verify ? { verify: spec.verify } : {}),
+        ...(options.onCheckpoint ? { onCheckpoint: options.onCheckpoint } : {}),
+        // The verification's quantize jobs: each with its own pre-flight check, lock and partial folder.
+        quantize: async (quantizeSpec, progress) => {
+          await runJob(quantizeSpec, { ...options, preflightDone: true, onProgress: (p) => progress(p.fraction, p.stage) });
+        },
         onProgress: (p) => options.onProgress?.({ ...p, stage: `plan: ${p.stage}` }),
       });
       return { kind: 'plan', plan };

@@ -3,25 +3,33 @@
  * candidate (sensitivity.ts), chooses one candidate per layer minimising the summed KL within the budget
  * (knapsack.ts, exact), and writes the plan as an llm-compressor recipe (planRecipe.ts). The recipe is written
  * in a partial folder beside its name under the output's lock and published only when complete, while the
- * model and the dataset are as they were (jobOutput.ts), like the other jobs' outputs.
+ * model and the dataset are as they were (jobOutput.ts), like the other jobs' outputs. Beside it goes the plan
+ * file (planFile.ts: this summary as JSON), published first. With `verify`, the recipe and a uniform recipe of
+ * each candidate are quantized and measured on held-out text before anything is published (verify.ts).
  */
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { promises as fs } from 'node:fs';
 import { openDecoderModel } from '../runtime/llama/graph';
 import type { DeviceKind } from '../runtime/device';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC } from '../quant/gptq';
 import { JobOutput, JobOutputOptions, withJobOutput } from '../jobs/jobOutput';
-import type { PlanJobSpec } from '../jobs/jobSpec';
+import type { PlanJobSpec, QuantizeJobSpec } from '../jobs/jobSpec';
 import { parseCandidates } from './candidates';
 import { PlanBudget, PlanInputError, bitsPerWeight, budgetBytes, budgetText, byteRange, checkBudget, layerOptions, planLayers, totalWeights } from './budget';
 import { solveKnapsack } from './knapsack';
 import { measureSensitivity, LayerSensitivity } from './sensitivity';
 import { planRecipeYaml, PlannedLayer } from './planRecipe';
+import { planFilePath } from './planFile';
+import { Verification, verifyPlan } from './verify';
 
 export interface PlanJobOptions extends Omit<PlanJobSpec, 'kind'>, JobOutputOptions {
   readonly graphCacheDir?: string;
   readonly tokensPerRun?: number;
   readonly onProgress?: (progress: { fraction: number; stage: string; module?: string }) => void;
+  /** Runs a quantize job for the verification (runJob passes itself: no import cycle). */
+  readonly quantize?: (spec: QuantizeJobSpec, progress: (fraction: number, stage: string) => void) => Promise<void>;
+  /** Each verification checkpoint before it is removed (tests look at its files). */
+  readonly onCheckpoint?: (label: string, folder: string) => Promise<void>;
 }
 
 export interface PlanLayerRow {
@@ -33,7 +41,12 @@ export interface PlanLayerRow {
 }
 
 export interface PlanSummary {
+  /** The float model planned (absolute path). */
+  readonly model: string;
   readonly out: string;
+  /** The plan file written beside the recipe (planFile.ts). */
+  readonly planFile: string;
+  readonly candidates: readonly string[];
   readonly budget: PlanBudget;
   readonly budgetBytes: number;
   /** The plan's bytes (the planned layers' tensors) and its average stored bits per weight. */
@@ -57,6 +70,8 @@ export interface PlanSummary {
   readonly blockRuns: number;
   readonly referenceBlockRuns: number;
   readonly seconds: number;
+  /** Measured KL, perplexity and size of the plan and of each uniform candidate (with `verify`). */
+  readonly verification?: Verification;
 }
 
 export function runPlanJob(options: PlanJobOptions): Promise<PlanSummary> {
@@ -81,6 +96,11 @@ async function planLocked(options: PlanJobOptions, output: JobOutput): Promise<P
     // An impossible budget is known from the headers: say so before the measurement, not after it.
     if (range.min > budget) solveKnapsack(perLayer.map((o) => ({ name: o.layer.module, options: o.options.map((x) => ({ bytes: x.bytes, cost: 0 })) })), budget, { describeBytes: describe });
 
+    // With verification, the measurement is about this share of the work (each verification point is a
+    // calibrated quantize job and two evaluations, about 3 calibration passes; the measurement docs/planning.md §2).
+    const measuredCandidates = candidates.filter((c) => c.algorithm !== 'keep').length;
+    const measurePasses = 2 + (7 * measuredCandidates * (model.config.numLayers + 1)) / 2;
+    const measureShare = options.verify ? measurePasses / (measurePasses + 3 * (measuredCandidates + 1)) : 0.99;
     const report = await measureSensitivity({
       model,
       dataset: options.dataset,
@@ -93,7 +113,7 @@ async function planLocked(options: PlanJobOptions, output: JobOutput): Promise<P
       ...(options.maxHiddenStateBytes ? { maxHiddenStateBytes: options.maxHiddenStateBytes } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.log ? { log: options.log } : {}),
-      onProgress: (p) => options.onProgress?.({ ...p, fraction: p.fraction * 0.99 }),
+      onProgress: (p) => options.onProgress?.({ ...p, fraction: p.fraction * measureShare }),
     });
     const byModule = new Map(report.layers.map((l) => [l.module, l]));
     const items = perLayer.map((o) => {
@@ -120,11 +140,43 @@ async function planLocked(options: PlanJobOptions, output: JobOutput): Promise<P
     ];
     const text = planRecipeYaml(planned, candidates, gptq, header);
     const name = basename(output.out);
-    await fs.writeFile(join(await output.createPartial('plan recipe'), name), text);
-    await output.publishFile(name);
-    options.onProgress?.({ fraction: 1, stage: 'done' });
-    return {
+    const partial = await output.createPartial('plan recipe');
+    await fs.writeFile(join(partial, name), text);
+    let verification: Verification | undefined;
+    if (options.verify) {
+      if (!options.quantize) throw new Error('internal: the plan job verifies through a quantize job and none was given');
+      const work = join(partial, 'verify');
+      await fs.mkdir(work);
+      try {
+        verification = await verifyPlan({
+          model: options.model,
+          layers,
+          candidates,
+          planRecipe: join(partial, name),
+          gptq,
+          dataset: options.dataset,
+          samples: options.samples,
+          seqLen: options.seqLen,
+          ...(options.verify.evalDataset ? { evalDataset: options.verify.evalDataset } : {}),
+          ...(options.verify.evalSamples ? { evalSamples: options.verify.evalSamples } : {}),
+          ...(options.device ? { device: options.device } : {}),
+          work,
+          quantize: options.quantize,
+          ...(options.signal ? { signal: options.signal } : {}),
+          ...(options.log ? { log: options.log } : {}),
+          ...(options.onCheckpoint ? { onCheckpoint: options.onCheckpoint } : {}),
+          onProgress: (fraction, stage) => options.onProgress?.({ fraction: measureShare + (0.99 - measureShare) * fraction, stage }),
+        });
+      } finally {
+        await fs.rm(work, { recursive: true, force: true });
+      }
+    }
+    const planFile = planFilePath(output.out);
+    const summary: PlanSummary = {
+      model: resolve(options.model),
       out: output.out,
+      planFile,
+      candidates: candidates.map((c) => c.name),
       budget: options.budget,
       budgetBytes: budget,
       bytes: solution.bytes,
@@ -143,7 +195,12 @@ async function planLocked(options: PlanJobOptions, output: JobOutput): Promise<P
       blockRuns: report.blockRuns,
       referenceBlockRuns: report.referenceBlockRuns,
       seconds: (Date.now() - started) / 1000,
+      ...(verification ? { verification } : {}),
     };
+    await fs.writeFile(join(partial, basename(planFile)), `${JSON.stringify(summary, null, 1)}\n`);
+    await output.publishFiles([basename(planFile), name]);
+    options.onProgress?.({ fraction: 1, stage: 'done' });
+    return summary;
   } finally {
     await model.checkpoint.close();
   }

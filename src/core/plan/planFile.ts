@@ -1,0 +1,82 @@
+/**
+ * The plan file: the plan job's whole result as JSON (the PlanSummary — the chosen scheme per layer, every
+ * layer × candidate measurement, and the verification when it ran), written beside the recipe as
+ * `<recipe name without .yaml>.plan.json` and published with it. The editor's sensitivity heatmap and its
+ * size-vs-KL plot read it; a fixed name would make two plans in one folder overwrite each other.
+ */
+import { promises as fs } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { PlanSummary } from './planJob';
+
+export const PLAN_FILE_SUFFIX = '.plan.json';
+
+/** `plans/w4mix.yaml` → `plans/w4mix.plan.json`. */
+export function planFilePath(recipe: string): string {
+  return join(dirname(recipe), `${basename(recipe).replace(/\.ya?ml$/i, '')}${PLAN_FILE_SUFFIX}`);
+}
+
+export class PlanFileError extends Error {
+  override readonly name = 'PlanFileError';
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/**
+ * Reads and checks a plan file (the fields the editor uses), naming the file and the field that is wrong.
+ * Plan files are written by QuantLens, but a file in a workspace is whatever is in it.
+ */
+export async function readPlanFile(path: string, maxBytes = 64 * 1024 * 1024): Promise<PlanSummary> {
+  const stat = await fs.stat(path).catch(() => undefined);
+  if (!stat?.isFile()) throw new PlanFileError(`${path}: no such plan file`);
+  if (stat.size > maxBytes) throw new PlanFileError(`${path}: ${stat.size} bytes is larger than a plan file can be (${maxBytes})`);
+  let value: unknown;
+  try {
+    value = JSON.parse(await fs.readFile(path, 'utf8'));
+  } catch (error) {
+    throw new PlanFileError(`${path}: not JSON (${(error as Error).message})`);
+  }
+  const bad = (what: string) => new PlanFileError(`${path}: ${what}; it is not a plan file written by quantlens plan`);
+  if (!isObject(value)) throw bad('the top level is not an object');
+  if (typeof value.model !== 'string') throw bad('"model" is not a string');
+  if (!Array.isArray(value.layers)) throw bad('"layers" is not a list');
+  for (const [i, l] of value.layers.entries()) {
+    if (!isObject(l) || typeof l.module !== 'string' || typeof l.scheme !== 'string' || !isNumber(l.kl) || !isNumber(l.bytes)) throw bad(`layers[${i}] lacks module, scheme, kl or bytes`);
+  }
+  if (!Array.isArray(value.sensitivity)) throw bad('"sensitivity" is not a list');
+  for (const [i, l] of value.sensitivity.entries()) {
+    if (!isObject(l) || typeof l.module !== 'string' || !Array.isArray(l.measurements)) throw bad(`sensitivity[${i}] lacks module or measurements`);
+    for (const [j, m] of l.measurements.entries()) {
+      if (!isObject(m) || typeof m.candidate !== 'string' || (m.kl !== undefined && !isNumber(m.kl))) throw bad(`sensitivity[${i}].measurements[${j}] lacks candidate or has a non-numeric kl`);
+    }
+  }
+  if (value.verification !== undefined) {
+    const v = value.verification;
+    if (!isObject(v) || !Array.isArray(v.points)) throw bad('"verification" has no list of points');
+    for (const [i, p] of v.points.entries()) {
+      if (!isObject(p) || typeof p.label !== 'string' || !isNumber(p.fileBytes) || !isNumber(p.kl) || !isNumber(p.perplexity)) throw bad(`verification.points[${i}] lacks label, fileBytes, kl or perplexity`);
+    }
+  }
+  return value as unknown as PlanSummary;
+}
+
+/**
+ * The newest plan file for a model folder among `folders` (the model's own folder and its parent, where the
+ * editor offers to write recipes): one whose "model" is that folder. Unreadable files are skipped.
+ */
+export async function findPlanFile(modelFolder: string, folders: readonly string[]): Promise<string | undefined> {
+  const model = resolve(modelFolder);
+  let best: { path: string; mtime: number } | undefined;
+  for (const folder of folders) {
+    const names = await fs.readdir(folder).catch(() => [] as string[]);
+    for (const name of names) {
+      if (!name.endsWith(PLAN_FILE_SUFFIX)) continue;
+      const path = join(folder, name);
+      const plan = await readPlanFile(path).catch(() => undefined);
+      if (!plan || resolve(dirname(path), plan.model) !== model) continue;
+      const mtime = (await fs.stat(path)).mtimeMs;
+      if (!best || mtime > best.mtime) best = { path, mtime };
+    }
+  }
+  return best?.path;
+}
