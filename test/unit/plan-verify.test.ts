@@ -17,8 +17,8 @@ import { planFilePath, readPlanFile } from '../../src/core/plan/planFile';
 import { evaluationSamples } from '../../src/core/plan/verify';
 import { defaultCalibrationDataset, loadCalibrationDataset } from '../../src/core/runtime/dataset';
 import { ModelTokenizer } from '../../src/core/runtime/tokenizer';
-import { loadChatModel } from '../../src/core/runtime/chatSession';
-import { perplexity } from '../../src/core/runtime/chat';
+import { loadChatModel } from '../../src/core/chat/modelPair';
+import { perplexity } from '../../src/core/chat/generation';
 import { klDivergence } from '../../src/core/runtime/sampling';
 
 const example = () => join(repoRoot(), 'examples', 'tiny-llama');

@@ -21,7 +21,7 @@ import { join, resolve } from 'node:path';
 import { Checkpoint } from '../safetensors/checkpoint';
 import { ModelTokenizer } from '../runtime/tokenizer';
 import { CalibrationSample, DatasetError, loadCalibrationDataset } from '../runtime/dataset';
-import { loadChatModel, LoadedChatModel } from '../runtime/chatSession';
+import { loadChatModel, LoadedChatModel } from '../chat/modelPair';
 import { PerplexityAccumulator, logSoftmax } from '../runtime/sampling';
 import type { DevicePreference } from '../runtime/device';
 import type { QuantizeJobSpec } from '../jobs/jobSpec';
