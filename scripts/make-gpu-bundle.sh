@@ -67,10 +67,11 @@ cp "$(command -v node)" "$pay/node"
 for bad in $(ldd "$pay/node" | awk '/not found/ {print $1}'); do echo "make-gpu-bundle: node needs $bad" >&2; exit 1; done
 
 # The Vulkan loader: the installed libvulkan1, else its Debian package unpacked here.
-loader=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ {print $NF; exit}')
+# (awk reads to the end: an early exit would end ldconfig with SIGPIPE, which pipefail turns into a failure)
+loader=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ {found = $NF} END {print found}')
 if [[ -z "$loader" ]]; then
   (cd "$stage" && apt-get download libvulkan1 >/dev/null && dpkg -x libvulkan1_*.deb vulkan)
-  loader=$(find "$stage/vulkan" -name 'libvulkan.so.1*' -type f | head -1)
+  loader=$(find "$stage/vulkan" -name 'libvulkan.so.1*' -type f -print -quit)
 fi
 [[ -n "$loader" ]] || { echo "make-gpu-bundle: no Vulkan loader (libvulkan1) found or downloadable" >&2; exit 1; }
 cp -L "$loader" "$pay/lib/libvulkan.so.1"
@@ -86,7 +87,7 @@ node out/scripts/make-example.js "$stage/example" >/dev/null
 (cd "$stage/example" && sha256sum -- *) > "$pay/example.sha256"
 
 echo "compressing…"
-tar -C "$pay" -cf - . | xz -9 -T2 > "$bundle/payload.tar.xz"
+tar -C "$pay" -cf - . | xz -6 -T2 > "$bundle/payload.tar.xz"
 cp scripts/gpu-check.sh "$bundle/gpu-check.sh"
 tar -C "$stage" -cf "$out.partial" quantlens-gpu-check
 size=$(stat -c %s "$out.partial")
