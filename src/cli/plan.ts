@@ -5,8 +5,9 @@ import { runCliJob } from './progress';
 import { CandidateError, PLAN_PRESETS, parseCandidates } from '../core/plan/candidates';
 import type { PlanSummary } from '../core/plan/planJob';
 
-/** Planning costs about 7 · candidates · (layers + 1) / 2 calibration passes: a smaller default than quantize's. */
-export const DEFAULT_PLAN_CALIBRATION = { samples: 32, seqLen: 512 } as const;
+import { DEFAULT_PLAN_CALIBRATION } from '../core/jobs/jobSpec';
+
+export { DEFAULT_PLAN_CALIBRATION };
 
 export const PLAN_FLAGS: Record<string, FlagSpec> = {
   calib: { type: 'string', description: 'calibration dataset (.txt, .jsonl, .json; "default" = shipped WikiText-2 sample)' },

@@ -7,7 +7,8 @@ import { queryLayers, queryTensorTable } from '../core/checkpoint/tensorQuery';
 import { codesTensorOf } from '../core/stats/weightStats';
 import { AnalysisClient, CancelledByCaller } from '../core/jobs/analysisClient';
 import { HostEndpoint } from '../webviewMessages/endpoint';
-import type { ErrorParams, HealthView, InspectorMessages, InspectorRequests, InspectorTab, SummaryView } from '../webviewMessages/inspector';
+import type { ErrorParams, HealthView, InspectorMessages, InspectorRequests, InspectorTab, PlanView, SummaryView } from '../webviewMessages/inspector';
+import { modelFolderOf, planFor } from './planView';
 import type { RequestContext } from '../webviewMessages/endpoint';
 import { webviewHtml } from './webviewHtml';
 import { observeInspector } from './testHooks';
@@ -158,6 +159,16 @@ export class InspectorSession implements vscode.Disposable {
     this.messages.notify({ type: 'show', tab, start, params });
   }
 
+  /** A plan of this view's model (a plan job just finished): its Error tab shows it. */
+  postPlan(plan: PlanView): void {
+    if (this.pageReady) this.messages.notify({ type: 'plan', plan });
+  }
+
+  /** The model folder this view shows (for plans of that model). */
+  get modelFolder(): string {
+    return modelFolderOf(this.path);
+  }
+
   postHealthReport(report: HealthView): void {
     this.messages.notify({ type: 'healthReport', report });
   }
@@ -217,6 +228,7 @@ export class InspectorSession implements vscode.Disposable {
         const statsPath = picked ? picked.calibStats : calibStats;
         return this.services.analysis.call('errors', { path: this.path, simulation, original: originalPath, calibStats: statsPath }, worker(context));
       },
+      plan: () => planFor(this.path),
     };
   }
 

@@ -55,6 +55,37 @@ export interface HealthView {
   readonly scannedBytes: number;
 }
 
+/**
+ * A mixed-precision plan of this model (the plan file beside it or of the last plan job, src/core/plan/
+ * planFile.ts), as the Error tab's sensitivity heatmap and size-vs-KL plot draw it.
+ */
+export interface PlanView {
+  readonly planFile: string;
+  /** The recipe the plan wrote. */
+  readonly recipe: string;
+  readonly candidates: readonly string[];
+  readonly bytes: number;
+  readonly budgetBytes: number;
+  readonly bitsPerWeight: number;
+  readonly dataset: string;
+  readonly tokens: number;
+  /** One per planned linear layer: where it sits, the scheme the plan chose, every candidate's measurement. */
+  readonly layers: readonly {
+    readonly module: string;
+    readonly block: number;
+    readonly projection: string;
+    readonly chosen: string;
+    readonly measurements: readonly { readonly candidate: string; readonly kl?: number; readonly proxy?: number; readonly bytes: number; readonly unservable?: string }[];
+  }[];
+  readonly verification?: {
+    readonly evalDataset: string;
+    readonly heldOut: boolean;
+    readonly evalSamples: number;
+    readonly seqLen: number;
+    readonly points: readonly { readonly label: string; readonly kind: 'plan' | 'uniform' | 'float'; readonly fileBytes: number; readonly linearBytes: number; readonly bitsPerWeight: number; readonly kl: number; readonly perplexity: number }[];
+  };
+}
+
 /** Requests the page makes, with their parameter and result types. */
 export type InspectorRequests = {
   tensorPage: { params: TensorQuery; result: TensorPage };
@@ -65,6 +96,8 @@ export type InspectorRequests = {
   health: { params: { weights: boolean }; result: HealthView };
   /** Simulate a scheme, or compare with an original (`original: 'pick'` asks the user for the folder). */
   errors: { params: { simulation?: SimulationName; original?: string; calibStats?: string }; result: ErrorReport };
+  /** The newest plan of this model, or null when there is none (a plan file that cannot be read is an error). */
+  plan: { params: Record<string, never>; result: PlanView | null };
 };
 
 export type ErrorParams = InspectorRequests['errors']['params'];
@@ -79,7 +112,9 @@ export interface InspectorMessages extends ViewMessages {
     /** Switch to a tab; optionally start that tab's on-demand work (load scales, run the health scan, compare). */
     | { readonly type: 'show'; readonly tab: InspectorTab; readonly start?: boolean; readonly params?: ErrorParams }
     /** A health report produced outside the page (the "Run Health Scan" command). */
-    | { readonly type: 'healthReport'; readonly report: HealthView };
+    | { readonly type: 'healthReport'; readonly report: HealthView }
+    /** A plan job of this model finished: the Error tab shows its plan. */
+    | { readonly type: 'plan'; readonly plan: PlanView };
   toHost:
     | { readonly type: 'ready' }
     | { readonly type: 'openWholeCheckpoint' };

@@ -64,6 +64,8 @@ export interface RenderedView {
   readonly scales?: HeatmapView;
   /** The Error tab's report as shown, once one is. */
   readonly error?: ErrorReportView;
+  /** The Error tab's mixed-precision plan section as shown, when the model has a plan. */
+  readonly plan?: PlanSectionView;
   /**
    * Milestones of this page load in ms since its navigation began: the script started (after the webview
    * machinery and the bundle loaded), the host's init arrived, the first render was reported.
@@ -104,6 +106,19 @@ export interface TensorDetailView {
     readonly histogramTotal: number;
     readonly histogramBars: number;
   };
+}
+
+/** The plan section of the Error tab (webview/inspector/planSection.ts), read back from its DOM. */
+export interface PlanSectionView {
+  readonly summary: string;
+  /** The colour-by dropdown's value ('chosen' or a candidate). */
+  readonly colourBy: string;
+  readonly heatmap?: HeatmapView;
+  /** The layer detail's heading and rows (candidate, KL, proxy, bytes, why not), once a cell was chosen. */
+  readonly detail?: { readonly module: string; readonly rows: readonly (readonly string[])[] };
+  /** The size-vs-KL plot's points (their accessible names) and the verification table's rows. */
+  readonly scatter: readonly string[];
+  readonly verification: readonly (readonly string[])[];
 }
 
 /** A heatmap read back from its SVG: what a user sees on it and in its cells' tooltips. */

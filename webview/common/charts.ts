@@ -69,7 +69,14 @@ export function heatmap(
   rows: readonly string[],
   columns: readonly string[],
   value: (row: number, column: number) => number | undefined,
-  options: { title: string; log?: boolean; format?: (v: number) => string; onSelect?: (row: number, column: number) => void },
+  options: {
+    title: string;
+    log?: boolean;
+    format?: (v: number) => string;
+    /** A cell's tooltip (default: row and column labels and the formatted value). */
+    cellText?: (row: number, column: number, v: number) => string;
+    onSelect?: (row: number, column: number) => void;
+  },
 ): SVGSVGElement {
   const cell = 18;
   const labelW = 70;
@@ -103,7 +110,7 @@ export function heatmap(
         rect.setAttribute('fill-opacity', (0.08 + 0.92 * t01).toFixed(3));
         if (!Number.isFinite(v)) rect.setAttribute('class', 'cell cell-bad');
         const tip = svg('title', {});
-        tip.textContent = `${name} ${column}: ${options.format ? options.format(v) : fmt(v)}`;
+        tip.textContent = options.cellText ? options.cellText(r, c, v) : `${name} ${column}: ${options.format ? options.format(v) : fmt(v)}`;
         rect.append(tip);
         const select = () => options.onSelect?.(r, c);
         rect.addEventListener('click', select);
@@ -139,4 +146,75 @@ function heatmapLegend(lo: number, hi: number, options: { log?: boolean; format?
   g.setAttribute('aria-label', `colour scale from ${min.textContent} (lightest) to ${max.textContent} (darkest)`);
   g.append(min, max);
   return g;
+}
+
+export interface ScatterPoint {
+  readonly x: number;
+  readonly y: number;
+  /** Drawn beside the point. */
+  readonly label: string;
+  /** The point's tooltip and accessible name. */
+  readonly text: string;
+  /** A CSS class for the marker (e.g. to set the plan apart from the uniform schemes). */
+  readonly kind?: string;
+}
+
+/**
+ * A scatter plot of labelled points (sizes against errors), both axes linear or log (log axes take positive
+ * values only; points with others are left out by the caller). Each point is focusable with its values as its
+ * name and tooltip, so the plot can be read with the keyboard and a screen reader.
+ */
+export function scatterChart(points: readonly ScatterPoint[], options: { title: string; xLabel: string; yLabel: string; logX?: boolean; logY?: boolean; formatX?: (v: number) => string; formatY?: (v: number) => string }): SVGSVGElement {
+  const width = 420;
+  const height = 240;
+  const left = 64;
+  const right = 90;
+  const top = 12;
+  const bottom = 36;
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart scatter', role: 'group', 'aria-label': options.title, width, height });
+  const tx = (v: number) => (options.logX ? Math.log10(v) : v);
+  const ty = (v: number) => (options.logY ? Math.log10(v) : v);
+  const xs = points.map((p) => tx(p.x));
+  const ys = points.map((p) => ty(p.y));
+  const span = (values: number[]) => {
+    const lo = Math.min(...values);
+    const hi = Math.max(...values);
+    const pad = hi > lo ? (hi - lo) * 0.08 : 0.5;
+    return [lo - pad, hi + pad] as const;
+  };
+  const [x0, x1] = span(xs);
+  const [y0, y1] = span(ys);
+  const px = (v: number) => left + ((v - x0) / (x1 - x0)) * (width - left - right);
+  const py = (v: number) => height - bottom - ((v - y0) / (y1 - y0)) * (height - top - bottom);
+  root.append(svg('line', { x1: left, y1: height - bottom, x2: width - right, y2: height - bottom, class: 'axis' }));
+  root.append(svg('line', { x1: left, y1: top, x2: left, y2: height - bottom, class: 'axis' }));
+  const axisText = (x: number, y: number, anchor: string, text: string, cls = 'axis-label') => {
+    const t = svg('text', { x, y, 'text-anchor': anchor, class: cls });
+    t.textContent = text;
+    root.append(t);
+  };
+  const fx = options.formatX ?? fmt;
+  const fy = options.formatY ?? fmt;
+  const back = (v: number, log?: boolean) => (log ? 10 ** v : v);
+  axisText(left, height - bottom + 14, 'start', fx(back(x0 + (x1 - x0) * 0.0, options.logX)), 'axis-label scatter-x-min');
+  axisText(width - right, height - bottom + 14, 'end', fx(back(x1, options.logX)), 'axis-label scatter-x-max');
+  axisText(left - 4, height - bottom, 'end', fy(back(y0, options.logY)), 'axis-label scatter-y-min');
+  axisText(left - 4, top + 8, 'end', fy(back(y1, options.logY)), 'axis-label scatter-y-max');
+  axisText((left + width - right) / 2, height - 4, 'middle', options.xLabel);
+  const yTitle = svg('text', { x: 12, y: (top + height - bottom) / 2, 'text-anchor': 'middle', class: 'axis-label', transform: `rotate(-90 12 ${(top + height - bottom) / 2})` });
+  yTitle.textContent = options.yLabel;
+  root.append(yTitle);
+  points.forEach((p, i) => {
+    const cx = px(xs[i]!);
+    const cy = py(ys[i]!);
+    const marker = svg('circle', { cx, cy, r: 5, class: `point ${p.kind ?? ''}`.trim(), tabindex: 0, role: 'img', 'aria-label': p.text });
+    const tip = svg('title', {});
+    tip.textContent = p.text;
+    marker.append(tip);
+    root.append(marker);
+    const label = svg('text', { x: cx + 8, y: cy + 4, class: 'point-label' });
+    label.textContent = p.label;
+    root.append(label);
+  });
+  return root;
 }

@@ -6,7 +6,8 @@
 import type { SimulationName } from '../../src/core/inspect/error';
 import type { ErrorParams, SummaryView } from '../../src/webviewMessages/inspector';
 import { h } from '../common/toolkit';
-import { errorReportView } from './errorReport';
+import { ERROR_REPORT_SECTIONS, errorReportView } from './errorReport';
+import { planSection } from './planSection';
 import type { InspectorPage } from './page';
 import { button, dropdown, withProgress } from './widgets';
 
@@ -26,7 +27,7 @@ export function errorView(page: InspectorPage, summary: SummaryView): HTMLElemen
     const report = await withProgress(body, label, (options) => page.messages.request('errors', params, { ...options, timeoutMs: Infinity }));
     if (!report) return;
     page.errorReport = report;
-    body.replaceChildren(errorReportView(report));
+    body.replaceChildren(errorReportView(report, ERROR_REPORT_SECTIONS, page.plan));
     page.loaded.add('error');
     page.changed();
   };
@@ -42,6 +43,28 @@ export function errorView(page: InspectorPage, summary: SummaryView): HTMLElemen
         button('Simulate', () => start(), { id: 'simulate' }),
         h('span', { class: 'muted' }, 'Round-to-nearest, exactly as compressed-tensors computes it, on every linear layer.'),
       ];
-  body.replaceChildren(h('p', { class: 'muted' }, quantized ? 'How far is each quantized layer from the original?' : 'Which layers would hurt accuracy? Simulate a scheme before running any job.'));
+  const intro = h('p', { class: 'muted' }, quantized ? 'How far is each quantized layer from the original?' : 'Which layers would hurt accuracy? Simulate a scheme before running any job, or plan mixed precision.');
+  // The model's plan shows at once (before any report; a report draws it as one of its sections).
+  const showPlan = () => {
+    if (page.errorReport) body.replaceChildren(errorReportView(page.errorReport, ERROR_REPORT_SECTIONS, page.plan));
+    else body.replaceChildren(...[intro, planSection({ plan: page.plan })].filter((e): e is Element => e !== undefined));
+    page.changed();
+  };
+  page.onPlan = (plan) => {
+    page.plan = plan;
+    showPlan();
+  };
+  body.replaceChildren(intro);
+  page.messages.request('plan', {}).then(
+    (plan) => {
+      // A plan pushed by a finished job meanwhile is newer than this answer.
+      if (page.plan === undefined) page.onPlan?.(plan);
+    },
+    (error: unknown) => {
+      page.plan = null;
+      body.append(h('p', { class: 'error-text', role: 'alert', id: 'plan-error' }, `The plan file could not be read: ${error instanceof Error ? error.message : String(error)}`));
+      page.changed();
+    },
+  );
   return h('section', {}, h('div', { class: 'toolbar' }, ...controls), body);
 }

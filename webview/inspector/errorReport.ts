@@ -14,6 +14,8 @@ import type { ErrorReport, LayerError } from '../../src/core/inspect/error';
 import { h } from '../common/toolkit';
 import { heatmap, histogramChart } from '../common/charts';
 import { field, PROJECTIONS } from './widgets';
+import type { PlanView } from '../../src/webviewMessages/inspector';
+import { planSection } from './planSection';
 
 /** What every section gets: the report and the lookups most of them need. */
 export interface ErrorReportContext {
@@ -28,6 +30,8 @@ export interface ErrorReportContext {
   /** Output-space error per module, when the report has it. */
   readonly output: ReadonlyMap<string, NonNullable<ErrorReport['outputError']>['layers'][number]>;
   readonly hasOutput: boolean;
+  /** The model's mixed-precision plan, when it has one (planSection.ts). */
+  readonly plan?: PlanView | null;
   /** Shows a layer's detail under the report. */
   select(module: string): void;
 }
@@ -117,7 +121,7 @@ const skipped: ErrorReportSection = ({ report }) => {
 };
 
 /** The report's sections, top to bottom. */
-export const ERROR_REPORT_SECTIONS: readonly ErrorReportSection[] = [headline, caption, suggestion, weightErrorHeatmap, worstLayers, skipped];
+export const ERROR_REPORT_SECTIONS: readonly ErrorReportSection[] = [headline, caption, suggestion, weightErrorHeatmap, worstLayers, skipped, planSection];
 
 /** One layer's metrics and error histogram (shown under the report when a layer is chosen). */
 function layerDetail(context: ErrorReportContext, layer: LayerError): Element[] {
@@ -137,7 +141,7 @@ function layerDetail(context: ErrorReportContext, layer: LayerError): Element[] 
   ];
 }
 
-export function errorReportView(report: ErrorReport, sections: readonly ErrorReportSection[] = ERROR_REPORT_SECTIONS): HTMLElement {
+export function errorReportView(report: ErrorReport, sections: readonly ErrorReportSection[] = ERROR_REPORT_SECTIONS, plan?: PlanView | null): HTMLElement {
   const evaluated = report.layers.filter((l) => !l.skipped);
   const detail = h('div', { class: 'detail', id: 'error-detail' });
   const context: ErrorReportContext = {
@@ -148,6 +152,7 @@ export function errorReportView(report: ErrorReport, sections: readonly ErrorRep
     byCell: new Map(evaluated.map((l) => [`${l.block}|${l.projection}`, l])),
     output: new Map((report.outputError?.layers ?? []).map((l) => [l.module, l])),
     hasOutput: report.outputError !== undefined,
+    plan,
     select: (module) => {
       const layer = context.byModule.get(module);
       if (layer) detail.replaceChildren(...layerDetail(context, layer));

@@ -34,6 +34,10 @@ const connection = connectToHost<InspectorMessages, SavedState>((message) => {
     case 'healthReport':
       showHealthReport(page, message.report);
       return;
+    case 'plan':
+      page.plan = message.plan;
+      page.onPlan?.(message.plan);
+      return;
   }
 });
 const page = createPage(connection);

@@ -9,7 +9,7 @@ import type { TensorStatistics } from '../../src/core/stats/tensorStats';
 import type { WeightStatistics } from '../../src/core/stats/weightStats';
 import type { TensorRow } from '../../src/core/checkpoint/summary';
 import type { PageEndpoint } from '../../src/webviewMessages/endpoint';
-import type { ErrorParams, InspectorMessages, InspectorRequests, InspectorTab, InspectorTable, SummaryView, TensorValuesView } from '../../src/webviewMessages/inspector';
+import type { ErrorParams, InspectorMessages, InspectorRequests, InspectorTab, InspectorTable, PlanView, SummaryView, TensorValuesView } from '../../src/webviewMessages/inspector';
 import type { HostConnection } from '../common/vscodeApi';
 import type { TableState, VirtualTable } from '../common/virtualTable';
 
@@ -94,6 +94,10 @@ export interface InspectorPage {
   scales?: ModuleScales[];
   /** The error report on the Error tab, once one is shown. */
   errorReport?: ErrorReport;
+  /** The model's mixed-precision plan: undefined until the host answered, null when it has none. */
+  plan?: PlanView | null;
+  /** Shows a plan on the Error tab (the host pushes one when a plan job of this model finishes). */
+  onPlan?: (plan: PlanView | null) => void;
   /**
    * Called by the views whenever what the page shows changed. The product does nothing with it; the test
    * build (testHooks.ts) reports the page to the host.

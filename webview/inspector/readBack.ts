@@ -4,7 +4,7 @@
  * the texts, tooltips and cells a user sees, not the data they were drawn from, so that tests compare the
  * screen with their own computation.
  */
-import type { ErrorReportView, HeatmapView, TensorDetailView } from '../../src/webviewMessages/testProbes';
+import type { ErrorReportView, HeatmapView, PlanSectionView, TensorDetailView } from '../../src/webviewMessages/testProbes';
 import type { ShownTensorDetail } from './page';
 
 const text = (element: Element | null | undefined) => element?.textContent ?? '';
@@ -44,6 +44,23 @@ export function readErrorReport(body: Element | null): ErrorReportView | undefin
     heatmap: readHeatmap(body.querySelector('svg.heatmap')),
     skipped: Array.from(body.querySelectorAll('#error-skipped > li'), text),
     caption: text(body.querySelector('#error-caption')),
+  };
+}
+
+const tableRows = (table: Element | null | undefined) => (table ? Array.from(table.querySelectorAll('tbody tr'), (row) => Array.from(row.querySelectorAll('td'), text)) : []);
+
+/** The Error tab's plan section (#plan-sensitivity), when one is shown. */
+export function readPlanSection(section: Element | null): PlanSectionView | undefined {
+  if (!section) return undefined;
+  const detail = section.querySelector('#plan-layer-detail');
+  const heading = detail?.querySelector('h4');
+  return {
+    summary: text(section.querySelector('#plan-summary')),
+    colourBy: (section.querySelector('#plan-candidate') as (Element & { value?: string }) | null)?.value ?? '',
+    heatmap: readHeatmap(section.querySelector('#plan-heatmap svg.heatmap')),
+    ...(heading ? { detail: { module: text(heading), rows: tableRows(detail!.querySelector('table')) } } : {}),
+    scatter: Array.from(section.querySelectorAll('#plan-scatter circle.point'), (c) => c.getAttribute('aria-label') ?? ''),
+    verification: tableRows(section.querySelector('table#plan-verification')),
   };
 }
 

@@ -6,7 +6,7 @@
 import type { InspectorTable, TensorValuesView } from '../../src/webviewMessages/inspector';
 import type { InspectorHostProbe, PageProbe, RenderedView, TableCommand, TableView } from '../../src/webviewMessages/testProbes';
 import { InspectorPage, showTab } from './page';
-import { readErrorReport, readFields, readHeatmap, readTensorDetail } from './readBack';
+import { readErrorReport, readFields, readHeatmap, readPlanSection, readTensorDetail } from './readBack';
 
 export function installTestHooks(page: InspectorPage): void {
   /** Installed first thing in the page's script: when the script started, in ms since the navigation began. */
@@ -45,6 +45,7 @@ export function installTestHooks(page: InspectorPage): void {
       overview: readFields(document.querySelector('#view-overview .overview > .fields')),
       scales: page.loaded.has('scales') ? readHeatmap(document.querySelector('#view-scales svg.heatmap')) : undefined,
       error: readErrorReport(document.getElementById('error-body')),
+      plan: readPlanSection(document.getElementById('plan-sensitivity')),
       timing: { scriptStart, init: init ?? NaN, firstRender: (firstRender ??= performance.now()) },
     };
     page.messages.postProbe({ type: 'probe:rendered', view } satisfies PageProbe<RenderedView>);

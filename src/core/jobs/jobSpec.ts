@@ -78,6 +78,9 @@ export interface PlanJobSpec {
 
 export type JobSpec = QuantizeJobSpec | CalibrateJobSpec | PlanJobSpec;
 
+/** Planning costs about 7 · candidates · (layers + 1) / 2 calibration passes: a smaller default than quantize's. */
+export const DEFAULT_PLAN_CALIBRATION = { samples: 32, seqLen: 512 } as const;
+
 /** Defaults llm-compressor's examples use for calibration (512 samples × 2048 tokens is their largest). */
 export const DEFAULT_CALIBRATION = { samples: 128, seqLen: 512 } as const;
 

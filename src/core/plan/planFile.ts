@@ -38,23 +38,25 @@ export async function readPlanFile(path: string, maxBytes = 64 * 1024 * 1024): P
   }
   const bad = (what: string) => new PlanFileError(`${path}: ${what}; it is not a plan file written by quantlens plan`);
   if (!isObject(value)) throw bad('the top level is not an object');
-  if (typeof value.model !== 'string') throw bad('"model" is not a string');
+  for (const key of ['model', 'out', 'planFile', 'dataset'] as const) if (typeof value[key] !== 'string') throw bad(`"${key}" is not a string`);
+  for (const key of ['bytes', 'budgetBytes', 'bitsPerWeight', 'tokens'] as const) if (!isNumber(value[key])) throw bad(`"${key}" is not a number`);
+  if (!Array.isArray(value.candidates) || !value.candidates.every((c) => typeof c === 'string')) throw bad('"candidates" is not a list of names');
   if (!Array.isArray(value.layers)) throw bad('"layers" is not a list');
   for (const [i, l] of value.layers.entries()) {
     if (!isObject(l) || typeof l.module !== 'string' || typeof l.scheme !== 'string' || !isNumber(l.kl) || !isNumber(l.bytes)) throw bad(`layers[${i}] lacks module, scheme, kl or bytes`);
   }
   if (!Array.isArray(value.sensitivity)) throw bad('"sensitivity" is not a list');
   for (const [i, l] of value.sensitivity.entries()) {
-    if (!isObject(l) || typeof l.module !== 'string' || !Array.isArray(l.measurements)) throw bad(`sensitivity[${i}] lacks module or measurements`);
+    if (!isObject(l) || typeof l.module !== 'string' || !isNumber(l.block) || !Array.isArray(l.measurements)) throw bad(`sensitivity[${i}] lacks module, block or measurements`);
     for (const [j, m] of l.measurements.entries()) {
-      if (!isObject(m) || typeof m.candidate !== 'string' || (m.kl !== undefined && !isNumber(m.kl))) throw bad(`sensitivity[${i}].measurements[${j}] lacks candidate or has a non-numeric kl`);
+      if (!isObject(m) || typeof m.candidate !== 'string' || !isNumber(m.bytes) || (m.kl !== undefined && !isNumber(m.kl))) throw bad(`sensitivity[${i}].measurements[${j}] lacks candidate or bytes, or has a non-numeric kl`);
     }
   }
   if (value.verification !== undefined) {
     const v = value.verification;
     if (!isObject(v) || !Array.isArray(v.points)) throw bad('"verification" has no list of points');
     for (const [i, p] of v.points.entries()) {
-      if (!isObject(p) || typeof p.label !== 'string' || !isNumber(p.fileBytes) || !isNumber(p.kl) || !isNumber(p.perplexity)) throw bad(`verification.points[${i}] lacks label, fileBytes, kl or perplexity`);
+      if (!isObject(p) || typeof p.label !== 'string' || !['plan', 'uniform', 'float'].includes(p.kind as string) || !isNumber(p.fileBytes) || !isNumber(p.linearBytes) || !isNumber(p.bitsPerWeight) || !isNumber(p.kl) || !isNumber(p.perplexity)) throw bad(`verification.points[${i}] lacks label, kind, fileBytes, linearBytes, bitsPerWeight, kl or perplexity`);
     }
   }
   return value as unknown as PlanSummary;

@@ -29,8 +29,8 @@ export interface QuantizeCommandArgs {
   readonly openResult?: boolean;
 }
 
-const CANCELLED = Symbol('cancelled');
-type Maybe<T> = T | typeof CANCELLED;
+export const CANCELLED = Symbol('cancelled');
+export type Maybe<T> = T | typeof CANCELLED;
 
 async function exists(path: string): Promise<boolean> {
   return fs.access(path).then(
@@ -62,7 +62,7 @@ class MissingArgument extends Error {}
  * float checkpoints, or a folder browser). `why` says why it is asked (e.g. the file the command came from is
  * not a checkpoint); nothing is guessed from a file that is not one.
  */
-async function pickModel(given: string | undefined, title: string, interactive: boolean, why?: string): Promise<Maybe<string>> {
+export async function pickModel(given: string | undefined, title: string, interactive: boolean, why?: string): Promise<Maybe<string>> {
   if (given) return given;
   if (!interactive) throw new MissingArgument(why ?? 'no model folder was given');
   const inspected = InspectorSession.focused?.path;
@@ -158,7 +158,7 @@ async function pickCalibration(args: QuantizeCommandArgs, extensionRoot: string,
 }
 
 /** Why `path` cannot be a new job's output (it exists, or a running job owns it), or undefined when it can. */
-async function outputUnavailable(path: string, running: (out: string) => string | undefined): Promise<string | undefined> {
+export async function outputUnavailable(path: string, running: (out: string) => string | undefined): Promise<string | undefined> {
   if (await exists(path)) return 'this already exists; QuantLens never overwrites';
   const job = running(path);
   if (job) return `${job} is writing this; choose another output`;
@@ -244,8 +244,8 @@ export async function openJobResult(manager: JobManager, id: string): Promise<vo
     return;
   }
   if (job.spec.kind === 'plan') {
-    // A plan's result is its recipe: an editor with the recipe language features.
-    await vscode.window.showTextDocument(vscode.Uri.file(job.spec.out));
+    // A plan's result is its recipe, in the recipe preview against the planned model.
+    await vscode.commands.executeCommand('quantlens.openRecipePreview', { recipe: job.spec.out, model: job.spec.model });
     return;
   }
   const out = job.spec.out;

@@ -5,6 +5,8 @@ import { describeJob, JobSpec } from '../../core/jobs/jobSpec';
 import { configuredDevice } from '../runtimeStatus';
 import { describeDuration, formatPreflight, preflight } from '../../core/jobs/preflight';
 import type { JobProgress, JobResult } from '../../core/jobs/runJob';
+import { InspectorSession } from '../inspectorSession';
+import { planViewOf, recordPlanJob } from '../planView';
 
 export type JobStatus = 'checking' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 
@@ -157,7 +159,14 @@ export class JobManager implements vscode.Disposable {
         const choice = await vscode.window.showErrorMessage(`QuantLens: ${finished.title} failed: ${finished.error}`, 'Show Log');
         if (choice === 'Show Log') this.output.show(true);
       }
-      if (finished.status === 'succeeded' && options.openResult && finished.spec.kind === 'quantize') {
+      if (finished.status === 'succeeded' && finished.result?.kind === 'plan') {
+        // The inspectors of the planned model show the new plan in their Error tab.
+        const plan = finished.result.plan;
+        recordPlanJob(finished.spec.model, plan.planFile);
+        const view = planViewOf(plan);
+        for (const session of InspectorSession.all()) if (session.modelFolder === resolve(finished.spec.model)) session.postPlan(view);
+      }
+      if (finished.status === 'succeeded' && options.openResult && (finished.spec.kind === 'quantize' || finished.spec.kind === 'plan')) {
         await vscode.commands.executeCommand('quantlens.openJobResult', finished.id);
       }
       if (finished.status === 'succeeded' && options.interactive && finished.spec.kind === 'calibrate') {

@@ -5,6 +5,7 @@ import { JobManager, JobRecord } from './jobManager';
 import { JobsTreeProvider } from './jobsView';
 import { MissingArgument, QuantizeCommandArgs, SpecContext, calibrateSpecFromUser, openJobResult, quantizeSpecFromUser } from './jobCommands';
 import { RecipeChecker } from './recipePick';
+import { PlanCommandArgs, planSpecFromUser } from './planCommand';
 import { isCheckpointFolder } from '../recipeModel';
 import { InspectorSession } from '../inspectorSession';
 import type { JobSpec } from '../../core/jobs/jobSpec';
@@ -105,6 +106,12 @@ export function registerJobs(context: vscode.ExtensionContext, output: vscode.Lo
       if (!requireTrust()) return undefined;
       const { args, modelNote } = await argsFrom(target);
       return run(await specOrError(() => calibrateSpecFromUser(args, specContext(modelNote))), args);
+    }),
+    vscode.commands.registerCommand('quantlens.planMixedPrecision', async (target?: unknown) => {
+      if (!requireTrust()) return undefined;
+      const { args, modelNote } = await argsFrom(target);
+      const planArgs = args as PlanCommandArgs;
+      return run(await specOrError(() => planSpecFromUser(planArgs, specContext(modelNote))), planArgs);
     }),
     vscode.commands.registerCommand('quantlens.cancelJob', (target?: { job?: JobRecord } | string) => {
       const id = typeof target === 'string' ? target : target?.job?.id ?? manager.jobs.find((j) => j.status === 'running')?.id;
