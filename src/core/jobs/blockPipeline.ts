@@ -21,15 +21,11 @@ import { CalibrationDataset, loadCalibrationDataset } from '../runtime/dataset';
 import { DeviceReport, DevicePreference, checkTokensPerRun, deviceForSequences, graphOptionsFor, requireDevice } from '../runtime/device';
 import { verifyPlacement } from '../runtime/placement';
 import { type Ort, createSession, loadOrt } from '../util/ort';
-import { JobCancelled } from './jobErrors';
+import { checkCancelled } from './jobErrors';
 
 /** The module whose Hessian a module shares (same input): q/k/v → q_proj, gate/up → gate_proj. */
 export function sharedInputOwner(module: string): string {
   return module.replace(/\.self_attn\.(k|v)_proj$/, '.self_attn.q_proj').replace(/\.mlp\.up_proj$/, '.mlp.gate_proj');
-}
-
-function checkCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new JobCancelled();
 }
 
 export interface BlockPipelineOptions {

@@ -22,7 +22,7 @@ import { SafetensorsWriter, TensorSpec } from '../safetensors/writer';
 import { blockModuleNames, openDecoderModel } from '../runtime/llama/graph';
 import { calibrationMetadata } from '../runtime/dataset';
 import type { DeviceKind, DevicePreference } from '../runtime/device';
-import { JobCancelled } from './jobErrors';
+import { checkCancelled } from './jobErrors';
 import { JobOutput, JobOutputOptions, withJobOutput } from './jobOutput';
 import type { CalibrateJobSpec } from './jobSpec';
 import { BlockPipeline, sharedInputOwner } from './blockPipeline';
@@ -53,10 +53,6 @@ export interface CalibrationSummary {
   readonly device: DeviceKind;
   readonly seconds: number;
   readonly tokensPerSecond: number;
-}
-
-function checkCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new JobCancelled();
 }
 
 export function runCalibrationJob(options: CalibrationJobOptions): Promise<CalibrationSummary> {

@@ -16,6 +16,11 @@ export class JobCancelled extends Error {
   }
 }
 
+/** Throws JobCancelled once `signal` is aborted: the check every job stage makes between units of work. */
+export function checkCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new JobCancelled();
+}
+
 export type JobIoReason = 'no-space' | 'permission' | 'read-only' | 'output-exists' | 'missing-folder' | 'too-many-files' | 'out-of-memory' | 'input-changed';
 
 export class JobIoError extends Error {

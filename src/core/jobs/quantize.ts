@@ -39,7 +39,7 @@ import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC, GptqError, quantizeGptq, ty
 import { toGptqLayer } from '../quant/gptqFormat';
 import type { Precision } from '../quant/gemm';
 import { formatOf } from '../recipe/resolve';
-import { JobCancelled } from './jobErrors';
+import { JobCancelled, checkCancelled } from './jobErrors';
 import { JobOutput, JobOutputOptions, withJobOutput } from './jobOutput';
 import type { BlockwiseCalibration } from './sequential';
 import { LayerRecorder } from './writtenLayer';
@@ -159,10 +159,6 @@ interface PlannedLayer extends LayerJob {
   readonly weight: string;
   readonly weightDtype: DType;
   readonly outputs: TensorSpec[];
-}
-
-function checkCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new JobCancelled();
 }
 
 export function runQuantizeJob(options: QuantizeJobOptions): Promise<QuantizeSummary> {

@@ -34,7 +34,7 @@ import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC, GptqError, dequantizeGptqRe
 import { quadraticFormsGemm } from '../inspect/outputError';
 import { BlockPipeline, sharedInputOwner } from '../jobs/blockPipeline';
 import { scaleDtypeOf } from '../jobs/outputLayouts';
-import { JobCancelled } from '../jobs/jobErrors';
+import { JobCancelled, checkCancelled } from '../jobs/jobErrors';
 import { Candidate, candidateBytes, unservableReason } from './candidates';
 import { SuffixRunner } from './suffixRunner';
 import { planLayers } from './budget';
@@ -98,10 +98,6 @@ export interface SensitivityReport {
    */
   readonly floatNoiseKl: number;
   readonly seconds: number;
-}
-
-function checkCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new JobCancelled();
 }
 
 /** The quantized-then-dequantized weight a candidate gives (what its recipe's modifier will write). */

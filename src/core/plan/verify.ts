@@ -25,7 +25,7 @@ import { loadChatModel, LoadedChatModel } from '../chat/modelPair';
 import { PerplexityAccumulator, logSoftmax } from '../runtime/sampling';
 import type { DevicePreference } from '../runtime/device';
 import type { QuantizeJobSpec } from '../jobs/jobSpec';
-import { JobCancelled } from '../jobs/jobErrors';
+import { checkCancelled } from '../jobs/jobErrors';
 import type { Candidate } from './candidates';
 import { unservableReason } from './candidates';
 import { planRecipeYaml, PlannedLayer } from './planRecipe';
@@ -88,10 +88,6 @@ export interface VerifyOptions {
   readonly onProgress?: (fraction: number, stage: string) => void;
   /** Each quantized checkpoint before it is removed (tests look at the files). */
   readonly onCheckpoint?: (label: string, folder: string) => Promise<void>;
-}
-
-function checkCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new JobCancelled();
 }
 
 /** The held-out evaluation windows, tokenized with the model's tokenizer. */
