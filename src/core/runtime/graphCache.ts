@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { DecoderGraphInfo, DecoderGraphOptions, openDecoderModel, writeDecoderGraph, DecoderModel } from './llama/graph';
 import { defaultFp8Weights, int4AccuracyLevelFor, int8KernelFor } from './llama/linear';
+import { attentionFormFor } from './llama/attention';
 
 const MANIFEST = 'manifest.json';
 /** Bump when the graph builder changes in a way that makes old graphs wrong. */
@@ -98,6 +99,8 @@ function resolvedOptions(options: DecoderGraphOptions): Required<Omit<DecoderGra
     target: options.target ?? 'cpu',
     fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target),
     lastTokenLogitsOnly: options.lastTokenLogitsOnly ?? false,
+    // WebGPU graphs built before plain-op attention used GroupQueryAttention: the key changes with the form.
+    attention: options.attention ?? attentionFormFor(options.target ?? 'cpu'),
   };
 }
 

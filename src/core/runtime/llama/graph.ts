@@ -13,8 +13,9 @@
  *   (the caller scales by 2/n and feeds H_out back as the next batch's H_in).
  *
  * Both use the same block code: RMSNorm (SimplifiedLayerNormalization), q/k/v projections (linear.ts, so
- * quantized checkpoints run from their stored form), com.microsoft.GroupQueryAttention with do_rotary=1 and
- * cos/sin caches computed in float64 from the rope config, o_proj, residual, RMSNorm, SwiGLU MLP, residual.
+ * quantized checkpoints run from their stored form), attention (attention.ts: com.microsoft.GroupQueryAttention
+ * with do_rotary=1 on the CPU and CUDA, the same from plain ops on WebGPU) with cos/sin caches computed in float64
+ * from the rope config, o_proj, residual, RMSNorm, SwiGLU MLP, residual.
  */
 import { DataType, GraphBuilder, attr } from '../onnx/builder';
 import { decodeToFloat32, encodeFromFloat32 } from '../../dtypes/convert';
@@ -23,6 +24,7 @@ import { readModelConfig } from '../../checkpoint/config';
 import { LayerMap, LinearModule, buildLayerMap } from '../../checkpoint/scheme';
 import type { GptqCheckpointFormat } from '../../quant/gptqFormat';
 import { DecoderConfig, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
+import { AttentionForm, AttentionInputs, attentionFormFor, attentionInputs, emitAttention } from './attention';
 import { Fp8WeightMode, GraphTarget, Int8Kernel, LinearEmitContext, int4AccuracyLevelFor, int8KernelFor, defaultFp8Weights, emitLinear, floatInitializer, linearKind, LinearKind, matMulTransA, matMulTransB } from './linear';
 
 export type Precision = 'fp32' | 'fp16';
@@ -42,6 +44,8 @@ export interface DecoderGraphOptions {
   readonly fp8Weights?: Fp8WeightMode;
   /** Emit logits for the last position only ([batch, 1, vocab]): cheaper prefill for generation. */
   readonly lastTokenLogitsOnly?: boolean;
+  /** GroupQueryAttention or plain ops (default: attention.ts attentionFormFor(target): plain ops on WebGPU only). */
+  readonly attention?: AttentionForm;
 }
 
 /** Options of a block graph only. */
@@ -144,13 +148,6 @@ export function blockModuleNames(config: DecoderConfig, l: number): string[] {
   return blockModules(config, l).map((m) => m.name);
 }
 
-interface AttentionInputs {
-  readonly seqlensK: string;
-  readonly totalSequenceLength: string;
-  readonly cos: string;
-  readonly sin: string;
-}
-
 interface Tapper {
   /** Records statistics of `x` (the input of `modules`). */
   tap(x: string, inFeatures: number, modules: readonly string[]): void;
@@ -167,6 +164,7 @@ function resolveMaxSequence(config: DecoderConfig, options: DecoderGraphOptions)
 class BlockEmitter {
   readonly ctx: LinearEmitContext;
   readonly floatType: DataType.FLOAT | DataType.FLOAT16;
+  readonly attentionForm: AttentionForm;
   private readonly weightOverrides: ReadonlyMap<string, Float32Array> | undefined;
   private readonly weightInputs: ReadonlySet<string>;
 
@@ -177,6 +175,7 @@ class BlockEmitter {
   ) {
     this.floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.weightOverrides = options.weightOverrides;
+    this.attentionForm = options.attention ?? attentionFormFor(options.target ?? 'cpu');
     this.weightInputs = new Set(options.weightInputs ?? []);
     this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? int4AccuracyLevelFor(options.target ?? 'cpu'), int8Kernel: options.int8Kernel ?? int8KernelFor(options.target ?? 'cpu'), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu', fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target) };
   }
@@ -199,13 +198,9 @@ class BlockEmitter {
     };
   }
 
-  /** GroupQueryAttention's sequence inputs from a [batch, total] attention mask. */
-  attentionLengths(mask: string): { seqlensK: string; totalSequenceLength: string } {
-    const g = this.g;
-    const lengths = g.op('ReduceSum', [mask, g.int64s('axes', [1])], { keepdims: 0 });
-    const seqlensK = g.op('Cast', [g.op('Sub', [lengths, g.int64s('one', [1])])], { to: DataType.INT32 });
-    const total = g.op('Gather', [g.op('Shape', [mask]), g.constant('index_1', DataType.INT64, [], BigInt64Array.of(1n))], { axis: 0 });
-    return { seqlensK, totalSequenceLength: g.op('Cast', [total], { to: DataType.INT32 }) };
+  /** The attention inputs every block shares, from the [batch, total] attention mask and the new tokens [batch, S, …]. */
+  async attentionInputs(mask: string, hidden: string, maxSequenceLength: number): Promise<AttentionInputs> {
+    return attentionInputs(this.g, this.attentionForm, mask, hidden, await this.ropeCaches(maxSequenceLength), this.floatType);
   }
 
   async linear(name: string, inFeatures: number, outFeatures: number, x: string): Promise<string> {
@@ -238,15 +233,9 @@ class BlockEmitter {
     const qv = await this.linear(q!.name, q!.in, q!.out, h);
     const kv = await this.linear(k!.name, k!.in, k!.out, h);
     const vv = await this.linear(v!.name, v!.in, v!.out, h);
-    const [attn, presentKey, presentValue] = g.node(
-      'GroupQueryAttention',
-      [qv, kv, vv, past?.key ?? '', past?.value ?? '', attention.seqlensK, attention.totalSequenceLength, attention.cos, attention.sin],
-      [g.uniqueName(`attn_${l}`), past ? `present.${l}.key` : g.uniqueName(`present_key_${l}`), past ? `present.${l}.value` : g.uniqueName(`present_value_${l}`)],
-      { num_heads: c.numHeads, kv_num_heads: c.numKvHeads, do_rotary: 1, rotary_interleaved: 0 },
-      'com.microsoft',
-    );
-    tapper?.tap(attn!, c.numHeads * c.headDim, [o!.name]);
-    const attnOut = await this.linear(o!.name, o!.in, o!.out, attn!);
+    const { output: attn, presentKey, presentValue } = emitAttention(g, l, c, attention, qv, kv, vv, past);
+    tapper?.tap(attn, c.numHeads * c.headDim, [o!.name]);
+    const attnOut = await this.linear(o!.name, o!.in, o!.out, attn);
     const mid = g.op('Add', [x, attnOut]);
     const h2 = await this.rmsNorm(mid, `${p}.post_attention_layernorm.weight`);
     tapper?.tap(h2, c.hiddenSize, [gate!.name, up!.name]);
@@ -255,7 +244,7 @@ class BlockEmitter {
     const act = g.op('Mul', [g.op('Mul', [gv, g.op('Sigmoid', [gv])]), uv]);
     tapper?.tap(act, c.intermediateSize, [down!.name]);
     const mlpOut = await this.linear(down!.name, down!.in, down!.out, act);
-    return { out: g.op('Add', [mid, mlpOut]), presentKey: presentKey!, presentValue: presentValue! };
+    return { out: g.op('Add', [mid, mlpOut]), presentKey, presentValue };
   }
 }
 
@@ -306,8 +295,7 @@ export async function writeDecoderGraph(model: DecoderModel, modelPath: string, 
     requireTensor(model, 'model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
     const table = await floatInitializer(e.ctx, 'model.embed_tokens.weight', ft);
     let x = g.op('Gather', [table, ids], { axis: 0 });
-    const { cos, sin } = await e.ropeCaches(maxSequenceLength);
-    const attention = { ...e.attentionLengths(mask), cos, sin };
+    const attention = await e.attentionInputs(mask, ids, maxSequenceLength);
     const presents: string[] = [];
     for (let l = 0; l < c.numLayers; l++) {
       const { out, presentKey, presentValue } = await e.block(l, x, attention, pasts[l]);
@@ -383,8 +371,7 @@ export async function writeBlockGraph(model: DecoderModel, l: number, modelPath:
       if (!module) throw new GraphBuildError(`weight input ${m} is not a linear module of block ${l} (${names.join(', ')})`);
       inputs.push(g.input(`weight.${m}`, ft, [module.out, module.in]));
     }
-    const { cos, sin } = await e.ropeCaches(maxSequenceLength);
-    const attention = { ...e.attentionLengths(mask), cos, sin };
+    const attention = await e.attentionInputs(mask, inputs[0]!, maxSequenceLength);
     const keep = g.op('Unsqueeze', [g.op('Cast', [mask], { to: DataType.BOOL }), g.int64s('axes', [-1])]);
     const zero = g.constant('zero', DataType.FLOAT, [], Float32Array.of(0));
     const tapper: Tapper = {
