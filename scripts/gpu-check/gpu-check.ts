@@ -33,7 +33,6 @@ interface Options {
 
 const PROMPT = 'Write one sentence about quantization of neural networks.';
 
-/** WebGPU attention is only right for up to 16 tokens per run (docs/runtime.md §7): the job's default length. */
 const RECIPE = `quant_stage:
   quant_modifiers:
     GPTQModifier:

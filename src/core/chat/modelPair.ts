@@ -11,7 +11,7 @@ import { CausalLMError, OnnxCausalLM, findOnnxGraph } from '../runtime/causalLM'
 import { ModelTokenizer, type ChatMessage } from '../runtime/tokenizer';
 import type { DecoderGraphInfo } from '../runtime/llama/graph';
 import { buildDecoderGraph } from '../runtime/graphCache';
-import { DeviceKind, DevicePreference, DeviceReport, WEBGPU_MAX_TOKENS_PER_RUN, graphOptionsFor, requireDevice } from '../runtime/device';
+import { DeviceKind, DevicePreference, DeviceReport, WEBGPU_GQA_MAX_TOKENS_PER_RUN, graphOptionsFor, requireDevice } from '../runtime/device';
 import { verifyPlacement } from '../runtime/placement';
 
 /** Asked for: device.ts's policy decides (auto: CUDA, else a hardware WebGPU adapter, else the CPU). */
@@ -89,19 +89,22 @@ export async function loadChatModel(folder: string, options: LoadOptions): Promi
   const graph = await graphFor(folder, options, report);
   options.onProgress?.(`loading ${basename(folder)}: ${report.reason}${fp8ExpansionNote(graph.info, device)}`);
   let placement = '';
-  await verifyPlacement(graph.path, report, (line) => {
+  const placed = await verifyPlacement(graph.path, report, (line) => {
     placement = line;
     options.onProgress?.(line);
   });
   const rssBefore = process.memoryUsage().rss;
   const maxPositions = graph.info?.maxSequenceLength ?? (await maxPositionsOf(folder));
+  // QuantLens's own WebGPU graphs have no GroupQueryAttention (llama/attention.ts); a folder's own graph may,
+  // and that kernel is wrong for 32+ new tokens per run on WebGPU: such graphs get their prompts in short runs.
+  const webGpuGqa = (placed.nodes.get('WebGpuExecutionProvider') ?? []).some((n) => n.op === 'GroupQueryAttention');
   let model: OnnxCausalLM;
   try {
     model = await OnnxCausalLM.load(graph.path, {
       label: basename(resolve(folder)),
       ...(maxPositions ? { maxPositions } : {}),
       executionProviders: report.executionProviders,
-      ...(device === 'webgpu' ? { maxTokensPerRun: WEBGPU_MAX_TOKENS_PER_RUN } : {}),
+      ...(webGpuGqa ? { maxTokensPerRun: WEBGPU_GQA_MAX_TOKENS_PER_RUN } : {}),
       ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
     });
   } catch (error) {

@@ -18,7 +18,7 @@ import { decodeToFloat32, encodeFromFloat32 } from '../dtypes/convert';
 import { DecoderModel, blockModuleNames, embedTokens, writeBlockGraph } from '../runtime/llama/graph';
 import { ModelTokenizer } from '../runtime/tokenizer';
 import { CalibrationDataset, loadCalibrationDataset } from '../runtime/dataset';
-import { DeviceReport, DevicePreference, checkTokensPerRun, deviceForSequences, graphOptionsFor, requireDevice } from '../runtime/device';
+import { DeviceReport, DevicePreference, graphOptionsFor, requireDevice } from '../runtime/device';
 import { verifyPlacement } from '../runtime/placement';
 import { type Ort, createSession, loadOrt } from '../util/ort';
 import { checkCancelled } from './jobErrors';
@@ -90,9 +90,8 @@ export class BlockPipeline {
     const tokens = samples.reduce((sum, s) => sum + s.tokens, 0);
     const L = Math.max(...samples.map((s) => s.inputIds.length));
     // The device asked for, or DeviceUnavailableError: never the CPU in its place.
-    const device = deviceForSequences(await requireDevice(options.device ?? 'auto'), options.device ?? 'auto', L);
+    const device = await requireDevice(options.device ?? 'auto');
     log(`calibrating on ${samples.length} samples × ${options.seqLen} tokens (${tokens} tokens) from ${dataset.info.dataset}; ${device.reason}`);
-    checkTokensPerRun(device.device, L);
     const hidden: Float32Array[] = [];
     for (const sample of samples) {
       checkCancelled(options.signal);

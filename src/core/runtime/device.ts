@@ -85,34 +85,13 @@ export function graphOptionsFor(device: DeviceKind): DeviceGraphOptions {
 }
 
 /**
- * Longest run of new tokens onnxruntime's WebGPU provider computes correctly in a decoder graph: on
- * onnxruntime-node 1.30 (SwiftShader) GroupQueryAttention's logits are wrong (8% relative) for 32 or more new
- * tokens in one run and right for up to 31, also over a 64-token cache — one GroupQueryAttention node alone
- * reproduces it (docs/runtime.md §7). Chat feeds
- * longer prompts in chunks; calibration (no cache between runs) refuses longer sequences on WebGPU.
+ * Longest run of new tokens onnxruntime's WebGPU GroupQueryAttention computes correctly: on onnxruntime-node
+ * 1.30 (SwiftShader) it is wrong (8% relative logits) for 32 or more new tokens in one run and right for up to
+ * 31, also over a 64-token cache — one GroupQueryAttention node alone reproduces it (docs/runtime.md §7).
+ * QuantLens's own WebGPU graphs do not use that kernel (llama/attention.ts) and take any number of tokens per
+ * run; a model folder's own ONNX graph that has GroupQueryAttention on WebGPU is fed in runs of this many.
  */
-export const WEBGPU_MAX_TOKENS_PER_RUN = 16;
-
-/** Calibration on WebGPU: each block graph sees a whole sequence in one run; longer ones would be wrong. */
-export function checkTokensPerRun(device: DeviceKind, tokens: number): void {
-  if (device !== 'webgpu' || tokens <= WEBGPU_MAX_TOKENS_PER_RUN) return;
-  throw new DeviceUnavailableError('webgpu', `calibration runs ${tokens}-token sequences through each block at once, and onnxruntime's WebGPU attention is only right for up to ${WEBGPU_MAX_TOKENS_PER_RUN} tokens per run (docs/runtime.md §7): calibrate with --device cpu (or cuda), or a sequence length of at most ${WEBGPU_MAX_TOKENS_PER_RUN}`);
-}
-
-/**
- * Calibration's device for sequences of `tokens`: under `auto`, a WebGPU choice that could not take them in
- * one run becomes the CPU, and the reason says why (a GPU without CUDA should still calibrate, not stop);
- * WebGPU asked for by name keeps it, and checkTokensPerRun then refuses with the reason.
- */
-export function deviceForSequences(report: DeviceReport, preference: DevicePreference, tokens: number): DeviceReport {
-  if (preference !== 'auto' || report.device !== 'webgpu' || tokens <= WEBGPU_MAX_TOKENS_PER_RUN) return report;
-  return {
-    device: 'cpu',
-    reason: `CPU for calibration (${report.reason}; but onnxruntime's WebGPU attention is only right for up to ${WEBGPU_MAX_TOKENS_PER_RUN} tokens per run and calibration runs ${tokens}-token sequences at once, docs/runtime.md §7)`,
-    executionProviders: ['cpu'],
-    failed: false,
-  };
-}
+export const WEBGPU_GQA_MAX_TOKENS_PER_RUN = 16;
 
 /** What the provider is called in onnxruntime's logs. */
 export function providerName(device: DeviceKind): string {
