@@ -59,16 +59,19 @@ export function expectedModules(config: Record<string, unknown> | undefined, num
       for (const p of dense) modules.push(`${layer}.mlp.${p}`);
       continue;
     }
-    // The naming the tensors use wins over the one model_type suggests (a Mixtral re-saved by transformers 5).
-    if (moe.style === 'gpt-oss' || has('.experts.gate_up_proj')) {
-      modules.push(`${layer}.mlp.router`, `${layer}.mlp.experts.gate_up_proj`, `${layer}.mlp.experts.down_proj`);
+    // The naming the tensors use wins over the one model_type suggests (a Mixtral re-saved by transformers 5;
+    // a gpt-oss whose experts llm-compressor linearized into `mlp.experts.E.*_proj`, docs/formats.md §3.14).
+    const linearized = linearNames.some((n) => /\.mlp\.experts\.\d+\./.test(n));
+    if ((moe.style === 'gpt-oss' && !linearized) || has('.experts.gate_up_proj')) {
+      // gpt-oss's router is `mlp.router`; transformers 5 keeps the others' `mlp.gate` beside fused experts.
+      modules.push(moe.style === 'gpt-oss' ? `${layer}.mlp.router` : `${layer}.mlp.gate`, `${layer}.mlp.experts.gate_up_proj`, `${layer}.mlp.experts.down_proj`);
       classOf.set(`${layer}.mlp.experts.gate_up_proj`, 'GptOssExperts');
       classOf.set(`${layer}.mlp.experts.down_proj`, 'GptOssExperts');
       continue;
     }
     const mixtralNames = has('.block_sparse_moe.') || (moe.style === 'mixtral' && !has('.mlp.experts.'));
     const container = mixtralNames ? `${layer}.block_sparse_moe` : `${layer}.mlp`;
-    modules.push(`${container}.gate`);
+    modules.push(moe.style === 'gpt-oss' ? `${container}.router` : `${container}.gate`);
     if (moe.style === 'deepseek') classOf.set(`${container}.gate`, 'MoEGate');
     for (let e = 0; e < moe.experts; e++) {
       for (const p of mixtralNames ? ['w1', 'w3', 'w2'] : projections) modules.push(`${container}.experts.${e}.${p}`);

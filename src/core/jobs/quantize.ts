@@ -25,7 +25,7 @@
 import { promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { decodeToFloat32, encodeFromFloat32 } from '../dtypes/convert';
-import type { DType } from '../dtypes/dtype';
+import { bytesPerElement, type DType } from '../dtypes/dtype';
 import { Checkpoint } from '../safetensors/checkpoint';
 import { SafetensorsWriter, TensorSpec, tensorByteLength } from '../safetensors/writer';
 import { planShards, shardFileName, writeShardIndex } from '../safetensors/shards';
@@ -48,6 +48,7 @@ import { ResolvedJob, resolveRecipeJob } from './recipeJob';
 import { ConfigGroup, autoFp8Config, autoFp8OutputSpecs, checkFormatCombination, gptqOutputSpecs, gptqQuantizeConfig, microscaleVariantOf, outputSpecs, quantizationConfig, recipeYaml, scaleDtypeOf } from './outputLayouts';
 import { RowReader, globalScaleGroups, weightGlobalScales, writeMicroscaleLayer } from './microscaleLayer';
 import { routerIgnorePatterns } from '../checkpoint/moe';
+import { FusedExpertSlice, FusedSliceReader, JobOutputSpec, linearizedFusedTensors, linearizedSpecs, planFusedExperts, writeFusedCopy } from './fusedExperts';
 
 export { autoFp8Config, autoFp8OutputSpecs, gptqOutputSpecs, gptqQuantizeConfig, outputSpecs, quantizationConfig, recipeYaml, serializeArgs } from './outputLayouts';
 export type { ConfigGroup } from './outputLayouts';
@@ -159,6 +160,8 @@ interface PlannedLayer extends LayerJob {
   readonly weight: string;
   readonly weightDtype: DType;
   readonly outputs: TensorSpec[];
+  /** A per-expert Linear read out of a fused-experts tensor (fusedExperts.ts); `weight` then names no tensor. */
+  readonly slice?: FusedExpertSlice;
 }
 
 export function runQuantizeJob(options: QuantizeJobOptions): Promise<QuantizeSummary> {
@@ -237,18 +240,24 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
     const planned = new Map<string, PlannedLayer>();
     const ignored: string[] = [];
     const problems: string[] = [];
-    for (const module of layerMap.modules) {
+    // Float fused experts become per-expert linears, as llm-compressor linearizes them (fusedExperts.ts).
+    const fusedPlan = planFusedExperts(checkpoint.tensors, config.raw, layerMap.modules, problems);
+    const fusedReader = new FusedSliceReader((name, start, end) => checkpoint.readTensorRange(name, start, end));
+    for (const module of [...layerMap.modules, ...fusedPlan.modules]) {
       if (module.state !== 'unquantized' || !module.observed?.shape) continue;
+      const slice = 'slice' in module ? module.slice : undefined;
       let job: LayerJob | undefined;
       if (presetJob) job = resolveModule(module.name, 'Linear', presetTargets, ignorePatterns).group ? presetJob : undefined;
-      else job = jobFor(module.name);
+      // A recipe sees the fused module (its targets may name it); its linearized experts follow it.
+      else job = jobFor(module.name) ?? (slice ? jobFor(slice.tensor) : undefined);
       if (!job) {
         ignored.push(module.name);
         continue;
       }
       const [rows, cols] = module.observed.shape;
       const w = job.scheme.weights!;
-      if ((w.strategy === 'group' || w.strategy === 'tensor_group') && cols % w.groupSize! !== 0) problems.push(`${module.name}: input features ${cols} are not divisible by group_size ${w.groupSize}`);
+      const where = slice ? `${slice.tensor} (expert ${slice.expert}'s ${slice.projection}, ${module.name})` : module.name;
+      if ((w.strategy === 'group' || w.strategy === 'tensor_group') && cols % w.groupSize! !== 0) problems.push(`${where}: input features ${cols} are not divisible by group_size ${w.groupSize}`);
       const hasInputStatistics = blockwise ? blockwise.blockOf(module.name) !== undefined : options.calibration?.inputAbsMax(module.name) !== undefined;
       if (needsInputStatistics(job.scheme.inputActivations) && !hasInputStatistics) {
         problems.push(`${module.name}: no calibration input statistics (input_absmax) for its static activation scale`);
@@ -260,26 +269,28 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
         else if (shape && (shape.length !== 2 || shape[0] !== cols || shape[1] !== cols)) problems.push(`${module.name}: its Hessian is [${shape.join(', ')}], in_features is ${cols} (expected [${cols}, ${cols}])`);
       }
       const weight = `${module.name}.weight`;
-      const weightDtype = checkpoint.tensor(weight).dtype;
+      const weightDtype = slice ? slice.dtype : checkpoint.tensor(weight).dtype;
       let outputs: TensorSpec[];
       if (outputFormat === 'gptq') {
         try {
           outputs = gptqOutputSpecs(module.name, rows, cols, w);
         } catch (error) {
-          problems.push(`${module.name}: ${(error as Error).message} (the GPTQ layout packs whole int32 words)`);
+          problems.push(`${where}: ${(error as Error).message} (the GPTQ layout packs whole int32 words)`);
           outputs = [];
         }
       } else if (outputFormat === 'autofp8') outputs = autoFp8OutputSpecs(module.name, rows, cols, job.scheme.inputActivations?.dynamic === false);
       else outputs = outputSpecs(module.name, rows, cols, weightDtype, job.scheme, formatOf(job.scheme));
-      planned.set(weight, { ...job, module: module.name, rows, cols, weight, weightDtype, outputs });
+      planned.set(weight, { ...job, module: module.name, rows, cols, weight, weightDtype, outputs, ...(slice ? { slice } : {}) });
     }
+    const fusedOutputs = linearizedFusedTensors(fusedPlan, planned, log);
     if (planned.size === 0) throw new QuantizeError('no linear layer to quantize (all are ignored or not floating point)');
     checkFormatCombination(outputFormat, [...planned.values()], options.scheme);
     const byModule = new Map([...planned.values()].map((l) => [l.module, l]));
-    const scaleGroups = globalScaleGroups(new Map([...byModule].map(([m, l]) => [m, l.scheme])), new Set(layerMap.modules.map((m) => m.name)), problems);
+    const scaleGroups = globalScaleGroups(new Map([...byModule].map(([m, l]) => [m, l.scheme])), new Set([...layerMap.modules, ...fusedPlan.modules].map((m) => m.name)), problems);
     if (problems.length) throw new QuantizeError(`pre-flight check failed:\n  ${problems.join('\n  ')}`);
     // NVFP4 weight global scales first: a fused group's scale needs all its members' amax (microscaleLayer.ts).
-    const readModuleRows: RowReader = (m, r0, r1) => readRows(checkpoint, byModule.get(m)!.weight, byModule.get(m)!.cols, r0, r1, byModule.get(m)!.weightDtype);
+    const readLayerRows = (layer: PlannedLayer, r0: number, r1: number) => (layer.slice ? fusedReader.rows(layer.slice, r0, r1) : readRows(checkpoint, layer.weight, layer.cols, r0, r1, layer.weightDtype));
+    const readModuleRows: RowReader = (m, r0, r1) => readLayerRows(byModule.get(m)!, r0, r1);
     const globalScales = await weightGlobalScales(scaleGroups, byModule, (m) => scaleDtypeOf(byModule.get(m)!.weightDtype), readModuleRows, rowBlockOf);
 
     // Config groups (compressed-tensors): one per distinct group name and scheme.
@@ -292,8 +303,10 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
     }
 
     // Output tensors in input order, each quantized weight replaced by its encoded set.
-    const specs: (TensorSpec & { source: string; layer?: PlannedLayer })[] = [];
+    const specs: JobOutputSpec<PlannedLayer>[] = [];
     for (const tensor of checkpoint.tensors) {
+      const linearized = fusedOutputs.get(tensor.name);
+      if (linearized) { specs.push(...linearizedSpecs(linearized, tensor.name, (w) => planned.get(w))); continue; }
       const layer = planned.get(tensor.name);
       if (layer) for (const spec of layer.outputs) specs.push({ ...spec, source: tensor.name, layer });
       else specs.push({ name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, source: tensor.name });
@@ -352,13 +365,17 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
             if (blockwise && block !== undefined) {
               // The dequantized values of exactly the bytes written, for the block's outputs (sequential.ts).
               const recorder = blockwise.wantsWrittenWeights ? new LayerRecorder(writer) : undefined;
-              await quantizeLayer(checkpoint, spec.layer, outputFormat, recorder ?? writer, options, globalScales);
-              if (recorder) await blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat), await readRows(checkpoint, spec.layer.weight, spec.layer.cols, 0, spec.layer.rows, spec.layer.weightDtype));
+              await quantizeLayer(readLayerRows, spec.layer, outputFormat, recorder ?? writer, options, globalScales);
+              if (recorder) await blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat), await readLayerRows(spec.layer, 0, spec.layer.rows));
             } else {
-              await quantizeLayer(checkpoint, spec.layer, outputFormat, writer, options, globalScales);
+              await quantizeLayer(readLayerRows, spec.layer, outputFormat, writer, options, globalScales);
             }
             i += spec.layer.outputs.length;
-            processed += checkpoint.tensor(spec.layer.weight).byteLength;
+            processed += spec.layer.slice ? spec.layer.rows * spec.layer.cols * bytesPerElement(spec.layer.weightDtype)! : checkpoint.tensor(spec.layer.weight).byteLength;
+          } else if (spec.floatSlice || spec.biasSlice) {
+            await writeFusedCopy(spec, fusedReader, (name, bytes) => writer.write(name, bytes), rowBlockOf(spec.floatSlice?.cols ?? 1), () => checkCancelled(options.signal));
+            processed += tensorByteLength(spec);
+            i++;
           } else {
             for await (const { bytes } of checkpoint.chunks(spec.source)) {
               checkCancelled(options.signal);
@@ -443,10 +460,10 @@ interface WholeLayer {
   readonly saveGIdx: boolean;
 }
 
-async function quantizeWholeLayer(checkpoint: Checkpoint, layer: PlannedLayer, scaleDtype: ScaleDtype, options: QuantizeJobOptions): Promise<WholeLayer> {
+async function quantizeWholeLayer(read: LayerRowReader, layer: PlannedLayer, scaleDtype: ScaleDtype, options: QuantizeJobOptions): Promise<WholeLayer> {
   const { rows, cols, scheme } = layer;
   const w = scheme.weights!;
-  const weight = await readRows(checkpoint, layer.weight, cols, 0, rows, layer.weightDtype);
+  const weight = await read(layer, 0, rows);
   if (layer.algorithm === 'gptq') {
     const hessian = await options.calibration!.hessian!(layer.module);
     if (!hessian) throw new QuantizeError(`${layer.module}: the calibration statistics have no Hessian for this layer`);
@@ -480,12 +497,15 @@ async function quantizeWholeLayer(checkpoint: Checkpoint, layer: PlannedLayer, s
   return { q: result.q, scale: result.scale, zeroPoint: result.zeroPoint, saveGIdx: false };
 }
 
-async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, outputFormat: OutputFormat, writer: Pick<SafetensorsWriter, 'write'>, options: QuantizeJobOptions, globalScales: ReadonlyMap<string, number>): Promise<void> {
+/** Rows [r0, r1) of a planned layer's float weight as float32 (a 2-D weight, or a fused expert's slice). */
+type LayerRowReader = (layer: PlannedLayer, r0: number, r1: number) => Promise<Float32Array>;
+
+async function quantizeLayer(read: LayerRowReader, layer: PlannedLayer, outputFormat: OutputFormat, writer: Pick<SafetensorsWriter, 'write'>, options: QuantizeJobOptions, globalScales: ReadonlyMap<string, number>): Promise<void> {
   const { rows, cols, scheme } = layer;
   const w = scheme.weights!;
   if (outputFormat === 'gptq') {
     // AutoGPTQ stores F16 scales: compute them in F16 so the stored values are exactly the ones used.
-    const whole = await quantizeWholeLayer(checkpoint, layer, 'F16', options);
+    const whole = await quantizeWholeLayer(read, layer, 'F16', options);
     const gptq = toGptqLayer(whole.q, rows, cols, w.numBits, whole.scale, 'gptq', {
       ...(whole.zeroPoint ? { zeroPoint: whole.zeroPoint } : {}),
       ...(whole.saveGIdx && whole.gIdx ? { gIdx: whole.gIdx } : {}),
@@ -498,7 +518,7 @@ async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, output
     return;
   }
   if (outputFormat === 'autofp8') {
-    const weight = await readRows(checkpoint, layer.weight, cols, 0, rows, layer.weightDtype);
+    const weight = await read(layer, 0, rows);
     let result;
     try {
       result = quantizeAutoFp8(weight, rows, cols, { computeDtype: scaleDtypeOf(layer.weightDtype) });
@@ -520,7 +540,7 @@ async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, output
   const variant = microscaleVariantOf(format);
   if (variant) {
     const job = { plan: layer, variant, dtype: scaleDtype, globalScale: globalScales.get(layer.module), inputAbsMax: options.calibration?.inputAbsMax(layer.module), rowBlock: rowBlockOf(cols) };
-    return writeMicroscaleLayer(job, (_m, r0, r1) => readRows(checkpoint, layer.weight, cols, r0, r1, layer.weightDtype), (name, bytes) => writer.write(name, bytes), () => checkCancelled(options.signal));
+    return writeMicroscaleLayer(job, (_m, r0, r1) => read(layer, r0, r1), (name, bytes) => writer.write(name, bytes), () => checkCancelled(options.signal));
   }
   const [weightSpec, scaleSpec, ...rest] = layer.outputs;
   const scales: Uint8Array[] = [];
@@ -531,7 +551,7 @@ async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, output
     else await writer.write(weightSpec!.name, new Uint8Array(q.buffer, q.byteOffset, q.byteLength));
   };
   if (layer.algorithm === 'gptq') {
-    const whole = await quantizeWholeLayer(checkpoint, layer, scaleDtype, options);
+    const whole = await quantizeWholeLayer(read, layer, scaleDtype, options);
     await writeValues(whole.q, rows);
     scales.push(encodeFromFloat32(scaleSpec!.dtype, whole.scale));
     if (whole.zeroPoint) zeroPoints.push(whole.zeroPoint);
@@ -542,7 +562,7 @@ async function quantizeLayer(checkpoint: Checkpoint, layer: PlannedLayer, output
     for (let r0 = 0; r0 < rows; r0 += rowBlock) {
       checkCancelled(options.signal);
       const r1 = Math.min(rows, r0 + rowBlock);
-      const weight = await readRows(checkpoint, layer.weight, cols, r0, r1, layer.weightDtype);
+      const weight = await read(layer, r0, r1);
       let result: RtnResult;
       try {
         result = quantizeRtn(weight, r1 - r0, cols, w, { scaleDtype });
