@@ -11,7 +11,7 @@ import { ErrorReport, SIMULATIONS, SimulationName, compareWithOriginal, simulate
 import { outputErrors } from '../core/inspect/outputError';
 import { recordedOutputErrors } from '../core/inspect/jobOutputError';
 import { CalibrationFile } from '../core/jobs/calibrationFile';
-import { formatBytes, formatCount, formatShape } from '../core/util/format';
+import { formatBytes, formatCount, formatShape, jsonWithNonFinite } from '../core/util/format';
 import { FlagSpec, UsageError, parseArgs } from './args';
 
 export const INSPECT_FLAGS: Record<string, FlagSpec> = {
@@ -77,7 +77,7 @@ export async function inspectCommand(argv: readonly string[], out: NodeJS.Writab
         ...(flags.layers ? { layers: layerMap.modules } : {}),
         ...(stats ? { statistics: Object.fromEntries(stats) } : {}),
       };
-      out.write(`${JSON.stringify(json, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value), 2)}\n`);
+      out.write(`${jsonWithNonFinite(json, 2)}\n`);
     } else {
       out.write(renderSummary(summary, limit, layerMap));
       if (flags.layers) out.write(renderLayerMap(layerMap));

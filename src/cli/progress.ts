@@ -2,6 +2,7 @@
 import type { JobSpec } from '../core/jobs/jobSpec';
 import { JobCancelled } from '../core/jobs/quantize';
 import { JobProgress, JobResult, runJob } from '../core/jobs/runJob';
+import { jsonWithNonFinite } from '../core/util/format';
 
 function stderrProgress(): (progress: JobProgress) => void {
   let last = 0;
@@ -45,7 +46,7 @@ export async function runCliJob(spec: JobSpec, out: NodeJS.WritableStream, rende
     if (process.stderr.isTTY) process.stderr.write('\n');
     const rendered = render(result);
     // A string is the command's own text (a table); anything else is printed as JSON.
-    out.write(typeof rendered === 'string' ? rendered : `${JSON.stringify(rendered, null, 2)}\n`);
+    out.write(typeof rendered === 'string' ? rendered : `${jsonWithNonFinite(rendered, 2)}\n`);
     return 0;
   } catch (error) {
     if (error instanceof JobCancelled || cancel.signal.aborted) {

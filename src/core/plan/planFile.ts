@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { PlanSummary } from './planJob';
+import { jsonWithNonFinite } from '../util/format';
 
 export const PLAN_FILE_SUFFIX = '.plan.json';
 
@@ -21,6 +22,23 @@ export class PlanFileError extends Error {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+/** A measured KL, proxy or perplexity: finite, or ±Infinity / NaN where the model's outputs diverge. */
+const isMeasure = (v: unknown): v is number => typeof v === 'number';
+
+/**
+ * Measurements that may not be finite: a model whose mean next-token log-probability is below −709 nats (the
+ * synthetic example's is) has a perplexity beyond the largest double, Infinity, and JSON has no Infinity
+ * (JSON.stringify writes null, which reads back as no number).
+ * Non-finite numbers are written as the strings "Infinity", "-Infinity" or "NaN"; in these fields they are read
+ * back as numbers (anywhere else they are not numbers, and the file is refused).
+ */
+const MEASURE_FIELDS = new Set(['kl', 'totalKl', 'proxy', 'perplexity']);
+const NON_FINITE_TEXT = new Set(['Infinity', '-Infinity', 'NaN']);
+
+/** The plan file's text for a plan job's summary. */
+export function planFileText(summary: PlanSummary): string {
+  return `${jsonWithNonFinite(summary, 1)}\n`;
+}
 
 /**
  * Reads and checks a plan file (the fields the editor uses), naming the file and the field that is wrong.
@@ -32,7 +50,7 @@ export async function readPlanFile(path: string, maxBytes = 64 * 1024 * 1024): P
   if (stat.size > maxBytes) throw new PlanFileError(`${path}: ${stat.size} bytes is larger than a plan file can be (${maxBytes})`);
   let value: unknown;
   try {
-    value = JSON.parse(await fs.readFile(path, 'utf8'));
+    value = JSON.parse(await fs.readFile(path, 'utf8'), (key, v: unknown) => (MEASURE_FIELDS.has(key) && typeof v === 'string' && NON_FINITE_TEXT.has(v) ? Number(v) : v));
   } catch (error) {
     throw new PlanFileError(`${path}: not JSON (${(error as Error).message})`);
   }
@@ -43,20 +61,20 @@ export async function readPlanFile(path: string, maxBytes = 64 * 1024 * 1024): P
   if (!Array.isArray(value.candidates) || !value.candidates.every((c) => typeof c === 'string')) throw bad('"candidates" is not a list of names');
   if (!Array.isArray(value.layers)) throw bad('"layers" is not a list');
   for (const [i, l] of value.layers.entries()) {
-    if (!isObject(l) || typeof l.module !== 'string' || typeof l.scheme !== 'string' || !isNumber(l.kl) || !isNumber(l.bytes)) throw bad(`layers[${i}] lacks module, scheme, kl or bytes`);
+    if (!isObject(l) || typeof l.module !== 'string' || typeof l.scheme !== 'string' || !isMeasure(l.kl) || !isNumber(l.bytes)) throw bad(`layers[${i}] lacks module, scheme, kl or bytes`);
   }
   if (!Array.isArray(value.sensitivity)) throw bad('"sensitivity" is not a list');
   for (const [i, l] of value.sensitivity.entries()) {
     if (!isObject(l) || typeof l.module !== 'string' || !isNumber(l.block) || !Array.isArray(l.measurements)) throw bad(`sensitivity[${i}] lacks module, block or measurements`);
     for (const [j, m] of l.measurements.entries()) {
-      if (!isObject(m) || typeof m.candidate !== 'string' || !isNumber(m.bytes) || (m.kl !== undefined && !isNumber(m.kl))) throw bad(`sensitivity[${i}].measurements[${j}] lacks candidate or bytes, or has a non-numeric kl`);
+      if (!isObject(m) || typeof m.candidate !== 'string' || !isNumber(m.bytes) || (m.kl !== undefined && !isMeasure(m.kl))) throw bad(`sensitivity[${i}].measurements[${j}] lacks candidate or bytes, or has a non-numeric kl`);
     }
   }
   if (value.verification !== undefined) {
     const v = value.verification;
     if (!isObject(v) || !Array.isArray(v.points)) throw bad('"verification" has no list of points');
     for (const [i, p] of v.points.entries()) {
-      if (!isObject(p) || typeof p.label !== 'string' || !['plan', 'uniform', 'float'].includes(p.kind as string) || !isNumber(p.fileBytes) || !isNumber(p.linearBytes) || !isNumber(p.bitsPerWeight) || !isNumber(p.kl) || !isNumber(p.perplexity)) throw bad(`verification.points[${i}] lacks label, kind, fileBytes, linearBytes, bitsPerWeight, kl or perplexity`);
+      if (!isObject(p) || typeof p.label !== 'string' || !['plan', 'uniform', 'float'].includes(p.kind as string) || !isNumber(p.fileBytes) || !isNumber(p.linearBytes) || !isNumber(p.bitsPerWeight) || !isMeasure(p.kl) || !isMeasure(p.perplexity)) throw bad(`verification.points[${i}] lacks label, kind, fileBytes, linearBytes, bitsPerWeight, kl or perplexity`);
     }
   }
   return value as unknown as PlanSummary;

@@ -19,7 +19,7 @@ import { PlanBudget, PlanInputError, bitsPerWeight, budgetBytes, budgetText, byt
 import { solveKnapsack } from './knapsack';
 import { measureSensitivity, LayerSensitivity } from './sensitivity';
 import { planRecipeYaml, PlannedLayer } from './planRecipe';
-import { planFilePath } from './planFile';
+import { planFilePath, planFileText } from './planFile';
 import { Verification, verifyPlan } from './verify';
 
 export interface PlanJobOptions extends Omit<PlanJobSpec, 'kind'>, JobOutputOptions {
@@ -197,7 +197,7 @@ async function planLocked(options: PlanJobOptions, output: JobOutput): Promise<P
       seconds: (Date.now() - started) / 1000,
       ...(verification ? { verification } : {}),
     };
-    await fs.writeFile(join(partial, basename(planFile)), `${JSON.stringify(summary, null, 1)}\n`);
+    await fs.writeFile(join(partial, basename(planFile)), planFileText(summary));
     await output.publishFiles([basename(planFile), name]);
     options.onProgress?.({ fraction: 1, stage: 'done' });
     return summary;

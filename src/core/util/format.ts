@@ -26,3 +26,11 @@ export function formatCount(count: number): string {
 export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
+
+/**
+ * JSON text where a non-finite number (an overflowing perplexity, an infinite SQNR) is written as the string
+ * "Infinity", "-Infinity" or "NaN": JSON.stringify alone writes null, which reads back as no number at all.
+ */
+export function jsonWithNonFinite(value: unknown, indent: number): string {
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), indent);
+}
