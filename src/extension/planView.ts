@@ -21,6 +21,9 @@ export function modelFolderOf(inspected: string): string {
   return statSync(inspected, { throwIfNoEntry: false })?.isDirectory() ? resolve(inspected) : dirname(resolve(inspected));
 }
 
+/** Non-finite measurements as null (PlanView's Measure): a page receives JSON. */
+const measure = (v: number): number | null => (Number.isFinite(v) ? v : null);
+
 export function planViewOf(plan: PlanSummary): PlanView {
   const chosen = new Map(plan.layers.map((l) => [l.module, l.scheme]));
   return {
@@ -37,7 +40,7 @@ export function planViewOf(plan: PlanSummary): PlanView {
       block: l.block,
       projection: l.module.split('.').at(-1) ?? l.module,
       chosen: chosen.get(l.module) ?? '',
-      measurements: l.measurements.map((m) => ({ candidate: m.candidate, bytes: m.bytes, ...(m.kl !== undefined ? { kl: m.kl } : {}), ...(typeof m.proxy === 'number' ? { proxy: m.proxy } : {}), ...(m.unservable ? { unservable: m.unservable } : {}) })),
+      measurements: l.measurements.map((m) => ({ candidate: m.candidate, bytes: m.bytes, ...(m.kl !== undefined ? { kl: measure(m.kl) } : {}), ...(typeof m.proxy === 'number' ? { proxy: measure(m.proxy) } : {}), ...(m.unservable ? { unservable: m.unservable } : {}) })),
     })),
     ...(plan.verification
       ? {
@@ -46,7 +49,7 @@ export function planViewOf(plan: PlanSummary): PlanView {
             heldOut: plan.verification.heldOut,
             evalSamples: plan.verification.evalSamples,
             seqLen: plan.verification.seqLen,
-            points: plan.verification.points.map(({ label, kind, fileBytes, linearBytes, bitsPerWeight, kl, perplexity }) => ({ label, kind, fileBytes, linearBytes, bitsPerWeight, kl, perplexity })),
+            points: plan.verification.points.map(({ label, kind, fileBytes, linearBytes, bitsPerWeight, kl, perplexity }) => ({ label, kind, fileBytes, linearBytes, bitsPerWeight, kl: measure(kl), perplexity: measure(perplexity) })),
           },
         }
       : {}),

@@ -56,6 +56,12 @@ export interface HealthView {
 }
 
 /**
+ * A measured KL, proxy or perplexity, or null where it is not a finite number (a model whose outputs
+ * diverge has an infinite perplexity): messages to a page are JSON, which has no Infinity or NaN.
+ */
+export type Measure = number | null;
+
+/**
  * A mixed-precision plan of this model (the plan file beside it or of the last plan job, src/core/plan/
  * planFile.ts), as the Error tab's sensitivity heatmap and size-vs-KL plot draw it.
  */
@@ -75,14 +81,14 @@ export interface PlanView {
     readonly block: number;
     readonly projection: string;
     readonly chosen: string;
-    readonly measurements: readonly { readonly candidate: string; readonly kl?: number; readonly proxy?: number; readonly bytes: number; readonly unservable?: string }[];
+    readonly measurements: readonly { readonly candidate: string; readonly kl?: Measure; readonly proxy?: Measure; readonly bytes: number; readonly unservable?: string }[];
   }[];
   readonly verification?: {
     readonly evalDataset: string;
     readonly heldOut: boolean;
     readonly evalSamples: number;
     readonly seqLen: number;
-    readonly points: readonly { readonly label: string; readonly kind: 'plan' | 'uniform' | 'float'; readonly fileBytes: number; readonly linearBytes: number; readonly bitsPerWeight: number; readonly kl: number; readonly perplexity: number }[];
+    readonly points: readonly { readonly label: string; readonly kind: 'plan' | 'uniform' | 'float'; readonly fileBytes: number; readonly linearBytes: number; readonly bitsPerWeight: number; readonly kl: Measure; readonly perplexity: Measure }[];
   };
 }
 

@@ -6,7 +6,7 @@
  * proxy and bytes. With a verified plan, a size-vs-KL plot: the plan and each uniform scheme as points, and
  * their table.
  */
-import type { PlanView } from '../../src/webviewMessages/inspector';
+import type { Measure, PlanView } from '../../src/webviewMessages/inspector';
 import { h } from '../common/toolkit';
 import { heatmap, scatterChart } from '../common/charts';
 import { PROJECTIONS, dropdown } from './widgets';
@@ -19,13 +19,17 @@ export interface PlanSectionContext {
 }
 
 const CHOSEN = 'chosen';
-const kl = (v: number) => `KL ${v.toExponential(3)} nats`;
+/** A measure as the tables show it; null is one that is not a finite number (PlanView's Measure). */
+const measureText = (v: Measure | undefined, format: (v: number) => string) => (v === undefined ? '—' : v === null ? 'not finite' : format(v));
+const exponential = (v: number) => v.toExponential(3);
+const perplexityText = (v: Measure) => measureText(v, (x) => x.toFixed(3));
+const kl = (v: Measure) => `KL ${measureText(v, exponential)} nats`;
 const baseName = (path: string) => path.split(/[\\/]/).filter(Boolean).at(-1) ?? path;
 const bytesText = (b: number) => b.toLocaleString('en-US');
 
 type PlanLayer = PlanView['layers'][number];
 
-function klOf(layer: PlanLayer, candidate: string): { scheme: string; kl?: number; unservable?: string } {
+function klOf(layer: PlanLayer, candidate: string): { scheme: string; kl?: Measure; unservable?: string } {
   const scheme = candidate === CHOSEN ? layer.chosen : candidate;
   const m = layer.measurements.find((x) => x.candidate === scheme);
   return { scheme, ...(m?.kl !== undefined ? { kl: m.kl } : {}), ...(m?.unservable ? { unservable: m.unservable } : {}) };
@@ -37,8 +41,8 @@ function layerDetail(layer: PlanLayer): Element[] {
       'tr',
       { class: m.candidate === layer.chosen ? 'chosen' : undefined },
       h('td', {}, m.candidate === layer.chosen ? `${m.candidate} (planned)` : m.candidate),
-      h('td', { class: 'num' }, m.kl !== undefined ? m.kl.toExponential(3) : '—'),
-      h('td', { class: 'num' }, m.proxy !== undefined ? m.proxy.toExponential(3) : '—'),
+      h('td', { class: 'num' }, measureText(m.kl, exponential)),
+      h('td', { class: 'num' }, measureText(m.proxy, exponential)),
       h('td', { class: 'num' }, bytesText(m.bytes)),
       h('td', {}, m.unservable ?? ''),
     ),
@@ -62,7 +66,8 @@ function sensitivityHeatmap(plan: PlanView, candidate: string, onSelect: (layer:
       PROJECTIONS.map((p) => p.replace('_proj', '')),
       (r, c) => {
         const layer = at(r, c);
-        return layer ? klOf(layer, candidate).kl : undefined;
+        // A KL that is not finite has no colour on the log scale: the cell stays blank.
+        return layer ? (klOf(layer, candidate).kl ?? undefined) : undefined;
       },
       {
         title: `KL of quantizing each layer alone with ${what} (darker is more sensitive)`,
@@ -81,9 +86,10 @@ function sensitivityHeatmap(plan: PlanView, candidate: string, onSelect: (layer:
 function verificationView(plan: PlanView): Element[] {
   const v = plan.verification;
   if (!v) return [h('p', { class: 'muted', id: 'plan-verification' }, 'Not verified: run the plan with "Plan and verify" to quantize it and each candidate and measure KL and perplexity against size.')];
-  const quantized = v.points.filter((p) => p.kl > 0);
+  // A point whose KL is not a finite number has no place on the log axis (the table still lists it).
+  const quantized = v.points.filter((p): p is typeof p & { kl: number } => p.kl !== null && p.kl > 0);
   const float = v.points.find((p) => p.kind === 'float');
-  const pointText = (p: (typeof v.points)[number]) => `${p.label}: ${bytesText(p.fileBytes)} bytes on disk, ${p.bitsPerWeight.toFixed(3)} bits per weight, ${kl(p.kl)}, perplexity ${p.perplexity.toFixed(3)}`;
+  const pointText = (p: (typeof v.points)[number]) => `${p.label}: ${bytesText(p.fileBytes)} bytes on disk, ${p.bitsPerWeight.toFixed(3)} bits per weight, ${kl(p.kl)}, perplexity ${perplexityText(p.perplexity)}`;
   const chart = quantized.length
     ? scatterChart(
         quantized.map((p) => ({ x: p.fileBytes, y: p.kl, label: p.label, text: pointText(p), kind: p.kind })),
@@ -97,13 +103,13 @@ function verificationView(plan: PlanView): Element[] {
       h('td', {}, p.label),
       h('td', { class: 'num' }, bytesText(p.fileBytes)),
       h('td', { class: 'num' }, p.bitsPerWeight.toFixed(3)),
-      h('td', { class: 'num' }, p.kl.toExponential(3)),
-      h('td', { class: 'num' }, p.perplexity.toFixed(3)),
+      h('td', { class: 'num' }, measureText(p.kl, exponential)),
+      h('td', { class: 'num' }, perplexityText(p.perplexity)),
     ),
   );
   return [
     h('h4', {}, 'Verified'),
-    h('p', { class: 'muted' }, `Quantized for real and measured on ${v.evalSamples} × ${v.seqLen} tokens of ${baseName(v.evalDataset)}${v.heldOut ? ' held out from the calibration' : ''}${float ? `; the float model: ${bytesText(float.fileBytes)} bytes, perplexity ${float.perplexity.toFixed(3)}` : ''}.`),
+    h('p', { class: 'muted' }, `Quantized for real and measured on ${v.evalSamples} × ${v.seqLen} tokens of ${baseName(v.evalDataset)}${v.heldOut ? ' held out from the calibration' : ''}${float ? `; the float model: ${bytesText(float.fileBytes)} bytes, perplexity ${perplexityText(float.perplexity)}` : ''}.`),
     h('div', { id: 'plan-scatter' }, chart),
     h('table', { class: 'ranking', id: 'plan-verification' }, h('thead', {}, h('tr', {}, h('th', {}, 'scheme'), h('th', { class: 'num' }, 'bytes on disk'), h('th', { class: 'num' }, 'bits/weight'), h('th', { class: 'num' }, 'KL (nats)'), h('th', { class: 'num' }, 'perplexity'))), h('tbody', {}, ...rows)),
   ];
