@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, promises as fs, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { findIndexListing } from '../core/safetensors/checkpoint';
 import type { CheckpointAnalysis } from '../core/checkpoint/summary';
@@ -15,6 +15,31 @@ import { observeInspector } from './testHooks';
 
 /** Token embedding and output-head weights (Llama/Mistral/Qwen, GPT-2, GPT-NeoX names). */
 const EMBEDDING_TENSOR = /(^|\.)(embed_tokens|lm_head|wte|embed_in|embed_out)\.weight$/;
+
+/** How often an open view compares its checkpoint folder with what it read (when no watcher event came). */
+const FOLDER_POLL_MS = 2_000;
+
+/** Files of a folder that a checkpoint view reads (weights, index, config); more than this are not compared. */
+const SIGNATURE_FILE_LIMIT = 512;
+
+/**
+ * Names, sizes and modification times of the .safetensors and .json files in a folder: what a finished
+ * download, `git lfs pull` or re-save changes. An unreadable folder has its own signature.
+ */
+async function folderSignature(folder: string): Promise<string> {
+  try {
+    const names = (await fs.readdir(folder)).filter((n) => /\.(safetensors|json)$/i.test(n)).sort().slice(0, SIGNATURE_FILE_LIMIT);
+    const parts = await Promise.all(
+      names.map(async (name) => {
+        const st = await fs.stat(join(folder, name)).catch(() => undefined);
+        return st ? `${name}:${st.size}:${st.mtimeMs}` : `${name}:gone`;
+      }),
+    );
+    return parts.join('\n');
+  } catch (error) {
+    return `unreadable: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
+  }
+}
 
 /** What every inspector session shares: the analysis worker, the Problems-panel collection, the log. */
 export interface InspectorServices {
@@ -80,21 +105,42 @@ export class InspectorSession implements vscode.Disposable {
   private codes: { analysis: CheckpointAnalysis; names: ReadonlySet<string> } | undefined;
 
   private reloadTimer: NodeJS.Timeout | undefined;
+  /** The checkpoint folder's files as they were when the headers were last read (folderSignature). */
+  private readSignature: Promise<string> | undefined;
+  private checking = false;
 
   /**
    * A weight file, index or config.json changing in the checkpoint's folder (a download finishing, `git lfs
    * pull`, a re-save) invalidates everything read so far: the diagnostics go, the headers are read again
-   * and the page reloads (its view state survives through setState).
+   * and the page reloads (its view state survives through setState). VS Code's watcher is the prompt path,
+   * but its events for folders outside the workspace can lag by tens of seconds or not come at all, and
+   * late events for files copied before the view opened would reload a page that is current (a reload
+   * takes the focus, closing a quick pick the user is in). So an event only triggers a comparison of the
+   * folder's sizes and times with those the headers were read from, and a slow poll makes the same
+   * comparison when no event comes.
    */
   private watchCheckpointFolder(): void {
-    const folder = statSync(this.path, { throwIfNoEntry: false })?.isDirectory() ? this.path : dirname(this.path);
+    const folder = modelFolderOf(this.path);
     const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(folder), '*.{safetensors,json}'));
     const changed = () => {
       clearTimeout(this.reloadTimer);
-      // Writers touch a file many times; reload once they pause.
-      this.reloadTimer = setTimeout(() => void this.reload(), 300);
+      // Writers touch a file many times; compare once they pause.
+      this.reloadTimer = setTimeout(() => void this.reloadIfChanged(folder), 300);
     };
-    this.disposables.push(watcher, watcher.onDidChange(changed), watcher.onDidCreate(changed), watcher.onDidDelete(changed));
+    const poll = setInterval(() => void this.reloadIfChanged(folder), FOLDER_POLL_MS);
+    poll.unref?.();
+    this.disposables.push(watcher, watcher.onDidChange(changed), watcher.onDidCreate(changed), watcher.onDidDelete(changed), { dispose: () => clearInterval(poll) });
+  }
+
+  private async reloadIfChanged(folder: string): Promise<void> {
+    if (this.checking || !this.readSignature || !InspectorSession.active.has(this)) return;
+    this.checking = true;
+    try {
+      const [before, now] = await Promise.all([this.readSignature, folderSignature(folder)]);
+      if (before !== now && InspectorSession.active.has(this)) await this.reload();
+    } finally {
+      this.checking = false;
+    }
   }
 
   private async reload(): Promise<void> {
@@ -104,6 +150,7 @@ export class InspectorSession implements vscode.Disposable {
     this.messages.cancelAll();
     this.pageReady = false;
     this.analysis = undefined;
+    this.readSignature = undefined;
     this.codes = undefined;
     await this.services.analysis.call('close', { path: this.path }).catch(() => undefined);
     if (!InspectorSession.active.has(this)) return;
@@ -136,6 +183,8 @@ export class InspectorSession implements vscode.Disposable {
    */
   getAnalysis(): Promise<CheckpointAnalysis> {
     if (!this.analysis) {
+      // Taken before the headers are read: a file replaced while they are read counts as changed.
+      this.readSignature = folderSignature(modelFolderOf(this.path));
       const analysis = this.services.analysis.call('analyze', { path: this.path });
       this.analysis = analysis;
       const settle = (opened: boolean) => {
