@@ -144,6 +144,8 @@ async function pickCalibration(args: QuantizeCommandArgs, extensionRoot: string,
     if (!path) return CANCELLED;
     if (!isStatisticsFile(path) && args.samples === undefined) {
       const answer = await vscode.window.showInputBox({
+        // A typed answer survives a click elsewhere (as in every multi-step input here); Escape backs out.
+        ignoreFocusOut: true,
         title: `${title}: calibration samples`,
         prompt: `How many samples of ${seqLen} tokens (setting quantlens.calibration.sequenceLength)`,
         value: String(samples),
@@ -173,6 +175,7 @@ async function pickOutput(given: string | undefined, suggestion: string, title: 
   for (let i = 2; await outputUnavailable(candidate, running); i++) candidate = `${suggestion}-${i}`;
   if (!interactive) return candidate;
   const answer = await vscode.window.showInputBox({
+    ignoreFocusOut: true,
     title: `${title}: output`,
     prompt: 'Where to write the result (a new path; written atomically, never over an existing one)',
     value: candidate,

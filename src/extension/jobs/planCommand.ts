@@ -43,6 +43,12 @@ const CANDIDATE_ITEMS: readonly { name: string; detail: string }[] = [
   { name: 'bf16', detail: 'keep the layer as stored' },
 ];
 
+/**
+ * Every step of the plan's six: clicking elsewhere (to look up the model's size, or a view that takes the
+ * focus as it loads) does not throw away the answers given so far; Escape still backs out.
+ */
+const STEP = { ignoreFocusOut: true } as const;
+
 async function pickData(args: PlanCommandArgs, extensionRoot: string): Promise<Maybe<string>> {
   if (args.calibration) return args.calibration === 'default' ? defaultCalibrationDataset(extensionRoot) : args.calibration;
   if (args.interactive === false) return defaultCalibrationDataset(extensionRoot);
@@ -52,7 +58,7 @@ async function pickData(args: PlanCommandArgs, extensionRoot: string): Promise<M
     ...files.map((uri) => ({ label: basename(uri.fsPath), description: vscode.workspace.asRelativePath(uri), path: uri.fsPath })),
     { label: '$(file) Dataset file…', description: 'txt, jsonl (text or messages), json' },
   ];
-  const picked = await vscode.window.showQuickPick(items, { title: `${TITLE}: calibration data`, placeHolder: 'The text each layer\'s sensitivity is measured on' });
+  const picked = await vscode.window.showQuickPick(items, { ...STEP, title: `${TITLE}: calibration data`, placeHolder: 'The text each layer\'s sensitivity is measured on' });
   if (!picked) return CANCELLED;
   if (picked.path) return picked.path;
   const file = await vscode.window.showOpenDialog({ title: 'Calibration data', filters: { Datasets: ['txt', 'jsonl', 'json'] } });
@@ -63,7 +69,7 @@ async function pickCandidates(args: PlanCommandArgs): Promise<Maybe<string[]>> {
   if (args.candidates) return [...args.candidates];
   if (args.interactive === false) throw new MissingArgument('no candidate schemes were given');
   const items = CANDIDATE_ITEMS.map((c, i) => ({ label: c.name, description: c.detail, picked: i < 2 }));
-  const picked = await vscode.window.showQuickPick(items, { title: `${TITLE}: candidate schemes`, placeHolder: `One scheme per layer is chosen among these (${Object.keys(PLAN_PRESETS).join(', ')})`, canPickMany: true });
+  const picked = await vscode.window.showQuickPick(items, { ...STEP, title: `${TITLE}: candidate schemes`, placeHolder: `One scheme per layer is chosen among these (${Object.keys(PLAN_PRESETS).join(', ')})`, canPickMany: true });
   if (!picked) return CANCELLED;
   if (picked.length === 0) {
     void vscode.window.showErrorMessage('QuantLens: choose at least one candidate scheme to plan with.');
@@ -107,13 +113,14 @@ async function pickBudget(args: PlanCommandArgs, model: string, candidates: read
       { label: 'Average bits per weight', description: 'codes + scales + zero points as written, over the planned layers', budget: 'bits' as const },
       { label: 'Total size', description: 'bytes of the planned layers\' tensors (e.g. 1500000, 1.5 MB, 2 GiB)', budget: 'size' as const },
     ],
-    { title: `${TITLE}: budget` },
+    { ...STEP, title: `${TITLE}: budget` },
   );
   if (!kind) return CANCELLED;
   const range = await allowedRange(model, candidates);
   const between = range ? `${range.bits(range.min).toFixed(3)} … ${range.bits(range.max).toFixed(3)} bits per weight = ${range.min} … ${range.max} bytes` : undefined;
   const tooSmall = (bytes: number) => (range && bytes < range.min ? `below the smallest possible plan, ${range.min} bytes (${range.bits(range.min).toFixed(3)} bits per weight: every layer at its smallest candidate)` : undefined);
   const answer = await vscode.window.showInputBox({
+    ...STEP,
     title: `${TITLE}: ${kind.budget === 'bits' ? 'bits per weight' : 'total size'}`,
     prompt: between ? `These candidates allow ${between}` : undefined,
     value: range ? (kind.budget === 'bits' ? ((range.bits(range.min) + range.bits(range.max)) / 2).toFixed(2) : String(Math.round((range.min + range.max) / 2))) : '',
@@ -140,7 +147,7 @@ async function pickVerify(args: PlanCommandArgs): Promise<Maybe<boolean>> {
       { label: 'Plan', description: 'measure the sensitivities and write the recipe', verify: false },
       { label: 'Plan and verify', description: 'also quantize with the plan and with each candidate alone, and measure KL and perplexity on held-out text against size (one quantize job each)', verify: true },
     ],
-    { title: `${TITLE}: verify` },
+    { ...STEP, title: `${TITLE}: verify` },
   );
   return picked ? picked.verify : CANCELLED;
 }
@@ -160,6 +167,7 @@ async function pickRecipe(args: PlanCommandArgs, model: string, running: SpecCon
   for (let i = 2; await recipeUnavailable(candidate, running); i++) candidate = `${suggestion}-${i}.yaml`;
   if (args.interactive === false) return candidate;
   const answer = await vscode.window.showInputBox({
+    ...STEP,
     title: `${TITLE}: recipe`,
     prompt: 'The llm-compressor recipe to write (a new .yaml file; the plan file goes beside it)',
     value: candidate,
