@@ -177,7 +177,9 @@ function statsText(stats: SideStats | undefined): string {
 
 /** Three decimals; past 10,000 nats (a numerical blow-up) in exponent form, so the line stays short. */
 function formatKl(kl: number): string {
-  return Math.abs(kl) < 1e4 ? kl.toFixed(3) : kl.toExponential(2);
+  // A good quantization's KL is a few 1e-4 nats: three decimals would show it as 0.000.
+  if (kl === 0) return '0';
+  return Math.abs(kl) >= 0.01 && Math.abs(kl) < 1e4 ? kl.toFixed(3) : kl.toExponential(2);
 }
 
 function klColor(kl: number): string {
