@@ -10,7 +10,7 @@
  * - a NaN in a weight is reported with the tensor, row and column.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { writeSafetensors } from '../../src/core/safetensors/writer';
@@ -23,6 +23,7 @@ import type { DType } from '../../src/core/dtypes/dtype';
 import { repoRoot, tempDir } from '../helpers/paths';
 import { writeGptqFixture } from '../integration/suite/quantizedFixtures';
 import { heavyTailedWeights as heavyTailed, toBf16 as bf16 } from '../helpers/weights';
+import { RawTensor, writeCheckpoint } from '../helpers/safetensorsBytes';
 
 
 
@@ -312,6 +313,88 @@ describe('quantization error, streamed in row blocks', function () {
         close(m.sqnrDb, 10 * Math.log10(ref / err), `${layer.module}: SQNR`);
         // The error is computed in float32 from float32 values: within an ulp of the float64 one.
         assert.ok(Math.abs(m.maxAbsError - maxAbs) <= 2 ** -23 * maxAbs, `${layer.module}: max |e| ${m.maxAbsError} vs ${maxAbs}`);
+      }
+    } finally {
+      await quantized.close();
+      await original.close();
+    }
+  });
+
+  it("gpt-oss's own MXFP4 fused experts: compared per expert × projection with the original's float fused slices, the same for every block size, each equal to a float64 computation from the raw bytes", async () => {
+    // gpt-oss layout (docs/formats.md §3.14): float gate_up_proj [E, H, 2N] ([in, out], gate in the even and up
+    // in the odd columns), down_proj [E, N, H]; MXFP4 blocks [E, out, in/32, 16] with E8M0 scales [E, out, in/32],
+    // low nibble first, value e2m1 · 2^(scale − 127) (transformers convert_moe_packed_tensors).
+    const [E, H, N] = [3, 64, 96];
+    const e2m1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
+    const bfv = (h: number) => new Float32Array(new Uint32Array([h << 16]).buffer)[0]!;
+    const common: RawTensor[] = [];
+    const f = (name: string, shape: number[], seed: number) => ({ name, dtype: 'BF16', shape, bytes: bf16(heavyTailed(seed, shape.reduce((a, b) => a * b, 1))).bytes });
+    common.push(f('model.embed_tokens.weight', [32, H], 1), f('lm_head.weight', [32, H], 2), f('model.norm.weight', [H], 3));
+    const originalTensors = [...common];
+    const quantizedTensors = [...common];
+    let seed = 10;
+    const u8 = (n: number, lo: number, span: number) => Uint8Array.from({ length: n }, (_, i) => lo + ((i * 2654435761 + seed * 97) >>> 7) % span);
+    const fusedFloat = new Map<string, Uint16Array>();
+    for (let l = 0; l < 2; l++) {
+      const L = `model.layers.${l}`;
+      for (const t of [f(`${L}.input_layernorm.weight`, [H], seed++), f(`${L}.post_attention_layernorm.weight`, [H], seed++), f(`${L}.mlp.router.weight`, [E, H], seed++)]) {
+        originalTensors.push(t);
+        quantizedTensors.push(t);
+      }
+      for (const p of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) {
+        const t = f(`${L}.self_attn.${p}.weight`, [H, H], seed++);
+        originalTensors.push(t);
+        quantizedTensors.push(t);
+      }
+      for (const [proj, outRows, inCols] of [['gate_up_proj', 2 * N, H], ['down_proj', H, N]] as const) {
+        const float = f(`${L}.mlp.experts.${proj}`, [E, inCols, outRows], seed++);
+        originalTensors.push(float);
+        fusedFloat.set(float.name, new Uint16Array(float.bytes.slice().buffer));
+        seed++;
+        quantizedTensors.push({ name: `${L}.mlp.experts.${proj}_blocks`, dtype: 'U8', shape: [E, outRows, inCols / 32, 16], bytes: u8(E * outRows * (inCols / 2), 0, 256) });
+        quantizedTensors.push({ name: `${L}.mlp.experts.${proj}_scales`, dtype: 'U8', shape: [E, outRows, inCols / 32], bytes: u8(E * outRows * (inCols / 32), 122, 6) });
+      }
+    }
+    const base = { architectures: ['GptOssForCausalLM'], model_type: 'gpt_oss', hidden_size: H, intermediate_size: N, num_hidden_layers: 2, num_local_experts: E, experts_per_token: 2, num_experts_per_tok: 2, tie_word_embeddings: false };
+    const originalDir = writeCheckpoint(join(tmp.path, 'gpt-oss-float'), originalTensors);
+    writeFileSync(join(originalDir, 'config.json'), JSON.stringify(base));
+    const quantizedDir = writeCheckpoint(join(tmp.path, 'gpt-oss-mxfp4'), quantizedTensors);
+    writeFileSync(join(quantizedDir, 'config.json'), JSON.stringify({ ...base, quantization_config: { quant_method: 'mxfp4', modules_to_not_convert: ['model.layers.*.self_attn', 'model.layers.*.mlp.router', 'model.embed_tokens', 'lm_head'] } }));
+    const quantized = await Checkpoint.open(quantizedDir);
+    const original = await Checkpoint.open(originalDir);
+    try {
+      const { layerMap } = await analyzeCheckpoint(quantized, quantizedDir);
+      const compared = await compareWithOriginal(quantized, layerMap, original);
+      const names = [0, 1].flatMap((l) => [...Array.from({ length: E }, (_, e) => [`model.layers.${l}.mlp.experts.${e}.gate_proj`, `model.layers.${l}.mlp.experts.${e}.up_proj`]).flat(), ...Array.from({ length: E }, (_, e) => `model.layers.${l}.mlp.experts.${e}.down_proj`)]);
+      assert.deepEqual(compared.layers.map((l) => [l.module, l.projection, l.block, l.skipped]), names.map((n) => [n, n.slice(n.lastIndexOf('.') + 1), Number(n.split('.')[2]), undefined]));
+      for (const blockElements of [1000, 97]) assert.deepEqual(await compareWithOriginal(quantized, layerMap, original, { blockElements }), compared, `blocks of ${blockElements}`);
+      for (const layer of compared.layers) {
+        const [, , l, , , e, proj] = layer.module.split('.');
+        const fused = `model.layers.${l}.mlp.experts.${proj === 'down_proj' ? 'down_proj' : 'gate_up_proj'}`;
+        const blocks = await quantized.readTensorBytes(`${fused}_blocks`);
+        const scales = await quantized.readTensorBytes(`${fused}_scales`);
+        const float = fusedFloat.get(fused)!;
+        const [outRows, inCols] = proj === 'down_proj' ? [H, N] : [2 * N, H];
+        const rows = proj === 'down_proj' ? H : N;
+        assert.deepEqual(layer.shape, [rows, inCols]);
+        let err = 0;
+        let ref = 0;
+        let maxAbs = 0;
+        for (let r = 0; r < rows; r++) {
+          const fusedRow = proj === 'gate_proj' ? 2 * r : proj === 'up_proj' ? 2 * r + 1 : r;
+          const q = Number(e) * outRows + fusedRow;
+          for (let c = 0; c < inCols; c++) {
+            const byte = blocks[q * (inCols / 2) + (c >> 1)]!;
+            const approx = Math.fround(e2m1[c & 1 ? byte >> 4 : byte & 15]! * 2 ** (scales[q * (inCols / 32) + Math.floor(c / 32)]! - 127));
+            // The float original is [in, out]: element (c, fusedRow) of the expert's slice.
+            const x = bfv(float[Number(e) * inCols * outRows + c * outRows + fusedRow]!);
+            err += (x - approx) ** 2;
+            ref += x * x;
+            maxAbs = Math.max(maxAbs, Math.abs(x - approx));
+          }
+        }
+        close(layer.metrics.relativeFrobenius, Math.sqrt(err / ref), `${layer.module} relative Frobenius`);
+        assert.equal(layer.metrics.maxAbsError, maxAbs, layer.module);
       }
     } finally {
       await quantized.close();

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
 import { groupMoeModules } from '../../src/core/checkpoint/layerGroups';
+import { compareWithOriginal } from '../../src/core/inspect/error';
 import { SchemeName, runQuantizeJob } from '../../src/core/jobs/quantize';
 import { RawTensor, writeCheckpoint } from '../helpers/safetensorsBytes';
 import { heavyTailedWeights, toBf16 } from '../helpers/weights';
@@ -127,13 +128,17 @@ describe('quantize fused mixture-of-experts tensors (gpt-oss, transformers-5 fus
       if (kind === 'qwen-fused') assert.equal([...written.keys()].filter((n) => n.endsWith('.bias')).length, 0);
 
       const globals = new Map<string, number>();
+      const errSq = new Map<string, number>();
       for (const [m, w] of model.experts) {
         const { values, bound } = dequantize(written, m, scheme, w.rows, w.cols);
+        let e2 = 0;
         for (let i = 0; i < values.length; i++) {
           const x = w.values[i]!;
           const err = Math.abs(values[i]! - x);
           assert.ok(err <= bound(i, x) + 1e-30, `${m}[${i}]: ${x} → ${values[i]} (error ${err} > ${bound(i, x)})`);
+          e2 += err * err;
         }
+        errSq.set(m, e2);
         const gs = written.get(`${m}.weight_global_scale`);
         if (gs) globals.set(m, new Float32Array(gs.bytes.slice().buffer)[0]!);
       }
@@ -151,8 +156,10 @@ describe('quantize fused mixture-of-experts tensors (gpt-oss, transformers-5 fus
       assert.deepEqual(config.quantization_config.config_groups.group_0.targets, ['Linear']);
       assert.deepEqual(config.quantization_config.ignore, ['lm_head', kind === 'gpt-oss' ? 're:.*mlp.router$' : 're:.*mlp.gate$']);
 
-      // The inspector: the scheme in model-card words; per layer, a router and 4 experts × gate/up/down, all quantized.
+      // The inspector: the scheme in model-card words; per layer, a router and 4 experts × gate/up/down, all quantized;
+      // the error comparison with the fused original: each expert's projection against its slice, as computed here.
       const quantized = await Checkpoint.open(out);
+      const original = await Checkpoint.open(model.dir);
       try {
         const { summary: s, layerMap } = await analyzeCheckpoint(quantized, out);
         assert.ok(s.scheme.description.startsWith(DESCRIPTION[scheme]!), s.scheme.description);
@@ -161,8 +168,19 @@ describe('quantize fused mixture-of-experts tensors (gpt-oss, transformers-5 fus
         const groups = groupMoeModules(layerMap.modules).map((g) => `${g.block} ${g.role} ${g.label}: ${g.counts.quantized} quantized, ${g.counts.ignored} ignored`);
         const router = kind === 'gpt-oss' ? 'router (mlp.router)' : 'router (mlp.gate)';
         assert.deepEqual(groups, [0, 1].flatMap((b) => [`${b} router ${router}: 0 quantized, 1 ignored`, `${b} expert experts 0–3 × gate_proj/up_proj/down_proj: 12 quantized, 0 ignored`]));
+        const compared = await compareWithOriginal(quantized, layerMap, original);
+        const experts = compared.layers.filter((l) => l.module.includes('.experts.'));
+        assert.deepEqual(experts.map((l) => `${l.module} ${l.skipped ?? 'measured'}`).sort(), [...model.experts.keys()].map((m) => `${m} measured`).sort());
+        assert.equal(compared.layers.length, experts.length + 8, '8 attention layers besides');
+        for (const layer of experts) {
+          const want = errSq.get(layer.module)!;
+          // NVFP4's scale weight_scale / weight_global_scale is rounded once more to float32 by the inspector.
+          const tolerance = scheme === 'nvfp4a16' ? 1e-6 : 1e-9;
+          assert.ok(Math.abs(layer.metrics.errNormSq - want) <= tolerance * want + 1e-30, `${layer.module}: ${layer.metrics.errNormSq} vs ${want}`);
+        }
       } finally {
         await quantized.close();
+        await original.close();
       }
     });
   }
