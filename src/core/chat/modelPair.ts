@@ -9,7 +9,7 @@ import { basename, join, resolve } from 'node:path';
 import { ChatEvents, ChatParticipant, ChatTurnResult, GenerationSettings, PerplexityResult, chatTurn, perplexity } from './generation';
 import { CausalLMError, OnnxCausalLM, findOnnxGraph } from '../runtime/causalLM';
 import { ModelTokenizer, type ChatMessage } from '../runtime/tokenizer';
-import type { DecoderGraphInfo } from '../runtime/llama/graph';
+import type { DecoderGraphInfo, DecoderModel } from '../runtime/llama/graph';
 import { buildDecoderGraph } from '../runtime/graphCache';
 import { DeviceKind, DevicePreference, DeviceReport, WEBGPU_GQA_MAX_TOKENS_PER_RUN, graphOptionsFor, requireDevice } from '../runtime/device';
 import { verifyPlacement } from '../runtime/placement';
@@ -28,6 +28,8 @@ export interface LoadOptions {
    */
   readonly graph?: { readonly int4AccuracyLevel?: number };
   readonly onProgress?: (what: string) => void;
+  /** The model when a job has it open (a plan's verification: jobs/openedModel.ts): nothing of it is read again. */
+  readonly open?: { readonly decoder: DecoderModel; readonly tokenizer: ModelTokenizer };
 }
 
 /** What the UI shows about a loaded model. */
@@ -60,7 +62,7 @@ async function graphFor(folder: string, options: LoadOptions, device: DeviceRepo
   const own = await findOnnxGraph(folder);
   if (own) return { path: own };
   options.onProgress?.(`preparing the ONNX graph of ${basename(folder)} (built once, then cached)`);
-  const built = await buildDecoderGraph(folder, options.cacheDir, { ...graphOptionsFor(device.device), ...options.graph });
+  const built = await buildDecoderGraph(folder, options.cacheDir, { ...graphOptionsFor(device.device), ...options.graph }, options.open?.decoder);
   return { path: built.modelPath, info: built.info };
 }
 
@@ -82,7 +84,7 @@ async function maxPositionsOf(folder: string): Promise<number | undefined> {
 
 export async function loadChatModel(folder: string, options: LoadOptions): Promise<LoadedChatModel> {
   // The tokenizer first: a folder without one fails in a second, before any graph is built.
-  const tokenizer = await ModelTokenizer.load(folder);
+  const tokenizer = options.open?.tokenizer ?? (await ModelTokenizer.load(folder));
   // The device asked for, or DeviceUnavailableError (never the CPU in its place).
   const report = await requireDevice(options.device ?? 'auto');
   const device = report.device;

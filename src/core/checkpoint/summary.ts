@@ -5,9 +5,10 @@
 import { basename } from 'node:path';
 import { DType } from '../dtypes/dtype';
 import { Checkpoint, CheckpointLayout, CheckpointProblem } from '../safetensors/checkpoint';
-import { ModelConfigSummary, readModelConfig } from './config';
+import { ModelConfigResult, ModelConfigSummary, readModelConfig } from './config';
 import { DetectedScheme, LayerMap, buildLayerMap } from './scheme';
 import { MoeFinding, moeFindings } from './layerGroups';
+import { textConfigOf } from './moe';
 
 export interface DtypeTotals {
   readonly tensors: number;
@@ -73,6 +74,22 @@ export async function analyzeCheckpoint(checkpoint: Checkpoint, path: string): P
     config: raw,
   });
   return { summary: summarize(checkpoint, path, config, layerMap), layerMap };
+}
+
+/**
+ * The layer map of a whole checkpoint with its config.json, as the jobs, the recipe checks and the graph builder
+ * use it: the modules config.json promises (its family, blocks, experts and tied embeddings) reconciled with the
+ * tensors, and the quantization_config it declares.
+ */
+export function modelLayerMap(checkpoint: Checkpoint, config: ModelConfigResult): LayerMap {
+  const raw = config.raw;
+  const tie = raw?.tie_word_embeddings ?? textConfigOf(raw)?.tie_word_embeddings;
+  return buildLayerMap(checkpoint.tensors, raw?.quantization_config, {
+    numHiddenLayers: config.summary?.numHiddenLayers,
+    tieWordEmbeddings: typeof tie === 'boolean' ? tie : undefined,
+    hasConfig: raw !== undefined,
+    ...(raw ? { config: raw } : {}),
+  });
 }
 
 export async function summarizeCheckpoint(checkpoint: Checkpoint, path: string): Promise<CheckpointSummary> {

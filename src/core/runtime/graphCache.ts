@@ -60,6 +60,8 @@ async function cached<T>(
   kind: string,
   options: unknown,
   build: (dir: string, model: DecoderModel) => Promise<T>,
+  /** The model when the caller has it open (a job's); else it is opened here, only when the graph is built. */
+  open?: DecoderModel,
 ): Promise<{ dir: string; info: T; reused: boolean }> {
   const model = resolve(modelFolder);
   if (resolve(cacheDir).startsWith(model + '/') || resolve(cacheDir) === model) {
@@ -73,7 +75,7 @@ async function cached<T>(
   }
   await fs.rm(dir, { recursive: true, force: true });
   await fs.mkdir(dir, { recursive: true });
-  const opened = await openDecoderModel(model);
+  const opened = open ?? (await openDecoderModel(model));
   let info: T;
   try {
     info = await build(dir, opened);
@@ -81,7 +83,7 @@ async function cached<T>(
     await fs.rm(dir, { recursive: true, force: true });
     throw error;
   } finally {
-    await opened.checkpoint.close();
+    if (opened !== open) await opened.checkpoint.close();
   }
   const manifest: Manifest<T> = { version: GRAPH_FORMAT_VERSION, model, kind, options, files, info };
   await fs.writeFile(join(dir, MANIFEST), JSON.stringify(manifest, null, 1));
@@ -112,8 +114,8 @@ export interface BuiltDecoderGraph {
 }
 
 /** Builds (or reuses) the full decoder graph of the checkpoint in `modelFolder`. */
-export async function buildDecoderGraph(modelFolder: string, cacheDir: string, options: DecoderGraphOptions = {}): Promise<BuiltDecoderGraph> {
+export async function buildDecoderGraph(modelFolder: string, cacheDir: string, options: DecoderGraphOptions = {}, open?: DecoderModel): Promise<BuiltDecoderGraph> {
   const resolved = resolvedOptions(options);
-  const { dir, info, reused } = await cached(modelFolder, cacheDir, 'decoder', resolved, (d, model) => writeDecoderGraph(model, join(d, 'model.onnx'), resolved));
+  const { dir, info, reused } = await cached(modelFolder, cacheDir, 'decoder', resolved, (d, model) => writeDecoderGraph(model, join(d, 'model.onnx'), resolved), open);
   return { modelPath: join(dir, 'model.onnx'), dir, reused, info };
 }

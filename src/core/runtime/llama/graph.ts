@@ -20,8 +20,9 @@
 import { DataType, GraphBuilder, attr } from '../onnx/builder';
 import { decodeToFloat32, encodeFromFloat32 } from '../../dtypes/convert';
 import { Checkpoint } from '../../safetensors/checkpoint';
-import { readModelConfig } from '../../checkpoint/config';
-import { LayerMap, LinearModule, buildLayerMap } from '../../checkpoint/scheme';
+import { ModelConfigResult, readModelConfig } from '../../checkpoint/config';
+import type { LayerMap, LinearModule } from '../../checkpoint/scheme';
+import { modelLayerMap } from '../../checkpoint/summary';
 import type { GptqCheckpointFormat } from '../../quant/gptqFormat';
 import { DecoderConfig, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
 import { AttentionForm, AttentionInputs, attentionFormFor, attentionInputs, emitAttention } from './attention';
@@ -85,26 +86,35 @@ export interface DecoderModel {
   readonly gptqFormat?: GptqCheckpointFormat;
 }
 
+/** Opens `folder` for graph building (config.json first: without a usable one nothing else is read). */
 export async function openDecoderModel(folder: string): Promise<DecoderModel> {
   const configResult = await readModelConfig(folder);
-  if (configResult.error) throw new ModelConfigError('(file)', configResult.error);
-  if (!configResult.raw) throw new ModelConfigError('(file)', `no config.json in ${folder}; the runtime needs it to build a graph`);
-  const config = parseDecoderConfig(configResult.raw);
+  decoderConfigOf(folder, configResult);
   const checkpoint = await Checkpoint.open(folder);
   try {
-    const errors = checkpoint.problems.filter((p) => p.severity === 'error');
-    if (errors.length > 0) throw new GraphBuildError(`${folder}: the checkpoint is damaged: ${errors[0]!.message}${errors.length > 1 ? ` (and ${errors.length - 1} more problems)` : ''}`);
-    const layerMap = buildLayerMap(checkpoint.tensors, configResult.raw.quantization_config, {
-      numHiddenLayers: config.numLayers,
-      tieWordEmbeddings: config.tieWordEmbeddings,
-      hasConfig: true,
-    });
-    const modules = new Map(layerMap.modules.map((m) => [m.name, m]));
-    return { folder, raw: configResult.raw, config, checkpoint, layerMap, modules, gptqFormat: layerMap.scheme.gptq?.checkpointFormat };
+    return decoderModelOf(folder, configResult, checkpoint, modelLayerMap(checkpoint, configResult));
   } catch (error) {
     await checkpoint.close();
     throw error;
   }
+}
+
+function decoderConfigOf(folder: string, configResult: ModelConfigResult): { raw: Record<string, unknown>; config: DecoderConfig } {
+  if (configResult.error) throw new ModelConfigError('(file)', configResult.error);
+  if (!configResult.raw) throw new ModelConfigError('(file)', `no config.json in ${folder}; the runtime needs it to build a graph`);
+  return { raw: configResult.raw, config: parseDecoderConfig(configResult.raw) };
+}
+
+/**
+ * A checkpoint already open (a job's model: jobs/openedModel.ts), with its config.json and layer map, as a
+ * DecoderModel; the checkpoint stays the caller's to close.
+ */
+export function decoderModelOf(folder: string, configResult: ModelConfigResult, checkpoint: Checkpoint, layerMap: LayerMap): DecoderModel {
+  const { raw, config } = decoderConfigOf(folder, configResult);
+  const errors = checkpoint.problems.filter((p) => p.severity === 'error');
+  if (errors.length > 0) throw new GraphBuildError(`${folder}: the checkpoint is damaged: ${errors[0]!.message}${errors.length > 1 ? ` (and ${errors.length - 1} more problems)` : ''}`);
+  const modules = new Map(layerMap.modules.map((m) => [m.name, m]));
+  return { folder, raw, config, checkpoint, layerMap, modules, gptqFormat: layerMap.scheme.gptq?.checkpointFormat };
 }
 
 function requireTensor(model: DecoderModel, name: string, shape?: readonly number[]): void {
