@@ -29,7 +29,8 @@ export function sharedInputOwner(module: string): string {
 }
 
 export interface BlockPipelineOptions {
-  readonly modelPath: string;
+  /** The model's tokenizer (a job's, loaded once: jobs/openedModel.ts); without it, loaded from the model's folder. */
+  readonly tokenizer?: ModelTokenizer;
   readonly dataset: string;
   readonly samples: number;
   readonly seqLen: number;
@@ -83,7 +84,7 @@ export class BlockPipeline {
   /** Tokenizes the dataset, picks the device and computes block 0's inputs (the embeddings). */
   static async open(model: DecoderModel, options: BlockPipelineOptions): Promise<BlockPipeline> {
     const log = options.log ?? (() => undefined);
-    const tokenizer = await ModelTokenizer.load(options.modelPath);
+    const tokenizer = options.tokenizer ?? (await ModelTokenizer.load(model.folder));
     const dataset = await loadCalibrationDataset(options.dataset, tokenizer, { samples: options.samples, seqLen: options.seqLen, signal: options.signal });
     for (const warning of dataset.warnings) log(`warning: ${warning}`);
     const samples = dataset.samples;

@@ -19,18 +19,21 @@
  */
 import { basename, join } from 'node:path';
 import { SafetensorsWriter, TensorSpec } from '../safetensors/writer';
-import { blockModuleNames, openDecoderModel } from '../runtime/llama/graph';
+import { blockModuleNames } from '../runtime/llama/graph';
 import { calibrationMetadata } from '../runtime/dataset';
 import type { DeviceKind, DevicePreference } from '../runtime/device';
 import { checkCancelled } from './jobErrors';
 import { JobOutput, JobOutputOptions, withJobOutput } from './jobOutput';
 import type { CalibrateJobSpec } from './jobSpec';
 import { BlockPipeline, sharedInputOwner } from './blockPipeline';
+import { OpenedModel, withOpenedModel } from './openedModel';
 
 export { sharedInputOwner };
 
 /** The calibrate job spec (model, out, dataset, samples, seqLen, hessians) plus how to run it. */
-export interface CalibrationJobOptions extends Omit<CalibrateJobSpec, 'kind'>, JobOutputOptions {
+export interface CalibrationJobOptions extends Omit<CalibrateJobSpec, 'kind' | 'model'>, JobOutputOptions {
+  /** The float checkpoint: a folder (opened for this job and closed after) or the job's open model (runJob's). */
+  readonly model: string | OpenedModel;
   /** Where block graphs are written while they are used (a fresh folder inside it; removed at the end). */
   readonly graphCacheDir?: string;
   readonly device?: DevicePreference;
@@ -56,13 +59,13 @@ export interface CalibrationSummary {
 }
 
 export function runCalibrationJob(options: CalibrationJobOptions): Promise<CalibrationSummary> {
-  return withJobOutput('calibrate', options.out, options, (output) => calibrateLocked(options, output));
+  return withJobOutput('calibrate', options.out, options, (output) => withOpenedModel(options.model, (opened) => calibrateLocked(options, opened, output)));
 }
 
-async function calibrateLocked(options: CalibrationJobOptions, output: JobOutput): Promise<CalibrationSummary> {
+async function calibrateLocked(options: CalibrationJobOptions, opened: OpenedModel, output: JobOutput): Promise<CalibrationSummary> {
   const started = Date.now();
   const progress = options.onProgress ?? (() => undefined);
-  const model = await openDecoderModel(options.model);
+  const model = opened.decoder();
   let writer: SafetensorsWriter | undefined;
   let pipeline: BlockPipeline | undefined;
   try {
@@ -71,7 +74,7 @@ async function calibrateLocked(options: CalibrationJobOptions, output: JobOutput
     const c = model.config;
     progress({ fraction: 0, stage: 'tokenize' });
     pipeline = await BlockPipeline.open(model, {
-      modelPath: options.model,
+      tokenizer: await opened.tokenizer(),
       dataset: options.dataset,
       samples: options.samples,
       seqLen: options.seqLen,
@@ -154,6 +157,5 @@ async function calibrateLocked(options: CalibrationJobOptions, output: JobOutput
   } finally {
     await writer?.abort();
     await pipeline?.close();
-    await model.checkpoint.close();
   }
 }

@@ -9,14 +9,12 @@
 import { promises as fs } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
-import { readModelConfig } from '../checkpoint/config';
 import { needsInputStatistics } from '../quant/args';
-import { modelLayersFromCheckpoint } from '../recipe/model';
 import { RecipePlan, resolveRecipe } from '../recipe/resolve';
 import type { ModelLayers } from '../recipe/types';
 import { RUNNABLE_MODIFIERS, SCHEME_PRESETS, recipeYaml } from './quantize';
 import type { CalibrateJobSpec, JobSpec, PlanJobSpec, QuantizeJobSpec } from './jobSpec';
-import { openDecoderModel } from '../runtime/llama/graph';
+import { OpenedModel } from './openedModel';
 import { parseCandidates } from '../plan/candidates';
 import { planFilePath } from '../plan/planFile';
 import { bitsPerWeight, budgetBytes, byteRange, checkBudget, layerOptions, planLayers } from '../plan/budget';
@@ -148,7 +146,7 @@ async function checkOutput(out: string, problems: string[]): Promise<void> {
   if (holder) problems.push(`${resolve(out)} is being written by another QuantLens job: ${describeOwner(holder)}; wait for it to finish or choose another output`);
 }
 
-async function preflightQuantize(spec: QuantizeJobSpec): Promise<PreflightReport> {
+async function preflightQuantize(spec: QuantizeJobSpec, opened: OpenedModel | Error): Promise<PreflightReport> {
   const problems: string[] = [];
   const warnings: string[] = [];
   const noNeeds = { inputAbsMax: false, hessians: false };
@@ -158,11 +156,12 @@ async function preflightQuantize(spec: QuantizeJobSpec): Promise<PreflightReport
 
   let model: ModelLayers;
   try {
-    model = await modelLayersFromCheckpoint(spec.model);
+    if (opened instanceof Error) throw opened;
+    model = opened.layers;
   } catch (error) {
     return { problems: [...problems, `${spec.model}: ${(error as Error).message}`], warnings, needs: noNeeds };
   }
-  const config = await readModelConfig(resolve(spec.model));
+  const config = opened.config;
   if (!config.raw) problems.push(`${resolve(spec.model, 'config.json')} is missing or invalid${config.error ? `: ${config.error}` : ''}`);
   else if (config.summary?.quantMethod) problems.push(`${basename(resolve(spec.model))} is already quantized (quant_method ${config.summary.quantMethod}); start from the float checkpoint`);
 
@@ -239,7 +238,7 @@ function checkDataset(calibration: { samples: number; seqLen: number }, problems
   if (!Number.isInteger(calibration.seqLen) || calibration.seqLen < 1) problems.push(`the sequence length must be a positive whole number, not ${calibration.seqLen}`);
 }
 
-async function preflightCalibrate(spec: CalibrateJobSpec): Promise<PreflightReport> {
+async function preflightCalibrate(spec: CalibrateJobSpec, opened: OpenedModel | Error): Promise<PreflightReport> {
   const problems: string[] = [];
   const warnings: string[] = [];
   const needs = { inputAbsMax: true, hessians: spec.hessians };
@@ -248,11 +247,12 @@ async function preflightCalibrate(spec: CalibrateJobSpec): Promise<PreflightRepo
   if (!(await pathExists(spec.dataset))) problems.push(`the calibration dataset ${spec.dataset} does not exist`);
   let model: ModelLayers;
   try {
-    model = await modelLayersFromCheckpoint(spec.model);
+    if (opened instanceof Error) throw opened;
+    model = opened.layers;
   } catch (error) {
     return { problems: [...problems, `${spec.model}: ${(error as Error).message}`], warnings, needs };
   }
-  const config = await readModelConfig(resolve(spec.model));
+  const config = opened.config;
   if (!config.raw) problems.push(`${resolve(spec.model, 'config.json')} is missing or invalid${config.error ? `: ${config.error}` : ''}`);
   else if (config.summary?.quantMethod) problems.push(`${basename(resolve(spec.model))} is already quantized (quant_method ${config.summary.quantMethod}); calibrate the float checkpoint`);
   const tokens = spec.samples * spec.seqLen;
@@ -273,7 +273,7 @@ async function preflightCalibrate(spec: CalibrateJobSpec): Promise<PreflightRepo
  * A plan: the candidates, the budget against what they allow (known from the headers: an impossible budget
  * stops the job before the measurement), and the measurement's memory and time (plan/sensitivity.ts).
  */
-async function preflightPlan(spec: PlanJobSpec): Promise<PreflightReport> {
+async function preflightPlan(spec: PlanJobSpec, opened: OpenedModel | Error): Promise<PreflightReport> {
   const problems: string[] = [];
   const warnings: string[] = [];
   const needs = { inputAbsMax: false, hessians: true };
@@ -290,13 +290,9 @@ async function preflightPlan(spec: PlanJobSpec): Promise<PreflightReport> {
   } catch (error) {
     problems.push((error as Error).message);
   }
-  let model;
   try {
-    model = await openDecoderModel(spec.model);
-  } catch (error) {
-    return { problems: [...problems, `${spec.model}: ${(error as Error).message}`], warnings, needs };
-  }
-  try {
+    if (opened instanceof Error) throw opened;
+    const model = opened.decoder();
     if (model.raw.quantization_config) problems.push(`${basename(resolve(spec.model))} is already quantized; plan from the float checkpoint`);
     const layers = planLayers(model);
     if (candidates && !budgetProblem) {
@@ -325,13 +321,20 @@ async function preflightPlan(spec: PlanJobSpec): Promise<PreflightReport> {
     return { problems, warnings, needs, estimate: { inputBytes, outputBytes: 0, peakMemoryBytes, freeMemoryBytes, seconds, calibrationTokens: tokens, memoryBound } };
   } catch (error) {
     return { problems: [...problems, `${spec.model}: ${(error as Error).message}`], warnings, needs };
-  } finally {
-    await model.checkpoint.close();
   }
 }
 
-export function preflight(spec: JobSpec): Promise<PreflightReport> {
-  return spec.kind === 'quantize' ? preflightQuantize(spec) : spec.kind === 'plan' ? preflightPlan(spec) : preflightCalibrate(spec);
+/**
+ * The pre-flight check of `spec`. A job passes its model (jobs/openedModel.ts), or the error that opening it
+ * gave (reported as a problem of the model); without one, the model is opened here and closed again.
+ */
+export function preflight(spec: JobSpec, model?: OpenedModel | Error): Promise<PreflightReport> {
+  const check = (opened: OpenedModel | Error) => (spec.kind === 'quantize' ? preflightQuantize(spec, opened) : spec.kind === 'plan' ? preflightPlan(spec, opened) : preflightCalibrate(spec, opened));
+  if (model) return check(model);
+  return OpenedModel.open(spec.model).then(
+    (opened) => check(opened).finally(() => opened.close()),
+    (error: unknown) => check(error instanceof Error ? error : new Error(String(error))),
+  );
 }
 
 /** "about 3 minutes" — the estimate in words. */

@@ -26,11 +26,9 @@ import { promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { decodeToFloat32, encodeFromFloat32 } from '../dtypes/convert';
 import { bytesPerElement, type DType } from '../dtypes/dtype';
-import { Checkpoint } from '../safetensors/checkpoint';
+import type { Checkpoint } from '../safetensors/checkpoint';
 import { SafetensorsWriter, TensorSpec, tensorByteLength } from '../safetensors/writer';
 import { planShards, shardFileName, writeShardIndex } from '../safetensors/shards';
-import { readModelConfig } from '../checkpoint/config';
-import { buildLayerMap } from '../checkpoint/scheme';
 import { QuantScheme, needsInputStatistics, presetScheme } from '../quant/args';
 import { compilePattern, resolveModule } from '../quant/match';
 import { QuantizeError, RtnResult, ScaleDtype, quantizeAutoFp8, quantizeRtn } from '../quant/rtn';
@@ -48,6 +46,7 @@ import { ResolvedJob, resolveRecipeJob } from './recipeJob';
 import { ConfigGroup, autoFp8Config, autoFp8OutputSpecs, checkFormatCombination, gptqOutputSpecs, gptqQuantizeConfig, microscaleVariantOf, outputSpecs, quantizationConfig, recipeYaml, scaleDtypeOf } from './outputLayouts';
 import { RowReader, globalScaleGroups, weightGlobalScales, writeMicroscaleLayer } from './microscaleLayer';
 import { routerIgnorePatterns } from '../checkpoint/moe';
+import { OpenedModel, withOpenedModel } from './openedModel';
 import { FusedExpertSlice, FusedSliceReader, JobOutputSpec, linearizedFusedTensors, linearizedSpecs, planFusedExperts, writeFusedCopy } from './fusedExperts';
 
 export { autoFp8Config, autoFp8OutputSpecs, gptqOutputSpecs, gptqQuantizeConfig, outputSpecs, quantizationConfig, recipeYaml, serializeArgs } from './outputLayouts';
@@ -103,7 +102,8 @@ export interface GptqJobSettings {
 }
 
 export interface QuantizeJobOptions extends JobOutputOptions {
-  readonly model: string;
+  /** The float checkpoint: a folder (opened for this job and closed after) or the job's open model (runJob's). */
+  readonly model: string | OpenedModel;
   readonly out: string;
   /** A preset; or give `recipe`. */
   readonly scheme?: SchemeName;
@@ -165,10 +165,10 @@ interface PlannedLayer extends LayerJob {
 }
 
 export function runQuantizeJob(options: QuantizeJobOptions): Promise<QuantizeSummary> {
-  return withJobOutput('quantize', options.out, options, (output) => quantizeLocked(options, output));
+  return withJobOutput('quantize', options.out, options, (output) => withOpenedModel(options.model, (opened) => quantizeLocked(options, opened, output)));
 }
 
-async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): Promise<QuantizeSummary> {
+async function quantizeLocked(options: QuantizeJobOptions, opened: OpenedModel, output: JobOutput): Promise<QuantizeSummary> {
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const outputFormat: OutputFormat = options.format ?? 'compressed-tensors';
@@ -176,8 +176,7 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
   if ((options.scheme === undefined) === (options.recipe === undefined)) throw new QuantizeError('give either a scheme preset or a recipe (not both)');
   if (options.recipe && options.ignore) throw new QuantizeError('a recipe carries its own ignore lists; --ignore applies to presets only');
   const out = resolve(options.out);
-  const model = resolve(options.model);
-  if (out === model) throw new QuantizeError('the output folder must differ from the model folder (inputs are never modified)');
+  if (out === opened.folder) throw new QuantizeError('the output folder must differ from the model folder (inputs are never modified)');
   try {
     await fs.access(out);
     throw new QuantizeError(`${out} already exists; choose a new output folder (QuantLens never overwrites)`);
@@ -212,7 +211,7 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
     }
     ignore = options.ignore ?? ['lm_head'];
   } else {
-    resolved = await resolveRecipeJob(options, model, gptqDefaults);
+    resolved = resolveRecipeJob(options, opened.layers, gptqDefaults);
     ignore = resolved.ignore;
     if ([...resolved.layers.values()].some((l) => l.algorithm === 'gptq') && !options.calibration?.hessian) {
       throw new QuantizeError(`${options.recipe!.path ?? 'the recipe'} runs GPTQModifier, which needs calibration Hessians (a calibration statistics file: --calib-stats FILE)`);
@@ -220,226 +219,222 @@ async function quantizeLocked(options: QuantizeJobOptions, output: JobOutput): P
   }
   const jobFor = (module: string): LayerJob | undefined => (presetJob ? presetJob : resolved!.layers.get(module));
 
-  const checkpoint = await Checkpoint.open(model);
-  try {
-    await output.watchCheckpoint(checkpoint);
-    if (options.calibration?.inputFiles?.length) await output.watchInputs(options.calibration.inputFiles);
-    const blockwise = options.calibration?.blockwise;
-    const config = await readModelConfig(checkpoint.folder);
-    if (!config.raw) throw new QuantizeError(`${join(checkpoint.folder, 'config.json')} is missing or invalid${config.error ? `: ${config.error}` : ''}`);
-    if (config.summary?.quantMethod) throw new QuantizeError(`the model is already quantized (quant_method ${config.summary.quantMethod}); start from the float checkpoint`);
-    const errors = checkpoint.problems.filter((p) => p.severity === 'error');
-    if (errors.length) throw new QuantizeError(`the input checkpoint has problems: ${errors.map((p) => p.message).join('; ')}`);
+  const checkpoint = opened.checkpoint;
+  await output.watchCheckpoint(checkpoint);
+  if (options.calibration?.inputFiles?.length) await output.watchInputs(options.calibration.inputFiles);
+  const blockwise = options.calibration?.blockwise;
+  const config = opened.config;
+  if (!config.raw) throw new QuantizeError(`${join(checkpoint.folder, 'config.json')} is missing or invalid${config.error ? `: ${config.error}` : ''}`);
+  if (config.summary?.quantMethod) throw new QuantizeError(`the model is already quantized (quant_method ${config.summary.quantMethod}); start from the float checkpoint`);
+  const errors = checkpoint.problems.filter((p) => p.severity === 'error');
+  if (errors.length) throw new QuantizeError(`the input checkpoint has problems: ${errors.map((p) => p.message).join('; ')}`);
 
-    // Which linear layers get which scheme.
-    const layerMap = buildLayerMap(checkpoint.tensors, undefined, { hasConfig: true, config: config.raw });
-    // Presets keep mixture-of-experts routers in full precision, as llm-compressor's MoE examples ignore them.
-    if (presetJob) ignore = [...ignore, ...routerIgnorePatterns(layerMap.modules).filter((p) => !ignore.includes(p))];
-    const presetTargets = presetJob ? [{ name: 'group_0', targets: presetJob.scheme.targets.map((t) => compilePattern(t)) }] : [];
-    const ignorePatterns = presetJob ? ignore.map((i) => compilePattern(i)) : [];
-    const planned = new Map<string, PlannedLayer>();
-    const ignored: string[] = [];
-    const problems: string[] = [];
-    // Float fused experts become per-expert linears, as llm-compressor linearizes them (fusedExperts.ts).
-    const fusedPlan = planFusedExperts(checkpoint.tensors, config.raw, layerMap.modules, problems);
-    const fusedReader = new FusedSliceReader((name, start, end) => checkpoint.readTensorRange(name, start, end));
-    for (const module of [...layerMap.modules, ...fusedPlan.modules]) {
-      if (module.state !== 'unquantized' || !module.observed?.shape) continue;
-      const slice = 'slice' in module ? module.slice : undefined;
-      let job: LayerJob | undefined;
-      if (presetJob) job = resolveModule(module.name, 'Linear', presetTargets, ignorePatterns).group ? presetJob : undefined;
-      // A recipe sees the fused module (its targets may name it); its linearized experts follow it.
-      else job = jobFor(module.name) ?? (slice ? jobFor(slice.tensor) : undefined);
-      if (!job) {
-        ignored.push(module.name);
-        continue;
-      }
-      const [rows, cols] = module.observed.shape;
-      const w = job.scheme.weights!;
-      const where = slice ? `${slice.tensor} (expert ${slice.expert}'s ${slice.projection}, ${module.name})` : module.name;
-      if ((w.strategy === 'group' || w.strategy === 'tensor_group') && cols % w.groupSize! !== 0) problems.push(`${where}: input features ${cols} are not divisible by group_size ${w.groupSize}`);
-      const hasInputStatistics = blockwise ? blockwise.blockOf(module.name) !== undefined : options.calibration?.inputAbsMax(module.name) !== undefined;
-      if (needsInputStatistics(job.scheme.inputActivations) && !hasInputStatistics) {
-        problems.push(`${module.name}: no calibration input statistics (input_absmax) for its static activation scale`);
-      }
-      if (w.actorder === 'group' && job.algorithm !== 'gptq') problems.push(`${module.name}: actorder "group" saves weight_g_idx, which only GPTQ produces (use GPTQModifier, or drop actorder)`);
-      if (job.algorithm === 'gptq') {
-        const shape = options.calibration?.hessianShape?.(module.name);
-        if (options.calibration?.hessianShape && !shape) problems.push(`${module.name}: the calibration statistics have no Hessian for this layer`);
-        else if (shape && (shape.length !== 2 || shape[0] !== cols || shape[1] !== cols)) problems.push(`${module.name}: its Hessian is [${shape.join(', ')}], in_features is ${cols} (expected [${cols}, ${cols}])`);
-      }
-      const weight = `${module.name}.weight`;
-      const weightDtype = slice ? slice.dtype : checkpoint.tensor(weight).dtype;
-      let outputs: TensorSpec[];
-      if (outputFormat === 'gptq') {
-        try {
-          outputs = gptqOutputSpecs(module.name, rows, cols, w);
-        } catch (error) {
-          problems.push(`${where}: ${(error as Error).message} (the GPTQ layout packs whole int32 words)`);
-          outputs = [];
-        }
-      } else if (outputFormat === 'autofp8') outputs = autoFp8OutputSpecs(module.name, rows, cols, job.scheme.inputActivations?.dynamic === false);
-      else outputs = outputSpecs(module.name, rows, cols, weightDtype, job.scheme, formatOf(job.scheme));
-      planned.set(weight, { ...job, module: module.name, rows, cols, weight, weightDtype, outputs, ...(slice ? { slice } : {}) });
+  // Which linear layers get which scheme.
+  const layerMap = opened.layerMap;
+  // Presets keep mixture-of-experts routers in full precision, as llm-compressor's MoE examples ignore them.
+  if (presetJob) ignore = [...ignore, ...routerIgnorePatterns(layerMap.modules).filter((p) => !ignore.includes(p))];
+  const presetTargets = presetJob ? [{ name: 'group_0', targets: presetJob.scheme.targets.map((t) => compilePattern(t)) }] : [];
+  const ignorePatterns = presetJob ? ignore.map((i) => compilePattern(i)) : [];
+  const planned = new Map<string, PlannedLayer>();
+  const ignored: string[] = [];
+  const problems: string[] = [];
+  // Float fused experts become per-expert linears, as llm-compressor linearizes them (fusedExperts.ts).
+  const fusedPlan = planFusedExperts(checkpoint.tensors, config.raw, layerMap.modules, problems);
+  const fusedReader = new FusedSliceReader((name, start, end) => checkpoint.readTensorRange(name, start, end));
+  for (const module of [...layerMap.modules, ...fusedPlan.modules]) {
+    if (module.state !== 'unquantized' || !module.observed?.shape) continue;
+    const slice = 'slice' in module ? module.slice : undefined;
+    let job: LayerJob | undefined;
+    if (presetJob) job = resolveModule(module.name, 'Linear', presetTargets, ignorePatterns).group ? presetJob : undefined;
+    // A recipe sees the fused module (its targets may name it); its linearized experts follow it.
+    else job = jobFor(module.name) ?? (slice ? jobFor(slice.tensor) : undefined);
+    if (!job) {
+      ignored.push(module.name);
+      continue;
     }
-    const fusedOutputs = linearizedFusedTensors(fusedPlan, planned, log);
-    if (planned.size === 0) throw new QuantizeError('no linear layer to quantize (all are ignored or not floating point)');
-    checkFormatCombination(outputFormat, [...planned.values()], options.scheme);
-    const byModule = new Map([...planned.values()].map((l) => [l.module, l]));
-    const scaleGroups = globalScaleGroups(new Map([...byModule].map(([m, l]) => [m, l.scheme])), new Set([...layerMap.modules, ...fusedPlan.modules].map((m) => m.name)), problems);
-    if (problems.length) throw new QuantizeError(`pre-flight check failed:\n  ${problems.join('\n  ')}`);
-    // NVFP4 weight global scales first: a fused group's scale needs all its members' amax (microscaleLayer.ts).
-    const readLayerRows = (layer: PlannedLayer, r0: number, r1: number) => (layer.slice ? fusedReader.rows(layer.slice, r0, r1) : readRows(checkpoint, layer.weight, layer.cols, r0, r1, layer.weightDtype));
-    const readModuleRows: RowReader = (m, r0, r1) => readLayerRows(byModule.get(m)!, r0, r1);
-    const globalScales = await weightGlobalScales(scaleGroups, byModule, (m) => scaleDtypeOf(byModule.get(m)!.weightDtype), readModuleRows, rowBlockOf);
-
-    // Config groups (compressed-tensors): one per distinct group name and scheme.
-    const groups = new Map<string, ConfigGroup>();
-    for (const layer of planned.values()) {
-      const format = formatOf(layer.scheme);
-      let name = layer.group;
-      for (let i = 1; groups.has(name) && JSON.stringify(groups.get(name)!.scheme) !== JSON.stringify(layer.scheme); i++) name = `${layer.group}_${i}`;
-      if (!groups.has(name)) groups.set(name, { name, scheme: layer.scheme, format });
+    const [rows, cols] = module.observed.shape;
+    const w = job.scheme.weights!;
+    const where = slice ? `${slice.tensor} (expert ${slice.expert}'s ${slice.projection}, ${module.name})` : module.name;
+    if ((w.strategy === 'group' || w.strategy === 'tensor_group') && cols % w.groupSize! !== 0) problems.push(`${where}: input features ${cols} are not divisible by group_size ${w.groupSize}`);
+    const hasInputStatistics = blockwise ? blockwise.blockOf(module.name) !== undefined : options.calibration?.inputAbsMax(module.name) !== undefined;
+    if (needsInputStatistics(job.scheme.inputActivations) && !hasInputStatistics) {
+      problems.push(`${module.name}: no calibration input statistics (input_absmax) for its static activation scale`);
     }
-
-    // Output tensors in input order, each quantized weight replaced by its encoded set.
-    const specs: JobOutputSpec<PlannedLayer>[] = [];
-    for (const tensor of checkpoint.tensors) {
-      const linearized = fusedOutputs.get(tensor.name);
-      if (linearized) { specs.push(...linearizedSpecs(linearized, tensor.name, (w) => planned.get(w))); continue; }
-      const layer = planned.get(tensor.name);
-      if (layer) for (const spec of layer.outputs) specs.push({ ...spec, source: tensor.name, layer });
-      else specs.push({ name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, source: tensor.name });
+    if (w.actorder === 'group' && job.algorithm !== 'gptq') problems.push(`${module.name}: actorder "group" saves weight_g_idx, which only GPTQ produces (use GPTQModifier, or drop actorder)`);
+    if (job.algorithm === 'gptq') {
+      const shape = options.calibration?.hessianShape?.(module.name);
+      if (options.calibration?.hessianShape && !shape) problems.push(`${module.name}: the calibration statistics have no Hessian for this layer`);
+      else if (shape && (shape.length !== 2 || shape[0] !== cols || shape[1] !== cols)) problems.push(`${module.name}: its Hessian is [${shape.join(', ')}], in_features is ${cols} (expected [${cols}, ${cols}])`);
     }
-    const outputBytes = specs.reduce((sum, s) => sum + tensorByteLength(s), 0);
-    // Disk: the output plus a margin must fit where it is written.
-    const stat = await fs.statfs(dirname(out)).catch(() => undefined);
-    if (stat && stat.bavail * stat.bsize < outputBytes * 1.05) {
-      throw new QuantizeError(`not enough disk space in ${dirname(out)}: ${outputBytes} bytes needed, ${stat.bavail * stat.bsize} available`);
-    }
-    // Keep a layer's tensors together in one shard (vLLM resolves through the index either way).
-    const shardUnits: (typeof specs)[] = [];
-    for (const spec of specs) {
-      const last = shardUnits.at(-1);
-      if (last && spec.layer && last[0]!.layer === spec.layer) last.push(spec);
-      else shardUnits.push([spec]);
-    }
-    // Statistics computed block by block need the layers block after block (the input's order puts
-    // model.layers.10 before model.layers.2): the layers' units are reordered among their own places.
-    if (blockwise) {
-      const blockOfUnit = (unit: (typeof specs)[number][]) => (unit[0]!.layer ? (blockwise.blockOf(unit[0]!.layer.module) ?? Number.MAX_SAFE_INTEGER) : undefined);
-      const places = shardUnits.flatMap((unit, i) => (blockOfUnit(unit) === undefined ? [] : [i]));
-      const ordered = places.map((i) => shardUnits[i]!).sort((a, b) => blockOfUnit(a)! - blockOfUnit(b)!);
-      places.forEach((place, k) => (shardUnits[place] = ordered[k]!));
-    }
-    const maxShard = options.maxShardBytes ?? 5_000_000_000;
-    const shardGroups = planShards(
-      shardUnits.map((g, i) => ({ name: String(i), dtype: 'U8' as const, shape: [g.reduce((sum, s) => sum + tensorByteLength(s), 0)] })),
-      maxShard,
-    ).map((shard) => shard.flatMap((g) => shardUnits[Number(g.name)]!));
-
-    const temp = await output.createPartial('quantize output');
-    const gptqCount = [...planned.values()].filter((l) => l.algorithm === 'gptq').length;
-    const formatName = outputFormat === 'gptq' ? 'gptq' : outputFormat === 'autofp8' ? 'fp8' : groups.size === 1 ? [...groups.values()][0]!.format : 'mixed-precision';
-    log(`quantizing ${planned.size} layers (${gptqCount} with GPTQ) to ${options.scheme ?? options.recipe?.path ?? 'the recipe'} as ${outputFormat} (${formatName}); ${ignored.length} kept in full precision: ${ignored.join(', ') || 'none'}`);
-    const weightMap = new Map<string, string>();
-    const totalInput = checkpoint.totalBytes;
-    let processed = 0;
-    let enteredBlock: number | undefined;
-    for (let s = 0; s < shardGroups.length; s++) {
-      const name = shardFileName(s, shardGroups.length);
-      const shardSpecs = shardGroups[s]!;
-      const writer = await SafetensorsWriter.create(join(temp, name), shardSpecs, { metadata: { format: 'pt' }, order: 'given' });
-      try {
-        let i = 0;
-        while (i < shardSpecs.length) {
-          checkCancelled(options.signal);
-          const spec = shardSpecs[i]!;
-          if (spec.layer) {
-            const block = blockwise?.blockOf(spec.layer.module);
-            if (blockwise && block !== undefined && block !== enteredBlock) {
-              await blockwise.enterBlock(block);
-              enteredBlock = block;
-            }
-            options.onProgress?.({ fraction: processed / totalInput, stage: spec.layer.algorithm === 'gptq' ? 'gptq' : 'quantize', module: spec.layer.module });
-            if (blockwise && block !== undefined) {
-              // The dequantized values of exactly the bytes written, for the block's outputs (sequential.ts).
-              const recorder = blockwise.wantsWrittenWeights ? new LayerRecorder(writer) : undefined;
-              await quantizeLayer(readLayerRows, spec.layer, outputFormat, recorder ?? writer, options, globalScales);
-              if (recorder) await blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat), await readLayerRows(spec.layer, 0, spec.layer.rows));
-            } else {
-              await quantizeLayer(readLayerRows, spec.layer, outputFormat, writer, options, globalScales);
-            }
-            i += spec.layer.outputs.length;
-            processed += spec.layer.slice ? spec.layer.rows * spec.layer.cols * bytesPerElement(spec.layer.weightDtype)! : checkpoint.tensor(spec.layer.weight).byteLength;
-          } else if (spec.floatSlice || spec.biasSlice) {
-            await writeFusedCopy(spec, fusedReader, (name, bytes) => writer.write(name, bytes), rowBlockOf(spec.floatSlice?.cols ?? 1), () => checkCancelled(options.signal));
-            processed += tensorByteLength(spec);
-            i++;
-          } else {
-            for await (const { bytes } of checkpoint.chunks(spec.source)) {
-              checkCancelled(options.signal);
-              await writer.write(spec.name, bytes);
-            }
-            processed += tensorByteLength(spec);
-            i++;
-          }
-          options.onProgress?.({ fraction: processed / totalInput, stage: 'quantize' });
-        }
-        await writer.finish();
-      } catch (error) {
-        await writer.abort();
-        throw error;
-      }
-      for (const spec of shardSpecs) weightMap.set(spec.name, name);
-    }
-    if (shardGroups.length > 1) await writeShardIndex(temp, weightMap, outputBytes);
-
-    let quantizationConfigJson: Record<string, unknown>;
-    const first = [...planned.values()][0]!;
+    const weight = `${module.name}.weight`;
+    const weightDtype = slice ? slice.dtype : checkpoint.tensor(weight).dtype;
+    let outputs: TensorSpec[];
     if (outputFormat === 'gptq') {
-      quantizationConfigJson = gptqQuantizeConfig(first.scheme.weights!, first.gptq?.dampeningFrac ?? DEFAULT_DAMPENING_FRAC);
-      await fs.writeFile(join(temp, 'quantize_config.json'), `${JSON.stringify(quantizationConfigJson, null, 2)}\n`);
-    } else if (outputFormat === 'autofp8') {
-      quantizationConfigJson = autoFp8Config(first.scheme.inputActivations?.dynamic === false ? 'static' : 'dynamic', ignored);
-    } else {
-      quantizationConfigJson = quantizationConfig([...groups.values()], ignore);
-    }
-    const configJson = { ...config.raw, quantization_config: quantizationConfigJson };
-    await fs.writeFile(join(temp, 'config.json'), `${JSON.stringify(configJson, null, 2)}\n`);
-    if (outputFormat === 'compressed-tensors') {
-      const recipeText = resolved ? resolved.recipeText : recipeYaml(SCHEME_PRESETS[options.scheme!].preset, ignore, presetJob!.algorithm, presetJob!.gptq);
-      await fs.writeFile(join(temp, 'recipe.yaml'), recipeText);
-    }
-    // What the inspector needs to compare the output with its source: the source folder, the calibration.
-    // With one-pass calibration: the output error the job measured per layer (inspect/jobOutputError.ts).
-    const measured = blockwise?.outputErrors.size ? { output_error: outputErrorRecord(Number(options.calibration!.metadata?.tokens), blockwise.outputErrors) } : {};
-    await fs.writeFile(join(temp, 'quantlens.json'), `${JSON.stringify({ source_model: checkpoint.folder, calibration: options.calibration?.metadata ? Object.fromEntries(['dataset', 'samples', 'seq_len', 'tokens', 'sha256'].filter((k) => k in options.calibration!.metadata!).map((k) => [k, options.calibration!.metadata![k]])) : null, ...measured }, null, 2)}\n`);
-    for (const file of MODEL_FILES) {
-      await fs.copyFile(join(checkpoint.folder, file), join(temp, file)).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'ENOENT') throw error;
-      });
-    }
-    checkCancelled(options.signal);
-    await output.publishFolder();
-    options.onProgress?.({ fraction: 1, stage: 'done' });
-    return {
-      out,
-      ...(options.scheme ? { scheme: options.scheme } : {}),
-      ...(options.recipe ? { recipe: options.recipe.path ?? 'recipe' } : {}),
-      outputFormat,
-      format: formatName,
-      quantizedLayers: planned.size,
-      gptqLayers: gptqCount,
-      ignoredLayers: ignored,
-      inputBytes: totalInput,
-      outputBytes,
-      shards: shardGroups.length,
-      seconds: (Date.now() - started) / 1000,
-    };
-  } finally {
-    await checkpoint.close();
+      try {
+        outputs = gptqOutputSpecs(module.name, rows, cols, w);
+      } catch (error) {
+        problems.push(`${where}: ${(error as Error).message} (the GPTQ layout packs whole int32 words)`);
+        outputs = [];
+      }
+    } else if (outputFormat === 'autofp8') outputs = autoFp8OutputSpecs(module.name, rows, cols, job.scheme.inputActivations?.dynamic === false);
+    else outputs = outputSpecs(module.name, rows, cols, weightDtype, job.scheme, formatOf(job.scheme));
+    planned.set(weight, { ...job, module: module.name, rows, cols, weight, weightDtype, outputs, ...(slice ? { slice } : {}) });
   }
+  const fusedOutputs = linearizedFusedTensors(fusedPlan, planned, log);
+  if (planned.size === 0) throw new QuantizeError('no linear layer to quantize (all are ignored or not floating point)');
+  checkFormatCombination(outputFormat, [...planned.values()], options.scheme);
+  const byModule = new Map([...planned.values()].map((l) => [l.module, l]));
+  const scaleGroups = globalScaleGroups(new Map([...byModule].map(([m, l]) => [m, l.scheme])), new Set([...layerMap.modules, ...fusedPlan.modules].map((m) => m.name)), problems);
+  if (problems.length) throw new QuantizeError(`pre-flight check failed:\n  ${problems.join('\n  ')}`);
+  // NVFP4 weight global scales first: a fused group's scale needs all its members' amax (microscaleLayer.ts).
+  const readLayerRows = (layer: PlannedLayer, r0: number, r1: number) => (layer.slice ? fusedReader.rows(layer.slice, r0, r1) : readRows(checkpoint, layer.weight, layer.cols, r0, r1, layer.weightDtype));
+  const readModuleRows: RowReader = (m, r0, r1) => readLayerRows(byModule.get(m)!, r0, r1);
+  const globalScales = await weightGlobalScales(scaleGroups, byModule, (m) => scaleDtypeOf(byModule.get(m)!.weightDtype), readModuleRows, rowBlockOf);
+
+  // Config groups (compressed-tensors): one per distinct group name and scheme.
+  const groups = new Map<string, ConfigGroup>();
+  for (const layer of planned.values()) {
+    const format = formatOf(layer.scheme);
+    let name = layer.group;
+    for (let i = 1; groups.has(name) && JSON.stringify(groups.get(name)!.scheme) !== JSON.stringify(layer.scheme); i++) name = `${layer.group}_${i}`;
+    if (!groups.has(name)) groups.set(name, { name, scheme: layer.scheme, format });
+  }
+
+  // Output tensors in input order, each quantized weight replaced by its encoded set.
+  const specs: JobOutputSpec<PlannedLayer>[] = [];
+  for (const tensor of checkpoint.tensors) {
+    const linearized = fusedOutputs.get(tensor.name);
+    if (linearized) { specs.push(...linearizedSpecs(linearized, tensor.name, (w) => planned.get(w))); continue; }
+    const layer = planned.get(tensor.name);
+    if (layer) for (const spec of layer.outputs) specs.push({ ...spec, source: tensor.name, layer });
+    else specs.push({ name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, source: tensor.name });
+  }
+  const outputBytes = specs.reduce((sum, s) => sum + tensorByteLength(s), 0);
+  // Disk: the output plus a margin must fit where it is written.
+  const stat = await fs.statfs(dirname(out)).catch(() => undefined);
+  if (stat && stat.bavail * stat.bsize < outputBytes * 1.05) {
+    throw new QuantizeError(`not enough disk space in ${dirname(out)}: ${outputBytes} bytes needed, ${stat.bavail * stat.bsize} available`);
+  }
+  // Keep a layer's tensors together in one shard (vLLM resolves through the index either way).
+  const shardUnits: (typeof specs)[] = [];
+  for (const spec of specs) {
+    const last = shardUnits.at(-1);
+    if (last && spec.layer && last[0]!.layer === spec.layer) last.push(spec);
+    else shardUnits.push([spec]);
+  }
+  // Statistics computed block by block need the layers block after block (the input's order puts
+  // model.layers.10 before model.layers.2): the layers' units are reordered among their own places.
+  if (blockwise) {
+    const blockOfUnit = (unit: (typeof specs)[number][]) => (unit[0]!.layer ? (blockwise.blockOf(unit[0]!.layer.module) ?? Number.MAX_SAFE_INTEGER) : undefined);
+    const places = shardUnits.flatMap((unit, i) => (blockOfUnit(unit) === undefined ? [] : [i]));
+    const ordered = places.map((i) => shardUnits[i]!).sort((a, b) => blockOfUnit(a)! - blockOfUnit(b)!);
+    places.forEach((place, k) => (shardUnits[place] = ordered[k]!));
+  }
+  const maxShard = options.maxShardBytes ?? 5_000_000_000;
+  const shardGroups = planShards(
+    shardUnits.map((g, i) => ({ name: String(i), dtype: 'U8' as const, shape: [g.reduce((sum, s) => sum + tensorByteLength(s), 0)] })),
+    maxShard,
+  ).map((shard) => shard.flatMap((g) => shardUnits[Number(g.name)]!));
+
+  const temp = await output.createPartial('quantize output');
+  const gptqCount = [...planned.values()].filter((l) => l.algorithm === 'gptq').length;
+  const formatName = outputFormat === 'gptq' ? 'gptq' : outputFormat === 'autofp8' ? 'fp8' : groups.size === 1 ? [...groups.values()][0]!.format : 'mixed-precision';
+  log(`quantizing ${planned.size} layers (${gptqCount} with GPTQ) to ${options.scheme ?? options.recipe?.path ?? 'the recipe'} as ${outputFormat} (${formatName}); ${ignored.length} kept in full precision: ${ignored.join(', ') || 'none'}`);
+  const weightMap = new Map<string, string>();
+  const totalInput = checkpoint.totalBytes;
+  let processed = 0;
+  let enteredBlock: number | undefined;
+  for (let s = 0; s < shardGroups.length; s++) {
+    const name = shardFileName(s, shardGroups.length);
+    const shardSpecs = shardGroups[s]!;
+    const writer = await SafetensorsWriter.create(join(temp, name), shardSpecs, { metadata: { format: 'pt' }, order: 'given' });
+    try {
+      let i = 0;
+      while (i < shardSpecs.length) {
+        checkCancelled(options.signal);
+        const spec = shardSpecs[i]!;
+        if (spec.layer) {
+          const block = blockwise?.blockOf(spec.layer.module);
+          if (blockwise && block !== undefined && block !== enteredBlock) {
+            await blockwise.enterBlock(block);
+            enteredBlock = block;
+          }
+          options.onProgress?.({ fraction: processed / totalInput, stage: spec.layer.algorithm === 'gptq' ? 'gptq' : 'quantize', module: spec.layer.module });
+          if (blockwise && block !== undefined) {
+            // The dequantized values of exactly the bytes written, for the block's outputs (sequential.ts).
+            const recorder = blockwise.wantsWrittenWeights ? new LayerRecorder(writer) : undefined;
+            await quantizeLayer(readLayerRows, spec.layer, outputFormat, recorder ?? writer, options, globalScales);
+            if (recorder) await blockwise.written(spec.layer.module, await recorder.dequantize(spec.layer.module, spec.layer.scheme.weights!, outputFormat), await readLayerRows(spec.layer, 0, spec.layer.rows));
+          } else {
+            await quantizeLayer(readLayerRows, spec.layer, outputFormat, writer, options, globalScales);
+          }
+          i += spec.layer.outputs.length;
+          processed += spec.layer.slice ? spec.layer.rows * spec.layer.cols * bytesPerElement(spec.layer.weightDtype)! : checkpoint.tensor(spec.layer.weight).byteLength;
+        } else if (spec.floatSlice || spec.biasSlice) {
+          await writeFusedCopy(spec, fusedReader, (name, bytes) => writer.write(name, bytes), rowBlockOf(spec.floatSlice?.cols ?? 1), () => checkCancelled(options.signal));
+          processed += tensorByteLength(spec);
+          i++;
+        } else {
+          for await (const { bytes } of checkpoint.chunks(spec.source)) {
+            checkCancelled(options.signal);
+            await writer.write(spec.name, bytes);
+          }
+          processed += tensorByteLength(spec);
+          i++;
+        }
+        options.onProgress?.({ fraction: processed / totalInput, stage: 'quantize' });
+      }
+      await writer.finish();
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+    for (const spec of shardSpecs) weightMap.set(spec.name, name);
+  }
+  if (shardGroups.length > 1) await writeShardIndex(temp, weightMap, outputBytes);
+
+  let quantizationConfigJson: Record<string, unknown>;
+  const first = [...planned.values()][0]!;
+  if (outputFormat === 'gptq') {
+    quantizationConfigJson = gptqQuantizeConfig(first.scheme.weights!, first.gptq?.dampeningFrac ?? DEFAULT_DAMPENING_FRAC);
+    await fs.writeFile(join(temp, 'quantize_config.json'), `${JSON.stringify(quantizationConfigJson, null, 2)}\n`);
+  } else if (outputFormat === 'autofp8') {
+    quantizationConfigJson = autoFp8Config(first.scheme.inputActivations?.dynamic === false ? 'static' : 'dynamic', ignored);
+  } else {
+    quantizationConfigJson = quantizationConfig([...groups.values()], ignore);
+  }
+  const configJson = { ...config.raw, quantization_config: quantizationConfigJson };
+  await fs.writeFile(join(temp, 'config.json'), `${JSON.stringify(configJson, null, 2)}\n`);
+  if (outputFormat === 'compressed-tensors') {
+    const recipeText = resolved ? resolved.recipeText : recipeYaml(SCHEME_PRESETS[options.scheme!].preset, ignore, presetJob!.algorithm, presetJob!.gptq);
+    await fs.writeFile(join(temp, 'recipe.yaml'), recipeText);
+  }
+  // What the inspector needs to compare the output with its source: the source folder, the calibration.
+  // With one-pass calibration: the output error the job measured per layer (inspect/jobOutputError.ts).
+  const measured = blockwise?.outputErrors.size ? { output_error: outputErrorRecord(Number(options.calibration!.metadata?.tokens), blockwise.outputErrors) } : {};
+  await fs.writeFile(join(temp, 'quantlens.json'), `${JSON.stringify({ source_model: checkpoint.folder, calibration: options.calibration?.metadata ? Object.fromEntries(['dataset', 'samples', 'seq_len', 'tokens', 'sha256'].filter((k) => k in options.calibration!.metadata!).map((k) => [k, options.calibration!.metadata![k]])) : null, ...measured }, null, 2)}\n`);
+  for (const file of MODEL_FILES) {
+    await fs.copyFile(join(checkpoint.folder, file), join(temp, file)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
+  }
+  checkCancelled(options.signal);
+  await output.publishFolder();
+  options.onProgress?.({ fraction: 1, stage: 'done' });
+  return {
+    out,
+    ...(options.scheme ? { scheme: options.scheme } : {}),
+    ...(options.recipe ? { recipe: options.recipe.path ?? 'recipe' } : {}),
+    outputFormat,
+    format: formatName,
+    quantizedLayers: planned.size,
+    gptqLayers: gptqCount,
+    ignoredLayers: ignored,
+    inputBytes: totalInput,
+    outputBytes,
+    shards: shardGroups.length,
+    seconds: (Date.now() - started) / 1000,
+  };
 }
 
 /** Reads rows [r0, r1) of a 2-D float weight as float32. */

@@ -7,7 +7,7 @@ import { QuantizeError } from '../quant/rtn';
 import { DEFAULT_BLOCK_SIZE, LLM_COMPRESSOR_DAMPENING_FRAC } from '../quant/gptq';
 import { analyzeRecipe } from '../recipe/recipe';
 import { resolveRecipe } from '../recipe/resolve';
-import { modelLayersFromCheckpoint } from '../recipe/model';
+import type { ModelLayers } from '../recipe/types';
 import { entry } from '../recipe/tree';
 import { GptqJobSettings, LayerJob, QuantizeJobOptions, RUNNABLE_MODIFIERS } from './quantize';
 
@@ -25,11 +25,10 @@ export interface ResolvedJob {
   readonly recipeText: string;
 }
 
-/** Per-layer jobs from a recipe: its diagnostics must be error-free and its modifiers runnable here. */
-export async function resolveRecipeJob(options: QuantizeJobOptions, model: string, gptqDefaults: Partial<GptqJobSettings>): Promise<ResolvedJob> {
+/** Per-layer jobs from a recipe against the job's model: its diagnostics must be error-free and its modifiers runnable here. */
+export function resolveRecipeJob(options: QuantizeJobOptions, modelLayers: ModelLayers, gptqDefaults: Partial<GptqJobSettings>): ResolvedJob {
   const recipe = options.recipe!;
   const where = recipe.path ?? 'recipe';
-  const modelLayers = await modelLayersFromCheckpoint(model);
   const analysis = analyzeRecipe(recipe.text, { model: modelLayers });
   const errors = analysis.diagnostics.filter((d) => d.severity === 'error');
   if (errors.length) {

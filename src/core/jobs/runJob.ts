@@ -6,6 +6,10 @@
  * The output's lock is the first thing taken (outputLock.ts): a second job for the same output is refused at
  * once, before any pre-flight work, naming the job that holds it; with the lock held, whatever a dead job left
  * for this output is removed (and logged) before the work starts.
+ *
+ * Then the model is opened, once (openedModel.ts: config.json, the checkpoint's headers, the layer map, the
+ * tokenizer when a stage needs it), and that one object goes to the pre-flight check and every stage; it is
+ * closed here when the job ends, whether it succeeded, failed or was cancelled.
  */
 import { promises as fs } from 'node:fs';
 import { resolve } from 'node:path';
@@ -14,7 +18,7 @@ import { QuantizeSummary, runQuantizeJob } from './quantize';
 import { CalibrationSummary, runCalibrationJob } from './calibrate';
 import { preflight, formatPreflight } from './preflight';
 import { SequentialCalibration } from './sequential';
-import { DecoderModel, openDecoderModel } from '../runtime/llama/graph';
+import { OpenedModel } from './openedModel';
 import type { JobSpec } from './jobSpec';
 import { JobCancelled, JobIoError, jobFailure } from './jobErrors';
 import { lockOutput } from './jobOutput';
@@ -49,6 +53,11 @@ export interface RunJobOptions {
   readonly command?: string;
   /** A plan job's verification checkpoints, each before it is removed (tests look at the files). */
   readonly onCheckpoint?: (label: string, folder: string) => Promise<void>;
+  /**
+   * The model already open for `spec.model` (a plan job's verification quantize jobs run on the plan job's
+   * model); it stays open, its owner closes it. Without it the job opens the model and closes it at its end.
+   */
+  readonly model?: OpenedModel;
 }
 
 export type JobResult =
@@ -64,19 +73,26 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
     if (error instanceof JobIoError && error.reason === 'missing-folder') return undefined;
     throw error;
   });
+  // The model this job opened (and closes), not one the caller lent it.
+  let ownModel: OpenedModel | undefined;
   try {
     if (lock) await removeStaleOutputs(spec.out, log);
+    if (options.model && resolve(options.model.path) !== resolve(spec.model)) throw new Error(`internal: the job for ${spec.model} was given the open model of ${options.model.path}`);
+    // A model that cannot be opened is the pre-flight check's to report, with everything else it finds.
+    const opening = options.model ?? (await OpenedModel.open(spec.model).then((opened) => (ownModel = opened), (error: unknown) => (error instanceof Error ? error : new Error(String(error)))));
     // Headers only, so it is cheap to repeat here even when the caller already showed it: things may have
     // changed since (an output created meanwhile), and the quantize step needs to know what to calibrate.
-    const report = await preflight(spec);
+    const report = await preflight(spec, opening);
     if (!options.preflightDone) log(formatPreflight(report));
     if (report.problems.length) throw new PreflightFailed(report.problems);
+    if (opening instanceof Error) throw opening;
+    const model = opening;
     lock ??= await lockOutput(spec.kind, spec.out, command, log);
     const owned = { outputLock: lock, command, signal: options.signal, log };
     if (spec.kind === 'calibrate') {
       const calibration = await runCalibrationJob({
         ...owned,
-        model: spec.model,
+        model,
         out: spec.out,
         dataset: spec.dataset,
         samples: spec.samples,
@@ -91,7 +107,7 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
     if (spec.kind === 'plan') {
       const plan = await runPlanJob({
         ...owned,
-        model: spec.model,
+        model,
         out: spec.out,
         dataset: spec.dataset,
         samples: spec.samples,
@@ -103,9 +119,9 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
         ...(options.graphCacheDir ? { graphCacheDir: options.graphCacheDir } : {}),
         ...(spec.verify ? { verify: spec.verify } : {}),
         ...(options.onCheckpoint ? { onCheckpoint: options.onCheckpoint } : {}),
-        // The verification's quantize jobs: each with its own pre-flight check, lock and partial folder.
+        // The verification's quantize jobs: each with its own pre-flight check, lock and partial folder, on this job's model.
         quantize: async (quantizeSpec, progress) => {
-          await runJob(quantizeSpec, { ...options, preflightDone: true, onProgress: (p) => progress(p.fraction, p.stage) });
+          await runJob(quantizeSpec, { ...options, preflightDone: true, model, onProgress: (p) => progress(p.fraction, p.stage) });
         },
         onProgress: (p) => options.onProgress?.({ ...p, stage: `plan: ${p.stage}` }),
       });
@@ -116,11 +132,10 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
     // statistics file; a statistics file made earlier (`quantlens calibrate`) is read as it is.
     let sequential: SequentialCalibration | undefined;
     let lastFraction = 0;
-    let decoder: DecoderModel | undefined;
     const calibrationStarted = Date.now();
     if (spec.calibration?.kind === 'dataset') {
-      decoder = await openDecoderModel(spec.model);
-      sequential = await SequentialCalibration.open(decoder, {
+      sequential = await SequentialCalibration.open(model.decoder(), {
+        tokenizer: await model.tokenizer(),
         dataset: spec.calibration.path,
         samples: spec.calibration.samples,
         seqLen: spec.calibration.seqLen,
@@ -131,9 +146,6 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
         ...(options.signal ? { signal: options.signal } : {}),
         log,
         onStage: (stage, module) => options.onProgress?.({ fraction: lastFraction, stage: `calibrate: ${stage}`, module }),
-      }).catch(async (error: unknown) => {
-        await decoder?.checkpoint.close();
-        throw error;
       });
     }
     const statsPath = spec.calibration?.kind === 'stats' ? spec.calibration.path : undefined;
@@ -149,7 +161,7 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
       const recipe = spec.recipe ? { text: await fs.readFile(spec.recipe, 'utf8'), path: spec.recipe } : undefined;
       const quantize = await runQuantizeJob({
         ...owned,
-        model: spec.model,
+        model,
         out: spec.out,
         ...(spec.preset ? { scheme: spec.preset } : {}),
         ...(recipe ? { recipe } : {}),
@@ -185,12 +197,12 @@ export async function runJob(spec: JobSpec, options: RunJobOptions = {}): Promis
     } finally {
       await gptqAlgebra?.close();
       await calibration?.close();
-      await decoder?.checkpoint.close();
     }
   } catch (error) {
     if (error instanceof JobCancelled || options.signal?.aborted) throw error instanceof JobCancelled ? error : new JobCancelled();
     throw await jobFailure(error, { job: spec.kind, out: resolve(spec.out), partialDir: undefined, removal: undefined, partialMade: false });
   } finally {
+    await ownModel?.close();
     await lock?.release();
   }
 }

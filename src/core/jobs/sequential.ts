@@ -41,7 +41,7 @@ export interface BlockwiseCalibration {
   readonly outputErrors: ReadonlyMap<string, { relative: number; sqnrDb: number }>;
 }
 
-export interface SequentialCalibrationOptions extends Omit<BlockPipelineOptions, 'modelPath'> {
+export interface SequentialCalibrationOptions extends BlockPipelineOptions {
   readonly propagation: Propagation;
   /** Collect Hessians (GPTQ layers). */
   readonly hessians: boolean;
@@ -81,7 +81,7 @@ export class SequentialCalibration implements BlockwiseCalibration {
 
   /** Tokenizes the dataset and computes the embeddings (block 0's inputs). The model stays the caller's. */
   static async open(model: DecoderModel, options: SequentialCalibrationOptions): Promise<SequentialCalibration> {
-    return new SequentialCalibration(await BlockPipeline.open(model, { ...options, modelPath: model.folder }), options);
+    return new SequentialCalibration(await BlockPipeline.open(model, options), options);
   }
 
   /** The quantize job drives this calibration block by block (quantize.ts CalibrationStatistics.blockwise). */

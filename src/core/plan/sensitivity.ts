@@ -28,6 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { decodeToFloat32 } from '../dtypes/convert';
 import type { DType } from '../dtypes/dtype';
 import { DecoderModel, blockModuleNames } from '../runtime/llama/graph';
+import type { ModelTokenizer } from '../runtime/tokenizer';
 import type { DevicePreference, DeviceKind } from '../runtime/device';
 import { QuantizeError, dequantizeRtn, quantizeRtn } from '../quant/rtn';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_DAMPENING_FRAC, GptqError, dequantizeGptqResult, quantizeGptq } from '../quant/gptq';
@@ -41,6 +42,8 @@ import { planLayers } from './budget';
 
 export interface SensitivityOptions {
   readonly model: DecoderModel;
+  /** The model's tokenizer when the job has it loaded (jobs/openedModel.ts); else read from the model's folder. */
+  readonly tokenizer?: ModelTokenizer;
   readonly dataset: string;
   readonly samples: number;
   readonly seqLen: number;
@@ -136,7 +139,7 @@ export async function measureSensitivity(options: SensitivityOptions): Promise<S
   const progress = options.onProgress ?? (() => undefined);
   const c = model.config;
   const pipeline = await BlockPipeline.open(model, {
-    modelPath: model.folder,
+    ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}),
     dataset: options.dataset,
     samples: options.samples,
     seqLen: options.seqLen,

@@ -21,11 +21,12 @@ import { join, resolve } from 'node:path';
 import { Checkpoint } from '../safetensors/checkpoint';
 import { ModelTokenizer } from '../runtime/tokenizer';
 import { CalibrationSample, DatasetError, loadCalibrationDataset } from '../runtime/dataset';
-import { loadChatModel, LoadedChatModel } from '../chat/modelPair';
+import { loadChatModel, LoadedChatModel, LoadOptions } from '../chat/modelPair';
 import { PerplexityAccumulator, logSoftmax } from '../runtime/sampling';
 import type { DevicePreference } from '../runtime/device';
 import type { QuantizeJobSpec } from '../jobs/jobSpec';
 import { checkCancelled } from '../jobs/jobErrors';
+import { OpenedModel } from '../jobs/openedModel';
 import type { Candidate } from './candidates';
 import { unservableReason } from './candidates';
 import { planRecipeYaml, PlannedLayer } from './planRecipe';
@@ -65,7 +66,8 @@ export interface Verification {
 }
 
 export interface VerifyOptions {
-  readonly model: string;
+  /** The float model: a folder, or the plan job's open model (its tokenizer, checkpoint and decoder are reused). */
+  readonly model: string | OpenedModel;
   readonly layers: readonly PlanLayer[];
   readonly candidates: readonly Candidate[];
   /** The plan's recipe file (already written). */
@@ -92,7 +94,7 @@ export interface VerifyOptions {
 
 /** The held-out evaluation windows, tokenized with the model's tokenizer. */
 export async function evaluationSamples(options: Pick<VerifyOptions, 'model' | 'dataset' | 'samples' | 'seqLen' | 'evalDataset' | 'evalSamples' | 'signal'>): Promise<{ samples: CalibrationSample[]; path: string; heldOut: boolean }> {
-  const tokenizer = await ModelTokenizer.load(options.model);
+  const tokenizer = options.model instanceof OpenedModel ? await options.model.tokenizer() : await ModelTokenizer.load(options.model);
   const wanted = options.evalSamples ?? DEFAULT_EVAL_SAMPLES(options.samples);
   if (!Number.isSafeInteger(wanted) || wanted < 1) throw new DatasetError(options.evalDataset ?? options.dataset, `the number of evaluation samples must be a positive integer, not ${wanted}`);
   const path = options.evalDataset ?? options.dataset;
@@ -121,18 +123,19 @@ export function uniformRecipe(candidate: Candidate, layers: readonly PlanLayer[]
   return { text: planRecipeYaml(planned, [candidate], gptq, header), kept };
 }
 
-/** Bytes of the .safetensors files of a checkpoint folder, and of the planned layers' tensors in it. */
-async function checkpointBytes(folder: string, layers: readonly PlanLayer[]): Promise<{ fileBytes: number; linearBytes: number }> {
+/** Bytes of the .safetensors files of a checkpoint (a folder, or one open), and of the planned layers' tensors in it. */
+async function checkpointBytes(model: string | Checkpoint, layers: readonly PlanLayer[]): Promise<{ fileBytes: number; linearBytes: number }> {
+  const folder = typeof model === 'string' ? model : model.folder;
   let fileBytes = 0;
   for (const name of await fs.readdir(folder)) if (name.endsWith('.safetensors')) fileBytes += (await fs.stat(join(folder, name))).size;
-  const checkpoint = await Checkpoint.open(folder);
+  const checkpoint = typeof model === 'string' ? await Checkpoint.open(folder) : model;
   try {
     const prefixes = layers.map((l) => `${l.module}.`);
     let linearBytes = 0;
     for (const t of checkpoint.tensors) if (prefixes.some((p) => t.name.startsWith(p))) linearBytes += t.byteLength;
     return { fileBytes, linearBytes };
   } finally {
-    await checkpoint.close();
+    if (checkpoint !== model) await checkpoint.close();
   }
 }
 
@@ -197,11 +200,13 @@ export async function verifyPlan(options: VerifyOptions): Promise<Verification> 
     runs.push({ label: candidate.name, kind: 'uniform', recipe, ...(uniform.kept.length ? { kept: uniform.kept } : {}) });
   }
   // One graph cache per model, removed with its checkpoint: the graphs are as large as the weights.
-  const load = async (folder: string, cacheDir: string) => {
+  const opened = options.model instanceof OpenedModel ? options.model : undefined;
+  const modelPath = opened ? opened.path : (options.model as string);
+  const load = async (folder: string, cacheDir: string, open?: LoadOptions['open']) => {
     await fs.mkdir(cacheDir, { recursive: true });
-    return loadChatModel(folder, { cacheDir, graph: { int4AccuracyLevel: 0 }, ...(options.device ? { device: options.device } : {}) });
+    return loadChatModel(folder, { cacheDir, graph: { int4AccuracyLevel: 0 }, ...(options.device ? { device: options.device } : {}), ...(open ? { open } : {}) });
   };
-  const float = await load(options.model, join(options.work, 'graphs-float'));
+  const float = await load(modelPath, join(options.work, 'graphs-float'), opened ? { decoder: opened.decoder(), tokenizer: await opened.tokenizer() } : undefined);
   const points: VerifiedPoint[] = [];
   let klPositions = 0;
   let perplexityTokens = 0;
@@ -213,7 +218,7 @@ export async function verifyPlan(options: VerifyOptions): Promise<Verification> 
     const floatResult = await compare(reference, undefined, evaluation.samples, vocab, options.signal);
     klPositions = floatResult.positions;
     perplexityTokens = floatResult.tokens;
-    const floatBytes = await checkpointBytes(options.model, options.layers);
+    const floatBytes = await checkpointBytes(opened ? opened.checkpoint : modelPath, options.layers);
     points.push({ label: 'float', kind: 'float', ...floatBytes, bitsPerWeight: (8 * floatBytes.linearBytes) / weights, kl: 0, perplexity: floatResult.perplexity });
     for (let i = 0; i < runs.length; i++) {
       const run = runs[i]!;
@@ -222,7 +227,7 @@ export async function verifyPlan(options: VerifyOptions): Promise<Verification> 
       const at = (i + 1) / steps;
       log(`verify: quantizing with ${run.kind === 'plan' ? 'the plan' : `uniform ${run.label}`}`);
       await options.quantize(
-        { kind: 'quantize', model: options.model, out, recipe: run.recipe, calibration: { kind: 'dataset', path: options.dataset, samples: options.samples, seqLen: options.seqLen }, ...(options.device ? { device: options.device } : {}) },
+        { kind: 'quantize', model: modelPath, out, recipe: run.recipe, calibration: { kind: 'dataset', path: options.dataset, samples: options.samples, seqLen: options.seqLen }, ...(options.device ? { device: options.device } : {}) },
         (fraction, stage) => progress(at - (1 - 0.8 * fraction) / steps, `verify ${run.label}: ${stage}`),
       );
       await options.onCheckpoint?.(run.label, out);
