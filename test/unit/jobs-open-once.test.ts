@@ -70,10 +70,11 @@ describe('jobs: a job opens its model once', function () {
   it('quantize with one-pass GPTQ calibration (w4a16 from a dataset): config.json read once, checkpoint opened once, tokenizer loaded once, all closed', async () => {
     const { counts, restore } = countModelReads(example());
     const out = join(tmp.path, 'w4a16');
+    const logs: string[] = [];
     try {
       const result = await runJob(
         { kind: 'quantize', model: example(), out, preset: 'w4a16', calibration: { kind: 'dataset', path: defaultCalibrationDataset(), samples: 2, seqLen: 32 } },
-        { graphCacheDir: tmp.path },
+        { graphCacheDir: tmp.path, log: (line) => logs.push(line) },
       );
       assert.equal(result.kind, 'quantize');
       if (result.kind === 'quantize') assert.equal(result.quantize.gptqLayers, 28);
@@ -81,6 +82,9 @@ describe('jobs: a job opens its model once', function () {
       restore();
     }
     assert.deepEqual({ config: counts.config, checkpoint: counts.checkpoint, tokenizer: counts.tokenizer, leftOpen: counts.open.size }, { config: 1, checkpoint: 1, tokenizer: 1, leftOpen: 0 });
+    // The job's summary line names what it writes, the output folder (not the recipe or scheme).
+    const line = logs.find((l) => l.startsWith('quantizing '));
+    assert.ok(line?.includes(`into ${resolve(out)}`), line);
   });
 
   it('quantize with a recipe: the recipe is resolved against the job\'s one model', async () => {

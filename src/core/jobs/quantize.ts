@@ -339,7 +339,7 @@ async function quantizeLocked(options: QuantizeJobOptions, opened: OpenedModel, 
   const temp = await output.createPartial('quantize output');
   const gptqCount = [...planned.values()].filter((l) => l.algorithm === 'gptq').length;
   const formatName = outputFormat === 'gptq' ? 'gptq' : outputFormat === 'autofp8' ? 'fp8' : groups.size === 1 ? [...groups.values()][0]!.format : 'mixed-precision';
-  log(`quantizing ${planned.size} layers (${gptqCount} with GPTQ) to ${options.scheme ?? options.recipe?.path ?? 'the recipe'} as ${outputFormat} (${formatName}); ${ignored.length} kept in full precision: ${ignored.join(', ') || 'none'}`);
+  log(`quantizing ${planned.size} layers (${gptqCount} with GPTQ) by ${options.scheme ?? options.recipe?.path ?? 'the recipe'} as ${outputFormat} (${formatName}) into ${out}; ${ignored.length} kept in full precision: ${ignored.join(', ') || 'none'}`);
   const weightMap = new Map<string, string>();
   const totalInput = checkpoint.totalBytes;
   let processed = 0;
