@@ -11,7 +11,7 @@ import type { JobRecord } from './jobs/jobManager';
 import { InspectorSession } from './inspectorSession';
 import { RecipePreviewSession } from './recipePreview';
 import type { ChatViewProvider } from './chat/chatView';
-import { askThroughChatPage, inspectorRendered, recipePreviewRendered, revealInInspectorTable, waitForChatRendered } from './testHooks';
+import { askThroughChatPage, inspectorRendered, pressKeyInInspectorPage, recipePreviewRendered, revealInInspectorTable, waitForChatRendered } from './testHooks';
 
 export interface QuantLensTestApi {
   /** Open inspector views: what each one opened and what its page reports it shows. */
@@ -20,6 +20,8 @@ export interface QuantLensTestApi {
   showInspectorTab(path: string, tab: InspectorTab, start?: boolean, params?: ErrorParams): boolean;
   /** Filters and/or scrolls the Tensors or Layers table of an open inspector (shows its tab). */
   revealInInspector(path: string, command: TableCommand): boolean;
+  /** Focuses the `index`-th element matching `selector` in an open inspector's page and presses `key` there. */
+  pressKeyInInspector(path: string, selector: string, index: number, key: string): boolean;
   /** Open recipe previews: the recipe, the chosen model, what the page renders and what Run would execute. */
   recipePreviews(): { path: string; model?: string; rendered: RecipeRenderedView | undefined; run: ReturnType<RecipePreviewSession['runRequest']> }[];
   /** Whether the active text editor holds a recipe (the context key that shows Open Recipe Preview in its title bar). */
@@ -62,6 +64,11 @@ export function createTestApi({ recipes, jobs, runtime, chat }: TestApiParts): Q
     revealInInspector: (path, command) => {
       const session = inspector(path);
       if (session) revealInInspectorTable(session, command);
+      return session !== undefined;
+    },
+    pressKeyInInspector: (path, selector, index, key) => {
+      const session = inspector(path);
+      if (session) pressKeyInInspectorPage(session, selector, index, key);
       return session !== undefined;
     },
     recipePreviews: () => RecipePreviewSession.all().map((s) => ({ path: s.path, model: s.modelPath, rendered: recipePreviewRendered(s), run: s.runRequest() })),

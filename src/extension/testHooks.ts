@@ -33,6 +33,10 @@ export function revealInInspectorTable(session: InspectorSession, command: Table
   session.messages.postProbe({ type: 'probe:revealInTable', command } satisfies InspectorHostProbe);
 }
 
+export function pressKeyInInspectorPage(session: InspectorSession, selector: string, index: number, key: string): void {
+  session.messages.postProbe({ type: 'probe:pressKey', selector, index, key } satisfies InspectorHostProbe);
+}
+
 const recipeViews = new WeakMap<RecipePreviewSession, RecipeRenderedView>();
 
 export function observeRecipePreview(session: RecipePreviewSession): void {

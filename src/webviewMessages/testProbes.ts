@@ -8,7 +8,7 @@
 import type { InspectorTable, TensorValuesView } from './inspector';
 
 /** Every probe message type: the production bundles contain none of these names. */
-export const TEST_PROBE_TYPES = ['probe:rendered', 'probe:revealInTable', 'probe:ask'] as const;
+export const TEST_PROBE_TYPES = ['probe:rendered', 'probe:revealInTable', 'probe:ask', 'probe:pressKey'] as const;
 
 /**
  * Names that only the test channel uses: members of the test API (src/extension/testApi.ts; its other
@@ -19,6 +19,7 @@ export const TEST_ONLY_NAMES = [
   ...TEST_PROBE_TYPES,
   'showInspectorTab',
   'revealInInspector',
+  'pressKeyInInspector',
   'recipePreviews',
   'waitForRendered',
   'askThroughPage',
@@ -35,8 +36,13 @@ export const TEST_ONLY_NAMES = [
 /** Page → host: what the page shows now (sent after each render). */
 export type PageProbe<View> = { readonly type: (typeof TEST_PROBE_TYPES)[0]; readonly view: View };
 
-/** Host → inspector page: set a table's filter and/or scroll it, as a user would. */
-export type InspectorHostProbe = { readonly type: (typeof TEST_PROBE_TYPES)[1]; readonly command: TableCommand };
+/**
+ * Host → inspector page: set a table's filter and/or scroll it, as a user would; or focus the `index`-th
+ * element matching `selector` and press `key` there (keydown, as the keyboard delivers it).
+ */
+export type InspectorHostProbe =
+  | { readonly type: (typeof TEST_PROBE_TYPES)[1]; readonly command: TableCommand }
+  | { readonly type: (typeof TEST_PROBE_TYPES)[3]; readonly selector: string; readonly index: number; readonly key: string };
 
 /** Host → chat page: type a prompt into the prompt box and send it. */
 export type ChatHostProbe = { readonly type: (typeof TEST_PROBE_TYPES)[2]; readonly prompt: string };

@@ -63,7 +63,20 @@ export function installTestHooks(page: InspectorPage): void {
   page.messages.onProbe((probe) => {
     const message = probe as InspectorHostProbe;
     if (message.type === 'probe:revealInTable') void revealInTable(page, message.command);
+    if (message.type === 'probe:pressKey') {
+      pressKey(message.selector, message.index, message.key);
+      // Handlers that only redraw part of the page (a heatmap cell's detail) do not report: report for them.
+      page.changed();
+    }
   });
+}
+
+/** A key pressed on an element as the keyboard delivers it: focus first, then keydown and keyup there. */
+function pressKey(selector: string, index: number, key: string): void {
+  const target = document.querySelectorAll<HTMLElement | SVGElement>(selector)[index];
+  if (!target) return;
+  target.focus();
+  for (const type of ['keydown', 'keyup']) target.dispatchEvent(new KeyboardEvent(type, { key, bubbles: true, cancelable: true }));
 }
 
 async function revealInTable(page: InspectorPage, command: TableCommand): Promise<void> {

@@ -144,6 +144,17 @@ describe('Plan Mixed Precision… through its quick picks', function () {
       assert.equal(`layer ${module.split('.')[2]}`, cell.row);
       assert.equal(`${module.split('.').at(-1)!.replace('_proj', '')}`, cell.column);
     }
+    // A cell, chosen from the keyboard (focus, Enter), shows that layer's measurements under the heatmap.
+    const cell = heatmap.cells.findIndex((c) => c.text.startsWith('model.layers.2.mlp.down_proj:'));
+    assert.ok(quantlens.pressKeyInInspector(shard, '#plan-heatmap svg.heatmap rect.cell', cell, 'Enter'));
+    const detail = await waitFor('the layer detail', () => quantlens.inspectors().find((i) => i.path === shard)?.rendered?.plan?.detail);
+    assert.equal(detail.module, 'model.layers.2.mlp.down_proj');
+    const measured = plan.sensitivity.find((l) => l.module === 'model.layers.2.mlp.down_proj')!.measurements;
+    const chosenScheme = plan.layers.find((l) => l.module === 'model.layers.2.mlp.down_proj')!.scheme;
+    assert.deepEqual(
+      detail.rows.map((r) => r.slice(0, 4)),
+      measured.map((m) => [m.candidate === chosenScheme ? `${m.candidate} (planned)` : m.candidate, m.kl === undefined ? '—' : m.kl.toExponential(3), m.proxy === undefined ? '—' : m.proxy.toExponential(3), m.bytes.toLocaleString('en-US')]),
+    );
     const kls = plan.layers.map((l) => l.kl).filter((v) => v > 0);
     assert.deepEqual(heatmap.legend, { min: `KL ${Math.min(...kls).toExponential(3)} nats`, max: `KL ${Math.max(...kls).toExponential(3)} nats` });
     assert.equal(section.colourBy, 'chosen');
