@@ -24,6 +24,7 @@ import { repoRoot, tempDir } from '../helpers/paths';
 import { writeGptqFixture } from '../integration/suite/quantizedFixtures';
 import { heavyTailedWeights as heavyTailed, toBf16 as bf16 } from '../helpers/weights';
 import { RawTensor, writeCheckpoint } from '../helpers/safetensorsBytes';
+import { expertGrid } from '../../webview/inspector/expertGrid';
 
 
 
@@ -368,6 +369,12 @@ describe('quantization error, streamed in row blocks', function () {
       const names = [0, 1].flatMap((l) => [...Array.from({ length: E }, (_, e) => [`model.layers.${l}.mlp.experts.${e}.gate_proj`, `model.layers.${l}.mlp.experts.${e}.up_proj`]).flat(), ...Array.from({ length: E }, (_, e) => `model.layers.${l}.mlp.experts.${e}.down_proj`)]);
       assert.deepEqual(compared.layers.map((l) => [l.module, l.projection, l.block, l.skipped]), names.map((n) => [n, n.slice(n.lastIndexOf('.') + 1), Number(n.split('.')[2]), undefined]));
       for (const blockElements of [1000, 97]) assert.deepEqual(await compareWithOriginal(quantized, layerMap, original, { blockElements }), compared, `blocks of ${blockElements}`);
+      // The Error tab's expert heatmap: a row per block and projection, a column per expert, each cell its layer.
+      const grid = expertGrid(compared.layers)!;
+      assert.deepEqual(grid.rows, ['layer 0 gate_proj', 'layer 0 up_proj', 'layer 0 down_proj', 'layer 1 gate_proj', 'layer 1 up_proj', 'layer 1 down_proj']);
+      assert.deepEqual(grid.experts, [0, 1, 2]);
+      assert.equal(grid.at(4, 2)!.module, 'model.layers.1.mlp.experts.2.up_proj');
+      assert.equal(expertGrid(compared.layers.filter((l) => !l.module.includes('.experts.'))), undefined);
       for (const layer of compared.layers) {
         const [, , l, , , e, proj] = layer.module.split('.');
         const fused = `model.layers.${l}.mlp.experts.${proj === 'down_proj' ? 'down_proj' : 'gate_up_proj'}`;

@@ -1,7 +1,8 @@
 /**
  * The Error tab's report, as a list of sections drawn from one `ErrorReportContext`: headline naming what was
- * compared with what, caption, ignore-list suggestion, the weight error per layer (heatmap), the worst layers,
- * the layers not evaluated, and below them the detail of the layer chosen in any section. For a comparison
+ * compared with what, caption, ignore-list suggestion, the weight error per layer (heatmap) and per expert of
+ * mixture-of-experts layers (expertGrid.ts), the worst layers, the layers not evaluated, and below them the
+ * detail of the layer chosen in any section. For a comparison
  * measured on calibration statistics the output-space error sits next to the weight error, captioned with
  * which method minimises which: round-to-nearest the weight error, GPTQ the output error on the calibration
  * tokens (so a GPTQ result can look worse on the first and be better on the second).
@@ -16,6 +17,7 @@ import { heatmap, histogramChart } from '../common/charts';
 import { field, PROJECTIONS } from './widgets';
 import type { PlanView } from '../../src/webviewMessages/inspector';
 import { planSection } from './planSection';
+import { expertGrid, expertOf } from './expertGrid';
 
 /** What every section gets: the report and the lookups most of them need. */
 export interface ErrorReportContext {
@@ -84,6 +86,21 @@ const weightErrorHeatmap: ErrorReportSection = ({ blocks, byCell, select }) => {
   );
 };
 
+/** Mixture-of-experts layers, one cell per expert: rows are a block's projections, columns its experts. */
+const expertHeatmap: ErrorReportSection = ({ evaluated, select }) => {
+  const grid = expertGrid(evaluated);
+  if (!grid) return undefined;
+  return heatmap(
+    grid.rows,
+    grid.experts.map((e) => `${e}`),
+    (r, c) => {
+      const layer = grid.at(r, c);
+      return layer ? 10 ** (-layer.metrics.sqnrDb / 10) : undefined;
+    },
+    { title: 'Relative weight error power per expert (columns) and layer projection (rows; darker is worse)', log: true, format: (v) => `SQNR ${(-10 * Math.log10(v)).toFixed(2)} dB`, cellText: (r, c, v) => `${grid.at(r, c)!.module}: SQNR ${(-10 * Math.log10(v)).toFixed(2)} dB`, onSelect: (r, c) => select(grid.at(r, c)!.module) },
+  );
+};
+
 const worstLayers: ErrorReportSection = (context) => {
   const { report, byModule, hasOutput, select } = context;
   const worst = report.ranking.slice(0, 12).map((m) => byModule.get(m)!);
@@ -121,7 +138,7 @@ const skipped: ErrorReportSection = ({ report }) => {
 };
 
 /** The report's sections, top to bottom. */
-export const ERROR_REPORT_SECTIONS: readonly ErrorReportSection[] = [headline, caption, suggestion, weightErrorHeatmap, worstLayers, skipped, planSection];
+export const ERROR_REPORT_SECTIONS: readonly ErrorReportSection[] = [headline, caption, suggestion, weightErrorHeatmap, expertHeatmap, worstLayers, skipped, planSection];
 
 /** One layer's metrics and error histogram (shown under the report when a layer is chosen). */
 function layerDetail(context: ErrorReportContext, layer: LayerError): Element[] {
@@ -149,7 +166,8 @@ export function errorReportView(report: ErrorReport, sections: readonly ErrorRep
     evaluated,
     byModule: new Map(evaluated.map((l) => [l.module, l])),
     blocks: [...new Set(evaluated.filter((l) => l.block !== undefined).map((l) => l.block!))].sort((a, b) => a - b),
-    byCell: new Map(evaluated.map((l) => [`${l.block}|${l.projection}`, l])),
+    // Experts have their own heatmap: in the dense one a block's gate_proj would be whichever expert came last.
+    byCell: new Map(evaluated.filter((l) => expertOf(l) === undefined).map((l) => [`${l.block}|${l.projection}`, l])),
     output: new Map((report.outputError?.layers ?? []).map((l) => [l.module, l])),
     hasOutput: report.outputError !== undefined,
     plan,
