@@ -185,6 +185,16 @@ describe('quantize fused mixture-of-experts tensors (gpt-oss, transformers-5 fus
     });
   }
 
+  it('a recipe targeting Linear quantizes the linearized experts as the preset does, byte for byte', async () => {
+    const model = fusedModel(join(tmp.path, 'recipe-in'), 'gpt-oss', 64, 64, 13);
+    const viaScheme = join(tmp.path, 'recipe-scheme');
+    const viaRecipe = join(tmp.path, 'recipe-recipe');
+    await runQuantizeJob({ model: model.dir, out: viaScheme, scheme: 'mxfp4a16' });
+    const text = 'quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n      targets: [Linear]\n      ignore: [lm_head, "re:.*mlp.router$"]\n      scheme: MXFP4A16\n';
+    await runQuantizeJob({ model: model.dir, out: viaRecipe, recipe: { text, path: 'mxfp4a16.yaml' } });
+    assert.deepEqual(readFileSync(join(viaRecipe, 'model.safetensors')), readFileSync(join(viaScheme, 'model.safetensors')));
+  });
+
   it('all experts ignored: the fused tensors are copied as they were', async () => {
     const model = fusedModel(join(tmp.path, 'ignored-in'), 'gpt-oss', 64, 32, 5);
     const out = join(tmp.path, 'ignored-out');
