@@ -248,6 +248,26 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 // ---------------------------------------------------------------------------------------------------------
 // Plain text
 
+/** Characters of a block cut inside a run with no line or word boundary (see fromPlainText). */
+const RUN_CUT_CHARS = 16_384;
+
+/** Where the plain-text block that starts at `start` ends (fromPlainText says why there). */
+function blockEnd(text: string, start: number, blockChars: number): number {
+  if (start + blockChars >= text.length) return text.length;
+  const lineBoundary = /\n(?=\S)/g;
+  lineBoundary.lastIndex = start + blockChars;
+  const line = lineBoundary.exec(text);
+  if (line && line.index + 1 <= start + 2 * blockChars) return line.index + 1;
+  const wordBoundary = /(?<=\S)[ \t](?=\S)/g;
+  wordBoundary.lastIndex = start + blockChars;
+  const word = wordBoundary.exec(text);
+  if (word && word.index <= start + 2 * blockChars) return word.index;
+  // Never between the two halves of a surrogate pair.
+  const cut = start + RUN_CUT_CHARS;
+  const code = text.charCodeAt(cut - 1);
+  return code >= 0xd800 && code <= 0xdbff ? cut + 1 : cut;
+}
+
 async function fromPlainText(raw: string, ctx: Context): Promise<{ samples: CalibrationSample[]; format: 'text' }> {
   const { tokenizer, options, path } = ctx;
   const text = raw.replace(/\r\n?/g, '\n');
@@ -257,19 +277,16 @@ async function fromPlainText(raw: string, ctx: Context): Promise<{ samples: Cali
   // Tokenized in blocks that end right after a newline followed by a non-space character. Pre-tokenizers
   // never join a newline with the next line's first character (Llama-3's pattern keeps \r\n out of a word's
   // optional leading symbol), so the blocks' tokens concatenate to the whole text's tokens; the blocks give
-  // progress and cancellation points.
+  // progress and cancellation points. A line longer than two blocks ends its block before a single space
+  // between two words instead (the space starts the next word's token in every pre-tokenizer and
+  // SentencePiece vocabulary); a run of over two blocks with neither is no text, and is cut every
+  // RUN_CUT_CHARS: tokenizing a 600,000-character "word" whole took seconds and hundreds of MiB.
   const blockChars = options.textBlockChars ?? 262_144;
   const stream: number[] = [];
   let start = 0;
   while (start < text.length) {
     checkCancelled(options.signal);
-    let end = Math.min(text.length, start + blockChars);
-    if (end < text.length) {
-      const boundary = /\n(?=\S)/g;
-      boundary.lastIndex = end;
-      const match = boundary.exec(text);
-      end = match ? match.index + 1 : text.length;
-    }
+    const end = blockEnd(text, start, blockChars);
     const ids = tokenizer.encode(text.slice(start, end), { addSpecialTokens: false });
     for (const id of ids) stream.push(id);
     start = end;
