@@ -5,7 +5,8 @@
  *   would; against a raw read + JSON.parse of the headers;
  * - statistics, and the error simulation of every scheme in SIMULATIONS over every linear layer, of a ~1.7 GB
  *   Llama-shaped checkpoint with real (heavy-tailed bf16) data, and the comparison of its W8A8 quantization
- *   with it; against a plain read of the same bytes;
+ *   with it; against a plain read of the same bytes; then the same for a Mixtral-shaped MoE of the same bytes,
+ *   whose throughput is also given against the dense model's;
  * - peak RSS of `quantlens inspect --stats` / `--error` on that checkpoint, as whole processes.
  */
 import { promises as fs, existsSync } from 'node:fs';
@@ -26,6 +27,8 @@ import { writeSparseCheckpoint } from './sparseCheckpoint';
 
 /** ~1.7 GB of bf16: Llama-3.2-1B's widths with 12 blocks and a 32k vocabulary. */
 const SMALL_LLAMA: LlamaShape = { name: 'Llama-shaped 0.8B', hidden: 2048, intermediate: 8192, layers: 12, heads: 32, kvHeads: 8, vocab: 32000 };
+/** The same bytes as a Mixtral-style MoE: each MLP as 8 experts of intermediate 1024, plus the routers. */
+const SMALL_MOE: LlamaShape = { ...SMALL_LLAMA, name: 'Mixtral-shaped 0.8B', intermediate: 1024, experts: 8 };
 
 async function rawHeaders(folder: string): Promise<number> {
   let count = 0;
@@ -76,7 +79,8 @@ async function writeRealCheckpoint(folder: string, shape: LlamaShape): Promise<n
     await writer.finish();
   }
   await writeShardIndex(folder, weightMap, total);
-  const config = { architectures: ['LlamaForCausalLM'], model_type: 'llama', torch_dtype: 'bfloat16', hidden_size: shape.hidden, intermediate_size: shape.intermediate, num_hidden_layers: shape.layers, num_attention_heads: shape.heads, num_key_value_heads: shape.kvHeads, vocab_size: shape.vocab, tie_word_embeddings: false };
+  const family = shape.experts ? { architectures: ['MixtralForCausalLM'], model_type: 'mixtral', num_local_experts: shape.experts, num_experts_per_tok: 2 } : { architectures: ['LlamaForCausalLM'], model_type: 'llama' };
+  const config = { ...family, torch_dtype: 'bfloat16', hidden_size: shape.hidden, intermediate_size: shape.intermediate, num_hidden_layers: shape.layers, num_attention_heads: shape.heads, num_key_value_heads: shape.kvHeads, vocab_size: shape.vocab, tie_word_embeddings: false };
   await fs.writeFile(join(folder, 'config.json'), JSON.stringify(config));
   await fs.writeFile(join(folder, '.complete'), '');
   return total;
@@ -95,6 +99,91 @@ async function plainRead(folder: string): Promise<number> {
     await handle.close();
   }
   return sink;
+}
+
+/** The three measurements of a checkpoint, as operations the MoE-vs-dense rows pair up run by run. */
+interface Measured {
+  readonly bytes: number;
+  readonly linearBytes: number;
+  readonly comparedBytes: number;
+  readonly stats: () => Promise<void>;
+  readonly simulate: () => Promise<unknown>;
+  readonly compare: () => Promise<unknown>;
+  readonly close: () => Promise<void>;
+}
+
+async function throughputRows(rows: BenchRow[], folder: string, shape: LlamaShape): Promise<Measured> {
+  const bytes = await writeRealCheckpoint(folder, shape);
+  const checkpoint = await Checkpoint.open(folder);
+  const { layerMap, summary } = await analyzeCheckpoint(checkpoint, folder);
+  const names = queryTensorTable(summary.tensors, { filter: '', offset: 0, limit: summary.tensors.length }).rows.map((r) => r.name);
+  const allStats = async (threads?: number) => {
+    for (const name of names) await computeTensorStatistics(checkpoint, name, { threads });
+  };
+  const [tStats, tRead] = await interleavedMedians(3, () => allStats(), () => plainRead(folder));
+  rows.push({
+    section: 'inspector',
+    what: `statistics + histograms of every tensor, ${shape.name} real bf16 (${mb(bytes)})`,
+    result: gbps(bytes, tStats),
+    baseline: `${gbps(bytes, tRead)} plain read of the same bytes`,
+    ratio: `${(tRead / tStats).toFixed(2)}× the plain read's speed`,
+    target: '≥ 2 GB/s',
+  });
+  if (!shape.experts) {
+    const [tStats1, tRead1] = await interleavedMedians(3, () => allStats(0), () => plainRead(folder));
+    rows.push({
+      section: 'inspector',
+      what: 'the same on one thread (no counting workers)',
+      result: gbps(bytes, tStats1),
+      baseline: `${gbps(bytes, tRead1)} plain read`,
+      ratio: `${(tRead1 / tStats1).toFixed(2)}× the plain read's speed`,
+      target: '-',
+    });
+  }
+  const linearBytes = layerMap.modules.filter((m) => m.observed?.kind === 'float').reduce((s, m) => s + checkpoint.tensor(`${m.name}.weight`).byteLength, 0);
+  // The MoE model runs the one simulation its comparison row needs; the dense one runs them all.
+  for (const simulation of (shape.experts ? ['int8-channel'] : Object.keys(SIMULATIONS)) as SimulationName[]) {
+    const [tError, tRead2] = await interleavedMedians(1, () => simulateErrors(checkpoint, layerMap, simulation), () => plainRead(folder));
+    rows.push({
+      section: 'inspector',
+      what: `error simulation ${SIMULATIONS[simulation].label} over every linear layer of ${shape.name} (${mb(linearBytes)} of weights)`,
+      result: gbps(linearBytes, tError),
+      baseline: `${gbps(bytes, tRead2)} plain read`,
+      ratio: `${(linearBytes / tError / (bytes / tRead2)).toFixed(2)}× the plain read's speed`,
+      target: '≥ 0.4 GB/s',
+    });
+  }
+  // compareWithOriginal: the same checkpoint quantized to W8A8 (RTN) once, every layer against the original.
+  const w8a8 = `${folder}-w8a8`;
+  if (!existsSync(join(w8a8, '.complete'))) {
+    await fs.rm(w8a8, { recursive: true, force: true });
+    await runQuantizeJob({ model: folder, out: w8a8, scheme: 'w8a8' });
+    await fs.writeFile(join(w8a8, '.complete'), '');
+  }
+  const quantized = await Checkpoint.open(w8a8);
+  const { layerMap: quantizedMap } = await analyzeCheckpoint(quantized, w8a8);
+  const comparedBytes = quantizedMap.modules.filter((m) => m.state === 'quantized').reduce((s, m) => s + checkpoint.tensor(`${m.name}.weight`).byteLength, 0);
+  const [tCompare, tRead3] = await interleavedMedians(1, () => compareWithOriginal(quantized, quantizedMap, checkpoint), () => plainRead(folder));
+  rows.push({
+    section: 'inspector',
+    what: `compare with original, W8A8 RTN ${shape.name} against its bf16 original (${mb(comparedBytes)} of original weights)`,
+    result: gbps(comparedBytes, tCompare),
+    baseline: `${gbps(bytes, tRead3)} plain read`,
+    ratio: `${(comparedBytes / tCompare / (bytes / tRead3)).toFixed(2)}× the plain read's speed`,
+    target: '≥ 0.4 GB/s',
+  });
+  return {
+    bytes,
+    linearBytes,
+    comparedBytes,
+    stats: () => allStats(),
+    simulate: () => simulateErrors(checkpoint, layerMap, 'int8-channel'),
+    compare: () => compareWithOriginal(quantized, quantizedMap, checkpoint),
+    close: async () => {
+      await quantized.close();
+      await checkpoint.close();
+    },
+  };
 }
 
 export async function inspectorSection(rows: BenchRow[], dataDir: string, root: string): Promise<void> {
@@ -121,66 +210,32 @@ export async function inspectorSection(rows: BenchRow[], dataDir: string, root: 
     target: '< 300 ms',
   });
 
-  // 2. Statistics and error throughput on real data.
+  // 2. Statistics and error throughput on real data, for a dense model and for a mixture of experts of the
+  // same bytes (every MLP split into 8 experts plus a router): MoE layers must not be slower per byte.
   const folder = join(dataDir, 'llama-0.8b-real');
-  const bytes = await writeRealCheckpoint(folder, SMALL_LLAMA);
-  const checkpoint = await Checkpoint.open(folder);
-  const { layerMap, summary } = await analyzeCheckpoint(checkpoint, folder);
-  const names = queryTensorTable(summary.tensors, { filter: '', offset: 0, limit: summary.tensors.length }).rows.map((r) => r.name);
-  const allStats = async (threads?: number) => {
-    for (const name of names) await computeTensorStatistics(checkpoint, name, { threads });
-  };
-  const [tStats, tRead] = await interleavedMedians(3, () => allStats(), () => plainRead(folder));
-  rows.push({
-    section: 'inspector',
-    what: `statistics + histograms of every tensor, ${SMALL_LLAMA.name} real bf16 (${mb(bytes)})`,
-    result: gbps(bytes, tStats),
-    baseline: `${gbps(bytes, tRead)} plain read of the same bytes`,
-    ratio: `${(tRead / tStats).toFixed(2)}× the plain read's speed`,
-    target: '≥ 2 GB/s',
-  });
-  const [tStats1, tRead1] = await interleavedMedians(3, () => allStats(0), () => plainRead(folder));
-  rows.push({
-    section: 'inspector',
-    what: 'the same on one thread (no counting workers)',
-    result: gbps(bytes, tStats1),
-    baseline: `${gbps(bytes, tRead1)} plain read`,
-    ratio: `${(tRead1 / tStats1).toFixed(2)}× the plain read's speed`,
-    target: '-',
-  });
-  const linearBytes = layerMap.modules.filter((m) => m.observed?.kind === 'float').reduce((s, m) => s + checkpoint.tensor(`${m.name}.weight`).byteLength, 0);
-  for (const simulation of Object.keys(SIMULATIONS) as SimulationName[]) {
-    const [tError, tRead2] = await interleavedMedians(1, () => simulateErrors(checkpoint, layerMap, simulation), () => plainRead(folder));
+  const dense = await throughputRows(rows, folder, SMALL_LLAMA);
+  const moe = await throughputRows(rows, join(dataDir, 'mixtral-0.8b-real'), SMALL_MOE);
+  // Paired: the MoE and the dense run alternate, so a busy machine slows both alike.
+  for (const [what, op, size] of [
+    ['statistics + histograms of every tensor', 'stats', 'bytes'],
+    ['error simulation INT8 per channel', 'simulate', 'linearBytes'],
+    ['compare with original (W8A8)', 'compare', 'comparedBytes'],
+  ] as const) {
+    const [tMoe, tDense] = await interleavedMedians(3, moe[op], dense[op]);
+    const moeRate = moe[size] / tMoe;
+    const denseRate = dense[size] / tDense;
     rows.push({
       section: 'inspector',
-      what: `error simulation ${SIMULATIONS[simulation].label} over every linear layer (${mb(linearBytes)} of weights)`,
-      result: gbps(linearBytes, tError),
-      baseline: `${gbps(bytes, tRead2)} plain read`,
-      ratio: `${(linearBytes / tError / (bytes / tRead2)).toFixed(2)}× the plain read's speed`,
-      target: '≥ 0.4 GB/s',
+      what: `${what}: ${SMALL_MOE.name} (${SMALL_MOE.experts} experts per layer) against the dense ${SMALL_LLAMA.name}, alternating`,
+      result: gbps(moe[size], tMoe),
+      baseline: `${gbps(dense[size], tDense)} dense`,
+      ratio: `${(moeRate / denseRate).toFixed(2)}× the dense model's throughput`,
+      target: '≈ 1×',
     });
   }
-  // compareWithOriginal: the same checkpoint quantized to W8A8 (RTN) once, every layer against the original.
-  const w8a8 = join(dataDir, 'llama-0.8b-real-w8a8');
-  if (!existsSync(join(w8a8, '.complete'))) {
-    await fs.rm(w8a8, { recursive: true, force: true });
-    await runQuantizeJob({ model: folder, out: w8a8, scheme: 'w8a8' });
-    await fs.writeFile(join(w8a8, '.complete'), '');
-  }
-  const quantized = await Checkpoint.open(w8a8);
-  const { layerMap: quantizedMap } = await analyzeCheckpoint(quantized, w8a8);
-  const comparedBytes = quantizedMap.modules.filter((m) => m.state === 'quantized').reduce((s, m) => s + checkpoint.tensor(`${m.name}.weight`).byteLength, 0);
-  const [tCompare, tRead3] = await interleavedMedians(1, () => compareWithOriginal(quantized, quantizedMap, checkpoint), () => plainRead(folder));
-  rows.push({
-    section: 'inspector',
-    what: `compare with original, W8A8 RTN checkpoint against its bf16 original (${mb(comparedBytes)} of original weights)`,
-    result: gbps(comparedBytes, tCompare),
-    baseline: `${gbps(bytes, tRead3)} plain read`,
-    ratio: `${(comparedBytes / tCompare / (bytes / tRead3)).toFixed(2)}× the plain read's speed`,
-    target: '≥ 0.4 GB/s',
-  });
-  await quantized.close();
-  await checkpoint.close();
+  await moe.close();
+  await dense.close();
+  const bytes = dense.bytes;
 
   // 3. Peak RSS of whole CLI processes on that checkpoint.
   const peakRss = (...args: string[]) => {

@@ -9,6 +9,11 @@ export interface LlamaShape {
   heads: number;
   kvHeads: number;
   vocab: number;
+  /**
+   * Mixtral-style mixture of experts: the MLP becomes `block_sparse_moe.experts.E.w1/w3` [intermediate, hidden]
+   * and `w2` [hidden, intermediate] per expert, with a router `block_sparse_moe.gate` [experts, hidden].
+   */
+  experts?: number;
 }
 
 export const LLAMA_3_8B: LlamaShape = { name: 'Llama-3-8B', hidden: 4096, intermediate: 14336, layers: 32, heads: 32, kvHeads: 8, vocab: 128256 };
@@ -28,10 +33,20 @@ export function llamaTensors(shape: LlamaShape, dtype: TensorSpec['dtype'] = 'BF
       { name: `${p}.self_attn.v_proj.weight`, dtype, shape: [kv, h] },
       { name: `${p}.self_attn.o_proj.weight`, dtype, shape: [h, h] },
       { name: `${p}.post_attention_layernorm.weight`, dtype, shape: [h] },
-      { name: `${p}.mlp.gate_proj.weight`, dtype, shape: [i, h] },
-      { name: `${p}.mlp.up_proj.weight`, dtype, shape: [i, h] },
-      { name: `${p}.mlp.down_proj.weight`, dtype, shape: [h, i] },
     );
+    if (shape.experts) {
+      specs.push({ name: `${p}.block_sparse_moe.gate.weight`, dtype, shape: [shape.experts, h] });
+      for (let e = 0; e < shape.experts; e++) {
+        const x = `${p}.block_sparse_moe.experts.${e}`;
+        specs.push({ name: `${x}.w1.weight`, dtype, shape: [i, h] }, { name: `${x}.w2.weight`, dtype, shape: [h, i] }, { name: `${x}.w3.weight`, dtype, shape: [i, h] });
+      }
+    } else {
+      specs.push(
+        { name: `${p}.mlp.gate_proj.weight`, dtype, shape: [i, h] },
+        { name: `${p}.mlp.up_proj.weight`, dtype, shape: [i, h] },
+        { name: `${p}.mlp.down_proj.weight`, dtype, shape: [h, i] },
+      );
+    }
   }
   specs.push({ name: 'model.norm.weight', dtype, shape: [h] }, { name: 'lm_head.weight', dtype, shape: [vocab, h] });
   return specs;
