@@ -3,7 +3,7 @@ import { CheckpointSummary, analyzeCheckpoint } from '../core/checkpoint/summary
 import type { LayerMap } from '../core/checkpoint/scheme';
 import { describeGroupCounts } from '../core/checkpoint/layerGroups';
 import { nameMatcher } from '../core/checkpoint/tensorQuery';
-import { StatsOptions, computeTensorStatistics } from '../core/stats/computeStats';
+import { computeStatisticsOfTensors, computeTensorStatistics } from '../core/stats/computeStats';
 import { WeightStatistics, WeightView, codesTensorOf, computeWeightStatisticsOfTensor } from '../core/stats/weightStats';
 import type { TensorStatistics } from '../core/stats/tensorStats';
 import { HealthReport, scanHealth } from '../core/inspect/health';
@@ -213,14 +213,27 @@ async function tensorStatistics(checkpoint: Checkpoint, summary: CheckpointSumma
     }
   }
   const total = rows.reduce((sum, r) => sum + r.bytes, 0);
-  const results = new Map<string, TensorStatistics>();
   let done = 0;
   let lastReport = 0;
+  if (!view) {
+    // Several tensors at once on the counting workers (a mixture-of-experts layer is many small tensors).
+    const bytesOf = new Map(rows.map((r) => [r.name, r.bytes]));
+    const stats = await computeStatisticsOfTensors(rows.map((r) => r.name), (name) => computeTensorStatistics(checkpoint, name, { bins }), (name) => bytesOf.get(name) ?? 0, {
+      onDone: (name) => {
+        done += bytesOf.get(name) ?? 0;
+        if (process.stderr.isTTY) process.stderr.write(`\rstatistics: ${((done / Math.max(1, total)) * 100).toFixed(0)}% (${name})\u001b[K`);
+      },
+    });
+    if (process.stderr.isTTY) process.stderr.write('\r\u001b[K');
+    return stats;
+  }
+  const results = new Map<string, TensorStatistics>();
   for (const row of rows) {
     results.set(
       row.name,
-      await (view ? (o: StatsOptions) => computeWeightStatisticsOfTensor(checkpoint, layerMap, row.name, { ...o, view }) : (o: StatsOptions) => computeTensorStatistics(checkpoint, row.name, o))({
+      await computeWeightStatisticsOfTensor(checkpoint, layerMap, row.name, {
         bins,
+        view,
         onProgress: (fraction) => {
           const now = Date.now();
           if (process.stderr.isTTY && now - lastReport > 200) {

@@ -16,7 +16,7 @@ import { randomFillSync } from 'node:crypto';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
 import { queryLayers, queryTensorTable } from '../../src/core/checkpoint/tensorQuery';
-import { computeTensorStatistics } from '../../src/core/stats/computeStats';
+import { computeStatisticsOfTensors, computeTensorStatistics } from '../../src/core/stats/computeStats';
 import { compareWithOriginal, simulateErrors, SIMULATIONS, SimulationName } from '../../src/core/inspect/error';
 import { runQuantizeJob } from '../../src/core/jobs/quantize';
 import { SafetensorsWriter, tensorByteLength } from '../../src/core/safetensors/writer';
@@ -117,8 +117,10 @@ async function throughputRows(rows: BenchRow[], folder: string, shape: LlamaShap
   const checkpoint = await Checkpoint.open(folder);
   const { layerMap, summary } = await analyzeCheckpoint(checkpoint, folder);
   const names = queryTensorTable(summary.tensors, { filter: '', offset: 0, limit: summary.tensors.length }).rows.map((r) => r.name);
+  // As `quantlens inspect --stats` runs them: several tensors at once on the counting workers.
   const allStats = async (threads?: number) => {
-    for (const name of names) await computeTensorStatistics(checkpoint, name, { threads });
+    if (threads === 0) for (const name of names) await computeTensorStatistics(checkpoint, name, { threads });
+    else await computeStatisticsOfTensors(names, (name) => computeTensorStatistics(checkpoint, name, { threads }), (name) => checkpoint.tensor(name).byteLength, { threads });
   };
   const [tStats, tRead] = await interleavedMedians(3, () => allStats(), () => plainRead(folder));
   rows.push({

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
-import { computeTensorStatistics, CancelledError } from '../../src/core/stats/computeStats';
+import { computeStatisticsOfTensors, computeTensorStatistics, CancelledError } from '../../src/core/stats/computeStats';
 import { CodeCounter, type Histogram, type TensorStatistics } from '../../src/core/stats/tensorStats';
 import { rawSafetensors } from '../helpers/safetensorsBytes';
 import { tempDir } from '../helpers/paths';
@@ -199,6 +199,56 @@ describe('tensor statistics (exact, streamed) against a float64 reference', () =
       const parallel = await computeTensorStatistics(c, 't', { threads: 1, parallelMinBytes: 0, chunkBytes: 4097 });
       checkAgainstReference(parallel, codes.map((b) => (b << 24) >> 24));
     });
+  });
+
+  it('many tensors at once (inspect --stats): the same exact statistics as one by one, in the order asked, and a failure rejects', async () => {
+    // Mid-sized tensors counted whole in one worker each, several at a time, and one split over all workers.
+    const sizes = [70_001, 90_000, 50_003, 200_000, 30_000, 120_001];
+    const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
+    const parts: Uint8Array[] = [];
+    let offset = 0;
+    sizes.forEach((n, i) => {
+      const bits = heavyTailed(n, 100 + i).map(toBf16Bits);
+      const bytes = new Uint8Array(new Uint16Array(bits).buffer);
+      header[`t${i}`] = { dtype: 'BF16', shape: [n], data_offsets: [offset, offset + bytes.length] };
+      parts.push(bytes);
+      offset += bytes.length;
+    });
+    const data = new Uint8Array(offset);
+    parts.reduce((at, p) => (data.set(p, at), at + p.length), 0);
+    const path = join(tmp.path, 'many.safetensors');
+    writeFileSync(path, rawSafetensors(JSON.stringify(header), data));
+    const checkpoint = await Checkpoint.open(path);
+    try {
+      const names = sizes.map((_, i) => `t${i}`).reverse();
+      const options = { threads: 2, workerMinBytes: 0, parallelMinBytes: 300_000 };
+      let concurrent = 0;
+      let most = 0;
+      const done: string[] = [];
+      const stats = await computeStatisticsOfTensors(
+        names,
+        async (name) => {
+          most = Math.max(most, ++concurrent);
+          try {
+            return await computeTensorStatistics(checkpoint, name, options);
+          } finally {
+            concurrent--;
+          }
+        },
+        (name) => checkpoint.tensor(name).byteLength,
+        { threads: 2, parallelMinBytes: 300_000, onDone: (name) => done.push(name) },
+      );
+      assert.deepEqual([...stats.keys()], names);
+      assert.deepEqual(done.slice().sort(), names.slice().sort());
+      assert.equal(most, 2, 'two tensors counted at once');
+      for (const name of names) assert.deepEqual(stats.get(name), await computeTensorStatistics(checkpoint, name, { threads: 0 }), name);
+      await assert.rejects(
+        computeStatisticsOfTensors(['t0', 'missing', 't1'], (name) => computeTensorStatistics(checkpoint, name, options), () => 0, { threads: 2 }),
+        /missing/,
+      );
+    } finally {
+      await checkpoint.close();
+    }
   });
 
   it('a file cut short under a parallel count rejects with the file and the byte where it ends, and the pool stays usable', async () => {

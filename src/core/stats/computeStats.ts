@@ -2,7 +2,7 @@
 import { decodeToFloat32, decodeToFloat64 } from '../dtypes/convert';
 import { DTYPE_INFO } from '../dtypes/dtype';
 import type { Checkpoint } from '../safetensors/checkpoint';
-import { PARALLEL_MIN_BYTES, countInWorker, countingThreads } from './parallelCount';
+import { PARALLEL_MIN_BYTES, WORKER_MIN_BYTES, countInWorker, countingThreads } from './parallelCount';
 import { CodeCounter, DEFAULT_BINS, StreamingHistograms, StreamingMoments, TensorStatistics, codeTable, statisticsFromCounts } from './tensorStats';
 
 export interface StatsOptions {
@@ -15,6 +15,8 @@ export interface StatsOptions {
   readonly threads?: number;
   /** Tensors at least this large are split over the counting threads (default PARALLEL_MIN_BYTES). */
   readonly parallelMinBytes?: number;
+  /** Tensors at least this large are counted in a worker, smaller ones here (default WORKER_MIN_BYTES). */
+  readonly workerMinBytes?: number;
 }
 
 export class CancelledError extends Error {
@@ -42,17 +44,20 @@ export async function computeTensorStatistics(checkpoint: Checkpoint, name: stri
     const bytesPerCode = DTYPE_INFO[tensor.dtype].bits === 8 ? 1 : 2;
     const threads = options.threads ?? countingThreads();
     const chunkBytes = options.chunkBytes ?? 8 * 1024 * 1024;
-    if (threads === 0 || tensor.byteLength < (options.parallelMinBytes ?? PARALLEL_MIN_BYTES)) {
+    const parallelMinBytes = options.parallelMinBytes ?? PARALLEL_MIN_BYTES;
+    if (threads === 0 || tensor.byteLength < Math.min(options.workerMinBytes ?? WORKER_MIN_BYTES, parallelMinBytes)) {
       for await (const { offset, bytes } of checkpoint.chunks(name, { chunkBytes })) {
         checkCancel(options.signal);
         counter.add(bytes);
         options.onProgress?.((offset + bytes.length) / Math.max(1, tensor.byteLength));
       }
     } else {
-      // Large tensors: split over the counting workers (faster than this thread even for one part, see
-      // parallelCount.ts); this thread only waits, merges and reports progress.
+      // Counted by the workers (faster than this thread even for one part, see parallelCount.ts): a large
+      // tensor split over all of them, a mid-sized one whole in one; this thread only waits, merges and
+      // reports progress.
       checkCancel(options.signal); // an already-aborted signal never fires 'abort'
-      const partBytes = Math.ceil(tensor.byteLength / threads / 4096) * 4096;
+      const partCount = tensor.byteLength < parallelMinBytes ? 1 : threads;
+      const partBytes = Math.ceil(tensor.byteLength / partCount / 4096) * 4096;
       const local = new AbortController();
       const abort = () => local.abort();
       options.signal?.addEventListener('abort', abort, { once: true });
@@ -112,4 +117,46 @@ export async function computeTensorStatistics(checkpoint: Checkpoint, name: stri
     options.onProgress?.(0.5 + (offset + bytes.length) / Math.max(1, tensor.byteLength) / 2);
   }
   return { stats: moments.result(), ...histograms.result(), method: 'exact two-pass stream' };
+}
+
+/**
+ * Statistics of many tensors (`inspect --stats`, the benchmark): tensors split over the counting workers run
+ * one at a time, smaller ones up to one per counting thread at once, so a layer of many small experts keeps
+ * every worker busy as one large weight does. Results come back by name; `onDone` follows completions.
+ */
+export async function computeStatisticsOfTensors(
+  names: readonly string[],
+  compute: (name: string) => Promise<TensorStatistics>,
+  sizeOf: (name: string) => number,
+  options: { readonly threads?: number; readonly parallelMinBytes?: number; readonly onDone?: (name: string) => void } = {},
+): Promise<Map<string, TensorStatistics>> {
+  const results = new Map<string, TensorStatistics>();
+  const limit = Math.max(1, options.threads ?? countingThreads());
+  const running = new Set<Promise<void>>();
+  const start = (name: string) => {
+    const task: Promise<void> = compute(name).then((stats) => {
+      results.set(name, stats);
+      running.delete(task);
+      options.onDone?.(name);
+    });
+    running.add(task);
+    // Its failure is taken up by the Promise.race / Promise.all below; never left unhandled meanwhile.
+    task.catch(() => undefined);
+  };
+  try {
+    for (const name of names) {
+      const whole = sizeOf(name) >= (options.parallelMinBytes ?? PARALLEL_MIN_BYTES);
+      // A split tensor takes every worker: let the others finish first, and it runs alone.
+      while (running.size >= (whole ? 1 : limit)) await Promise.race(running);
+      start(name);
+      if (whole) await Promise.race(running);
+    }
+    await Promise.all(running);
+  } catch (error) {
+    // Let the tasks still running settle before the error goes up (they share the checkpoint's handles).
+    await Promise.allSettled(running);
+    throw error;
+  }
+  // In the order asked for, whatever order they finished in.
+  return new Map(names.map((n) => [n, results.get(n)!]));
 }

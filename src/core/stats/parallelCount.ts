@@ -18,6 +18,13 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
 /** Below this size a tensor is counted on the calling thread: handing it to a worker costs about 1 ms. */
+export const WORKER_MIN_BYTES = 512 * 1024;
+
+/**
+ * From this size a tensor is split over all the counting workers. Between WORKER_MIN_BYTES and this, it is
+ * counted whole in one worker (faster than the calling thread, and free to run beside other tensors: a
+ * mixture-of-experts layer is hundreds of 4 MiB experts, see computeStatisticsOfTensors).
+ */
 export const PARALLEL_MIN_BYTES = 8 * 1024 * 1024;
 
 /**
