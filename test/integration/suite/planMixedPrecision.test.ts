@@ -20,6 +20,12 @@ const QUICK_INPUT = '.quick-input-widget';
 const TITLE = `${QUICK_INPUT} .quick-input-title`;
 const ROWS = `${QUICK_INPUT} .quick-input-list .monaco-list-row`;
 const MESSAGE = `${QUICK_INPUT} .quick-input-message`;
+/**
+ * A click into the step's text box before typing, as a user does when the focus is elsewhere: when one step
+ * closes, VS Code gives the focus back to the editor (here the inspector's webview), and a webview takes it
+ * asynchronously, sometimes after the next step has opened (the steps stay open: ignoreFocusOut).
+ */
+const FOCUS_BOX = { click: `${QUICK_INPUT} .quick-input-box input` };
 const TITLE_BAR_PLAN = '.editor-group-container.active .editor-actions .action-label[aria-label^="Plan Mixed Precision"]';
 
 async function api(): Promise<QuantLensTestApi> {
@@ -67,32 +73,32 @@ describe('Plan Mixed Precision… through its quick picks', function () {
     // A short calibration (the command's arguments), everything else chosen in the quick picks.
     const job = vscode.commands.executeCommand<JobRecord | undefined>('quantlens.planMixedPrecision', { model, samples: 2, seqLen: 16 });
     await quickInputTitled(/Plan Mixed Precision: calibration data/);
-    await ui({ type: 'WikiText' }, { press: 'Enter' });
+    await ui(FOCUS_BOX, { type: 'WikiText' }, { press: 'Enter' });
 
     await quickInputTitled(/Plan Mixed Precision: candidate schemes/);
     const rows = await waitFor('the candidates', async () => ((await shown(ROWS)).length >= 8 ? shown(ROWS) : undefined));
     assert.match(rows[0]!.text, /^w4a16\s*INT4 weights, group 128, GPTQ/);
     // w4a16 and w8a16 come checked: accept them.
-    await ui({ press: 'Enter' });
+    await ui(FOCUS_BOX, { press: 'Enter' });
 
     await quickInputTitled(/Plan Mixed Precision: budget/);
-    await ui({ type: 'bits per weight' }, { press: 'Enter' });
+    await ui(FOCUS_BOX, { type: 'bits per weight' }, { press: 'Enter' });
     await quickInputTitled(/Plan Mixed Precision: bits per weight/);
     const prompt = await waitFor('the allowed range', async () => (await shown(`${QUICK_INPUT} .quick-input-description, ${MESSAGE}`)).find((e) => /allow/.test(e.text))?.text);
     assert.match(prompt, /These candidates allow 4\.\d{3} … 8\.\d{3} bits per weight/);
     // Below the smallest plan: refused in the box, with the minimum named.
     const clear = Array.from({ length: 12 }, () => ({ press: 'Backspace' }));
-    await ui({ press: 'End' }, ...clear, { type: '1' });
+    await ui(FOCUS_BOX, { press: 'End' }, ...clear, { type: '1' });
     await waitFor('the refusal', async () => ((await shown(MESSAGE)).some((m) => /below the smallest possible plan, \d+ bytes \(4\.\d{3} bits per weight/.test(m.text)) ? true : undefined));
     await ui({ press: 'Backspace' }, { type: '6' }, { press: 'Enter' });
 
     await quickInputTitled(/Plan Mixed Precision: verify/);
-    await ui({ type: 'and verify' }, { press: 'Enter' });
+    await ui(FOCUS_BOX, { type: 'and verify' }, { press: 'Enter' });
     await quickInputTitled(/Plan Mixed Precision: recipe/);
     const box = await waitFor('the recipe box', async () => (await shown(`${QUICK_INPUT} input`)).find((i) => i.value)?.value ?? undefined);
     const recipe = join(ws, 'plan-models', 'tiny-llama-plan.yaml');
     assert.equal(box, recipe, 'the recipe goes beside the model, inside the workspace');
-    await ui({ press: 'Enter' });
+    await ui(FOCUS_BOX, { press: 'Enter' });
 
     const record = await job;
     assert.ok(record, 'the command returns the job record');
