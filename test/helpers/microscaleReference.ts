@@ -120,6 +120,28 @@ export const DESCRIPTION: Record<string, string> = {
   'w4a16-rtn': 'INT4 weights, group 128, symmetric (weight-only)',
 };
 
+/**
+ * Checks a written layer against the float weights it was quantized from: every dequantized element within
+ * the scheme's rounding bound of the original. Returns the summed squared error and the layer's global
+ * scale (NVFP4), for the callers' own checks.
+ */
+export function checkWrittenLayer(
+  written: ReturnType<typeof readSafetensors>,
+  module: string,
+  scheme: string,
+  weight: { readonly rows: number; readonly cols: number; readonly values: ArrayLike<number> },
+): { errSq: number; globalScale?: number } {
+  const { values, bound } = dequantize(written, module, scheme, weight.rows, weight.cols);
+  let errSq = 0;
+  for (let i = 0; i < values.length; i++) {
+    const x = weight.values[i]!;
+    const err = Math.abs(values[i]! - x);
+    assert.ok(err <= bound(i, x) + 1e-30, `${module}[${i}]: ${x} → ${values[i]} (error ${err} > ${bound(i, x)})`);
+    errSq += err * err;
+  }
+  const gs = written.get(`${module}.weight_global_scale`);
+  return { errSq, ...(gs ? { globalScale: new Float32Array(gs.bytes.slice().buffer)[0]! } : {}) };
+}
 
 /** Upstream's MX exponent of a group amax (bf16): round_to_power_2, then 127 + log2 − offset, clamped. */
 export function mxExponentReference(amax: number, offset: number): number {
