@@ -53,4 +53,40 @@ describe('health scan', () => {
       await checkpoint.close();
     }
   });
+
+  it('counts the experts of a mixture-of-experts layer on the counting workers: the same findings, progress to the end, and cancellation', async () => {
+    // 8 experts × 3 projections of 512 × 640 bf16 (640 KiB each: counted whole in a worker, several at once).
+    const tensors: { name: string; dtype: DType; shape: number[]; data: Uint8Array }[] = [];
+    const rows = 512;
+    const cols = 640;
+    for (let e = 0; e < 8; e++) {
+      for (const w of ['w1', 'w2', 'w3']) {
+        const values = Array.from({ length: rows * cols }, (_, i) => ((i * 2654435761 + e) % 1000) / 1000 - 0.5);
+        if (e === 3 && w === 'w2') values.fill(0);
+        if (e === 5 && w === 'w1') values[rows * cols - 1] = Number.POSITIVE_INFINITY;
+        const [r, c] = w === 'w2' ? [cols, rows] : [rows, cols];
+        tensors.push({ name: `model.layers.0.block_sparse_moe.experts.${e}.${w}.weight`, dtype: 'BF16', shape: [r, c], data: bf16(values) });
+      }
+    }
+    tensors.push({ name: 'model.layers.0.block_sparse_moe.gate.weight', dtype: 'BF16', shape: [8, cols], data: bf16(Array.from({ length: 8 * cols }, (_, i) => (i % 7) / 7)) });
+    await writeSafetensors(join(tmp.path, 'model.safetensors'), tensors);
+    writeFileSync(join(tmp.path, 'config.json'), JSON.stringify({ architectures: ['MixtralForCausalLM'], model_type: 'mixtral', hidden_size: cols, intermediate_size: rows, num_hidden_layers: 1, num_local_experts: 8, num_experts_per_tok: 2 }));
+
+    const checkpoint = await Checkpoint.open(tmp.path);
+    try {
+      const { layerMap } = await analyzeCheckpoint(checkpoint, tmp.path);
+      const progress: number[] = [];
+      const report = await scanHealth(checkpoint, layerMap, { onProgress: (f) => progress.push(f) });
+      const weightFindings = report.findings.filter((f) => f.kind === 'zero-weight' || f.kind === 'nonfinite-weight').map((f) => `${f.kind} ${f.tensor}`);
+      assert.deepEqual(weightFindings.sort(), ['nonfinite-weight model.layers.0.block_sparse_moe.experts.5.w1.weight', 'zero-weight model.layers.0.block_sparse_moe.experts.3.w2.weight']);
+      assert.ok(report.scannedTensors >= 24, `every expert scanned: ${report.scannedTensors}`);
+      assert.ok(Math.abs(progress.at(-1)! - 1) < 1e-9, `progress ends at 1: ${progress.at(-1)}`);
+
+      const abort = new AbortController();
+      const cancelled = scanHealth(checkpoint, layerMap, { signal: abort.signal, onProgress: (f) => (f > 0.3 ? abort.abort() : undefined) });
+      await assert.rejects(cancelled, /^Error: cancelled$/);
+    } finally {
+      await checkpoint.close();
+    }
+  });
 });

@@ -6,7 +6,8 @@
 import type { Checkpoint } from '../safetensors/checkpoint';
 import type { LayerMap } from '../checkpoint/scheme';
 import { moeFindings } from '../checkpoint/layerGroups';
-import { CodeCounter, codeTable, statisticsFromCounts } from '../stats/tensorStats';
+import { codeTable } from '../stats/tensorStats';
+import { CancelledError, computeStatisticsOfTensors, computeTensorStatistics } from '../stats/computeStats';
 import { ModuleScales, ScaleSummary, readScaleOverview } from './scales';
 
 export interface HealthFinding {
@@ -123,16 +124,35 @@ export async function scanHealth(
       .filter((t): t is NonNullable<typeof t> => t !== undefined && codeTable(t.dtype) !== undefined);
     const total = weights.reduce((sum, t) => sum + t.byteLength, 0);
     let done = 0;
-    for (const tensor of weights) {
-      if (options.signal?.aborted) throw new Error('cancelled');
-      const counter = new CodeCounter(tensor.dtype);
-      for await (const { bytes } of checkpoint.chunks(tensor.name)) {
-        if (options.signal?.aborted) throw new Error('cancelled');
-        counter.add(bytes);
-        options.onProgress?.(0.2 + (0.8 * (done + bytes.length)) / Math.max(1, total), tensor.name);
-      }
-      const { stats } = statisticsFromCounts(codeTable(tensor.dtype)!, counter.counts, 1);
-      done += tensor.byteLength;
+    // Counted on the counting workers, several tensors at once (a mixture-of-experts layer is hundreds of
+    // small experts): progress is the finished tensors plus the parts of those in flight.
+    const inFlight = new Map<string, number>();
+    const report = (name: string) => options.onProgress?.(0.2 + (0.8 * (done + [...inFlight.values()].reduce((a, b) => a + b, 0))) / Math.max(1, total), name);
+    const byName = new Map(weights.map((t) => [t.name, t]));
+    const counted = await computeStatisticsOfTensors(
+      weights.map((t) => t.name),
+      (name) =>
+        computeTensorStatistics(checkpoint, name, {
+          bins: 1,
+          signal: options.signal,
+          onProgress: (fraction) => {
+            inFlight.set(name, fraction * byName.get(name)!.byteLength);
+            report(name);
+          },
+        }),
+      (name) => byName.get(name)!.byteLength,
+      {
+        onDone: (name) => {
+          inFlight.delete(name);
+          done += byName.get(name)!.byteLength;
+          report(name);
+        },
+      },
+    ).catch((error: unknown) => {
+      throw error instanceof CancelledError ? new Error('cancelled') : error;
+    });
+    for (const [name, { stats }] of counted) {
+      const tensor = byName.get(name)!;
       scannedTensors++;
       scannedBytes += tensor.byteLength;
       if (stats.count > 0 && stats.zeros === stats.count) findings.push({ severity: 'error', kind: 'zero-weight', tensor: tensor.name, message: `${tensor.name} is all zeros` });
