@@ -138,10 +138,14 @@ describe('jobs: output lock and stale partial outputs (real processes)', functio
 
   it('of two jobs started together on one output, the second is refused at once naming the first, and the first lands intact', async () => {
     const out = join(tmp.path, 'together');
-    const a = startCli('quantize', example(), '--scheme', 'w8a8', '--out', out);
+    // A GPTQ job (calibration, several seconds): the first is still running when the second starts. A
+    // round-to-nearest job of the example finished within the second's start-up on CI, which then found the
+    // output already there instead of its writer.
+    const job = ['quantize', example(), '--scheme', 'w4a16', '--calib', 'default', '--samples', '8', '--out', out];
+    const a = startCli(...job);
     running.push(a.child);
     await new Promise((r) => setTimeout(r, 300));
-    const b = startCli('quantize', example(), '--scheme', 'w8a8', '--out', out);
+    const b = startCli(...job);
     running.push(b.child);
     const [ra, rb] = await Promise.all([a.exited, b.exited]);
     // Normally the first one started wins; on a loaded machine the second may reach the lock first.
@@ -151,7 +155,7 @@ describe('jobs: output lock and stale partial outputs (real processes)', functio
     assert.match(loser.stderr, new RegExp(`^quantlens: error: ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is already being written by another QuantLens job: pid ${winnerPid} \\(quantlens quantize .*--out .*\\), since \\d{4}-`, 'm'));
     assert.doesNotMatch(loser.stderr, /unexpected error|ENOTEMPTY|quantizing|input [\d.]+ GiB/, 'refused before its pre-flight check and any work');
     assert.ok(loser.at < winner.at, `the refused job ended ${loser.at - winner.at} ms after the winner`);
-    await assertReadsBack(out, 'int-quantized');
+    await assertReadsBack(out, 'pack-quantized');
     assert.deepEqual((await fs.readdir(tmp.path)).filter((n) => n.startsWith('.together')), []);
   });
 
