@@ -1,12 +1,13 @@
 /**
  * An independent float64 Llama-family forward pass (plain loops: embedding, RMSNorm, rotary embeddings for
- * each rope variant, grouped-query causal attention, SwiGLU, lm_head) and tiny random checkpoints to run it
- * on. Written from the transformers modelling code's formulas, sharing nothing with src/core/runtime.
+ * each rope variant, grouped-query causal attention, SwiGLU or a mixture of experts (moeReference.ts), lm_head)
+ * and tiny random checkpoints to run it on. Written from the transformers modelling code's formulas, sharing nothing with src/core/runtime.
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors } from '../../src/core/safetensors/writer';
 import { rng } from './random';
+import { addMoeWeights, referenceMoeMlp } from './moeReference';
 
 export interface TinyConfig {
   architectures: string[];
@@ -69,7 +70,7 @@ export function randomWeights(config: TinyConfig, seed: number): Weights {
   const q = config.num_attention_heads * D;
   const kv = (config.num_key_value_heads ?? config.num_attention_heads) * D;
   const I = config.intermediate_size;
-  const qkvBias = config.model_type === 'qwen2' || config.attention_bias === true;
+  const qkvBias = config.model_type === 'qwen2' || config.model_type === 'qwen2_moe' || config.attention_bias === true;
   add('model.embed_tokens.weight', [config.vocab_size, H], 1);
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const p = `model.layers.${l}`;
@@ -84,6 +85,7 @@ export function randomWeights(config: TinyConfig, seed: number): Weights {
       add(`${p}.self_attn.k_proj.bias`, [kv], 0.3);
       add(`${p}.self_attn.v_proj.bias`, [kv], 0.3);
     }
+    if (addMoeWeights(config, l, add)) continue;
     add(`${p}.mlp.gate_proj.weight`, [I, H], 1 / Math.sqrt(H) * 1.5);
     add(`${p}.mlp.up_proj.weight`, [I, H], 1 / Math.sqrt(H) * 1.5);
     add(`${p}.mlp.down_proj.weight`, [H, I], 1 / Math.sqrt(I));
@@ -228,6 +230,12 @@ export function referenceForward(config: TinyConfig, weights: Weights, tokens: r
     const o = linear(`${p}.self_attn.o_proj`, attn, H);
     const mid = x.map((row, t) => row.map((val, i) => val + o[t]![i]!));
     const h2 = rmsNorm(mid, w(`${p}.post_attention_layernorm.weight`));
+    const sparse = referenceMoeMlp(config, weights, linear, l, h2);
+    if (sparse) {
+      x = mid.map((row, t) => row.map((val, i) => val + sparse[t]![i]!));
+      blockOutputs.push(x);
+      continue;
+    }
     const gate = linear(`${p}.mlp.gate_proj`, h2, config.intermediate_size);
     const up = linear(`${p}.mlp.up_proj`, h2, config.intermediate_size);
     const act = gate.map((g, t) => g.map((gv, i) => (gv / (1 + Math.exp(-gv))) * up[t]![i]!));

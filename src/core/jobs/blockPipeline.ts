@@ -8,7 +8,9 @@
  *
  * Memory bound: 2 × samples × seq_len × hidden × 4 bytes of hidden states (in and out of the current block)
  * + one block's weights in its graph + one Hessian per distinct layer input of that block (q/k/v share one,
- * gate/up share one; in² × 4 bytes each) — independent of the number of blocks.
+ * gate/up share one; in² × 4 bytes each) — independent of the number of blocks. A mixture-of-experts block
+ * holds all its E experts' weights, and E + 3 Hessians: the MLP input's (router and every expert's gate/up)
+ * and one per expert's down (expert_intermediate² × 4 bytes each) (docs/runtime.md §9).
  */
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,9 +25,18 @@ import { verifyPlacement } from '../runtime/placement';
 import { type Ort, createSession, loadOrt } from '../util/ort';
 import { checkCancelled } from './jobErrors';
 
-/** The module whose Hessian a module shares (same input): q/k/v → q_proj, gate/up → gate_proj. */
+/**
+ * The module whose Hessian a module shares (same input): q/k/v → q_proj, gate/up → gate_proj; in a
+ * mixture-of-experts layer the router, every expert's gate and up (w1, w3), the shared expert's gate and up and
+ * the shared-expert gate all read the MLP's input → the router (`block_sparse_moe.gate` or `mlp.gate`), so that
+ * input's Hessian is computed once per layer, not once per expert. Each expert's down (w2) has its own input.
+ */
 export function sharedInputOwner(module: string): string {
-  return module.replace(/\.self_attn\.(k|v)_proj$/, '.self_attn.q_proj').replace(/\.mlp\.up_proj$/, '.mlp.gate_proj');
+  return module
+    .replace(/\.self_attn\.(k|v)_proj$/, '.self_attn.q_proj')
+    .replace(/\.mlp\.up_proj$/, '.mlp.gate_proj')
+    .replace(/^(.*\.(?:block_sparse_moe|mlp))\.experts\.\d+\.(?:w1|w3|gate_proj|up_proj)$/, '$1.gate')
+    .replace(/^(.*\.mlp)\.(?:shared_expert\.(?:gate_proj|up_proj)|shared_expert_gate)$/, '$1.gate');
 }
 
 export interface BlockPipelineOptions {

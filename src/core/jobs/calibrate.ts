@@ -19,7 +19,7 @@
  */
 import { basename, join } from 'node:path';
 import { SafetensorsWriter, TensorSpec } from '../safetensors/writer';
-import { blockModuleNames } from '../runtime/llama/graph';
+import { blockModuleNames, blockModules } from '../runtime/llama/graph';
 import { calibrationMetadata } from '../runtime/dataset';
 import type { DeviceKind, DevicePreference } from '../runtime/device';
 import { checkCancelled } from './jobErrors';
@@ -90,10 +90,8 @@ async function calibrateLocked(options: CalibrationJobOptions, opened: OpenedMod
     // The statistics file's layout is known before any work: tensors are written block by block in this order.
     const specs: TensorSpec[] = [];
     const shared: Record<string, string> = {};
-    const inFeatures = (module: string) => (/\.o_proj$/.test(module) ? c.numHeads * c.headDim : /\.down_proj$/.test(module) ? c.intermediateSize : c.hiddenSize);
     for (let l = 0; l < c.numLayers; l++) {
-      for (const m of blockModuleNames(c, l)) {
-        const K = inFeatures(m);
+      for (const { name: m, in: K } of blockModules(c, l)) {
         specs.push({ name: `${m}.input_absmax`, dtype: 'F32', shape: [] }, { name: `${m}.input_channel_absmax`, dtype: 'F32', shape: [K] });
         if (!options.hessians) continue;
         const owner = sharedInputOwner(m);

@@ -18,7 +18,7 @@
  * + one block's graph and Hessians + the block's dequantized written weights (float32).
  */
 import type { DecoderModel } from '../runtime/llama/graph';
-import { blockModuleNames } from '../runtime/llama/graph';
+import { blockModuleNames, blockModules } from '../runtime/llama/graph';
 import { calibrationMetadata } from '../runtime/dataset';
 import { layerOutputError } from '../inspect/outputError';
 import { BlockPipeline, BlockPipelineOptions, BlockStatistics, sharedInputOwner } from './blockPipeline';
@@ -72,9 +72,9 @@ export class SequentialCalibration implements BlockwiseCalibration {
   ) {
     const c = pipeline.model.config;
     for (let l = 0; l < c.numLayers; l++) {
-      for (const m of blockModuleNames(c, l)) {
-        this.blocks.set(m, l);
-        this.inFeatures.set(m, /\.o_proj$/.test(m) ? c.numHeads * c.headDim : /\.down_proj$/.test(m) ? c.intermediateSize : c.hiddenSize);
+      for (const m of blockModules(c, l)) {
+        this.blocks.set(m.name, l);
+        this.inFeatures.set(m.name, m.in);
       }
     }
   }

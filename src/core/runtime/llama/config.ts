@@ -1,8 +1,9 @@
 /**
  * The decoder graph's configuration, read from config.json: Llama 2 / 3 / 3.1 / 3.2, Mistral and Qwen2
- * (which differ only in fields: GQA head counts, head_dim, rope variant, q/k/v biases, tied embeddings).
- * Anything the graph cannot represent is refused here with the field that says so, before any file is
- * written.
+ * (which differ only in fields: GQA head counts, head_dim, rope variant, q/k/v biases, tied embeddings), and
+ * the mixture-of-experts Mixtral and Qwen2-MoE (the same attention; the MLP of a sparse layer is a router and
+ * experts, moe.ts). Anything the graph cannot represent is refused here with the field that says so, before
+ * any file is written.
  */
 
 export class ModelConfigError extends Error {
@@ -27,9 +28,35 @@ export interface RopeConfig {
   readonly originalMaxPositionEmbeddings?: number;
 }
 
+/** How a model names the modules of a sparse MLP (checkpoint/moe.ts lists the namings it recognises). */
+export interface MoeNaming {
+  /** `block_sparse_moe` (Mixtral) or `mlp` (Qwen2-MoE; Mixtral as newer savers write it). */
+  readonly container: 'block_sparse_moe' | 'mlp';
+  /** Expert projections: w1 / w3 / w2 (Mixtral) or gate_proj / up_proj / down_proj. */
+  readonly gate: string;
+  readonly up: string;
+  readonly down: string;
+}
+
+/** The sparse MLP of a mixture-of-experts decoder (transformers' MixtralSparseMoeBlock, Qwen2MoeSparseMoeBlock). */
+export interface MoeDecoderConfig {
+  readonly experts: number;
+  /** Experts each token is routed to (num_experts_per_tok). */
+  readonly perToken: number;
+  /** The k routing weights are divided by their sum (Mixtral always; Qwen2-MoE when norm_topk_prob). */
+  readonly normalizeTopK: boolean;
+  /** Intermediate size of a routed expert. */
+  readonly expertIntermediateSize: number;
+  /** Qwen2-MoE's shared expert (gated by sigmoid(shared_expert_gate · x)): its intermediate size. */
+  readonly sharedExpertIntermediateSize?: number;
+  /** Per layer: true = sparse MLP, false = dense MLP of intermediate_size (Qwen2-MoE mlp_only_layers, decoder_sparse_step). */
+  readonly sparseLayers: readonly boolean[];
+  readonly naming: MoeNaming;
+}
+
 export interface DecoderConfig {
   readonly architecture: string;
-  readonly modelType: 'llama' | 'mistral' | 'qwen2';
+  readonly modelType: 'llama' | 'mistral' | 'qwen2' | 'mixtral' | 'qwen2_moe';
   readonly hiddenSize: number;
   readonly intermediateSize: number;
   readonly numLayers: number;
@@ -49,13 +76,20 @@ export interface DecoderConfig {
   readonly mlpBias: boolean;
   /** Mistral / Qwen2 sliding window (tokens), when one applies to every layer. */
   readonly slidingWindow?: number;
+  /** Mixture of experts (Mixtral, Qwen2-MoE); undefined for a dense model. */
+  readonly moe?: MoeDecoderConfig;
 }
 
 const SUPPORTED: Record<string, DecoderConfig['modelType']> = {
   LlamaForCausalLM: 'llama',
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
+  MixtralForCausalLM: 'mixtral',
+  Qwen2MoeForCausalLM: 'qwen2_moe',
 };
+
+export const MIXTRAL_NAMING: MoeNaming = { container: 'block_sparse_moe', gate: 'w1', up: 'w3', down: 'w2' };
+export const MLP_EXPERT_NAMING: MoeNaming = { container: 'mlp', gate: 'gate_proj', up: 'up_proj', down: 'down_proj' };
 
 function positiveInt(raw: Record<string, unknown>, field: string, fallback?: number): number {
   const value = raw[field] ?? fallback;
@@ -135,20 +169,22 @@ export function parseDecoderConfig(raw: Record<string, unknown>): DecoderConfig 
   const maxPositionEmbeddings = positiveInt(raw, 'max_position_embeddings', 2048);
 
   let slidingWindow: number | undefined;
-  const useSliding = known === 'qwen2' ? raw.use_sliding_window === true : true;
+  const qwen = known === 'qwen2' || known === 'qwen2_moe';
+  const useSliding = qwen ? raw.use_sliding_window === true : true;
   if (useSliding && typeof raw.sliding_window === 'number' && raw.sliding_window > 0 && raw.sliding_window < maxPositionEmbeddings) {
-    if (known === 'qwen2' && typeof raw.max_window_layers === 'number' && raw.max_window_layers < positiveInt(raw, 'num_hidden_layers')) {
+    if (qwen && typeof raw.max_window_layers === 'number' && raw.max_window_layers < positiveInt(raw, 'num_hidden_layers')) {
       throw new ModelConfigError('max_window_layers', `a sliding window on only some layers (${raw.max_window_layers} of ${raw.num_hidden_layers}) is not supported`);
     }
     slidingWindow = raw.sliding_window;
   }
   const attentionBias = raw.attention_bias === true;
+  const numLayers = positiveInt(raw, 'num_hidden_layers');
   return {
     architecture: architecture!,
     modelType: known,
     hiddenSize,
     intermediateSize: positiveInt(raw, 'intermediate_size'),
-    numLayers: positiveInt(raw, 'num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -157,10 +193,44 @@ export function parseDecoderConfig(raw: Record<string, unknown>): DecoderConfig 
     rope: parseRope(raw, headDim, maxPositionEmbeddings),
     maxPositionEmbeddings,
     tieWordEmbeddings: raw.tie_word_embeddings === true,
-    qkvBias: known === 'qwen2' || attentionBias,
-    oBias: known !== 'qwen2' && attentionBias,
+    qkvBias: qwen || attentionBias,
+    oBias: !qwen && attentionBias,
     mlpBias: raw.mlp_bias === true,
     slidingWindow,
+    ...(known === 'mixtral' || known === 'qwen2_moe' ? { moe: parseMoe(raw, known, numLayers) } : {}),
+  };
+}
+
+/**
+ * The sparse MLP's fields, with the defaults of transformers' MixtralConfig / Qwen2MoeConfig (what
+ * from_pretrained uses for a field config.json leaves out).
+ */
+function parseMoe(raw: Record<string, unknown>, modelType: 'mixtral' | 'qwen2_moe', numLayers: number): MoeDecoderConfig {
+  const mixtral = modelType === 'mixtral';
+  const expertsField = mixtral ? 'num_local_experts' : 'num_experts';
+  const experts = positiveInt(raw, expertsField, mixtral ? 8 : 60);
+  const perToken = positiveInt(raw, 'num_experts_per_tok', mixtral ? 2 : 4);
+  if (perToken > experts) throw new ModelConfigError('num_experts_per_tok', `${perToken} is more than the ${experts} experts (${expertsField})`);
+  if (mixtral) {
+    return { experts, perToken, normalizeTopK: true, expertIntermediateSize: positiveInt(raw, 'intermediate_size'), sparseLayers: new Array<boolean>(numLayers).fill(true), naming: MIXTRAL_NAMING };
+  }
+  const step = positiveInt(raw, 'decoder_sparse_step', 1);
+  const mlpOnly = raw.mlp_only_layers ?? [];
+  if (!Array.isArray(mlpOnly) || mlpOnly.some((l) => typeof l !== 'number' || !Number.isSafeInteger(l) || l < 0 || l >= numLayers)) {
+    throw new ModelConfigError('mlp_only_layers', `must be a list of layer indices below num_hidden_layers ${numLayers}, found ${JSON.stringify(mlpOnly)}`);
+  }
+  const norm = raw.norm_topk_prob ?? false;
+  if (typeof norm !== 'boolean') throw new ModelConfigError('norm_topk_prob', `must be true or false, found ${JSON.stringify(norm)}`);
+  // Qwen2MoeDecoderLayer: sparse when not in mlp_only_layers and (layer_idx + 1) % decoder_sparse_step == 0.
+  const sparseLayers = Array.from({ length: numLayers }, (_, l) => !(mlpOnly as number[]).includes(l) && (l + 1) % step === 0);
+  return {
+    experts,
+    perToken,
+    normalizeTopK: norm,
+    expertIntermediateSize: positiveInt(raw, 'moe_intermediate_size', 1408),
+    sharedExpertIntermediateSize: positiveInt(raw, 'shared_expert_intermediate_size', 5632),
+    sparseLayers,
+    naming: MLP_EXPERT_NAMING,
   };
 }
 

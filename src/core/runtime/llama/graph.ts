@@ -15,7 +15,7 @@
  * Both use the same block code: RMSNorm (SimplifiedLayerNormalization), q/k/v projections (linear.ts, so
  * quantized checkpoints run from their stored form), attention (attention.ts: com.microsoft.GroupQueryAttention
  * with do_rotary=1 on the CPU and CUDA, the same from plain ops on WebGPU) with cos/sin caches computed in float64
- * from the rope config, o_proj, residual, RMSNorm, SwiGLU MLP, residual.
+ * from the rope config, o_proj, residual, RMSNorm, the MLP (moe.ts: SwiGLU, or a router and experts), residual.
  */
 import { DataType, GraphBuilder, attr } from '../onnx/builder';
 import { decodeToFloat32, encodeFromFloat32 } from '../../dtypes/convert';
@@ -24,7 +24,8 @@ import { ModelConfigResult, readModelConfig } from '../../checkpoint/config';
 import type { LayerMap, LinearModule } from '../../checkpoint/scheme';
 import { modelLayerMap } from '../../checkpoint/summary';
 import type { GptqCheckpointFormat } from '../../quant/gptqFormat';
-import { DecoderConfig, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
+import { DecoderConfig, MLP_EXPERT_NAMING, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
+import { BlockLinear, Tapper, emitMlp, mlpLinears, mlpModules } from './moe';
 import { AttentionForm, AttentionInputs, attentionFormFor, attentionInputs, emitAttention } from './attention';
 import { Fp8WeightMode, GraphTarget, Int8Kernel, LinearEmitContext, int4AccuracyLevelFor, int8KernelFor, defaultFp8Weights, emitLinear, floatInitializer, linearKind, LinearKind, matMulTransA, matMulTransB } from './linear';
 
@@ -114,7 +115,28 @@ export function decoderModelOf(folder: string, configResult: ModelConfigResult, 
   const errors = checkpoint.problems.filter((p) => p.severity === 'error');
   if (errors.length > 0) throw new GraphBuildError(`${folder}: the checkpoint is damaged: ${errors[0]!.message}${errors.length > 1 ? ` (and ${errors.length - 1} more problems)` : ''}`);
   const modules = new Map(layerMap.modules.map((m) => [m.name, m]));
-  return { folder, raw, config, checkpoint, layerMap, modules, gptqFormat: layerMap.scheme.gptq?.checkpointFormat };
+  return { folder, raw, config: withCheckpointNaming(folder, config, checkpoint, modules), checkpoint, layerMap, modules, gptqFormat: layerMap.scheme.gptq?.checkpointFormat };
+}
+
+/** A tensor holding all experts of a layer in one 3-D array (gpt-oss; transformers 5 as it fuses Mixtral's experts). */
+const FUSED_EXPERTS_TENSOR = /^model\.layers\.\d+\.(?:mlp|block_sparse_moe)\.experts\.(?:gate_up_proj|gate_proj|up_proj|down_proj)(?:_blocks)?$/;
+
+/**
+ * The expert naming the checkpoint uses: Mixtral's `block_sparse_moe.experts.E.w1` or the `mlp.experts.E.gate_proj`
+ * that newer savers (and llm-compressor's linearized experts) write. Experts fused in 3-D tensors are refused here,
+ * naming the tensor: the graph runs one linear per expert.
+ */
+function withCheckpointNaming(folder: string, config: DecoderConfig, checkpoint: Checkpoint, modules: ReadonlyMap<string, LinearModule>): DecoderConfig {
+  if (!config.moe) return config;
+  const fused = checkpoint.tensors.find((t) => FUSED_EXPERTS_TENSOR.test(t.name.replace(/\.weight$/, '')) && t.shape.length >= 3);
+  if (fused) {
+    throw new GraphBuildError(`${folder}: tensor ${fused.name} [${fused.shape.join(', ')}] holds the experts of a layer fused in one tensor; the runtime runs one linear per expert (model.layers.N.mlp.experts.E.gate_proj …), as llm-compressor saves them: quantize the checkpoint (the quantize job writes per-expert linears) or save it with per-expert weights`);
+  }
+  const layer = config.moe.sparseLayers.indexOf(true);
+  if (layer < 0 || config.moe.naming === MLP_EXPERT_NAMING) return config;
+  const has = (naming: typeof MLP_EXPERT_NAMING) => modules.has(`model.layers.${layer}.${naming.container}.experts.0.${naming.gate}`);
+  if (!has(config.moe.naming) && has(MLP_EXPERT_NAMING)) return { ...config, moe: { ...config.moe, naming: MLP_EXPERT_NAMING } };
+  return config;
 }
 
 function requireTensor(model: DecoderModel, name: string, shape?: readonly number[]): void {
@@ -135,32 +157,28 @@ function moduleOf(model: DecoderModel, name: string, inFeatures: number, outFeat
   return module;
 }
 
-/** The seven projections of block `l`, with their (in, out) features. */
-function blockModules(config: DecoderConfig, l: number): { name: string; in: number; out: number }[] {
+/** The four attention projections of block `l`, with their (in, out) features. */
+function attentionModules(config: DecoderConfig, l: number): [BlockLinear, BlockLinear, BlockLinear, BlockLinear] {
   const H = config.hiddenSize;
   const q = config.numHeads * config.headDim;
   const kv = config.numKvHeads * config.headDim;
-  const I = config.intermediateSize;
   const p = `model.layers.${l}`;
   return [
     { name: `${p}.self_attn.q_proj`, in: H, out: q },
     { name: `${p}.self_attn.k_proj`, in: H, out: kv },
     { name: `${p}.self_attn.v_proj`, in: H, out: kv },
     { name: `${p}.self_attn.o_proj`, in: q, out: H },
-    { name: `${p}.mlp.gate_proj`, in: H, out: I },
-    { name: `${p}.mlp.up_proj`, in: H, out: I },
-    { name: `${p}.mlp.down_proj`, in: I, out: H },
   ];
+}
+
+/** Every linear of block `l` with its (in, out) features: attention, then the MLP's (a router and its experts in a sparse layer). */
+export function blockModules(config: DecoderConfig, l: number): BlockLinear[] {
+  return [...attentionModules(config, l), ...mlpLinears(mlpModules(config, l))];
 }
 
 /** Names of the linear modules of block `l` (for taps and Hessians). */
 export function blockModuleNames(config: DecoderConfig, l: number): string[] {
   return blockModules(config, l).map((m) => m.name);
-}
-
-interface Tapper {
-  /** Records statistics of `x` (the input of `modules`). */
-  tap(x: string, inFeatures: number, modules: readonly string[]): void;
 }
 
 function resolveMaxSequence(config: DecoderConfig, options: DecoderGraphOptions): number {
@@ -236,24 +254,19 @@ class BlockEmitter {
   async block(l: number, x: string, attention: AttentionInputs, past: { key: string; value: string } | undefined, tapper?: Tapper): Promise<{ out: string; presentKey: string; presentValue: string }> {
     const g = this.g;
     const c = this.model.config;
-    const [q, k, v, o, gate, up, down] = blockModules(c, l);
+    const [q, k, v, o] = attentionModules(c, l);
     const p = `model.layers.${l}`;
     const h = await this.rmsNorm(x, `${p}.input_layernorm.weight`);
-    tapper?.tap(h, c.hiddenSize, [q!.name, k!.name, v!.name]);
-    const qv = await this.linear(q!.name, q!.in, q!.out, h);
-    const kv = await this.linear(k!.name, k!.in, k!.out, h);
-    const vv = await this.linear(v!.name, v!.in, v!.out, h);
+    tapper?.tap(h, c.hiddenSize, [q.name, k.name, v.name]);
+    const qv = await this.linear(q.name, q.in, q.out, h);
+    const kv = await this.linear(k.name, k.in, k.out, h);
+    const vv = await this.linear(v.name, v.in, v.out, h);
     const { output: attn, presentKey, presentValue } = emitAttention(g, l, c, attention, qv, kv, vv, past);
-    tapper?.tap(attn, c.numHeads * c.headDim, [o!.name]);
-    const attnOut = await this.linear(o!.name, o!.in, o!.out, attn);
+    tapper?.tap(attn, c.numHeads * c.headDim, [o.name]);
+    const attnOut = await this.linear(o.name, o.in, o.out, attn);
     const mid = g.op('Add', [x, attnOut]);
     const h2 = await this.rmsNorm(mid, `${p}.post_attention_layernorm.weight`);
-    tapper?.tap(h2, c.hiddenSize, [gate!.name, up!.name]);
-    const gv = await this.linear(gate!.name, gate!.in, gate!.out, h2);
-    const uv = await this.linear(up!.name, up!.in, up!.out, h2);
-    const act = g.op('Mul', [g.op('Mul', [gv, g.op('Sigmoid', [gv])]), uv]);
-    tapper?.tap(act, c.intermediateSize, [down!.name]);
-    const mlpOut = await this.linear(down!.name, down!.in, down!.out, act);
+    const mlpOut = await emitMlp(this, mlpModules(c, l), h2, tapper);
     return { out: g.op('Add', [mid, mlpOut]), presentKey, presentValue };
   }
 }
