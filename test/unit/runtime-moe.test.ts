@@ -7,7 +7,8 @@
  *   expert, a dense layer (mlp_only_layers), norm_topk_prob and decoder_sparse_step;
  * - block statistics through the calibrate job (the block pipeline the one-pass GPTQ job shares): every
  *   linear's absmax and per-channel absmax, the MLP input's Hessian shared by the router and all experts'
- *   gate/up (computed once per layer), and each expert's down Hessian over all tokens, for every block;
+ *   gate/up (computed once per layer), and each expert's down Hessian over all tokens, for every block — on the
+ *   CPU and on WebGPU (SwiftShader; skipped where it is absent), where the routing must run on the GPU too;
  * - config.json and checkpoint errors that name what is wrong.
  */
 import assert from 'node:assert/strict';
@@ -26,6 +27,7 @@ import { TinyConfig, Weights, randomWeights, referenceForward, relativeError, ti
 import { routingMargin, tinyMixtralConfig, tinyQwen2MoeConfig } from '../helpers/moeReference';
 import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
 import { tempDir } from '../helpers/paths';
+import { swiftShaderMissing, useSwiftShader } from '../helpers/swiftShader';
 
 /** Mixtral's tensors renamed as newer savers write them: mlp.gate, mlp.experts.E.{gate,up,down}_proj. */
 function renamedToMlp(weights: Weights): Weights {
@@ -143,99 +145,124 @@ const RECORDS = [
   'Routers pick two experts per token, and the block output mixes their answers.',
 ];
 
-describe('runtime: calibration statistics of mixture-of-experts blocks (calibrate job) against float64', function () {
-  this.timeout(300_000);
-  let tmp: ReturnType<typeof tempDir>;
-  before(() => (tmp = tempDir()));
-  after(() => tmp.cleanup());
-
-  const base = tinyConfig({ vocab_size: 258, num_key_value_heads: 1, max_position_embeddings: 64 });
-  for (const [name, config] of [
-    ['Mixtral', tinyMixtralConfig(base)],
-    ['Qwen2-MoE (shared expert, one dense layer)', tinyQwen2MoeConfig(base)],
-  ] as const) {
-    it(`${name}: absmax, channel absmax and Hessians of every linear of every block; one MLP-input Hessian per layer`, async () => {
-      const weights = randomWeights(config, 41);
-      const model = join(tmp.path, config.model_type);
-      await writeTinyCheckpoint(model, config, weights);
-      writeTinyTokenizerFolder(model, { 'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>', pad_token: '</s>', add_bos_token: true } }, { bosPostProcessor: true });
-      const dataset = join(tmp.path, 'records.jsonl');
-      await fs.writeFile(dataset, RECORDS.map((text) => JSON.stringify({ text })).join('\n') + '\n');
-      const tokenizer = await ModelTokenizer.load(model);
-      const samples = (await loadCalibrationDataset(dataset, tokenizer, { samples: RECORDS.length, seqLen: 40 })).samples;
-      const longest = Math.max(...samples.map((s) => s.tokens));
-      const stats = join(tmp.path, `${config.model_type}.safetensors`);
-      const summary = await runCalibrationJob({ model, out: stats, dataset, samples: RECORDS.length, seqLen: 40, hessians: true, graphCacheDir: tmp.path, tokensPerRun: 2 * longest });
-      const n = samples.reduce((sum, s) => sum + s.tokens, 0);
-
-      const decoder = await openDecoderModel(model);
-      const modules = Array.from({ length: config.num_hidden_layers }, (_, l) => blockModules(decoder.config, l)).flat();
-      await decoder.checkpoint.close();
-      const owners = modules.filter((m) => sharedInputOwner(m.name) === m.name);
-      // Per sparse layer: q, o, the MLP input (router, experts' gate/up, shared expert) and each down; per dense layer: q, o, gate, down.
-      const sparseLayers = config.model_type === 'mixtral' ? 2 : 1;
-      const perSparse = 2 + 1 + 4 + (config.model_type === 'qwen2_moe' ? 1 : 0);
-      assert.equal(owners.length, sparseLayers * perSparse + (config.num_hidden_layers - sparseLayers) * 4);
-      assert.equal(summary.hessians, owners.length);
-      assert.equal(summary.layers, modules.length);
-
-      // The reference: each sample alone, every linear's input rows in float64 (every expert sees every token).
-      const channel = new Map<string, Float64Array>();
-      const xtx = new Map<string, Float64Array>();
-      for (const sample of samples) {
-        referenceForward(config, weights, Array.from(sample.inputIds.subarray(0, sample.tokens)), {
-          linearInput: (module, rows) => {
-            const K = rows[0]!.length;
-            const ch = channel.get(module) ?? new Float64Array(K);
-            const wantsHessian = sharedInputOwner(module) === module;
-            const h = xtx.get(module) ?? new Float64Array(wantsHessian ? K * K : 0);
-            for (const row of rows) {
-              for (let i = 0; i < K; i++) {
-                ch[i] = Math.max(ch[i]!, Math.abs(row[i]!));
-                if (wantsHessian) for (let j = 0; j < K; j++) h[i * K + j]! += row[i]! * row[j]!;
-              }
-            }
-            channel.set(module, ch);
-            xtx.set(module, h);
-          },
-        });
+for (const device of ['cpu', 'webgpu'] as const) {
+  describe(`runtime: calibration statistics of mixture-of-experts blocks (calibrate job on ${device}) against float64`, function () {
+    this.timeout(300_000);
+    let tmp: ReturnType<typeof tempDir>;
+    let restore: (() => void) | undefined;
+    before(function () {
+      const missing = device === 'webgpu' ? swiftShaderMissing() : undefined;
+      if (missing) {
+        console.log(`      skipped: ${missing}`);
+        this.skip();
       }
-
-      const file = await Checkpoint.open(stats);
-      const read = async (tensor: string) => decodeToFloat64(file.tensor(tensor).dtype, await file.readTensorBytes(tensor));
-      try {
-        const shared = JSON.parse(String(file.metadata['quantlens.shared_inputs'] ?? '{}')) as Record<string, string>;
-        for (const m of modules) {
-          const wantChannel = channel.get(m.name)!;
-          const wantMax = Math.max(...wantChannel);
-          const gotMax = (await read(`${m.name}.input_absmax`))[0]!;
-          assert.ok(Math.abs(gotMax - wantMax) <= 1e-5 * wantMax, `${m.name} absmax ${gotMax} vs ${wantMax}`);
-          const gotChannel = await read(`${m.name}.input_channel_absmax`);
-          for (let i = 0; i < wantChannel.length; i++) assert.ok(Math.abs(gotChannel[i]! - wantChannel[i]!) <= 1e-5 * wantMax, `${m.name} channel ${i}`);
-          const owner = sharedInputOwner(m.name);
-          if (owner !== m.name) {
-            assert.equal(shared[m.name], owner);
-            assert.ok(!file.has(`${m.name}.hessian`), `${m.name} has no Hessian of its own`);
-            continue;
-          }
-          const hessian = await read(`${m.name}.hessian`);
-          const want = xtx.get(m.name)!;
-          let diff = 0;
-          let norm = 0;
-          for (let k = 0; k < want.length; k++) {
-            const w = (2 / n) * want[k]!;
-            diff += (hessian[k]! - w) ** 2;
-            norm += w ** 2;
-          }
-          assert.ok(Math.sqrt(diff / norm) < 1e-5, `${m.name} Hessian relative error ${Math.sqrt(diff / norm)}`);
-        }
-        // Every expert's gate and up (w1, w3) share the router's input Hessian.
-        const container = config.model_type === 'mixtral' ? 'model.layers.0.block_sparse_moe' : 'model.layers.0.mlp';
-        const leaves = config.model_type === 'mixtral' ? ['w1', 'w3'] : ['gate_proj', 'up_proj'];
-        for (let e = 0; e < 4; e++) for (const leaf of leaves) assert.equal(shared[`${container}.experts.${e}.${leaf}`], `${container}.gate`);
-      } finally {
-        await file.close();
-      }
+      tmp = tempDir();
+      if (device === 'webgpu') restore = useSwiftShader(tmp.path);
     });
-  }
-});
+    after(() => {
+      restore?.();
+      tmp?.cleanup();
+    });
+
+    const base = tinyConfig({ vocab_size: 258, num_key_value_heads: 1, max_position_embeddings: 64 });
+    for (const [name, config] of [
+      ['Mixtral', tinyMixtralConfig(base)],
+      ['Qwen2-MoE (shared expert, one dense layer)', tinyQwen2MoeConfig(base)],
+    ] as const) {
+      it(`${name}: absmax, channel absmax and Hessians of every linear of every block; one MLP-input Hessian per layer`, async () => {
+        const weights = randomWeights(config, 41);
+        const model = join(tmp.path, config.model_type);
+        await writeTinyCheckpoint(model, config, weights);
+        writeTinyTokenizerFolder(model, { 'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>', pad_token: '</s>', add_bos_token: true } }, { bosPostProcessor: true });
+        const dataset = join(tmp.path, 'records.jsonl');
+        await fs.writeFile(dataset, RECORDS.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+        const tokenizer = await ModelTokenizer.load(model);
+        const samples = (await loadCalibrationDataset(dataset, tokenizer, { samples: RECORDS.length, seqLen: 40 })).samples;
+        const longest = Math.max(...samples.map((s) => s.tokens));
+        const stats = join(tmp.path, `${config.model_type}.safetensors`);
+        const log: string[] = [];
+        const summary = await runCalibrationJob({ model, out: stats, dataset, samples: RECORDS.length, seqLen: 40, hessians: true, graphCacheDir: tmp.path, tokensPerRun: 2 * longest, device, log: (line) => log.push(line) });
+        assert.equal(summary.device, device);
+        const n = samples.reduce((sum, s) => sum + s.tokens, 0);
+
+        const decoder = await openDecoderModel(model);
+        const modules = Array.from({ length: config.num_hidden_layers }, (_, l) => blockModules(decoder.config, l)).flat();
+        await decoder.checkpoint.close();
+        const owners = modules.filter((m) => sharedInputOwner(m.name) === m.name);
+        // Per sparse layer: q, o, the MLP input (router, experts' gate/up, shared expert) and each down; per dense layer: q, o, gate, down.
+        const sparseLayers = config.model_type === 'mixtral' ? 2 : 1;
+        const perSparse = 2 + 1 + 4 + (config.model_type === 'qwen2_moe' ? 1 : 0);
+        assert.equal(owners.length, sparseLayers * perSparse + (config.num_hidden_layers - sparseLayers) * 4);
+        assert.equal(summary.hessians, owners.length);
+        assert.equal(summary.layers, modules.length);
+
+        // The reference: each sample alone, every linear's input rows in float64 (every expert sees every token).
+        const channel = new Map<string, Float64Array>();
+        const xtx = new Map<string, Float64Array>();
+        for (const sample of samples) {
+          referenceForward(config, weights, Array.from(sample.inputIds.subarray(0, sample.tokens)), {
+            linearInput: (module, rows) => {
+              const K = rows[0]!.length;
+              const ch = channel.get(module) ?? new Float64Array(K);
+              const wantsHessian = sharedInputOwner(module) === module;
+              const h = xtx.get(module) ?? new Float64Array(wantsHessian ? K * K : 0);
+              for (const row of rows) {
+                for (let i = 0; i < K; i++) {
+                  ch[i] = Math.max(ch[i]!, Math.abs(row[i]!));
+                  if (wantsHessian) for (let j = 0; j < K; j++) h[i * K + j]! += row[i]! * row[j]!;
+                }
+              }
+              channel.set(module, ch);
+              xtx.set(module, h);
+            },
+          });
+        }
+
+        const file = await Checkpoint.open(stats);
+        const read = async (tensor: string) => decodeToFloat64(file.tensor(tensor).dtype, await file.readTensorBytes(tensor));
+        try {
+          const shared = JSON.parse(String(file.metadata['quantlens.shared_inputs'] ?? '{}')) as Record<string, string>;
+          for (const m of modules) {
+            const wantChannel = channel.get(m.name)!;
+            const wantMax = Math.max(...wantChannel);
+            const gotMax = (await read(`${m.name}.input_absmax`))[0]!;
+            assert.ok(Math.abs(gotMax - wantMax) <= 1e-5 * wantMax, `${m.name} absmax ${gotMax} vs ${wantMax}`);
+            const gotChannel = await read(`${m.name}.input_channel_absmax`);
+            for (let i = 0; i < wantChannel.length; i++) assert.ok(Math.abs(gotChannel[i]! - wantChannel[i]!) <= 1e-5 * wantMax, `${m.name} channel ${i}`);
+            const owner = sharedInputOwner(m.name);
+            if (owner !== m.name) {
+              assert.equal(shared[m.name], owner);
+              assert.ok(!file.has(`${m.name}.hessian`), `${m.name} has no Hessian of its own`);
+              continue;
+            }
+            const hessian = await read(`${m.name}.hessian`);
+            const want = xtx.get(m.name)!;
+            let diff = 0;
+            let norm = 0;
+            for (let k = 0; k < want.length; k++) {
+              const w = (2 / n) * want[k]!;
+              diff += (hessian[k]! - w) ** 2;
+              norm += w ** 2;
+            }
+            assert.ok(Math.sqrt(diff / norm) < 1e-5, `${m.name} Hessian relative error ${Math.sqrt(diff / norm)}`);
+          }
+          // Every expert's gate and up (w1, w3) share the router's input Hessian.
+          const container = config.model_type === 'mixtral' ? 'model.layers.0.block_sparse_moe' : 'model.layers.0.mlp';
+          const leaves = config.model_type === 'mixtral' ? ['w1', 'w3'] : ['gate_proj', 'up_proj'];
+          for (let e = 0; e < 4; e++) for (const leaf of leaves) assert.equal(shared[`${container}.experts.${e}.${leaf}`], `${container}.gate`);
+        } finally {
+          await file.close();
+        }
+        // On WebGPU the routing (Softmax, the rank comparisons, ReduceSum) runs on the GPU with the experts.
+        if (device === 'webgpu') {
+          // The routing (Softmax, the rank comparisons and sums, the per-expert Slice) runs on the GPU with the
+          // experts; what onnxruntime keeps on the CPU is the attention mask's shape arithmetic, as in a dense block.
+          const placement = log.find((line) => /^session runs on WebGpuExecutionProvider/.test(line));
+          assert.ok(placement, log.join('\n'));
+          const onCpu = (/on the CPU: \d+ nodes \((.*)\)$/.exec(placement)?.[1] ?? '').split(', ').map((op) => op.replace(/ ×\d+$/, ''));
+          assert.deepEqual(onCpu.filter((op) => ['Softmax', 'Greater', 'Equal', 'Less', 'ReduceSum', 'Slice', 'Div', 'Mul', 'Sigmoid', 'Add'].includes(op)), [], placement);
+        }
+      });
+    }
+  });
+}
