@@ -54,6 +54,8 @@ export function tinyConfig(overrides: Partial<TinyConfig> = {}): TinyConfig {
 }
 
 const headDimOf = (c: TinyConfig) => c.head_dim ?? c.hidden_size / c.num_attention_heads;
+/** Qwen3 and Qwen3-MoE normalise every query and key head (q_norm, k_norm over head_dim) before the rotary embedding. */
+const hasQkNorm = (c: TinyConfig) => c.model_type === 'qwen3' || c.model_type === 'qwen3_moe';
 
 /** Random weights for `config` (values in float32 precision so the file holds them exactly). */
 export function randomWeights(config: TinyConfig, seed: number): Weights {
@@ -80,6 +82,10 @@ export function randomWeights(config: TinyConfig, seed: number): Weights {
     add(`${p}.self_attn.k_proj.weight`, [kv, H], 1 / Math.sqrt(H) * 1.5);
     add(`${p}.self_attn.v_proj.weight`, [kv, H], 1 / Math.sqrt(H));
     add(`${p}.self_attn.o_proj.weight`, [H, q], 1 / Math.sqrt(q));
+    if (hasQkNorm(config)) {
+      add(`${p}.self_attn.q_norm.weight`, [D], 0.2, 1);
+      add(`${p}.self_attn.k_norm.weight`, [D], 0.2, 1);
+    }
     if (qkvBias) {
       add(`${p}.self_attn.q_proj.bias`, [q], 0.3);
       add(`${p}.self_attn.k_proj.bias`, [kv], 0.3);
@@ -204,8 +210,20 @@ export function referenceForward(config: TinyConfig, weights: Weights, tokens: r
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const p = `model.layers.${l}`;
     const h = rmsNorm(x, w(`${p}.input_layernorm.weight`));
-    const q = linear(`${p}.self_attn.q_proj`, h, nHeads * D).map((v, t) => rope(v, nHeads, t));
-    const k = linear(`${p}.self_attn.k_proj`, h, nKv * D).map((v, t) => rope(v, nKv, t));
+    const headNorm = (vec: Float64Array, heads: number, weight: string) => {
+      if (!hasQkNorm(config)) return vec;
+      const g = w(weight);
+      const out = new Float64Array(vec.length);
+      for (let head = 0; head < heads; head++) {
+        let ss = 0;
+        for (let d = 0; d < D; d++) ss += vec[head * D + d]! ** 2;
+        const inv = 1 / Math.sqrt(ss / D + config.rms_norm_eps);
+        for (let d = 0; d < D; d++) out[head * D + d] = vec[head * D + d]! * inv * g[d]!;
+      }
+      return out;
+    };
+    const q = linear(`${p}.self_attn.q_proj`, h, nHeads * D).map((v, t) => rope(headNorm(v, nHeads, `${p}.self_attn.q_norm.weight`), nHeads, t));
+    const k = linear(`${p}.self_attn.k_proj`, h, nKv * D).map((v, t) => rope(headNorm(v, nKv, `${p}.self_attn.k_norm.weight`), nKv, t));
     const v = linear(`${p}.self_attn.v_proj`, h, nKv * D);
     const attn = q.map((qt, t) => {
       const out = new Float64Array(nHeads * D);

@@ -1,8 +1,8 @@
 /**
- * The float64 reference of a mixture-of-experts MLP (Mixtral, Qwen2-MoE), written from transformers'
- * MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock, sharing nothing with src/core/runtime: router logits,
+ * The float64 reference of a mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE), written from transformers'
+ * MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock, sharing nothing with src/core/runtime: router logits,
  * softmax over the experts, the top-k experts of each token by sorting (ties to the lower index), their weights
- * renormalised (Mixtral; Qwen2-MoE when norm_topk_prob), Σ_k w · expert(x) over the routed experts only, plus
+ * renormalised (Mixtral; Qwen2-MoE and Qwen3-MoE when norm_topk_prob), Σ_k w · expert(x) over the routed experts only, plus
  * Qwen2-MoE's sigmoid-gated shared expert. Every expert also runs on every token, through the same `linear`
  * (so hooks see each expert's input over all tokens, as llm-compressor's calibrate_all_experts calibrates);
  * only the routed ones reach the output.
@@ -43,7 +43,24 @@ interface MoeShape {
   names: [string, string, string];
 }
 
-const isMoe = (c: TinyConfig) => c.model_type === 'mixtral' || c.model_type === 'qwen2_moe';
+const isMoe = (c: TinyConfig) => c.model_type === 'mixtral' || c.model_type === 'qwen2_moe' || c.model_type === 'qwen3_moe';
+
+/** A tiny Qwen3-MoE: 4 experts, 2 per token, renormalised, no shared expert, layer 0 dense (mlp_only_layers). */
+export function tinyQwen3MoeConfig(base: TinyConfig, overrides: Partial<TinyConfig> = {}): TinyConfig {
+  return {
+    ...base,
+    architectures: ['Qwen3MoeForCausalLM'],
+    model_type: 'qwen3_moe',
+    head_dim: 32,
+    num_experts: 4,
+    num_experts_per_tok: 2,
+    moe_intermediate_size: base.intermediate_size / 2,
+    norm_topk_prob: true,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [0],
+    ...overrides,
+  };
+}
 
 /** The sparse MLP of layer `l` as config.json describes it, or undefined for a dense layer. */
 export function moeShape(config: TinyConfig, l: number, weights?: Weights): MoeShape | undefined {
@@ -69,7 +86,7 @@ export function moeShape(config: TinyConfig, l: number, weights?: Weights): MoeS
     perToken: config.num_experts_per_tok as number,
     normalize: config.norm_topk_prob === true,
     expertSize: config.moe_intermediate_size as number,
-    sharedSize: config.shared_expert_intermediate_size as number,
+    ...(config.model_type === 'qwen2_moe' ? { sharedSize: config.shared_expert_intermediate_size as number } : {}),
     container: `${p}.mlp`,
     names: ['gate_proj', 'up_proj', 'down_proj'],
   };

@@ -3,8 +3,9 @@
  * (test/helpers/moeReference.ts, written from transformers' MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock):
  *
  * - the decoder the chat runs (graph cache + OnnxCausalLM): full-model logits of a prefill and of each decode
- *   step with the KV cache equal the reference, for Mixtral (both namings), and Qwen2-MoE with its shared
- *   expert, a dense layer (mlp_only_layers), norm_topk_prob and decoder_sparse_step;
+ *   step with the KV cache equal the reference, for Mixtral (both namings), Qwen2-MoE with its shared
+ *   expert, a dense layer (mlp_only_layers), norm_topk_prob and decoder_sparse_step, and Qwen3-MoE and Qwen3
+ *   (q_norm / k_norm);
  * - block statistics through the calibrate job (the block pipeline the one-pass GPTQ job shares): every
  *   linear's absmax and per-channel absmax, the MLP input's Hessian shared by the router and all experts'
  *   gate/up (computed once per layer), and each expert's down Hessian over all tokens, for every block — on the
@@ -24,7 +25,7 @@ import { decodeToFloat64 } from '../../src/core/dtypes/convert';
 import { ModelTokenizer } from '../../src/core/runtime/tokenizer';
 import { loadCalibrationDataset } from '../../src/core/runtime/dataset';
 import { TinyConfig, Weights, randomWeights, referenceForward, relativeError, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
-import { routingMargin, tinyMixtralConfig, tinyQwen2MoeConfig } from '../helpers/moeReference';
+import { moeShape, routingMargin, tinyMixtralConfig, tinyQwen2MoeConfig, tinyQwen3MoeConfig } from '../helpers/moeReference';
 import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
 import { tempDir } from '../helpers/paths';
 import { swiftShaderMissing, useSwiftShader } from '../helpers/swiftShader';
@@ -42,7 +43,7 @@ function renamedToMlp(weights: Weights): Weights {
 
 const TOLERANCE = 1e-4;
 
-describe('runtime: mixture-of-experts decoders (Mixtral, Qwen2-MoE) against float64', function () {
+describe('runtime: mixture-of-experts decoders (Mixtral, Qwen2-MoE, Qwen3-MoE; Qwen3) against float64', function () {
   this.timeout(300_000);
   let tmp: ReturnType<typeof tempDir>;
   before(() => (tmp = tempDir()));
@@ -54,6 +55,8 @@ describe('runtime: mixture-of-experts decoders (Mixtral, Qwen2-MoE) against floa
     { name: 'Mixtral as newer savers name it (mlp.experts.E.gate_proj …)', config: tinyMixtralConfig(base), seed: 32, rename: true },
     { name: 'Qwen2-MoE: shared expert, layer 1 dense (mlp_only_layers), no renormalisation', config: tinyQwen2MoeConfig(base), seed: 33 },
     { name: 'Qwen2-MoE: norm_topk_prob, decoder_sparse_step 2 (layers 0 and 2 dense)', config: tinyQwen2MoeConfig(base, { num_hidden_layers: 3, norm_topk_prob: true, mlp_only_layers: [], decoder_sparse_step: 2 }), seed: 34 },
+    { name: 'Qwen3-MoE: q_norm/k_norm, head_dim 32 ≠ hidden/heads, norm_topk_prob, layer 0 dense', config: tinyQwen3MoeConfig(base), seed: 35 },
+    { name: 'Qwen3 (dense): q_norm/k_norm before the rotary embedding, no q/k/v bias', config: { ...base, architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', head_dim: 32 }, seed: 36 },
   ];
   for (const { name, config, seed, rename } of cases) {
     it(`${name}: prefill and every decode step with the KV cache equal the float64 reference`, async () => {
@@ -63,8 +66,9 @@ describe('runtime: mixture-of-experts decoders (Mixtral, Qwen2-MoE) against floa
       const built = await buildDecoderGraph(folder, join(tmp.path, 'cache'), { maxSequenceLength: 64 });
       // Every expert of every sparse layer is a linear of the graph.
       const experts = Object.keys(built.info.linearKinds).filter((m) => /\.experts\.\d+\./.test(m));
-      const sparse = config.model_type === 'mixtral' ? config.num_hidden_layers : 1;
+      const sparse = Array.from({ length: config.num_hidden_layers }, (_, l) => moeShape(config, l)).filter((shape) => shape !== undefined).length;
       assert.equal(experts.length, sparse * 4 * 3);
+      if (config.model_type.startsWith('qwen3')) assert.ok(weights.has('model.layers.0.self_attn.q_norm.weight') && !weights.has('model.layers.0.self_attn.q_proj.bias'));
       const model = await OnnxCausalLM.load(built.modelPath, { intraOpNumThreads: 1, maxPositions: built.info.maxSequenceLength });
       try {
         const tokens = [4, 8, 15, 16, 23, 42, 7, 1, 33, 59, 0, 12];
@@ -168,6 +172,7 @@ for (const device of ['cpu', 'webgpu'] as const) {
     for (const [name, config] of [
       ['Mixtral', tinyMixtralConfig(base)],
       ['Qwen2-MoE (shared expert, one dense layer)', tinyQwen2MoeConfig(base)],
+      ['Qwen3-MoE (q_norm/k_norm, one dense layer)', tinyQwen3MoeConfig(base)],
     ] as const) {
       it(`${name}: absmax, channel absmax and Hessians of every linear of every block; one MLP-input Hessian per layer`, async () => {
         const weights = randomWeights(config, 41);
@@ -190,7 +195,8 @@ for (const device of ['cpu', 'webgpu'] as const) {
         await decoder.checkpoint.close();
         const owners = modules.filter((m) => sharedInputOwner(m.name) === m.name);
         // Per sparse layer: q, o, the MLP input (router, experts' gate/up, shared expert) and each down; per dense layer: q, o, gate, down.
-        const sparseLayers = config.model_type === 'mixtral' ? 2 : 1;
+        const sparse = Array.from({ length: config.num_hidden_layers }, (_, l) => l).filter((l) => moeShape(config, l) !== undefined);
+        const sparseLayers = sparse.length;
         const perSparse = 2 + 1 + 4 + (config.model_type === 'qwen2_moe' ? 1 : 0);
         assert.equal(owners.length, sparseLayers * perSparse + (config.num_hidden_layers - sparseLayers) * 4);
         assert.equal(summary.hessians, owners.length);
@@ -247,7 +253,7 @@ for (const device of ['cpu', 'webgpu'] as const) {
             assert.ok(Math.sqrt(diff / norm) < 1e-5, `${m.name} Hessian relative error ${Math.sqrt(diff / norm)}`);
           }
           // Every expert's gate and up (w1, w3) share the router's input Hessian.
-          const container = config.model_type === 'mixtral' ? 'model.layers.0.block_sparse_moe' : 'model.layers.0.mlp';
+          const container = `model.layers.${sparse[0]}.${config.model_type === 'mixtral' ? 'block_sparse_moe' : 'mlp'}`;
           const leaves = config.model_type === 'mixtral' ? ['w1', 'w3'] : ['gate_proj', 'up_proj'];
           for (let e = 0; e < 4; e++) for (const leaf of leaves) assert.equal(shared[`${container}.experts.${e}.${leaf}`], `${container}.gate`);
         } finally {

@@ -1,8 +1,8 @@
 /**
  * The decoder graph's configuration, read from config.json: Llama 2 / 3 / 3.1 / 3.2, Mistral and Qwen2
- * (which differ only in fields: GQA head counts, head_dim, rope variant, q/k/v biases, tied embeddings), and
- * the mixture-of-experts Mixtral and Qwen2-MoE (the same attention; the MLP of a sparse layer is a router and
- * experts, moe.ts). Anything the graph cannot represent is refused here with the field that says so, before
+ * (which differ only in fields: GQA head counts, head_dim, rope variant, q/k/v biases, tied embeddings), Qwen3
+ * (RMSNorm of each query and key head before the rotary embedding), and the mixture-of-experts Mixtral,
+ * Qwen2-MoE and Qwen3-MoE (the same attentions; the MLP of a sparse layer is a router and experts, moe.ts). Anything the graph cannot represent is refused here with the field that says so, before
  * any file is written.
  */
 
@@ -30,7 +30,7 @@ export interface RopeConfig {
 
 /** How a model names the modules of a sparse MLP (checkpoint/moe.ts lists the namings it recognises). */
 export interface MoeNaming {
-  /** `block_sparse_moe` (Mixtral) or `mlp` (Qwen2-MoE; Mixtral as newer savers write it). */
+  /** `block_sparse_moe` (Mixtral) or `mlp` (Qwen2-MoE, Qwen3-MoE; Mixtral as newer savers write it). */
   readonly container: 'block_sparse_moe' | 'mlp';
   /** Expert projections: w1 / w3 / w2 (Mixtral) or gate_proj / up_proj / down_proj. */
   readonly gate: string;
@@ -56,7 +56,7 @@ export interface MoeDecoderConfig {
 
 export interface DecoderConfig {
   readonly architecture: string;
-  readonly modelType: 'llama' | 'mistral' | 'qwen2' | 'mixtral' | 'qwen2_moe';
+  readonly modelType: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'mixtral' | 'qwen2_moe' | 'qwen3_moe';
   readonly hiddenSize: number;
   readonly intermediateSize: number;
   readonly numLayers: number;
@@ -74,6 +74,8 @@ export interface DecoderConfig {
   readonly oBias: boolean;
   /** MLP projections carry biases (Llama mlp_bias). */
   readonly mlpBias: boolean;
+  /** Qwen3: RMSNorm over head_dim of every query and key head (self_attn.q_norm / k_norm) before the rotary embedding. */
+  readonly qkNorm: boolean;
   /** Mistral / Qwen2 sliding window (tokens), when one applies to every layer. */
   readonly slidingWindow?: number;
   /** Mixture of experts (Mixtral, Qwen2-MoE); undefined for a dense model. */
@@ -84,8 +86,10 @@ const SUPPORTED: Record<string, DecoderConfig['modelType']> = {
   LlamaForCausalLM: 'llama',
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
+  Qwen3ForCausalLM: 'qwen3',
   MixtralForCausalLM: 'mixtral',
   Qwen2MoeForCausalLM: 'qwen2_moe',
+  Qwen3MoeForCausalLM: 'qwen3_moe',
 };
 
 export const MIXTRAL_NAMING: MoeNaming = { container: 'block_sparse_moe', gate: 'w1', up: 'w3', down: 'w2' };
@@ -163,13 +167,15 @@ export function parseDecoderConfig(raw: Record<string, unknown>): DecoderConfig 
   const numHeads = positiveInt(raw, 'num_attention_heads');
   const numKvHeads = positiveInt(raw, 'num_key_value_heads', numHeads);
   if (numHeads % numKvHeads !== 0) throw new ModelConfigError('num_key_value_heads', `${numKvHeads} does not divide num_attention_heads ${numHeads}`);
-  const headDim = raw.head_dim === undefined || raw.head_dim === null ? hiddenSize / numHeads : positiveInt(raw, 'head_dim');
+  const qwen3 = known === 'qwen3' || known === 'qwen3_moe';
+  // Qwen3Config's head_dim defaults to 128, not hidden_size / heads.
+  const headDim = raw.head_dim === undefined || raw.head_dim === null ? (qwen3 ? 128 : hiddenSize / numHeads) : positiveInt(raw, 'head_dim');
   if (!Number.isSafeInteger(headDim)) throw new ModelConfigError('num_attention_heads', `${numHeads} does not divide hidden_size ${hiddenSize} and there is no head_dim`);
   if (headDim % 2 !== 0) throw new ModelConfigError('head_dim', `${headDim} is odd; rotary embeddings need an even head size`);
   const maxPositionEmbeddings = positiveInt(raw, 'max_position_embeddings', 2048);
 
   let slidingWindow: number | undefined;
-  const qwen = known === 'qwen2' || known === 'qwen2_moe';
+  const qwen = known === 'qwen2' || known === 'qwen2_moe' || qwen3;
   const useSliding = qwen ? raw.use_sliding_window === true : true;
   if (useSliding && typeof raw.sliding_window === 'number' && raw.sliding_window > 0 && raw.sliding_window < maxPositionEmbeddings) {
     if (qwen && typeof raw.max_window_layers === 'number' && raw.max_window_layers < positiveInt(raw, 'num_hidden_layers')) {
@@ -193,23 +199,26 @@ export function parseDecoderConfig(raw: Record<string, unknown>): DecoderConfig 
     rope: parseRope(raw, headDim, maxPositionEmbeddings),
     maxPositionEmbeddings,
     tieWordEmbeddings: raw.tie_word_embeddings === true,
-    qkvBias: qwen || attentionBias,
-    oBias: !qwen && attentionBias,
+    // Qwen2 and Qwen2-MoE: q/k/v always carry a bias, o_proj never; Qwen3 follows attention_bias like Llama.
+    qkvBias: known === 'qwen2' || known === 'qwen2_moe' || attentionBias,
+    oBias: known !== 'qwen2' && known !== 'qwen2_moe' && attentionBias,
     mlpBias: raw.mlp_bias === true,
+    qkNorm: qwen3,
     slidingWindow,
-    ...(known === 'mixtral' || known === 'qwen2_moe' ? { moe: parseMoe(raw, known, numLayers) } : {}),
+    ...(known === 'mixtral' || known === 'qwen2_moe' || known === 'qwen3_moe' ? { moe: parseMoe(raw, known, numLayers) } : {}),
   };
 }
 
 /**
- * The sparse MLP's fields, with the defaults of transformers' MixtralConfig / Qwen2MoeConfig (what
- * from_pretrained uses for a field config.json leaves out).
+ * The sparse MLP's fields, with the defaults of transformers' MixtralConfig / Qwen2MoeConfig / Qwen3MoeConfig
+ * (what from_pretrained uses for a field config.json leaves out).
  */
-function parseMoe(raw: Record<string, unknown>, modelType: 'mixtral' | 'qwen2_moe', numLayers: number): MoeDecoderConfig {
+function parseMoe(raw: Record<string, unknown>, modelType: 'mixtral' | 'qwen2_moe' | 'qwen3_moe', numLayers: number): MoeDecoderConfig {
   const mixtral = modelType === 'mixtral';
   const expertsField = mixtral ? 'num_local_experts' : 'num_experts';
-  const experts = positiveInt(raw, expertsField, mixtral ? 8 : 60);
-  const perToken = positiveInt(raw, 'num_experts_per_tok', mixtral ? 2 : 4);
+  const qwen3 = modelType === 'qwen3_moe';
+  const experts = positiveInt(raw, expertsField, mixtral ? 8 : qwen3 ? 128 : 60);
+  const perToken = positiveInt(raw, 'num_experts_per_tok', mixtral ? 2 : qwen3 ? 8 : 4);
   if (perToken > experts) throw new ModelConfigError('num_experts_per_tok', `${perToken} is more than the ${experts} experts (${expertsField})`);
   if (mixtral) {
     return { experts, perToken, normalizeTopK: true, expertIntermediateSize: positiveInt(raw, 'intermediate_size'), sparseLayers: new Array<boolean>(numLayers).fill(true), naming: MIXTRAL_NAMING };
@@ -221,14 +230,15 @@ function parseMoe(raw: Record<string, unknown>, modelType: 'mixtral' | 'qwen2_mo
   }
   const norm = raw.norm_topk_prob ?? false;
   if (typeof norm !== 'boolean') throw new ModelConfigError('norm_topk_prob', `must be true or false, found ${JSON.stringify(norm)}`);
-  // Qwen2MoeDecoderLayer: sparse when not in mlp_only_layers and (layer_idx + 1) % decoder_sparse_step == 0.
+  // Qwen2MoeDecoderLayer, Qwen3MoeDecoderLayer: sparse when not in mlp_only_layers and (layer_idx + 1) % decoder_sparse_step == 0.
   const sparseLayers = Array.from({ length: numLayers }, (_, l) => !(mlpOnly as number[]).includes(l) && (l + 1) % step === 0);
   return {
     experts,
     perToken,
     normalizeTopK: norm,
-    expertIntermediateSize: positiveInt(raw, 'moe_intermediate_size', 1408),
-    sharedExpertIntermediateSize: positiveInt(raw, 'shared_expert_intermediate_size', 5632),
+    expertIntermediateSize: positiveInt(raw, 'moe_intermediate_size', qwen3 ? 768 : 1408),
+    // Qwen3-MoE has no shared expert.
+    ...(qwen3 ? {} : { sharedExpertIntermediateSize: positiveInt(raw, 'shared_expert_intermediate_size', 5632) }),
     sparseLayers,
     naming: MLP_EXPERT_NAMING,
   };

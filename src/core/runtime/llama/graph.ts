@@ -208,8 +208,8 @@ class BlockEmitter {
     this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? int4AccuracyLevelFor(options.target ?? 'cpu'), int8Kernel: options.int8Kernel ?? int8KernelFor(options.target ?? 'cpu'), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu', fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target) };
   }
 
-  async rmsNorm(x: string, weight: string): Promise<string> {
-    requireTensor(this.model, weight, [this.model.config.hiddenSize]);
+  async rmsNorm(x: string, weight: string, size = this.model.config.hiddenSize): Promise<string> {
+    requireTensor(this.model, weight, [size]);
     const w = await floatInitializer(this.ctx, weight, this.floatType);
     // stash_type 1: the mean of squares is computed in float32 even for fp16 activations.
     return this.g.op('SimplifiedLayerNormalization', [x, w], { axis: -1, epsilon: attr.float(this.model.config.rmsNormEps), stash_type: 1 });
@@ -250,6 +250,13 @@ class BlockEmitter {
     return this.model.checkpoint.has(bias) ? this.g.op('Add', [y, await floatInitializer(this.ctx, bias, this.floatType)]) : y;
   }
 
+  /** Qwen3's q_norm / k_norm: RMSNorm over head_dim of each of the `heads` heads in x [batch, seq, heads · head_dim]. */
+  private async headNorm(x: string, weight: string, heads: number): Promise<string> {
+    const D = this.model.config.headDim;
+    const split = this.g.op('Reshape', [x, this.g.int64s('heads_shape', [0, 0, heads, D])]);
+    return this.g.op('Reshape', [await this.rmsNorm(split, weight, D), this.g.int64s('merged_shape', [0, 0, heads * D])]);
+  }
+
   /** One decoder block. Returns the block's output and the present KV values. */
   async block(l: number, x: string, attention: AttentionInputs, past: { key: string; value: string } | undefined, tapper?: Tapper): Promise<{ out: string; presentKey: string; presentValue: string }> {
     const g = this.g;
@@ -258,8 +265,12 @@ class BlockEmitter {
     const p = `model.layers.${l}`;
     const h = await this.rmsNorm(x, `${p}.input_layernorm.weight`);
     tapper?.tap(h, c.hiddenSize, [q.name, k.name, v.name]);
-    const qv = await this.linear(q.name, q.in, q.out, h);
-    const kv = await this.linear(k.name, k.in, k.out, h);
+    let qv = await this.linear(q.name, q.in, q.out, h);
+    let kv = await this.linear(k.name, k.in, k.out, h);
+    if (c.qkNorm) {
+      qv = await this.headNorm(qv, `${p}.self_attn.q_norm.weight`, c.numHeads);
+      kv = await this.headNorm(kv, `${p}.self_attn.k_norm.weight`, c.numKvHeads);
+    }
     const vv = await this.linear(v.name, v.in, v.out, h);
     const { output: attn, presentKey, presentValue } = emitAttention(g, l, c, attention, qv, kv, vv, past);
     tapper?.tap(attn, c.numHeads * c.headDim, [o.name]);

@@ -2,9 +2,9 @@
  * The MLP of a decoder block, dense or mixture-of-experts, as graph.ts's BlockEmitter emits it:
  *
  * - dense: SwiGLU down(silu(gate(x)) · up(x));
- * - sparse (transformers' MixtralSparseMoeBlock, Qwen2MoeSparseMoeBlock): router logits = gate(x) [E], softmax
+ * - sparse (transformers' MixtralSparseMoeBlock, Qwen2MoeSparseMoeBlock, Qwen3MoeSparseMoeBlock): router logits = gate(x) [E], softmax
  *   over the experts in float32, the top-k experts kept, their weights divided by their sum (Mixtral always,
- *   Qwen2-MoE when norm_topk_prob), cast back to the activations' type; output Σ_e w_e · expert_e(x), each expert
+ *   Qwen2-MoE and Qwen3-MoE when norm_topk_prob), cast back to the activations' type; output Σ_e w_e · expert_e(x), each expert
  *   a SwiGLU; Qwen2-MoE adds sigmoid(shared_expert_gate(x)) · shared_expert(x).
  *
  * Every expert is computed for every token and weighted by its column of the routing matrix, which is zero
