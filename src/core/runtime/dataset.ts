@@ -62,7 +62,7 @@ export interface CalibrationOptions {
 export const DEFAULT_CALIBRATION_OPTIONS = { samples: 128, seqLen: 512, seed: 42, shuffle: true } as const;
 
 /** The tokenizer operations a dataset needs (ModelTokenizer has them). */
-export type DatasetTokenizer = Pick<ModelTokenizer, 'encode' | 'applyChatTemplate' | 'addsBos' | 'bosToken' | 'padTokenId'>;
+export type DatasetTokenizer = Pick<ModelTokenizer, 'encode' | 'encodeContinuation' | 'applyChatTemplate' | 'addsBos' | 'bosToken' | 'padTokenId'>;
 
 export interface CalibrationSample {
   /** Token ids, L long when padded or cut from plain text, at most L otherwise. */
@@ -280,14 +280,17 @@ async function fromPlainText(raw: string, ctx: Context): Promise<{ samples: Cali
   // progress and cancellation points. A line longer than two blocks ends its block before a single space
   // between two words instead (the space starts the next word's token in every pre-tokenizer and
   // SentencePiece vocabulary); a run of over two blocks with neither is no text, and is cut every
-  // RUN_CUT_CHARS: tokenizing a 600,000-character "word" whole took seconds and hundreds of MiB.
+  // RUN_CUT_CHARS: tokenizing a 600,000-character "word" whole took seconds and hundreds of MiB. Blocks after
+  // the first are encoded as continuations: a SentencePiece-style tokenizer would otherwise put its dummy
+  // "▁" before each block, where the whole text has none.
   const blockChars = options.textBlockChars ?? 262_144;
   const stream: number[] = [];
   let start = 0;
   while (start < text.length) {
     checkCancelled(options.signal);
     const end = blockEnd(text, start, blockChars);
-    const ids = tokenizer.encode(text.slice(start, end), { addSpecialTokens: false });
+    const piece = text.slice(start, end);
+    const ids = start === 0 ? tokenizer.encode(piece, { addSpecialTokens: false }) : tokenizer.encodeContinuation(piece);
     for (const id of ids) stream.push(id);
     start = end;
     options.onProgress?.(0.95 * (start / text.length), `tokenizing ${basename(path)}: ${stream.length} tokens`);

@@ -19,6 +19,7 @@ import { basename, dirname, join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Environment, Template } from '@huggingface/jinja';
 import { TemplateBudgetError, budgetedRange, DEFAULT_TEMPLATE_BUDGET, renderWithBudget, strftime, type TemplateBudget } from './chatTemplate';
+import { continuationDefinition, wordSplitDefinition } from './sentencePieceWords';
 
 export { strftime };
 import {
@@ -73,11 +74,14 @@ export class ModelTokenizer {
   private readonly templates = new Map<string, string>();
   private readonly compiled = new Map<string, Template>();
   private readonly specialIds: ReadonlySet<number>;
+  private continuationTokenizer: Tokenizer | undefined;
 
   private constructor(
     /** The model folder. */
     readonly folder: string,
     private readonly tokenizer: Tokenizer,
+    /** Makes the tokenizer for text that continues earlier text (no dummy "▁" prefix): sentencePieceWords.ts. */
+    private readonly makeContinuationTokenizer: () => Tokenizer,
     readonly vocabSize: number,
     readonly bosToken: SpecialToken | null,
     readonly eosToken: SpecialToken | null,
@@ -126,7 +130,8 @@ export class ModelTokenizer {
 
     let tokenizer: Tokenizer;
     try {
-      tokenizer = new Tokenizer(tokenizerJson, config);
+      // SentencePiece-style BPE gets a word-splitting pre-tokenizer when that provably keeps the ids (speed).
+      tokenizer = new Tokenizer(wordSplitDefinition(tokenizerJson) ?? tokenizerJson, config);
     } catch (error) {
       throw new TokenizerError('UnreadableTokenizer', tokenizerPath, `cannot be loaded: ${messageOf(error)}`);
     }
@@ -166,7 +171,10 @@ export class ModelTokenizer {
     for (const [key, token] of [['bos_token', bosToken], ['eos_token', eosToken], ['pad_token', padToken], ['unk_token', unkToken]] as const) {
       if (token) templateTokens[key] = token.text;
     }
-    return new ModelTokenizer(folder, tokenizer, vocabSize, bosToken, eosToken, padToken, unkToken, stopTokenIds, prefix, suffix, templates, templateFile, templateTokens);
+    const continuation = continuationDefinition(tokenizerJson);
+    // Built on first use from the prefix-free definition (only tokenizers that prepend "▁" keep one).
+    const continuationTokenizer = continuation ? () => new Tokenizer(wordSplitDefinition(continuation) ?? continuation, config) : () => tokenizer;
+    return new ModelTokenizer(folder, tokenizer, continuationTokenizer, vocabSize, bosToken, eosToken, padToken, unkToken, stopTokenIds, prefix, suffix, templates, templateFile, templateTokens);
   }
 
   /** Whether encode(text) with special tokens starts with the BOS token. */
@@ -198,6 +206,17 @@ export class ModelTokenizer {
     if (!withSpecials) return ids;
     return [...this.prefixIds!, ...ids, ...this.suffixIds!];
   }
+  /**
+   * Token ids of `text` as it reads after earlier text: no special tokens, and no dummy "▁" prefix where the
+   * tokenizer puts one before every text (SentencePiece style). Text cut into pieces at a line start or
+   * before a space between words gives the whole text's ids, piece after piece, when the pieces after the
+   * first are encoded with this (runtime/dataset.ts tokenizes long files so).
+   */
+  encodeContinuation(text: string): number[] {
+    this.continuationTokenizer ??= this.makeContinuationTokenizer();
+    return this.continuationTokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
 
   /** Text of token ids. Ids outside the vocabulary are an error (they would decode to nothing). */
   decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
