@@ -25,6 +25,8 @@ export interface ObservedStorage {
   readonly groupSize?: number;
   /** Shape of the weight's scale tensor (block scales: [⌈out / rows⌉, ⌈in / cols⌉] of the block). */
   readonly scaleShape?: readonly number[];
+  /** pack-quantized: the int32 `weight_packed` shape [out, ⌈in · bits / 32⌉]. */
+  readonly packedShape?: readonly number[];
   readonly hasZeroPoint: boolean;
   readonly hasGIdx: boolean;
   readonly staticInputScale: boolean;
@@ -175,7 +177,7 @@ export function observeStorage(parts: Map<string, CheckpointTensor>): ObservedSt
     }
     const out = packed.shape[0]!;
     const groups = scale?.shape.length === 2 ? scale.shape[1] : undefined;
-    return { ...base, kind: 'ct-packed', weightDtype: packed.dtype, shape: undefined, ...scaleStrategy(scale?.shape, out, undefined), ...(groups && groups > 1 ? { strategy: 'group' as const } : {}) };
+    return { ...base, kind: 'ct-packed', weightDtype: packed.dtype, shape: undefined, packedShape: packed.shape, ...scaleStrategy(scale?.shape, out, undefined), ...(groups && groups > 1 ? { strategy: 'group' as const } : {}) };
   }
   if (weight) {
     const shape = weight.shape.length === 2 ? ([weight.shape[0]!, weight.shape[1]!] as const) : undefined;
@@ -390,6 +392,19 @@ export function describeScheme(scheme: QuantScheme, algorithm?: 'gptq'): string 
   return `${weights}, ${describeArgs(a, 'activations')}`;
 }
 
+/**
+ * True when a declared group size equals the layer's in_features: one group per row, whose [out, 1] scales look
+ * exactly like per-channel ones, so the config's word stands. Any other group size against [out, 1] scales stays
+ * a disagreement (group 64 on 128 inputs needs two per row; llm-compressor refuses one above in_features).
+ */
+export function oneGroupPerRow(observed: ObservedStorage, w: QuantArgs | undefined): boolean {
+  if (!w || (w.strategy !== 'group' && w.strategy !== 'tensor_group') || !w.groupSize || observed.strategy !== 'channel') return false;
+  // pack-quantized int weights have no logical shape in the header: in = int32 words × 32 / bits.
+  const words = observed.kind === 'ct-packed' && observed.packedShape?.length === 2 && 32 % w.numBits === 0 ? observed.packedShape[1]! : undefined;
+  const inFeatures = observed.shape?.[1] ?? (words !== undefined ? (words * 32) / w.numBits : undefined);
+  return inFeatures === w.groupSize;
+}
+
 function observedMatchesDeclared(observed: ObservedStorage, scheme: QuantScheme | undefined, family: SchemeFamily): string[] {
   const issues: string[] = [];
   const w = scheme?.weights;
@@ -403,7 +418,9 @@ function observedMatchesDeclared(observed: ObservedStorage, scheme: QuantScheme 
   if (observed.bits !== undefined && w.numBits !== observed.bits) issues.push(`config declares ${w.numBits}-bit weights, tensors hold ${observed.bits}-bit values`);
   // A weight within one block (≤ 128×128) has a single block scale, which reads as per-tensor.
   const oneBlock = w.strategy === 'block' && observed.strategy === 'tensor' && w.blockStructure !== undefined && observed.shape !== undefined && observed.shape[0] <= w.blockStructure[0] && observed.shape[1] <= w.blockStructure[1];
-  if (observed.strategy && w.strategy !== observed.strategy && !oneBlock && !(w.strategy === 'channel' && observed.strategy === 'group' && observed.groupSize === observed.shape?.[1])) {
+  // One group per row has per-channel-shaped scales, whichever side declares which.
+  const oneGroup = oneGroupPerRow(observed, w) || (w.strategy === 'channel' && observed.strategy === 'group' && observed.groupSize === observed.shape?.[1]);
+  if (observed.strategy && w.strategy !== observed.strategy && !oneBlock && !oneGroup) {
     issues.push(`config declares ${w.strategy} scales, the scale tensor's shape is ${observed.strategy}${observed.groupSize ? ` (group ${observed.groupSize})` : ''}`);
   } else if ((w.strategy === 'group' || w.strategy === 'tensor_group') && observed.groupSize !== undefined && w.groupSize !== observed.groupSize) {
     issues.push(`config declares group ${w.groupSize}, the scales imply group ${observed.groupSize}`);
@@ -477,7 +494,7 @@ export function buildLayerMap(
       modules.push({ name, block, projection, state: 'missing', tensors: [], issues: ['config.json implies this layer, but the checkpoint has no weight for it'], ...role });
       continue;
     }
-    const observed = fusedParts ? observeFusedExperts(fusedParts) : observeStorage(parts!);
+    let observed = fusedParts ? observeFusedExperts(fusedParts) : observeStorage(parts!);
     observedKinds.add(observed.kind);
     const tensorNames = [...(fusedParts ?? parts!).values()].map((t) => t.name);
     const issues: string[] = [];
@@ -489,6 +506,8 @@ export function buildLayerMap(
       declared = { group: resolution.group, ignoredBy: resolution.ignoredBy, scheme: group?.scheme };
       if (group) {
         issues.push(...observedMatchesDeclared(observed, group.scheme, parsed.family));
+        const w = group.scheme.weights;
+        if (oneGroupPerRow(observed, w)) observed = { ...observed, strategy: w!.strategy === 'tensor_group' ? 'tensor_group' : 'group', groupSize: w!.groupSize }; // as declared
         state = observed.kind === 'float' ? 'unquantized' : 'quantized';
       } else {
         state = observed.kind === 'float' ? (resolution.ignoredBy ? 'ignored' : 'unquantized') : 'quantized';
