@@ -6,13 +6,14 @@
 // Each expert's slice is cut out of the input here, independently of the job, and the written per-expert tensors
 // are dequantized in float64 (test/helpers/microscaleReference.ts) and compared with it within the scheme's rounding.
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
 import { groupMoeModules } from '../../src/core/checkpoint/layerGroups';
 import { compareWithOriginal } from '../../src/core/inspect/error';
 import { SchemeName, runQuantizeJob } from '../../src/core/jobs/quantize';
+import { preflight } from '../../src/core/jobs/preflight';
 import { RawTensor, writeCheckpoint } from '../helpers/safetensorsBytes';
 import { heavyTailedWeights, toBf16 } from '../helpers/weights';
 import { tempDir } from '../helpers/paths';
@@ -176,6 +177,28 @@ describe('quantize fused mixture-of-experts tensors (gpt-oss, transformers-5 fus
       }
     });
   }
+
+  it('the pre-flight estimate counts fused experts as the job writes them: each scheme\'s estimate is the written tensors\' bytes', async () => {
+    for (const [kind, scheme] of cases) {
+      const size = scheme === 'w4a16-rtn' ? 128 : 64;
+      const model = fusedModel(join(tmp.path, `estimate-${kind}-${scheme}-in`), kind, size, size, 21);
+      const out = join(tmp.path, `estimate-${kind}-${scheme}-out`);
+      const report = await preflight({ kind: 'quantize', model: model.dir, out, preset: scheme });
+      assert.deepEqual(report.problems, [], `${kind} ${scheme}`);
+      const estimate = report.estimate!.outputBytes!;
+      await runQuantizeJob({ model: model.dir, out, scheme });
+      // The output's size on disk: its tensors' bytes plus the safetensors header (8-byte length + JSON), which
+      // the estimate leaves out, as it leaves out config.json and the other small files beside the weights.
+      const file = readFileSync(join(out, 'model.safetensors'));
+      const headerBytes = 8 + Number(file.readBigUInt64LE(0));
+      assert.equal(estimate, file.byteLength - headerBytes, `${kind} ${scheme}: estimated ${estimate} bytes, written ${file.byteLength - headerBytes} bytes of tensors`);
+      // That margin is small: under 200 bytes per tensor (its name, dtype, shape and offsets).
+      const tensors = Object.keys(JSON.parse(file.subarray(8, headerBytes).toString('utf8')) as object).filter((k) => k !== '__metadata__').length;
+      assert.ok(headerBytes < 200 * tensors, `${kind} ${scheme}: header ${headerBytes} bytes for ${tensors} tensors`);
+      const input = statSync(join(model.dir, 'model.safetensors')).size;
+      assert.ok(estimate < 0.75 * input, `${kind} ${scheme}: ${estimate} bytes, not the float input's ${input}`);
+    }
+  });
 
   it('a recipe targeting Linear quantizes the linearized experts as the preset does, byte for byte', async () => {
     const model = fusedModel(join(tmp.path, 'recipe-in'), 'gpt-oss', 64, 64, 13);

@@ -21,6 +21,7 @@ import { bitsPerWeight, budgetBytes, byteRange, checkBudget, layerOptions, planL
 import { outputHolder } from './outputLock';
 import { PROPAGATIONS } from './sequential';
 import { describeOwner } from './outputOwner';
+import { routerIgnorePatterns } from '../checkpoint/moe';
 
 export interface PreflightEstimate {
   readonly inputBytes: number;
@@ -102,9 +103,10 @@ function calibrationMemory(model: ModelLayers, tokens: number, hessians: boolean
   return states + h;
 }
 
-/** Bytes of one decoder block's linear weights as float32 (what its graph holds). */
+/** Bytes of one decoder block's linear weights as float32 (what its graph holds; fused experts: all of them). */
 function blockWeightMemory(model: ModelLayers): number {
-  return model.layers.filter((l) => /\.layers\.0\./.test(l.name) && l.className === 'Linear').reduce((sum, l) => sum + (l.inFeatures ?? 0) * (l.outFeatures ?? 0) * 4, 0);
+  const copies = (l: ModelLayers['layers'][number]) => (l.fusedExperts ? l.fusedExperts.experts * l.fusedExperts.projections : 1);
+  return model.layers.filter((l) => /\.layers\.0\./.test(l.name) && l.className === 'Linear').reduce((sum, l) => sum + (l.inFeatures ?? 0) * (l.outFeatures ?? 0) * 4 * copies(l), 0);
 }
 
 /** The GPTQ working set of the widest layer: its Hessian and inverse in float64 plus the weight. */
@@ -174,7 +176,9 @@ async function preflightQuantize(spec: QuantizeJobSpec, opened: OpenedModel | Er
     }
   } else {
     const preset = SCHEME_PRESETS[spec.preset!];
-    recipeText = recipeYaml(preset.preset, spec.ignore ?? ['lm_head'], spec.preset === 'w4a16' ? 'gptq' : 'rtn');
+    // The job keeps mixture-of-experts routers in full precision with a preset (quantize.ts): so does its estimate.
+    const ignore = spec.ignore ?? ['lm_head'];
+    recipeText = recipeYaml(preset.preset, [...ignore, ...routerIgnorePatterns(opened.layerMap.modules).filter((p) => !ignore.includes(p))], spec.preset === 'w4a16' ? 'gptq' : 'rtn');
   }
   const plan = resolveRecipe(recipeText, model);
   for (const d of plan.diagnostics) {

@@ -6,7 +6,8 @@
 import { modelLayerMap } from '../checkpoint/summary';
 import { ModelConfigResult, readModelConfig } from '../checkpoint/config';
 import type { LayerMap } from '../checkpoint/scheme';
-import { Checkpoint } from '../safetensors/checkpoint';
+import { Checkpoint, type CheckpointTensor } from '../safetensors/checkpoint';
+import { expertSliceOf, fusedLayoutOf } from '../checkpoint/fusedSlices';
 import type { ModelLayer, ModelLayers } from './types';
 
 const EMBEDDING = /(^|\.)(embed_tokens|wte|word_embeddings|embed_in)$/;
@@ -35,13 +36,20 @@ export function modelLayersOf(checkpoint: Checkpoint, config: ModelConfigResult,
   for (const module of layerMap.modules) {
     if (module.state === 'missing') continue;
     let shape = module.observed?.shape;
+    const fused = module.moe?.role === 'fused-experts' && module.observed?.kind === 'float' ? fusedExpertsOf(module.name, byName, raw) : undefined;
+    if (fused) {
+      layers.push(fused);
+      for (const t of module.tensors) linearBytes += byName.get(t)?.byteLength ?? 0;
+      continue;
+    }
     if (!shape) {
       // compressed-tensors packed int weights: [out, in·bits/32] int32.
       const packed = byName.get(`${module.name}.weight_packed`);
       const bits = packedBits(module.name);
       if (packed && packed.shape.length === 2 && packed.dtype === 'I32' && bits) shape = [packed.shape[0]!, Math.round((packed.shape[1]! * 32) / bits)];
     }
-    layers.push({ name: module.name, className: 'Linear', ...(shape ? { outFeatures: shape[0], inFeatures: shape[1] } : {}) });
+    const biasBytes = ['bias', 'e_score_correction_bias'].reduce((sum, b) => sum + (byName.get(`${module.name}.${b}`)?.byteLength ?? 0), 0);
+    layers.push({ name: module.name, className: 'Linear', ...(shape ? { outFeatures: shape[0], inFeatures: shape[1] } : {}), ...(biasBytes ? { biasBytes } : {}) });
     for (const t of module.tensors) linearBytes += byName.get(t)?.byteLength ?? 0;
   }
   const modules = new Set<string>();
@@ -70,6 +78,20 @@ export function modelLayersOf(checkpoint: Checkpoint, config: ModelConfigResult,
     linearBytes,
     source: checkpoint.folder,
   };
+}
+
+/**
+ * A float fused-experts module as the per-expert linears the quantize job splits it into (jobs/fusedExperts.ts):
+ * one expert's projection as [out, in], how many there are, and the bias bytes copied beside them.
+ */
+function fusedExpertsOf(name: string, byName: ReadonlyMap<string, CheckpointTensor>, config: Record<string, unknown>): ModelLayer | undefined {
+  const weight = byName.get(name);
+  if (!weight || weight.shape.length !== 3) return undefined;
+  const gateUp = name.endsWith('.gate_up_proj');
+  const slice = expertSliceOf(weight, fusedLayoutOf(config), 0, gateUp ? 'gate_proj' : 'down_proj');
+  if (!slice) return undefined;
+  const biasBytes = byName.get(`${name}_bias`)?.byteLength ?? 0;
+  return { name, className: 'Linear', outFeatures: slice.rows, inFeatures: slice.cols, fusedExperts: { experts: slice.shape[0], projections: gateUp ? 2 : 1 }, ...(biasBytes ? { biasBytes } : {}) };
 }
 
 /** Builds ModelLayers from a plain list (tests, previews of configs without a checkpoint). */

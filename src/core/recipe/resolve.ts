@@ -124,7 +124,7 @@ export function resolveRecipe(recipe: string | RecipeAnalysis, model: ModelLayer
   for (const layer of linear) {
     const s = state.get(layer.name);
     const original = layer.tied ? 0 : denseBytes(layer, model.dtypeBytes);
-    const estimated = s?.scheme.weights ? quantizedBytes(layer, s.scheme, model.dtypeBytes) : original;
+    const estimated = s?.scheme.weights ? layerQuantizedBytes(layer, s.scheme, model.dtypeBytes) : original;
     if (original === undefined || estimated === undefined) shapesKnown = false;
     else {
       linearOriginal += original;
@@ -170,7 +170,18 @@ export function formatOf(scheme: QuantScheme): string {
 
 function denseBytes(layer: ModelLayer, dtypeBytes: number): number | undefined {
   if (layer.inFeatures === undefined || layer.outFeatures === undefined) return undefined;
-  return layer.inFeatures * layer.outFeatures * dtypeBytes;
+  const fused = layer.fusedExperts;
+  return layer.inFeatures * layer.outFeatures * dtypeBytes * (fused ? fused.experts * fused.projections : 1) + (layer.biasBytes ?? 0);
+}
+
+/**
+ * Bytes a layer takes quantized, biases copied as they are: fused experts are written as one quantized Linear
+ * per expert and projection (jobs/fusedExperts.ts: packed values, scales, zero points, global scales each).
+ */
+function layerQuantizedBytes(layer: ModelLayer, scheme: QuantScheme, dtypeBytes: number): number | undefined {
+  const one = quantizedBytes(layer, scheme, dtypeBytes);
+  const fused = layer.fusedExperts;
+  return one === undefined ? undefined : one * (fused ? fused.experts * fused.projections : 1) + (layer.biasBytes ?? 0);
 }
 
 /** Bytes compressed-tensors stores for one layer under `scheme` (weights, scales, zero points, g_idx, input scales). */

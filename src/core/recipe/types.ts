@@ -67,6 +67,14 @@ export interface ModelLayer {
   readonly outFeatures?: number;
   /** True for an lm_head tied to the embeddings (absent from the checkpoint's tensors). */
   readonly tied?: boolean;
+  /** Bytes of the layer's biases (`bias`, a router's `e_score_correction_bias`), which a quantize job copies as they are. */
+  readonly biasBytes?: number;
+  /**
+   * Float fused mixture-of-experts tensors (`mlp.experts.gate_up_proj` / `down_proj`, docs/formats.md §3.14),
+   * which the quantize job splits into `experts` × `projections` per-expert linears of [outFeatures, inFeatures]
+   * each (gate_up_proj: gate_proj and up_proj; down_proj: down_proj); their biases are in biasBytes.
+   */
+  readonly fusedExperts?: { readonly experts: number; readonly projections: number };
 }
 
 export interface ModelLayers {
