@@ -9,6 +9,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { preflight, formatPreflight } from '../../src/core/jobs/preflight';
 import { writeSafetensors } from '../../src/core/safetensors/writer';
+import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { repoRoot, tempDir } from '../helpers/paths';
 
 const example = () => join(repoRoot(), 'examples', 'tiny-llama');
@@ -105,6 +106,38 @@ describe('jobs: pre-flight check', function () {
     assert.match(c.problems.join('\n'), /^recipe\.yaml:4: .*schem/m);
     const d = await preflight({ kind: 'quantize', model: example(), out: join(tmp.path, 'r'), preset: 'w8a8', recipe });
     assert.deepEqual(d.problems, ['choose either a preset or a recipe file']);
+  });
+
+  it('a plan with --verify adds the verification: the float model\'s graph held beside each quantize job or checkpoint, memory as the larger phase, time, disk, a line saying so', async () => {
+    const data = join(tmp.path, 'plan-calib.txt');
+    await fs.writeFile(data, 'text\n');
+    const spec = { kind: 'plan' as const, model: example(), out: join(tmp.path, 'plan.yaml'), dataset: data, samples: 8, seqLen: 64, candidates: ['w4a16', 'w8a16', 'bf16'], budget: { bits: 6 } };
+    const without = await preflight(spec);
+    const withVerify = await preflight({ ...spec, verify: {} });
+    assert.deepEqual(withVerify.problems, []);
+    assert.equal(without.estimate!.verify, undefined);
+    assert.doesNotMatch(formatPreflight(without), /verify adds/);
+    const v = withVerify.estimate!.verify!;
+    // The float graph holds every weight of the example as float32 (the CPU's graphs): counted here from the headers.
+    const checkpoint = await Checkpoint.open(example());
+    const elements = checkpoint.tensors.reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
+    await checkpoint.close();
+    assert.equal(v.floatGraphBytes, 4 * elements);
+    // The plan and the two quantizing candidates (bf16 quantizes nothing); 8 / 4 = 2, at least 4 windows of 64 tokens.
+    assert.equal(v.quantizeJobs, 3);
+    assert.equal(v.evaluationTokens, 4 * 64);
+    // Verification starts when the measurement has released its sessions: the job needs the larger phase. Here
+    // the float graph beside a checkpoint's graph (at most as large) makes verification the larger one, by at
+    // least the graph's weights.
+    assert.ok(v.peakMemoryBytes >= 2 * v.floatGraphBytes, `${v.peakMemoryBytes} < 2 × ${v.floatGraphBytes}`);
+    assert.equal(withVerify.estimate!.peakMemoryBytes, Math.max(without.estimate!.peakMemoryBytes, v.peakMemoryBytes));
+    assert.ok(withVerify.estimate!.peakMemoryBytes - without.estimate!.peakMemoryBytes >= v.floatGraphBytes, `${withVerify.estimate!.peakMemoryBytes} − ${without.estimate!.peakMemoryBytes} < ${v.floatGraphBytes}`);
+    assert.ok(Math.abs(withVerify.estimate!.seconds - (without.estimate!.seconds + v.seconds)) < 1e-9 * withVerify.estimate!.seconds);
+    assert.ok(v.seconds > 0);
+    // Disk: the float graph, and one checkpoint (at most the input's size) with its graph at a time.
+    assert.equal(v.diskBytes, 2 * v.floatGraphBytes + withVerify.estimate!.inputBytes);
+    assert.notEqual(withVerify.estimate!.diskFreeBytes, undefined);
+    assert.match(formatPreflight(withVerify), /^verify adds: 3 calibrated quantize jobs \(the plan and each candidate\) and 256 held-out tokens through the float model and each checkpoint; memory about .* \(the float model's graph 0\.\d\d GiB held throughout\), disk about .*, time about .* \(included above\)$/m);
   });
 
   it('checks a calibrate job: dataset, output and the statistics file size', async () => {

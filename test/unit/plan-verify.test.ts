@@ -9,9 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, promises as fs, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { repoRoot, tempDir } from '../helpers/paths';
 import { runJob } from '../../src/core/jobs/runJob';
+import { preflight } from '../../src/core/jobs/preflight';
 import type { PlanSummary } from '../../src/core/plan/planJob';
 import { planFilePath, readPlanFile } from '../../src/core/plan/planFile';
 import { evaluationSamples } from '../../src/core/plan/verify';
@@ -22,6 +23,8 @@ import { perplexity } from '../../src/core/chat/generation';
 import { klDivergence } from '../../src/core/runtime/sampling';
 
 const example = () => join(repoRoot(), 'examples', 'tiny-llama');
+/** Bytes of every file under `folder`. */
+const treeBytes = (folder: string): number => readdirSync(folder, { withFileTypes: true }).reduce((s, e) => s + (e.isDirectory() ? treeBytes(join(folder, e.name)) : statSync(join(folder, e.name)).size), 0);
 const safetensorsBytes = (folder: string) => readdirSync(folder).filter((n) => n.endsWith('.safetensors')).reduce((s, n) => s + statSync(join(folder, n)).size, 0);
 
 describe('plan --verify: quantized for real, measured on held-out text', function () {
@@ -44,11 +47,19 @@ describe('plan --verify: quantized for real, measured on held-out text', functio
     const float = await loadChatModel(example(), { cacheDir: graphs, graph: { int4AccuracyLevel: 0 } });
     const vocab = float.model.vocabSize;
     try {
+      const spec = { kind: 'plan' as const, model: example(), out, dataset, ...calibration, candidates: ['w4a16:g64', 'w8a16'], budget: { bits: 6 }, verify: { evalSamples: 3 } };
+      // The pre-flight estimate of what verification puts on disk, against the work folder measured at each checkpoint.
+      const estimated = (await preflight(spec)).estimate!.verify!;
+      let workBytes = 0;
+      let floatGraphFileBytes = 0;
       const result = await runJob(
-        { kind: 'plan', model: example(), out, dataset, ...calibration, candidates: ['w4a16:g64', 'w8a16'], budget: { bits: 6 }, verify: { evalSamples: 3 } },
+        spec,
         {
           graphCacheDir: graphs,
           onCheckpoint: async (label, folder) => {
+            const work = dirname(folder);
+            workBytes = Math.max(workBytes, treeBytes(work));
+            floatGraphFileBytes = treeBytes(join(work, 'graphs-float'));
             const record: { fileBytes: number; kl?: number } = { fileBytes: safetensorsBytes(folder) };
             if (label === 'plan') {
               // The KL recomputed on the written checkpoint with sampling.ts's klDivergence, position by position.
@@ -72,6 +83,10 @@ describe('plan --verify: quantized for real, measured on held-out text', functio
         },
       );
       assert.equal(result.kind, 'plan');
+      // The float graph (float32 weights, 64 KiB-aligned, with the graph's own small constants) is the weights the
+      // estimate counts, within 1%; the work folder at its fullest (that graph, a checkpoint, the recipes) within the estimate.
+      assert.ok(Math.abs(floatGraphFileBytes - estimated.floatGraphBytes) <= 0.01 * estimated.floatGraphBytes, `float graph ${floatGraphFileBytes} bytes, estimated ${estimated.floatGraphBytes}`);
+      assert.ok(workBytes > 0 && workBytes <= estimated.diskBytes, `verification's folder held ${workBytes} bytes, estimated ${estimated.diskBytes}`);
       const plan = (result as { plan: PlanSummary }).plan;
       const v = plan.verification!;
       assert.ok(v, 'no verification in the summary');

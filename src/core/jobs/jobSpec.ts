@@ -81,6 +81,12 @@ export type JobSpec = QuantizeJobSpec | CalibrateJobSpec | PlanJobSpec;
 /** Planning costs about 7 · candidates · (layers + 1) / 2 calibration passes: a smaller default than quantize's. */
 export const DEFAULT_PLAN_CALIBRATION = { samples: 32, seqLen: 512 } as const;
 
+/** `plan --verify`'s evaluation windows when none are asked for: a quarter of the calibration's, at least 4. */
+export const DEFAULT_EVAL_SAMPLES = (calibrationSamples: number): number => Math.max(4, Math.ceil(calibrationSamples / 4));
+
+/** `plan --verify` keeps the float model's logits between comparisons while they fit in this many bytes. */
+export const VERIFY_FLOAT_LOGITS_BYTES = 256 * 1024 * 1024;
+
 /** Defaults llm-compressor's examples use for calibration (512 samples × 2048 tokens is their largest). */
 export const DEFAULT_CALIBRATION = { samples: 128, seqLen: 512 } as const;
 

@@ -13,11 +13,11 @@ import { needsInputStatistics } from '../quant/args';
 import { RecipePlan, resolveRecipe } from '../recipe/resolve';
 import type { ModelLayers } from '../recipe/types';
 import { RUNNABLE_MODIFIERS, SCHEME_PRESETS, recipeYaml } from './quantize';
-import type { CalibrateJobSpec, JobSpec, PlanJobSpec, QuantizeJobSpec } from './jobSpec';
+import { DEFAULT_EVAL_SAMPLES, VERIFY_FLOAT_LOGITS_BYTES, type CalibrateJobSpec, type JobSpec, type PlanJobSpec, type QuantizeJobSpec } from './jobSpec';
 import { OpenedModel } from './openedModel';
-import { parseCandidates } from '../plan/candidates';
+import { parseCandidates, type Candidate } from '../plan/candidates';
 import { planFilePath } from '../plan/planFile';
-import { bitsPerWeight, budgetBytes, byteRange, checkBudget, layerOptions, planLayers } from '../plan/budget';
+import { bitsPerWeight, budgetBytes, byteRange, checkBudget, layerOptions, planLayers, type PlanLayer } from '../plan/budget';
 import { outputHolder } from './outputLock';
 import { PROPAGATIONS } from './sequential';
 import { describeOwner } from './outputOwner';
@@ -35,6 +35,25 @@ export interface PreflightEstimate {
   readonly calibrationTokens?: number;
   /** What the memory estimate is made of, in words (the one-pass quantize job's bound). */
   readonly memoryBound?: string;
+  /** A plan job's `--verify`, included in the memory (the larger phase) and time above. */
+  readonly verify?: VerifyEstimate;
+}
+
+/**
+ * What `plan --verify` adds (plan/verify.ts). It runs after the measurement has ended and released its
+ * sessions, so the job's memory is the larger of the two phases; its disk use is temporary, in the output's
+ * partial folder.
+ */
+export interface VerifyEstimate {
+  /** Calibrated quantize jobs: the plan's recipe and one uniform recipe per quantizing candidate. */
+  readonly quantizeJobs: number;
+  /** Held-out tokens evaluated by the float model and by each checkpoint. */
+  readonly evaluationTokens: number;
+  /** The float model's graph weights (float32), held from the first evaluation to the last. */
+  readonly floatGraphBytes: number;
+  readonly peakMemoryBytes: number;
+  readonly diskBytes: number;
+  readonly seconds: number;
 }
 
 export interface PreflightReport {
@@ -313,19 +332,56 @@ async function preflightPlan(spec: PlanJobSpec, opened: OpenedModel | Error): Pr
     // 3 sets of hidden states + the model's weights once in fp32 sessions + one block's Hessians.
     const stateBytes = 3 * tokens * c.hiddenSize * 4;
     const parameters = inputBytes / (layers[0]?.weightDtype === 'F32' ? 4 : 2);
-    const peakMemoryBytes = stateBytes + 4 * parameters + 4 * (3 * c.hiddenSize ** 2 + c.intermediateSize ** 2);
+    const measurementBytes = stateBytes + 4 * parameters + 4 * (3 * c.hiddenSize ** 2 + c.intermediateSize ** 2);
+    const verify = spec.verify ? verifyEstimate(spec, opened, layers, candidates ?? [], parameters, inputBytes) : undefined;
+    const peakMemoryBytes = Math.max(measurementBytes, verify?.peakMemoryBytes ?? 0);
+    const phase = verify && verify.peakMemoryBytes > measurementBytes ? '--verify' : 'the measurement';
     const freeMemoryBytes = freemem();
     if (spec.maxHiddenStateBytes !== undefined && stateBytes > spec.maxHiddenStateBytes) problems.push(`the measurement holds 3 × ${tokens} tokens × ${c.hiddenSize} × 4 = ${stateBytes} bytes of hidden states, over the limit of ${spec.maxHiddenStateBytes} bytes; use fewer samples or a shorter sequence length`);
-    else if (peakMemoryBytes > totalmem() * 0.9) problems.push(`the measurement needs about ${formatGiB(peakMemoryBytes)} of memory; this machine has ${formatGiB(totalmem())} (use fewer samples or a shorter sequence length)`);
-    else if (peakMemoryBytes > freeMemoryBytes) warnings.push(`the measurement needs about ${formatGiB(peakMemoryBytes)} of memory and ${formatGiB(freeMemoryBytes)} is free now`);
+    else if (peakMemoryBytes > totalmem() * 0.9) problems.push(`${phase} needs about ${formatGiB(peakMemoryBytes)} of memory; this machine has ${formatGiB(totalmem())} (use fewer samples or a shorter sequence length${verify ? ', or plan without --verify' : ''})`);
+    else if (peakMemoryBytes > freeMemoryBytes) warnings.push(`${phase} needs about ${formatGiB(peakMemoryBytes)} of memory and ${formatGiB(freeMemoryBytes)} is free now`);
+    const free = verify ? await diskFree(spec.out) : undefined;
+    if (verify && free !== undefined && free < verify.diskBytes * 1.05) problems.push(`not enough disk space in ${dirname(resolve(spec.out))} for --verify's checkpoints and graphs: about ${formatGiB(verify.diskBytes)} needed, ${formatGiB(free)} free`);
     // Two float passes + 7 · C · (L − l) block runs for each block l.
     const passes = 2 + (7 * measured * (c.numLayers + 1)) / 2;
-    const seconds = ((2 * parameters * tokens) / RATES.forwardFlopsPerSecond) * passes;
-    const memoryBound = `3 × ${tokens} tokens × ${c.hiddenSize} × 4 bytes of hidden states, the model's weights once in the sessions, one block's Hessians`;
-    return { problems, warnings, needs, estimate: { inputBytes, outputBytes: 0, peakMemoryBytes, freeMemoryBytes, seconds, calibrationTokens: tokens, memoryBound } };
+    const seconds = ((2 * parameters * tokens) / RATES.forwardFlopsPerSecond) * passes + (verify?.seconds ?? 0);
+    const memoryBound = `3 × ${tokens} tokens × ${c.hiddenSize} × 4 bytes of hidden states, the model's weights once in the sessions, one block's Hessians${verify ? `; --verify after it: the float model's graph with its kept logits, beside one quantize job or one checkpoint's graph at a time` : ''}`;
+    return { problems, warnings, needs, estimate: { inputBytes, outputBytes: 0, ...(free !== undefined ? { diskFreeBytes: free } : {}), peakMemoryBytes, freeMemoryBytes, seconds, calibrationTokens: tokens, memoryBound, ...(verify ? { verify } : {}) } };
   } catch (error) {
     return { problems: [...problems, `${spec.model}: ${(error as Error).message}`], warnings, needs };
   }
+}
+
+/**
+ * `plan --verify`'s cost (plan/verify.ts): the float model's graph (float32, the CPU's precision and the
+ * larger one) stays loaded with its logits kept up to VERIFY_FLOAT_LOGITS_BYTES while, one at a time, each
+ * calibrated quantize job runs (the one-pass bound of preflightQuantize) and each checkpoint's graph (at most
+ * float32 too) evaluates one sample at a time. Disk: the float graph, and one checkpoint (at most the float
+ * input's size) with its graph at a time.
+ */
+function verifyEstimate(spec: PlanJobSpec, opened: OpenedModel, layers: readonly PlanLayer[], candidates: readonly Candidate[], parameters: number, inputBytes: number): VerifyEstimate {
+  const c = opened.decoder().config;
+  const quantizing = candidates.filter((x) => x.algorithm !== 'keep');
+  const gptq = quantizing.some((x) => x.algorithm === 'gptq');
+  const quantizeJobs = 1 + quantizing.length;
+  const tokens = spec.samples * spec.seqLen;
+  const evaluationTokens = (spec.verify?.evalSamples ?? DEFAULT_EVAL_SAMPLES(spec.samples)) * spec.seqLen;
+  const floatGraphBytes = 4 * parameters;
+  const floatLogits = evaluationTokens * c.vocabSize * 4;
+  const keptLogits = Math.min(VERIFY_FLOAT_LOGITS_BYTES, floatLogits);
+  const layerWork = layers.reduce((worst, l) => Math.max(worst, gptq ? 2 * l.cols * l.cols * 8 + l.rows * l.cols * 8 : Math.min(l.rows * l.cols * 4, 32 * 2 ** 20)), 0);
+  const quantizeJob = calibrationMemory(opened.layers, tokens, gptq) + 2 * blockWeightMemory(opened.layers) + layerWork;
+  const evaluation = 4 * parameters + spec.seqLen * c.vocabSize * 4;
+  const peakMemoryBytes = floatGraphBytes + keptLogits + Math.max(quantizeJob, evaluation);
+  const diskBytes = floatGraphBytes + inputBytes + 4 * parameters;
+  // Each quantize job reads the model once and runs one calibration pass (GPTQ over every planned layer when a
+  // candidate is GPTQ); the held-out text runs through each checkpoint, and through the float model once, or
+  // once per checkpoint when its logits are not kept.
+  const forward = (n: number) => (2 * parameters * n) / RATES.forwardFlopsPerSecond;
+  const gptqSeconds = gptq ? layers.reduce((sum, l) => sum + (l.rows * l.cols ** 2 * 2) / RATES.gptqFlopsPerSecond, 0) : 0;
+  const floatPasses = floatLogits <= VERIFY_FLOAT_LOGITS_BYTES ? 1 : 1 + quantizeJobs;
+  const seconds = quantizeJobs * (inputBytes / RATES.rtnBytesPerSecond + forward(tokens) + gptqSeconds + forward(evaluationTokens)) + floatPasses * forward(evaluationTokens);
+  return { quantizeJobs, evaluationTokens, floatGraphBytes, peakMemoryBytes, diskBytes, seconds };
 }
 
 /**
@@ -356,6 +412,14 @@ export function formatPreflight(report: PreflightReport): string {
     lines.push(`input ${formatGiB(e.inputBytes)}${e.outputBytes !== undefined ? `, output about ${formatGiB(e.outputBytes)}` : ''}${e.diskFreeBytes !== undefined ? ` (${formatGiB(e.diskFreeBytes)} free)` : ''}`);
     lines.push(`memory about ${formatGiB(e.peakMemoryBytes)} (${formatGiB(e.freeMemoryBytes)} free); time about ${describeDuration(e.seconds)}${e.calibrationTokens ? ` including ${e.calibrationTokens} calibration tokens` : ''}`);
     if (e.memoryBound) lines.push(`memory bound: ${e.memoryBound}`);
+    const v = e.verify;
+    if (v) {
+      lines.push(
+        `verify adds: ${v.quantizeJobs} calibrated quantize jobs (the plan and each candidate) and ${v.evaluationTokens} held-out tokens through the float model and each checkpoint; ` +
+          `memory about ${formatGiB(v.peakMemoryBytes)} after the measurement (the float model's graph ${formatGiB(v.floatGraphBytes)} held throughout), ` +
+          `disk about ${formatGiB(v.diskBytes)} while it runs (the float graph, one checkpoint and its graph at a time), time about ${describeDuration(v.seconds)} (included above)`,
+      );
+    }
   }
   for (const w of report.warnings) lines.push(`warning: ${w}`);
   for (const p of report.problems) lines.push(`problem: ${p}`);

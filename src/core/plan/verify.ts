@@ -24,7 +24,7 @@ import { CalibrationSample, DatasetError, loadCalibrationDataset } from '../runt
 import { loadChatModel, LoadedChatModel, LoadOptions } from '../chat/modelPair';
 import { PerplexityAccumulator, logSoftmax } from '../runtime/sampling';
 import type { DevicePreference } from '../runtime/device';
-import type { QuantizeJobSpec } from '../jobs/jobSpec';
+import { DEFAULT_EVAL_SAMPLES, VERIFY_FLOAT_LOGITS_BYTES, type QuantizeJobSpec } from '../jobs/jobSpec';
 import { checkCancelled } from '../jobs/jobErrors';
 import { OpenedModel } from '../jobs/openedModel';
 import type { Candidate } from './candidates';
@@ -32,8 +32,8 @@ import { unservableReason } from './candidates';
 import { planRecipeYaml, PlannedLayer } from './planRecipe';
 import type { PlanLayer } from './budget';
 
-/** Evaluation windows when none are asked for: a quarter of the calibration's, at least 4. */
-export const DEFAULT_EVAL_SAMPLES = (calibrationSamples: number): number => Math.max(4, Math.ceil(calibrationSamples / 4));
+// The defaults live with the job spec, so that the pre-flight check estimates them without loading the runtime.
+export { DEFAULT_EVAL_SAMPLES } from '../jobs/jobSpec';
 
 export interface VerifiedPoint {
   /** 'plan', a candidate's name, or 'float' (the model as it is). */
@@ -212,7 +212,7 @@ export async function verifyPlan(options: VerifyOptions): Promise<Verification> 
   let perplexityTokens = 0;
   try {
     const vocab = float.model.vocabSize;
-    const reference = new FloatReference(float, 256 * 1024 * 1024);
+    const reference = new FloatReference(float, VERIFY_FLOAT_LOGITS_BYTES);
     const steps = runs.length + 1;
     progress(0, 'verify: the float model');
     const floatResult = await compare(reference, undefined, evaluation.samples, vocab, options.signal);
