@@ -3,6 +3,7 @@
  * the same run (machines are shared and noisy). Not a test: nothing here asserts a time.
  *
  *   npm run bench [-- --only header,reads]
+ *   npm run bench -- --only moe-stats      (the MoE-vs-dense statistics pair alone)
  */
 import { promises as fs, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,7 +24,7 @@ import { BenchRow, gbps, interleavedMedians, mb, median, ms, printTable } from '
 import { LLAMA_3_1_70B, LLAMA_3_2_1B, LLAMA_3_8B, LlamaShape, llamaTensors } from './llamaShapes';
 import { writeSparseCheckpoint } from './sparseCheckpoint';
 import { runtimeSection } from './runtime.bench';
-import { inspectorSection } from './inspector.bench';
+import { inspectorSection, statsPairSection } from './inspector.bench';
 import { textSection } from './text';
 import { chatSection } from './chat.bench';
 import { gptqSection } from './gptq.bench';
@@ -256,7 +257,7 @@ async function quantizeSection(rows: BenchRow[]): Promise<void> {
   rows.push({ section: 'quantize', what: 'Llama-3.1-70B INT4 group-128 output size', result: `${(w4 / 2 ** 30).toFixed(1)} GiB`, baseline: `${(llamaTensors(LLAMA_3_1_70B).reduce((s, t) => s + tensorByteLength(t), 0) / 2 ** 30).toFixed(1)} GiB bf16 input`, ratio: '-', target: '≈ 35 GiB (published GPTQ)' });
 }
 
-const SECTIONS: Record<string, (rows: BenchRow[]) => Promise<void>> = { header: headerSection, reads: readsSection, quantize: quantizeSection, runtime: runtimeSection, inspector: (rows) => inspectorSection(rows, dataDir, root), text: textSection, chat: chatSection, gptq: gptqSection, calibrate: calibrateSection, 'gptq-job': gptqJobSection, plan: planSection, webgpu: webgpuSection };
+const SECTIONS: Record<string, (rows: BenchRow[]) => Promise<void>> = { header: headerSection, reads: readsSection, quantize: quantizeSection, runtime: runtimeSection, inspector: (rows) => inspectorSection(rows, dataDir, root), 'moe-stats': (rows) => statsPairSection(rows, dataDir), text: textSection, chat: chatSection, gptq: gptqSection, calibrate: calibrateSection, 'gptq-job': gptqJobSection, plan: planSection, webgpu: webgpuSection };
 
 async function main(): Promise<void> {
   const onlyArg = process.argv.find((a) => a.startsWith('--only'));

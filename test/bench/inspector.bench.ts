@@ -8,8 +8,10 @@
  *   with it; against a plain read of the same bytes; then the same for a Mixtral-shaped MoE of the same bytes,
  *   whose throughput is also given against the dense model's;
  * - peak RSS of `quantlens inspect --stats` / `--error` on that checkpoint, as whole processes.
+ * `npm run bench -- --only moe-stats` runs only the MoE-vs-dense statistics pair (statsPairSection).
  */
 import { promises as fs, existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -112,16 +114,18 @@ interface Measured {
   readonly close: () => Promise<void>;
 }
 
+/** Statistics of every tensor as `quantlens inspect --stats` runs them: several tensors at once on the counting workers. */
+async function statisticsOfEveryTensor(checkpoint: Checkpoint, names: readonly string[], threads?: number): Promise<void> {
+  if (threads === 0) for (const name of names) await computeTensorStatistics(checkpoint, name, { threads });
+  else await computeStatisticsOfTensors(names, (name) => computeTensorStatistics(checkpoint, name, { threads }), (name) => checkpoint.tensor(name).byteLength, { threads });
+}
+
 async function throughputRows(rows: BenchRow[], folder: string, shape: LlamaShape): Promise<Measured> {
   const bytes = await writeRealCheckpoint(folder, shape);
   const checkpoint = await Checkpoint.open(folder);
   const { layerMap, summary } = await analyzeCheckpoint(checkpoint, folder);
   const names = queryTensorTable(summary.tensors, { filter: '', offset: 0, limit: summary.tensors.length }).rows.map((r) => r.name);
-  // As `quantlens inspect --stats` runs them: several tensors at once on the counting workers.
-  const allStats = async (threads?: number) => {
-    if (threads === 0) for (const name of names) await computeTensorStatistics(checkpoint, name, { threads });
-    else await computeStatisticsOfTensors(names, (name) => computeTensorStatistics(checkpoint, name, { threads }), (name) => checkpoint.tensor(name).byteLength, { threads });
-  };
+  const allStats = (threads?: number) => statisticsOfEveryTensor(checkpoint, names, threads);
   const [tStats, tRead] = await interleavedMedians(3, () => allStats(), () => plainRead(folder));
   rows.push({
     section: 'inspector',
@@ -262,5 +266,67 @@ export async function inspectorSection(rows: BenchRow[], dataDir: string, root: 
       ratio: `${(rss / bytes).toFixed(3)}× the checkpoint's bytes`,
       target: 'bounded by one layer, not the checkpoint',
     });
+  }
+}
+
+/**
+ * `--only moe-stats`: only the statistics of every tensor of the Mixtral-shaped checkpoint against the dense
+ * one of the same bytes, alternating, `runs` pairs (the whole inspector section takes many minutes). Each
+ * pair's times and the load average go to stderr, since the machine is shared.
+ */
+export async function statsPairSection(rows: BenchRow[], dataDir: string, runs = 7): Promise<void> {
+  const open = async (folder: string, shape: LlamaShape) => {
+    const bytes = await writeRealCheckpoint(folder, shape);
+    const checkpoint = await Checkpoint.open(folder);
+    // In the order the inspector section uses (the tensor table's).
+    const { summary } = await analyzeCheckpoint(checkpoint, folder);
+    const names = queryTensorTable(summary.tensors, { filter: '', offset: 0, limit: summary.tensors.length }).rows.map((r) => r.name);
+    return { bytes, checkpoint, names, tensors: names.length };
+  };
+  const dense = await open(join(dataDir, 'llama-0.8b-real'), SMALL_LLAMA);
+  const moe = await open(join(dataDir, 'mixtral-0.8b-real'), SMALL_MOE);
+  try {
+    const ratios: number[] = [];
+    const cpuRatios: number[] = [];
+    const tMoe: number[] = [];
+    const tDense: number[] = [];
+    // Wall time, and the CPU time of every thread of the process (the counting workers included): on a
+    // loaded machine the wall-time ratio follows the share of the cores it got, the CPU time per byte does not.
+    let cpu = 0;
+    const timed = async (f: () => Promise<void>) => {
+      const started = process.hrtime.bigint();
+      const cpuBefore = process.cpuUsage();
+      await f();
+      const used = process.cpuUsage(cpuBefore);
+      cpu = (used.user + used.system) / 1000;
+      return Number(process.hrtime.bigint() - started) / 1e6;
+    };
+    // One warm-up pair (page cache, worker start-up, JIT), then alternating pairs.
+    await statisticsOfEveryTensor(moe.checkpoint, moe.names);
+    await statisticsOfEveryTensor(dense.checkpoint, dense.names);
+    for (let i = 0; i < runs; i++) {
+      const m = await timed(() => statisticsOfEveryTensor(moe.checkpoint, moe.names));
+      const cpuMoe = cpu;
+      const d = await timed(() => statisticsOfEveryTensor(dense.checkpoint, dense.names));
+      tMoe.push(m);
+      tDense.push(d);
+      ratios.push(moe.bytes / m / (dense.bytes / d));
+      cpuRatios.push(cpuMoe / moe.bytes / (cpu / dense.bytes));
+      process.stderr.write(
+        `moe-stats pair ${i + 1}: MoE ${gbps(moe.bytes, m)}, dense ${gbps(dense.bytes, d)}, ${ratios.at(-1)!.toFixed(2)}×; CPU time MoE ${cpuMoe.toFixed(0)} ms, dense ${cpu.toFixed(0)} ms; load average ${loadavg()[0]!.toFixed(2)}\n`,
+      );
+    }
+    const mid = (t: number[]) => t.slice().sort((x, y) => x - y)[Math.floor(t.length / 2)]!;
+    rows.push({
+      section: 'inspector',
+      what: `statistics + histograms of every tensor: ${SMALL_MOE.name} (${moe.tensors} tensors) against the dense ${SMALL_LLAMA.name} (${dense.tensors}), ${runs} alternating pairs, load average ${loadavg()[0]!.toFixed(2)}`,
+      result: gbps(moe.bytes, mid(tMoe)),
+      baseline: `${gbps(dense.bytes, mid(tDense))} dense`,
+      ratio: `${mid(ratios).toFixed(2)}× the dense model's throughput (median of the pairs' ratios; ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}); CPU time per byte ${mid(cpuRatios).toFixed(2)}× the dense model's`,
+      target: '≥ 0.9×',
+    });
+  } finally {
+    await moe.checkpoint.close();
+    await dense.checkpoint.close();
   }
 }
