@@ -44,8 +44,8 @@ function reference(values: number[], edgesLin: readonly number[], edgesLog: read
     if (v !== 0) log[bin(edgesLog, Math.log10(Math.abs(v)))]++;
   }
   return {
-    min: Math.min(...finite),
-    max: Math.max(...finite),
+    min: finite.reduce((a, b) => Math.min(a, b), Infinity),
+    max: finite.reduce((a, b) => Math.max(a, b), -Infinity),
     mean,
     std,
     nan: values.filter(Number.isNaN).length,
@@ -240,7 +240,8 @@ describe('tensor statistics (exact, streamed) against a float64 reference', () =
       );
       assert.deepEqual([...stats.keys()], names);
       assert.deepEqual(done.slice().sort(), names.slice().sort());
-      assert.equal(most, 2, 'two tensors counted at once');
+      // Up to two counting jobs per thread: t5, t4 and t3 (split: a job per thread) are started together.
+      assert.ok(most >= 3 && most <= 4, `tensors counted at once: ${most}`);
       for (const name of names) assert.deepEqual(stats.get(name), await computeTensorStatistics(checkpoint, name, { threads: 0 }), name);
       await assert.rejects(
         computeStatisticsOfTensors(['t0', 'missing', 't1'], (name) => computeTensorStatistics(checkpoint, name, options), () => 0, { threads: 2 }),
@@ -275,6 +276,126 @@ describe('tensor statistics (exact, streamed) against a float64 reference', () =
       const controller = new AbortController();
       controller.abort();
       await assert.rejects(computeTensorStatistics(c, 't', { threads: 1, parallelMinBytes: 0, chunkBytes: 4096, signal: controller.signal }), CancelledError);
+    });
+  });
+});
+
+/** f16 bits to their value, from the IEEE 754 definition (independent of src/). */
+function f16Value(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0x1f) return mantissa === 0 ? sign * Infinity : NaN;
+  return exponent === 0 ? sign * mantissa * 2 ** -24 : sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+describe('counting workers with queued jobs (a mixture-of-experts layer is hundreds of tensors)', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  before(() => (tmp = tempDir()));
+  after(() => tmp.cleanup());
+
+  /** Tensors of several dtypes and odd lengths, some over several 512 KiB worker stages, and their values. */
+  function mixedTensors(): { name: string; dtype: string; bytes: Uint8Array; values: number[] }[] {
+    const out: { name: string; dtype: string; bytes: Uint8Array; values: number[] }[] = [];
+    [70_001, 300_001, 9, 65_537].forEach((n, i) => {
+      const bits = heavyTailed(n, 300 + i).map(toBf16Bits);
+      bits[i * 3] = 0x7fc0; // NaN
+      out.push({ name: `bf16_${i}`, dtype: 'BF16', bytes: new Uint8Array(new Uint16Array(bits).buffer), values: bits.map(bf16Value) });
+    });
+    const half = Array.from({ length: 90_001 }, (_, i) => (Math.imul(i, 2654435761) >>> 16) & 0xffff);
+    half[5] = 0x7c00; // +Inf
+    out.push({ name: 'f16', dtype: 'F16', bytes: new Uint8Array(new Uint16Array(half).buffer), values: half.map(f16Value) });
+    const bytes8 = Array.from({ length: 130_003 }, (_, i) => (Math.imul(i, 40503) >>> 7) & 0xff);
+    out.push({ name: 'i8', dtype: 'I8', bytes: new Uint8Array(bytes8), values: bytes8.map((b) => (b << 24) >> 24) });
+    out.push({ name: 'u8', dtype: 'U8', bytes: new Uint8Array(bytes8.slice(0, 77_777)), values: bytes8.slice(0, 77_777) });
+    return out;
+  }
+
+  let files = 0;
+  async function withFile(tensors: { name: string; dtype: string; bytes: Uint8Array }[], fn: (c: Checkpoint, path: string) => Promise<void>) {
+    const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
+    let offset = 0;
+    for (const t of tensors) {
+      const width = t.dtype === 'I8' || t.dtype === 'U8' ? 1 : 2;
+      header[t.name] = { dtype: t.dtype, shape: [t.bytes.length / width], data_offsets: [offset, offset + t.bytes.length] };
+      offset += t.bytes.length;
+    }
+    const data = new Uint8Array(offset);
+    tensors.reduce((at, t) => (data.set(t.bytes, at), at + t.bytes.length), 0);
+    const path = join(tmp.path, `queued-${++files}.safetensors`);
+    writeFileSync(path, rawSafetensors(JSON.stringify(header), data));
+    const checkpoint = await Checkpoint.open(path);
+    try {
+      await fn(checkpoint, path);
+    } finally {
+      await checkpoint.close();
+    }
+  }
+
+  // Every tensor is started at once: the pool has at most four workers, so most of these jobs wait in a
+  // worker's queue behind others and start without a round trip through this thread.
+  const inWorker = { threads: 1, workerMinBytes: 0 };
+
+  it('jobs of several dtypes and odd lengths queued behind each other give the one-thread counts exactly', async () => {
+    const tensors = [...mixedTensors(), ...mixedTensors().map((t) => ({ ...t, name: `${t.name}_again` }))];
+    await withFile(tensors, async (c) => {
+      const queued = await Promise.all(tensors.map((t) => computeTensorStatistics(c, t.name, inWorker)));
+      for (const [k, t] of tensors.entries()) {
+        assert.deepEqual(queued[k], await computeTensorStatistics(c, t.name, { threads: 0 }), t.name);
+        checkAgainstReference(queued[k]!, t.values);
+      }
+      // And through computeStatisticsOfTensors, two tensors per worker in flight.
+      const names = tensors.map((t) => t.name);
+      const many = await computeStatisticsOfTensors(names, (name) => computeTensorStatistics(c, name, inWorker), (name) => c.tensor(name).byteLength, { threads: 2 });
+      for (const [k, name] of names.entries()) assert.deepEqual(many.get(name), queued[k], name);
+    });
+  });
+
+  it('cancelling stops the jobs of that signal, running or still queued, and leaves the others and the pool exact', async () => {
+    const tensors = mixedTensors();
+    await withFile(tensors, async (c) => {
+      const cancelled = new AbortController();
+      // Every other tensor belongs to the cancelled run. All jobs are posted by the time the calls return;
+      // the abort comes while the workers count the first ones and the rest wait in their queues.
+      const runs = tensors.map((t, k) => computeTensorStatistics(c, t.name, { ...inWorker, signal: k % 2 === 1 ? cancelled.signal : undefined }));
+      cancelled.abort();
+      const settled = await Promise.allSettled(runs);
+      for (const [k, t] of tensors.entries()) {
+        const outcome = settled[k]!;
+        if (k % 2 === 1) {
+          assert.equal(outcome.status, 'rejected', t.name);
+          assert.ok((outcome as PromiseRejectedResult).reason instanceof CancelledError, t.name);
+        } else {
+          assert.equal(outcome.status, 'fulfilled', t.name);
+          checkAgainstReference((outcome as PromiseFulfilledResult<TensorStatistics>).value, t.values);
+        }
+      }
+      // Nothing left over in the workers' tables: counting again gives the exact result.
+      const again = await Promise.all(tensors.map((t) => computeTensorStatistics(c, t.name, inWorker)));
+      for (const [k, t] of tensors.entries()) checkAgainstReference(again[k]!, t.values);
+    });
+  });
+
+  it('a file cut short fails the queued jobs past its end with the file and byte, and the jobs before it are exact', async () => {
+    const tensors = mixedTensors();
+    await withFile(tensors, async (c, path) => {
+      // Cut inside the last tensor but one: it and the last fail, the others were readable.
+      const cutTensor = tensors.at(-2)!;
+      const cutAt = c.tensor(cutTensor.name).fileOffset + 1001;
+      truncateSync(path, cutAt);
+      const settled = await Promise.allSettled(tensors.map((t) => computeTensorStatistics(c, t.name, inWorker)));
+      for (const [k, t] of tensors.entries()) {
+        const outcome = settled[k]!;
+        if (k >= tensors.length - 2) {
+          assert.equal(outcome.status, 'rejected', t.name);
+          const message = ((outcome as PromiseRejectedResult).reason as Error).message;
+          assert.ok(message.includes(path), message);
+          assert.match(message, new RegExp(`file ends at byte ${k === tensors.length - 2 ? cutAt : '\\d+'}, inside the tensor`));
+        } else {
+          assert.equal(outcome.status, 'fulfilled', t.name);
+          checkAgainstReference((outcome as PromiseFulfilledResult<TensorStatistics>).value, t.values);
+        }
+      }
     });
   });
 });

@@ -2,8 +2,8 @@
 import { decodeToFloat32, decodeToFloat64 } from '../dtypes/convert';
 import { DTYPE_INFO } from '../dtypes/dtype';
 import type { Checkpoint } from '../safetensors/checkpoint';
-import { PARALLEL_MIN_BYTES, WORKER_MIN_BYTES, countInWorker, countingThreads } from './parallelCount';
-import { CodeCounter, DEFAULT_BINS, StreamingHistograms, StreamingMoments, TensorStatistics, codeTable, statisticsFromCounts } from './tensorStats';
+import { PARALLEL_MIN_BYTES, PresentCounts, WORKER_MIN_BYTES, WORKER_QUEUE_DEPTH, countInWorker, countingThreads } from './parallelCount';
+import { CodeCounter, DEFAULT_BINS, StreamingHistograms, StreamingMoments, TensorStatistics, addPresentCounts, codeTable, statisticsFromCounts, statisticsOfPresentCodes } from './tensorStats';
 
 export interface StatsOptions {
   readonly bins?: number;
@@ -29,6 +29,9 @@ function checkCancel(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CancelledError();
 }
 
+/** No codes counted: what the parts' lists are merged into. */
+const NO_CODES: PresentCounts = { codes: new Uint32Array(0), counts: new Float64Array(0) };
+
 const codeTables = new Map<string, Float64Array | undefined>();
 function cachedCodeTable(dtype: Parameters<typeof codeTable>[0]): Float64Array | undefined {
   if (!codeTables.has(dtype)) codeTables.set(dtype, codeTable(dtype));
@@ -40,52 +43,53 @@ export async function computeTensorStatistics(checkpoint: Checkpoint, name: stri
   const bins = options.bins ?? DEFAULT_BINS;
   const table = cachedCodeTable(tensor.dtype);
   if (table) {
-    const counter = new CodeCounter(tensor.dtype);
     const bytesPerCode = DTYPE_INFO[tensor.dtype].bits === 8 ? 1 : 2;
     const threads = options.threads ?? countingThreads();
     const chunkBytes = options.chunkBytes ?? 8 * 1024 * 1024;
     const parallelMinBytes = options.parallelMinBytes ?? PARALLEL_MIN_BYTES;
     if (threads === 0 || tensor.byteLength < Math.min(options.workerMinBytes ?? WORKER_MIN_BYTES, parallelMinBytes)) {
+      const counter = new CodeCounter(tensor.dtype);
       for await (const { offset, bytes } of checkpoint.chunks(name, { chunkBytes })) {
         checkCancel(options.signal);
         counter.add(bytes);
         options.onProgress?.((offset + bytes.length) / Math.max(1, tensor.byteLength));
       }
-    } else {
-      // Counted by the workers (faster than this thread even for one part, see parallelCount.ts): a large
-      // tensor split over all of them, a mid-sized one whole in one; this thread only waits, merges and
-      // reports progress.
-      checkCancel(options.signal); // an already-aborted signal never fires 'abort'
-      const partCount = tensor.byteLength < parallelMinBytes ? 1 : threads;
-      const partBytes = Math.ceil(tensor.byteLength / partCount / 4096) * 4096;
-      const local = new AbortController();
-      const abort = () => local.abort();
-      options.signal?.addEventListener('abort', abort, { once: true });
-      const path = checkpoint.fileOf(name).path;
-      const parts: ReturnType<typeof countInWorker>[] = [];
-      for (let start = 0; start < tensor.byteLength; start += partBytes) {
-        const length = Math.min(tensor.byteLength, start + partBytes) - start;
-        const part = countInWorker({ path, start: tensor.fileOffset + start, length, bytesPerCode }, local.signal);
-        part.result.catch(() => local.abort()); // one part failing stops the others
-        parts.push(part);
-      }
-      const timer = options.onProgress
-        ? setInterval(() => options.onProgress?.(parts.reduce((sum, p) => sum + p.progress(), 0) / Math.max(1, tensor.byteLength)), 100)
-        : undefined;
-      try {
-        const results = await Promise.allSettled(parts.map((p) => p.result));
-        if (options.signal?.aborted) throw new CancelledError();
-        // A part that failed stopped the others, which then report 'cancelled': throw the real failure.
-        const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
-        if (failures.length > 0) throw failures.find((e) => e.message !== 'cancelled') ?? failures[0];
-        for (const r of results) counter.merge((r as PromiseFulfilledResult<Float64Array>).value);
-        options.onProgress?.(1);
-      } finally {
-        if (timer) clearInterval(timer);
-        options.signal?.removeEventListener('abort', abort);
-      }
+      return statisticsFromCounts(table, counter.counts, bins);
     }
-    return statisticsFromCounts(table, counter.counts, bins);
+    // Counted by the workers (faster than this thread even for one part, see parallelCount.ts): a large
+    // tensor split over all of them, a mid-sized one whole in one; this thread only waits, merges and
+    // reports progress.
+    checkCancel(options.signal); // an already-aborted signal never fires 'abort'
+    const partCount = tensor.byteLength < parallelMinBytes ? 1 : threads;
+    const partBytes = Math.ceil(tensor.byteLength / partCount / 4096) * 4096;
+    const local = new AbortController();
+    const abort = () => local.abort();
+    options.signal?.addEventListener('abort', abort, { once: true });
+    const path = checkpoint.fileOf(name).path;
+    const parts: ReturnType<typeof countInWorker>[] = [];
+    for (let start = 0; start < tensor.byteLength; start += partBytes) {
+      const length = Math.min(tensor.byteLength, start + partBytes) - start;
+      const part = countInWorker({ path, start: tensor.fileOffset + start, length, bytesPerCode }, local.signal);
+      part.result.catch(() => local.abort()); // one part failing stops the others
+      parts.push(part);
+    }
+    const timer = options.onProgress
+      ? setInterval(() => options.onProgress?.(parts.reduce((sum, p) => sum + p.progress(), 0) / Math.max(1, tensor.byteLength)), 100)
+      : undefined;
+    try {
+      const results = await Promise.allSettled(parts.map((p) => p.result));
+      if (options.signal?.aborted) throw new CancelledError();
+      // A part that failed stopped the others, which then report 'cancelled': throw the real failure.
+      const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
+      if (failures.length > 0) throw failures.find((e) => e.message !== 'cancelled') ?? failures[0];
+      // Straight from the codes that occurred (a few thousand for bf16 weights), the parts' lists merged.
+      const counted = results.map((r) => (r as PromiseFulfilledResult<PresentCounts>).value).reduce<PresentCounts>(addPresentCounts, NO_CODES);
+      options.onProgress?.(1);
+      return statisticsOfPresentCodes(table, counted.codes, counted.counts, bins);
+    } finally {
+      if (timer) clearInterval(timer);
+      options.signal?.removeEventListener('abort', abort);
+    }
   }
   if (DTYPE_INFO[tensor.dtype].kind === 'complex') throw new Error(`${name}: statistics of complex (${tensor.dtype}) tensors are not supported`);
   // Two passes over the bytes: moments and range, then histograms on that range.
@@ -120,9 +124,12 @@ export async function computeTensorStatistics(checkpoint: Checkpoint, name: stri
 }
 
 /**
- * Statistics of many tensors (`inspect --stats`, the benchmark): tensors split over the counting workers run
- * one at a time, smaller ones up to one per counting thread at once, so a layer of many small experts keeps
- * every worker busy as one large weight does. Results come back by name; `onDone` follows completions.
+ * Statistics of many tensors (`inspect --stats`, the health scan, the benchmark), with up to
+ * WORKER_QUEUE_DEPTH counting jobs per counting thread in flight: a tensor split over the threads is one job
+ * per thread, a smaller one is one job (or none, counted here). Each worker then has its next job queued
+ * while this thread takes a result and hands out the next, and no tensor waits for the pipeline to empty: a
+ * layer of many small experts keeps every worker busy as one large weight does. Results come back by name;
+ * `onDone` follows completions.
  */
 export async function computeStatisticsOfTensors(
   names: readonly string[],
@@ -131,25 +138,34 @@ export async function computeStatisticsOfTensors(
   options: { readonly threads?: number; readonly parallelMinBytes?: number; readonly onDone?: (name: string) => void } = {},
 ): Promise<Map<string, TensorStatistics>> {
   const results = new Map<string, TensorStatistics>();
-  const limit = Math.max(1, options.threads ?? countingThreads());
+  const threads = Math.max(1, options.threads ?? countingThreads());
+  const limit = threads * WORKER_QUEUE_DEPTH;
+  let jobsInFlight = 0;
   const running = new Set<Promise<void>>();
-  const start = (name: string) => {
-    const task: Promise<void> = compute(name).then((stats) => {
-      results.set(name, stats);
-      running.delete(task);
-      options.onDone?.(name);
-    });
+  const start = (name: string, jobs: number) => {
+    jobsInFlight += jobs;
+    const task: Promise<void> = compute(name).then(
+      (stats) => {
+        jobsInFlight -= jobs;
+        results.set(name, stats);
+        running.delete(task);
+        options.onDone?.(name);
+      },
+      (error: unknown) => {
+        // Left in `running`, so that the Promise.race / Promise.all below takes the failure up.
+        jobsInFlight -= jobs;
+        throw error;
+      },
+    );
     running.add(task);
     // Its failure is taken up by the Promise.race / Promise.all below; never left unhandled meanwhile.
     task.catch(() => undefined);
   };
   try {
     for (const name of names) {
-      const whole = sizeOf(name) >= (options.parallelMinBytes ?? PARALLEL_MIN_BYTES);
-      // A split tensor takes every worker: let the others finish first, and it runs alone.
-      while (running.size >= (whole ? 1 : limit)) await Promise.race(running);
-      start(name);
-      if (whole) await Promise.race(running);
+      const jobs = sizeOf(name) >= (options.parallelMinBytes ?? PARALLEL_MIN_BYTES) ? threads : 1;
+      while (running.size > 0 && jobsInFlight + jobs > limit) await Promise.race(running);
+      start(name, jobs);
     }
     await Promise.all(running);
   } catch (error) {

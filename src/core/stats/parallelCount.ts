@@ -3,7 +3,8 @@
  * the shard itself, reads its own byte range in bounded chunks and returns its exact counts, which the
  * caller merges (addition of integer counts, so the result is identical to a single-threaded count).
  *
- * The workers are a small lazily started pool (unref'd, so they never keep a process alive). Their code is
+ * The workers are a small lazily started pool, one per core at most, each counting the jobs posted to it in
+ * order (unref'd while idle, so they never keep a process alive). Their code is
  * a few self-contained functions run with `eval`, so it works from every bundle (extension, CLI, analysis
  * worker, tests) without locating a separate worker file on disk.
  *
@@ -33,7 +34,7 @@ export const PARALLEL_MIN_BYTES = 8 * 1024 * 1024;
  * more with two workers sharing the L3 cache).
  */
 const STAGE_BYTES = 512 * 1024;
-/** Counter sub-tables for 16-bit codes (countStage16 and drainCounts16 are written out for eight). */
+/** Counter sub-tables for 16-bit codes (countStage16 and drainPresent16 are written out for eight). */
 const LANES_16 = 8;
 
 export interface CountJob {
@@ -55,6 +56,9 @@ type WorkerReply = { readonly codes: Uint32Array; readonly counts: Float64Array 
 declare const COUNT_STAGE: Uint8Array;
 declare const COUNT_STAGE_WORDS: Uint32Array;
 declare const COUNT_TABLE: Uint32Array;
+declare const COUNT_SPILL: Float64Array;
+declare const PRESENT_CODES: Uint32Array;
+declare const PRESENT_COUNTS: Float64Array;
 
 /**
  * Counts the 16-bit codes of COUNT_STAGE's first `words` 32-bit words (a multiple of 4) into COUNT_TABLE's
@@ -98,51 +102,85 @@ function countStage8(bytes: number): void {
 }
 
 /**
- * Adds COUNT_TABLE's eight sub-tables of 16-bit codes into `total` and clears them (for the next range or
- * job). Unrolled over the eight lanes and a top-level function of the worker script, so that it is
- * optimized once for all jobs: ~0.4 ms, where a closure made per job with a loop over the lanes took ~3 ms,
- * more than counting 4 MB.
+ * Sums COUNT_TABLE's eight sub-tables of 16-bit codes, writes the codes that occurred and their counts in
+ * code order to PRESENT_CODES / PRESENT_COUNTS, and clears what it read, in one pass: only the entries of
+ * codes that occurred are written (a few thousand of 65,536 for bf16 weights), where a separate drain into
+ * a float64 table, a fill of the 2 MiB table and a scan of the totals each went over everything. `spilled`
+ * adds COUNT_SPILL (counts set aside before 32 bits could overflow, see spillCounts) and clears it.
+ * Unrolled over the eight lanes and a top-level function of the worker script, so that it is optimized
+ * once for all jobs (a closure made per job with a loop over the lanes took ~3 ms, more than counting 4 MB).
+ * Returns how many codes occurred.
  */
-function drainCounts16(total: Float64Array): void {
+function drainPresent16(spilled: boolean): number {
+  let n = 0;
   for (let i = 0; i < 0x10000; i++) {
-    total[i]! +=
+    let sum =
       COUNT_TABLE[i]! + COUNT_TABLE[i + 0x10000]! + COUNT_TABLE[i + 0x20000]! + COUNT_TABLE[i + 0x30000]! + COUNT_TABLE[i + 0x40000]! + COUNT_TABLE[i + 0x50000]! + COUNT_TABLE[i + 0x60000]! + COUNT_TABLE[i + 0x70000]!;
+    if (spilled) {
+      sum += COUNT_SPILL[i]!;
+      COUNT_SPILL[i] = 0;
+    }
+    if (sum !== 0) {
+      PRESENT_CODES[n] = i;
+      PRESENT_COUNTS[n++] = sum;
+      COUNT_TABLE[i] = 0;
+      COUNT_TABLE[i + 0x10000] = 0;
+      COUNT_TABLE[i + 0x20000] = 0;
+      COUNT_TABLE[i + 0x30000] = 0;
+      COUNT_TABLE[i + 0x40000] = 0;
+      COUNT_TABLE[i + 0x50000] = 0;
+      COUNT_TABLE[i + 0x60000] = 0;
+      COUNT_TABLE[i + 0x70000] = 0;
+    }
   }
-  COUNT_TABLE.fill(0, 0, 0x80000);
+  return n;
 }
 
 /** The same for the four sub-tables of 256 8-bit codes. */
-function drainCounts8(total: Float64Array): void {
-  for (let i = 0; i < 256; i++) total[i]! += COUNT_TABLE[i]! + COUNT_TABLE[i + 256]! + COUNT_TABLE[i + 512]! + COUNT_TABLE[i + 768]!;
-  COUNT_TABLE.fill(0, 0, 1024);
-}
-
-/** The codes that occurred and their counts, in code order: a few thousand of 65,536 for bf16 weights, a smaller message than the table. */
-function presentCounts(total: Float64Array): { codes: Uint32Array; counts: Float64Array } {
+function drainPresent8(spilled: boolean): number {
   let n = 0;
-  for (let i = 0; i < total.length; i++) if (total[i] !== 0) n++;
-  const codes = new Uint32Array(n);
-  const counts = new Float64Array(n);
-  for (let i = 0, k = 0; i < total.length; i++) {
-    if (total[i] !== 0) {
-      codes[k] = i;
-      counts[k++] = total[i]!;
+  for (let i = 0; i < 256; i++) {
+    let sum = COUNT_TABLE[i]! + COUNT_TABLE[i + 256]! + COUNT_TABLE[i + 512]! + COUNT_TABLE[i + 768]!;
+    if (spilled) {
+      sum += COUNT_SPILL[i]!;
+      COUNT_SPILL[i] = 0;
+    }
+    if (sum !== 0) {
+      PRESENT_CODES[n] = i;
+      PRESENT_COUNTS[n++] = sum;
+      COUNT_TABLE[i] = 0;
+      COUNT_TABLE[i + 256] = 0;
+      COUNT_TABLE[i + 512] = 0;
+      COUNT_TABLE[i + 768] = 0;
     }
   }
-  return { codes, counts };
+  return n;
 }
 
 /**
- * The worker's message loop. Self-contained apart from the script-level constants and the top-level
- * functions it is given (WORKER_FUNCTIONS). control[0] = 1 asks it to stop; control[1] = KiB counted so far (progress).
+ * Adds COUNT_TABLE's sub-tables into the float64 COUNT_SPILL and clears them: a job of 2 GiB or more does
+ * this before a 32-bit counter could overflow, then drains with `spilled`.
+ */
+function spillCounts(lanes: number, size: number): void {
+  for (let lane = 0; lane < lanes; lane++) {
+    for (let i = 0; i < size; i++) COUNT_SPILL[i]! += COUNT_TABLE[lane * size + i]!;
+  }
+  COUNT_TABLE.fill(0, 0, lanes * size);
+}
+
+/**
+ * The worker's message loop: one job per message, in the order posted, so jobs queued behind the one being
+ * counted start without waiting for the calling thread. Self-contained apart from the script-level
+ * constants and the top-level functions it is given (WORKER_FUNCTIONS). control[0] = 1 asks a job to stop
+ * (before it starts too); control[1] = KiB counted so far (progress).
  */
 function countWorkerMain(
   count16: typeof countStage16,
   count16Tail: typeof countStage16Tail,
   count8: typeof countStage8,
-  drain16: typeof drainCounts16,
-  drain8: typeof drainCounts8,
-  presentCounts: (total: Float64Array) => { codes: Uint32Array; counts: Float64Array },
+  present16: typeof drainPresent16,
+  present8: typeof drainPresent8,
+  spill: typeof spillCounts,
 ): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
@@ -151,10 +189,15 @@ function countWorkerMain(
   parentPort!.on('message', (job: JobMessage) => {
     const control = new Int32Array(job.control);
     const wide = job.bytesPerCode === 2;
-    const total = new Float64Array(wide ? 65536 : 256);
-    const drain = () => (wide ? drain16(total) : drain8(total));
+    let spilled = false;
+    // Clears the tables whatever happened; returns how many codes occurred (in PRESENT_CODES / PRESENT_COUNTS).
+    const drain = () => (wide ? present16(spilled) : present8(spilled));
     let fd = -1;
     try {
+      if (Atomics.load(control, 0) === 1) {
+        parentPort!.postMessage({ cancelled: true });
+        return;
+      }
       fd = fs.openSync(job.path, 'r');
       let pending = 0;
       for (let done = 0; done < job.length; ) {
@@ -170,9 +213,10 @@ function countWorkerMain(
           if (n === 0) throw new Error(`${job.path}: file ends at byte ${job.start + done + got}, inside the tensor`);
           got += n;
         }
-        // A counter sees at most `pending` codes: drain long before 32 bits could overflow.
+        // A counter sees at most `pending` codes: spill long before 32 bits could overflow.
         if (pending + want >= 0x7fffffff) {
-          drain();
+          spill(wide ? 8 : 4, wide ? 65536 : 256);
+          spilled = true;
           pending = 0;
         }
         pending += want;
@@ -184,11 +228,12 @@ function countWorkerMain(
         done += want;
         Atomics.store(control, 1, Math.floor(done / 1024));
       }
-      drain();
+      const n = drain();
       // Copied, never transferred: transferring detaches the buffer, and the first detach in an isolate makes
       // V8 drop its "no typed array is ever detached" assumption and recompile every typed-array loop with
-      // detach checks — the counting loop then runs ~1.3 GB/s instead of ~1.9.
-      parentPort!.postMessage(presentCounts(total));
+      // detach checks — the counting loop then runs ~1.3 GB/s instead of ~1.9. (slice, not subarray: a view
+      // would be cloned with its whole 768 KiB buffer.)
+      parentPort!.postMessage({ codes: PRESENT_CODES.slice(0, n), counts: PRESENT_COUNTS.slice(0, n) });
     } catch (error) {
       drain();
       parentPort!.postMessage({ error: error instanceof Error ? error.message : String(error) });
@@ -199,7 +244,7 @@ function countWorkerMain(
 }
 
 /** The top-level functions of the worker script, in countWorkerMain's parameter order. */
-const WORKER_FUNCTIONS = [countStage16, countStage16Tail, countStage8, drainCounts16, drainCounts8, presentCounts] as const;
+const WORKER_FUNCTIONS = [countStage16, countStage16Tail, countStage8, drainPresent16, drainPresent8, spillCounts] as const;
 
 /** The worker script: its fixed buffers as script-level constants, then the message loop. */
 function workerSource(): string {
@@ -207,67 +252,114 @@ function workerSource(): string {
     `const COUNT_STAGE = new Uint8Array(${STAGE_BYTES});`,
     'const COUNT_STAGE_WORDS = new Uint32Array(COUNT_STAGE.buffer);',
     `const COUNT_TABLE = new Uint32Array(${65536 * LANES_16});`,
+    'const COUNT_SPILL = new Float64Array(65536);',
+    'const PRESENT_CODES = new Uint32Array(65536);',
+    'const PRESENT_COUNTS = new Float64Array(65536);',
     // Declared at the top level of the script (by the names the bundler gave them), as V8 compiles them best.
     ...WORKER_FUNCTIONS.map((f) => f.toString()),
     `(${countWorkerMain.toString()})(${WORKER_FUNCTIONS.map((f) => f.name).join(', ')});`,
   ].join('\n');
 }
 
-const idle: Worker[] = [];
+/** A job posted to a pooled worker whose reply has not come yet. */
+interface QueuedJob {
+  readonly resolve: (present: PresentCounts) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** A pooled counting worker and its jobs, in the order posted (the worker replies in that order). */
+interface PooledWorker {
+  readonly worker: Worker;
+  readonly queue: QueuedJob[];
+}
+
+const pool: PooledWorker[] = [];
+
+/**
+ * Jobs each worker may hold, the one it counts included: with a second queued behind it, a worker starts
+ * its next job as soon as it posts a result, instead of idling while the calling thread takes the result
+ * and hands out the next one (computeStatisticsOfTensors keeps this many tensors per worker in flight).
+ */
+export const WORKER_QUEUE_DEPTH = 2;
 
 /** Counting workers to split a large tensor over: one per core, at most 4. */
 export function countingThreads(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
-function takeWorker(): Worker {
-  const worker = idle.pop();
-  if (worker) return worker;
-  const fresh = new Worker(workerSource(), { eval: true });
-  fresh.unref();
-  return fresh;
+function startWorker(): PooledWorker {
+  const pooled: PooledWorker = { worker: new Worker(workerSource(), { eval: true }), queue: [] };
+  const failAll = (error: Error) => {
+    const at = pool.indexOf(pooled);
+    if (at >= 0) pool.splice(at, 1);
+    for (const job of pooled.queue.splice(0)) job.reject(error);
+  };
+  pooled.worker.on('message', (reply: WorkerReply) => {
+    const job = pooled.queue.shift();
+    // An idle worker must not keep the process alive; one with jobs must, until they are answered.
+    if (pooled.queue.length === 0) pooled.worker.unref();
+    if (!job) return;
+    if ('codes' in reply) job.resolve(reply);
+    else if ('error' in reply) job.reject(new Error(reply.error));
+    else job.reject(new Error('cancelled'));
+  });
+  pooled.worker.on('error', (error: Error) => failAll(new Error(`counting worker failed: ${error.message}`)));
+  pooled.worker.on('exit', (code) => {
+    if (pool.includes(pooled)) failAll(new Error(`counting worker stopped (exit code ${code})`));
+  });
+  pool.push(pooled);
+  return pooled;
 }
 
 /**
- * Counts one byte range in a pooled worker. `signal` cancels it (the promise rejects with `cancelled`);
- * `progress()` reads how many bytes it has counted so far.
+ * The worker for the next job: an idle one, else a new one while there are fewer than countingThreads(),
+ * else the one with the shortest queue (its job waits there, counted as soon as the ones before it end).
  */
-export function countInWorker(job: CountJob, signal?: AbortSignal): { result: Promise<Float64Array>; progress: () => number } {
+function takeWorker(): PooledWorker {
+  let best: PooledWorker | undefined;
+  for (const pooled of pool) if (!best || pooled.queue.length < best.queue.length) best = pooled;
+  if (best && (best.queue.length === 0 || pool.length >= countingThreads())) return best;
+  return startWorker();
+}
+
+/** The codes that occurred in a byte range (ascending) and how often each occurred (never 0). */
+export interface PresentCounts {
+  readonly codes: Uint32Array;
+  readonly counts: Float64Array;
+}
+
+/**
+ * Counts one byte range in a pooled worker (queued behind that worker's jobs when every worker is busy).
+ * `signal` cancels it, queued or running (the promise rejects with `cancelled`); `progress()` reads how many
+ * bytes it has counted so far.
+ */
+export function countInWorker(job: CountJob, signal?: AbortSignal): { result: Promise<PresentCounts>; progress: () => number } {
   const control = new SharedArrayBuffer(8);
   const flags = new Int32Array(control);
-  const worker = takeWorker();
-  const result = new Promise<Float64Array>((resolve, reject) => {
+  const pooled = takeWorker();
+  const result = new Promise<PresentCounts>((resolve, reject) => {
     const onAbort = () => Atomics.store(flags, 0, 1);
     signal?.addEventListener('abort', onAbort, { once: true });
-    const finish = () => {
-      signal?.removeEventListener('abort', onAbort);
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-    };
-    const onMessage = (reply: WorkerReply) => {
-      finish();
-      idle.push(worker);
-      if ('counts' in reply) {
-        const counts = new Float64Array(job.bytesPerCode === 2 ? 65536 : 256);
-        for (let k = 0; k < reply.codes.length; k++) counts[reply.codes[k]!] = reply.counts[k]!;
-        resolve(counts);
-      }
-      else if ('error' in reply) reject(new Error(reply.error));
-      else reject(new Error('cancelled'));
-    };
-    const onError = (error: Error) => {
-      finish();
-      reject(new Error(`counting worker failed: ${error.message}`));
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.postMessage({ ...job, control } satisfies JobMessage);
+    const settled = () => signal?.removeEventListener('abort', onAbort);
+    pooled.queue.push({
+      resolve: (present) => {
+        settled();
+        resolve(present);
+      },
+      reject: (error) => {
+        settled();
+        reject(error);
+      },
+    });
+    if (pooled.queue.length === 1) pooled.worker.ref();
+    pooled.worker.postMessage({ ...job, control } satisfies JobMessage);
   });
   return { result, progress: () => Atomics.load(flags, 1) * 1024 };
 }
 
 /** Stops the idle pooled workers (tests and short-lived processes may call it; the pool restarts on demand). */
 export async function stopCountingWorkers(): Promise<void> {
-  const workers = idle.splice(0);
-  await Promise.all(workers.map((w) => w.terminate()));
+  const idle = pool.filter((p) => p.queue.length === 0);
+  for (const p of idle) pool.splice(pool.indexOf(p), 1);
+  await Promise.all(idle.map((p) => p.worker.terminate()));
 }

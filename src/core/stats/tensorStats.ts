@@ -240,9 +240,20 @@ const DIRECT_COUNT_BYTES = 64 * 1024;
 
 /** Statistics and histograms from (value, count) pairs, e.g. a code table and its counts. Exact. */
 export function statisticsFromCounts(values: Float64Array, counts: Float64Array, bins = DEFAULT_BINS): TensorStatistics {
-  // The codes that occur, in code order (a few thousand of 65,536 for bf16 weights): the passes below visit
-  // only those, and in the same order as over the whole table, so the sums are the same.
+  // The codes that occur, in code order (a few thousand of 65,536 for bf16 weights): the passes visit only
+  // those, and in the same order as over the whole table, so the sums are the same.
   const present = presentCodes(counts);
+  const presentCounts = new Float64Array(present.length);
+  for (let p = 0; p < present.length; p++) presentCounts[p] = counts[present[p]!]!;
+  return statisticsOfPresentCodes(values, present, presentCounts, bins);
+}
+
+/**
+ * The same from the codes that occurred, ascending, and their counts (none 0), as the counting workers
+ * return them: a 4 MiB expert's statistics then cost a pass over its few thousand codes, not three over a
+ * 65,536-entry table. Identical results to statisticsFromCounts (the same values, summed in the same order).
+ */
+export function statisticsOfPresentCodes(values: Float64Array, codes: Uint32Array, counts: Float64Array, bins = DEFAULT_BINS): TensorStatistics {
   let count = 0;
   let nan = 0;
   let posInf = 0;
@@ -253,10 +264,9 @@ export function statisticsFromCounts(values: Float64Array, counts: Float64Array,
   let minAbsNonzero = Infinity;
   let sum = 0;
   let finite = 0;
-  for (let p = 0; p < present.length; p++) {
-    const i = present[p]!;
-    const c = counts[i]!;
-    const v = values[i]!;
+  for (let p = 0; p < codes.length; p++) {
+    const c = counts[p]!;
+    const v = values[codes[p]!]!;
     count += c;
     if (Number.isNaN(v)) nan += c;
     else if (v === Infinity) posInf += c;
@@ -272,10 +282,9 @@ export function statisticsFromCounts(values: Float64Array, counts: Float64Array,
   }
   const mean = finite > 0 ? sum / finite : NaN;
   let m2 = 0;
-  for (let p = 0; p < present.length; p++) {
-    const i = present[p]!;
-    const c = counts[i]!;
-    const v = values[i]!;
+  for (let p = 0; p < codes.length; p++) {
+    const c = counts[p]!;
+    const v = values[codes[p]!]!;
     if (!Number.isFinite(v)) continue;
     m2 += c * (v - mean) * (v - mean);
   }
@@ -296,15 +305,51 @@ export function statisticsFromCounts(values: Float64Array, counts: Float64Array,
   const logLow = Math.log10(minAbsNonzero);
   const logHigh = Math.log10(stats.absMax);
   const log = emptyHistogram('log', logLow, logHigh, bins);
-  for (let p = 0; p < present.length; p++) {
-    const i = present[p]!;
-    const c = counts[i]!;
-    const v = values[i]!;
+  for (let p = 0; p < codes.length; p++) {
+    const c = counts[p]!;
+    const v = values[codes[p]!]!;
     if (!Number.isFinite(v)) continue;
     addToHistogram(linear, v, c);
     if (v !== 0) addToHistogram(log, Math.log10(Math.abs(v)), c);
   }
   return { stats, linear: freeze(linear), log: freeze(log), method: 'exact bit-pattern counts' };
+}
+
+/**
+ * Two lists of codes that occurred (ascending) with their counts, merged into one: the counts of a tensor
+ * split over the counting workers, added without a 65,536-entry table. Exact (integer counts).
+ */
+export function addPresentCounts(
+  a: { readonly codes: Uint32Array; readonly counts: Float64Array },
+  b: { readonly codes: Uint32Array; readonly counts: Float64Array },
+): { codes: Uint32Array; counts: Float64Array } {
+  const codes = new Uint32Array(a.codes.length + b.codes.length);
+  const counts = new Float64Array(codes.length);
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  while (i < a.codes.length && j < b.codes.length) {
+    const x = a.codes[i]!;
+    const y = b.codes[j]!;
+    if (x <= y) {
+      codes[n] = x;
+      counts[n] = a.counts[i++]!;
+      if (x === y) counts[n]! += b.counts[j++]!;
+    } else {
+      codes[n] = y;
+      counts[n] = b.counts[j++]!;
+    }
+    n++;
+  }
+  for (; i < a.codes.length; i++, n++) {
+    codes[n] = a.codes[i]!;
+    counts[n] = a.counts[i]!;
+  }
+  for (; j < b.codes.length; j++, n++) {
+    codes[n] = b.codes[j]!;
+    counts[n] = b.counts[j]!;
+  }
+  return { codes: codes.subarray(0, n), counts: counts.subarray(0, n) };
 }
 
 /** Indices of the nonzero entries of `counts`, ascending. */
