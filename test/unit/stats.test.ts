@@ -332,8 +332,8 @@ describe('counting workers with queued jobs (a mixture-of-experts layer is hundr
     }
   }
 
-  // Every tensor is started at once: the pool has at most four workers, so most of these jobs wait in a
-  // worker's queue behind others and start without a round trip through this thread.
+  // Every tensor is started at once: the pool has at most four workers of two job slots each, so these jobs
+  // queue behind others in a worker, and the rest wait for a slot.
   const inWorker = { threads: 1, workerMinBytes: 0 };
 
   it('jobs of several dtypes and odd lengths queued behind each other give the one-thread counts exactly', async () => {
@@ -352,7 +352,8 @@ describe('counting workers with queued jobs (a mixture-of-experts layer is hundr
   });
 
   it('cancelling stops the jobs of that signal, running or still queued, and leaves the others and the pool exact', async () => {
-    const tensors = mixedTensors();
+    // More jobs than the workers' slots (at most four workers of two): some wait for a slot when cancelled.
+    const tensors = [...mixedTensors(), ...mixedTensors().map((t) => ({ ...t, name: `${t.name}_again` }))];
     await withFile(tensors, async (c) => {
       const cancelled = new AbortController();
       // Every other tensor belongs to the cancelled run. All jobs are posted by the time the calls return;

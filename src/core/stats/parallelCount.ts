@@ -45,12 +45,27 @@ export interface CountJob {
   readonly bytesPerCode: 1 | 2;
 }
 
-interface JobMessage extends CountJob {
+/**
+ * The memory a worker shares with the calling thread, posted once when it starts: per job slot, a cancel
+ * flag and the KiB counted so far (control), and the codes that occurred with their counts (results).
+ */
+interface SharedSlots {
   readonly control: SharedArrayBuffer;
+  readonly codes: SharedArrayBuffer;
+  readonly counts: SharedArrayBuffer;
 }
 
-/** Counts as the codes that occurred and how often, in code order. */
-type WorkerReply = { readonly codes: Uint32Array; readonly counts: Float64Array } | { readonly error: string } | { readonly cancelled: true };
+/** A job as posted: its byte range and the slot its flags and result use. Plain values only (see WorkerReply). */
+interface JobMessage extends CountJob {
+  readonly slot: number;
+}
+
+/**
+ * A job's outcome: `codes` codes occurred, in its slot of the shared results. Only plain values go through
+ * postMessage: a typed array in a message cost 25–250 µs to clone and a SharedArrayBuffer 20–55 µs, against
+ * ~1 µs for a few numbers, and a 4 MiB expert is counted in ~2 ms.
+ */
+type WorkerReply = { readonly slot: number } & ({ readonly codes: number } | { readonly error: string } | { readonly cancelled: true });
 
 // Script-level constants of the worker script (defined in workerSource, not in this module).
 declare const COUNT_STAGE: Uint8Array;
@@ -186,24 +201,36 @@ function countWorkerMain(
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
   const fs = require('node:fs') as typeof import('node:fs');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  parentPort!.on('message', (job: JobMessage) => {
-    const control = new Int32Array(job.control);
+  let control = new Int32Array(0);
+  let sharedCodes = new Uint32Array(0);
+  let sharedCounts = new Float64Array(0);
+  parentPort!.on('message', (message: JobMessage | SharedSlots) => {
+    if ('control' in message) {
+      control = new Int32Array(message.control);
+      sharedCodes = new Uint32Array(message.codes);
+      sharedCounts = new Float64Array(message.counts);
+      return;
+    }
+    const job = message;
+    const slot = job.slot;
+    const cancelFlag = slot * 2;
+    const progress = slot * 2 + 1;
     const wide = job.bytesPerCode === 2;
     let spilled = false;
     // Clears the tables whatever happened; returns how many codes occurred (in PRESENT_CODES / PRESENT_COUNTS).
     const drain = () => (wide ? present16(spilled) : present8(spilled));
     let fd = -1;
     try {
-      if (Atomics.load(control, 0) === 1) {
-        parentPort!.postMessage({ cancelled: true });
+      if (Atomics.load(control, cancelFlag) === 1) {
+        parentPort!.postMessage({ slot, cancelled: true });
         return;
       }
       fd = fs.openSync(job.path, 'r');
       let pending = 0;
       for (let done = 0; done < job.length; ) {
-        if (Atomics.load(control, 0) === 1) {
+        if (Atomics.load(control, cancelFlag) === 1) {
           drain();
-          parentPort!.postMessage({ cancelled: true });
+          parentPort!.postMessage({ slot, cancelled: true });
           return;
         }
         const want = Math.min(COUNT_STAGE.length, job.length - done);
@@ -226,17 +253,18 @@ function countWorkerMain(
           count16Tail(groups << 2, want);
         } else count8(want);
         done += want;
-        Atomics.store(control, 1, Math.floor(done / 1024));
+        Atomics.store(control, progress, Math.floor(done / 1024));
       }
       const n = drain();
-      // Copied, never transferred: transferring detaches the buffer, and the first detach in an isolate makes
-      // V8 drop its "no typed array is ever detached" assumption and recompile every typed-array loop with
-      // detach checks — the counting loop then runs ~1.3 GB/s instead of ~1.9. (slice, not subarray: a view
-      // would be cloned with its whole 768 KiB buffer.)
-      parentPort!.postMessage({ codes: PRESENT_CODES.slice(0, n), counts: PRESENT_COUNTS.slice(0, n) });
+      // Into the slot's shared memory, never transferred: transferring detaches the buffer, and the first
+      // detach in an isolate makes V8 drop its "no typed array is ever detached" assumption and recompile
+      // every typed-array loop with detach checks — the counting loop then runs ~1.3 GB/s instead of ~1.9.
+      sharedCodes.set(PRESENT_CODES.subarray(0, n), slot * 65536);
+      sharedCounts.set(PRESENT_COUNTS.subarray(0, n), slot * 65536);
+      parentPort!.postMessage({ slot, codes: n });
     } catch (error) {
       drain();
-      parentPort!.postMessage({ error: error instanceof Error ? error.message : String(error) });
+      parentPort!.postMessage({ slot, error: error instanceof Error ? error.message : String(error) });
     } finally {
       if (fd >= 0) fs.closeSync(fd);
     }
@@ -261,24 +289,36 @@ function workerSource(): string {
   ].join('\n');
 }
 
-/** A job posted to a pooled worker whose reply has not come yet. */
+/** A job given to a pooled worker and not answered yet. */
 interface QueuedJob {
+  readonly message: CountJob;
+  /** Its slot while posted; undefined while it waits for one. */
+  slot: number | undefined;
+  /** Bytes counted once it has ended. */
+  ended: number | undefined;
   readonly resolve: (present: PresentCounts) => void;
   readonly reject: (error: Error) => void;
 }
 
-/** A pooled counting worker and its jobs, in the order posted (the worker replies in that order). */
+/** A pooled counting worker, its shared slots and its jobs. */
 interface PooledWorker {
   readonly worker: Worker;
-  readonly queue: QueuedJob[];
+  readonly control: Int32Array;
+  readonly codes: Uint32Array;
+  readonly counts: Float64Array;
+  /** The job in each slot (posted to the worker, which counts them in the order posted). */
+  readonly slots: (QueuedJob | undefined)[];
+  /** Jobs beyond the slots, posted as slots free up. */
+  readonly waiting: QueuedJob[];
 }
 
 const pool: PooledWorker[] = [];
 
 /**
  * Jobs each worker may hold, the one it counts included: with a second queued behind it, a worker starts
- * its next job as soon as it posts a result, instead of idling while the calling thread takes the result
- * and hands out the next one (computeStatisticsOfTensors keeps this many tensors per worker in flight).
+ * its next job as soon as it has written a result, instead of idling while the calling thread takes the
+ * result and hands out the next one (computeStatisticsOfTensors keeps this many jobs per worker in flight).
+ * Each is a slot of the worker's shared memory.
  */
 export const WORKER_QUEUE_DEPTH = 2;
 
@@ -287,19 +327,52 @@ export function countingThreads(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
+const jobsOf = (pooled: PooledWorker) => pooled.waiting.length + pooled.slots.filter((j) => j !== undefined).length;
+
+function post(pooled: PooledWorker, job: QueuedJob, slot: number): void {
+  job.slot = slot;
+  pooled.slots[slot] = job;
+  Atomics.store(pooled.control, slot * 2, 0);
+  Atomics.store(pooled.control, slot * 2 + 1, 0);
+  if (jobsOf(pooled) === 1) pooled.worker.ref();
+  pooled.worker.postMessage({ ...job.message, slot } satisfies JobMessage);
+}
+
 function startWorker(): PooledWorker {
-  const pooled: PooledWorker = { worker: new Worker(workerSource(), { eval: true }), queue: [] };
+  const shared: SharedSlots = {
+    control: new SharedArrayBuffer(WORKER_QUEUE_DEPTH * 2 * 4),
+    codes: new SharedArrayBuffer(WORKER_QUEUE_DEPTH * 65536 * 4),
+    counts: new SharedArrayBuffer(WORKER_QUEUE_DEPTH * 65536 * 8),
+  };
+  const pooled: PooledWorker = {
+    worker: new Worker(workerSource(), { eval: true }),
+    control: new Int32Array(shared.control),
+    codes: new Uint32Array(shared.codes),
+    counts: new Float64Array(shared.counts),
+    slots: new Array<QueuedJob | undefined>(WORKER_QUEUE_DEPTH).fill(undefined),
+    waiting: [],
+  };
+  pooled.worker.postMessage(shared);
   const failAll = (error: Error) => {
     const at = pool.indexOf(pooled);
     if (at >= 0) pool.splice(at, 1);
-    for (const job of pooled.queue.splice(0)) job.reject(error);
+    const jobs = [...pooled.slots.filter((j): j is QueuedJob => j !== undefined), ...pooled.waiting.splice(0)];
+    pooled.slots.fill(undefined);
+    for (const job of jobs) job.reject(error);
   };
   pooled.worker.on('message', (reply: WorkerReply) => {
-    const job = pooled.queue.shift();
-    // An idle worker must not keep the process alive; one with jobs must, until they are answered.
-    if (pooled.queue.length === 0) pooled.worker.unref();
+    const job = pooled.slots[reply.slot];
     if (!job) return;
-    if ('codes' in reply) job.resolve(reply);
+    // Read out of the slot before it is given to the next job.
+    const from = reply.slot * 65536;
+    const present = 'codes' in reply ? { codes: pooled.codes.slice(from, from + reply.codes), counts: pooled.counts.slice(from, from + reply.codes) } : undefined;
+    job.ended = job.message.length;
+    pooled.slots[reply.slot] = undefined;
+    const next = pooled.waiting.shift();
+    if (next) post(pooled, next, reply.slot);
+    // An idle worker must not keep the process alive; one with jobs must, until they are answered.
+    else if (jobsOf(pooled) === 0) pooled.worker.unref();
+    if (present) job.resolve(present);
     else if ('error' in reply) job.reject(new Error(reply.error));
     else job.reject(new Error('cancelled'));
   });
@@ -313,12 +386,19 @@ function startWorker(): PooledWorker {
 
 /**
  * The worker for the next job: an idle one, else a new one while there are fewer than countingThreads(),
- * else the one with the shortest queue (its job waits there, counted as soon as the ones before it end).
+ * else the one with the fewest jobs (its job waits there, counted as soon as the ones before it end).
  */
 function takeWorker(): PooledWorker {
   let best: PooledWorker | undefined;
-  for (const pooled of pool) if (!best || pooled.queue.length < best.queue.length) best = pooled;
-  if (best && (best.queue.length === 0 || pool.length >= countingThreads())) return best;
+  let fewest = Infinity;
+  for (const pooled of pool) {
+    const jobs = jobsOf(pooled);
+    if (jobs < fewest) {
+      best = pooled;
+      fewest = jobs;
+    }
+  }
+  if (best && (fewest === 0 || pool.length >= countingThreads())) return best;
   return startWorker();
 }
 
@@ -333,15 +413,27 @@ export interface PresentCounts {
  * `signal` cancels it, queued or running (the promise rejects with `cancelled`); `progress()` reads how many
  * bytes it has counted so far.
  */
-export function countInWorker(job: CountJob, signal?: AbortSignal): { result: Promise<PresentCounts>; progress: () => number } {
-  const control = new SharedArrayBuffer(8);
-  const flags = new Int32Array(control);
+export function countInWorker(message: CountJob, signal?: AbortSignal): { result: Promise<PresentCounts>; progress: () => number } {
   const pooled = takeWorker();
+  let job: QueuedJob | undefined;
   const result = new Promise<PresentCounts>((resolve, reject) => {
-    const onAbort = () => Atomics.store(flags, 0, 1);
+    const onAbort = () => {
+      if (!job || job.ended !== undefined) return;
+      if (job.slot !== undefined) {
+        Atomics.store(pooled.control, job.slot * 2, 1);
+        return;
+      }
+      // Still waiting for a slot: never posted, so it ends here.
+      pooled.waiting.splice(pooled.waiting.indexOf(job), 1);
+      job.ended = 0;
+      job.reject(new Error('cancelled'));
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
     const settled = () => signal?.removeEventListener('abort', onAbort);
-    pooled.queue.push({
+    job = {
+      message,
+      slot: undefined,
+      ended: undefined,
       resolve: (present) => {
         settled();
         resolve(present);
@@ -350,16 +442,21 @@ export function countInWorker(job: CountJob, signal?: AbortSignal): { result: Pr
         settled();
         reject(error);
       },
-    });
-    if (pooled.queue.length === 1) pooled.worker.ref();
-    pooled.worker.postMessage({ ...job, control } satisfies JobMessage);
+    };
+    const free = pooled.slots.indexOf(undefined);
+    if (free >= 0) post(pooled, job, free);
+    else pooled.waiting.push(job);
   });
-  return { result, progress: () => Atomics.load(flags, 1) * 1024 };
+  const progress = () => {
+    if (!job || job.ended !== undefined) return job?.ended ?? 0;
+    return job.slot === undefined ? 0 : Atomics.load(pooled.control, job.slot * 2 + 1) * 1024;
+  };
+  return { result, progress };
 }
 
 /** Stops the idle pooled workers (tests and short-lived processes may call it; the pool restarts on demand). */
 export async function stopCountingWorkers(): Promise<void> {
-  const idle = pool.filter((p) => p.queue.length === 0);
+  const idle = pool.filter((p) => jobsOf(p) === 0);
   for (const p of idle) pool.splice(pool.indexOf(p), 1);
   await Promise.all(idle.map((p) => p.worker.terminate()));
 }
