@@ -351,6 +351,24 @@ describe('counting workers with queued jobs (a mixture-of-experts layer is hundr
     });
   });
 
+  it('a job of 8 MiB or more (eight counter sub-tables) and one below (four) beside it give the one-thread counts exactly', async () => {
+    // 4.5 Mi bf16 codes: heavy-tailed values, runs of one code, and an odd tail; then a 4 MiB tensor.
+    const big = new Uint16Array(4.5 * 2 ** 20 + 3);
+    const values = heavyTailed(65_536, 500).map(toBf16Bits);
+    for (let i = 0; i < big.length; i++) big[i] = i % 100_000 < 5_000 ? 0x3f80 : values[(i * 7919) % values.length]!;
+    const small = new Uint16Array(2 ** 21).map((_, i) => values[(i * 31) % values.length]!);
+    const tensors = [
+      { name: 'big', dtype: 'BF16', bytes: new Uint8Array(big.buffer) },
+      { name: 'small', dtype: 'BF16', bytes: new Uint8Array(small.buffer) },
+    ];
+    await withFile(tensors, async (c) => {
+      const [bigStats, smallStats] = await Promise.all(tensors.map((t) => computeTensorStatistics(c, t.name, { threads: 1 })));
+      assert.deepEqual(bigStats, await computeTensorStatistics(c, 'big', { threads: 0 }));
+      assert.deepEqual(smallStats, await computeTensorStatistics(c, 'small', { threads: 0 }));
+      assert.equal(bigStats!.stats.count, big.length);
+    });
+  });
+
   it('cancelling stops the jobs of that signal, running or still queued, and leaves the others and the pool exact', async () => {
     // More jobs than the workers' slots (at most four workers of two): some wait for a slot when cancelled.
     const tensors = [...mixedTensors(), ...mixedTensors().map((t) => ({ ...t, name: `${t.name}_again` }))];
