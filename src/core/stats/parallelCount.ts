@@ -247,9 +247,9 @@ function countWorkerMain(
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
   const fs = require('node:fs') as typeof import('node:fs');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  let control = new Int32Array(0);
-  let sharedCodes = new Uint32Array(0);
-  let sharedCounts = new Float64Array(0);
+  let control: Int32Array<ArrayBufferLike> = new Int32Array(0);
+  let sharedCodes: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+  let sharedCounts: Float64Array<ArrayBufferLike> = new Float64Array(0);
   parentPort!.on('message', (message: JobMessage | SharedSlots) => {
     if ('control' in message) {
       control = new Int32Array(message.control);
