@@ -32,6 +32,7 @@ import { calibrateSection } from './calibrate.bench';
 import { gptqJobSection } from './gptqJob.bench';
 import { planSection } from './plan.bench';
 import { webgpuSection } from './webgpu.bench';
+import { moeSection } from './moe.bench';
 
 const root = join(__dirname, '..', '..');
 const dataDir = join(root, 'bench-data');
@@ -257,7 +258,7 @@ async function quantizeSection(rows: BenchRow[]): Promise<void> {
   rows.push({ section: 'quantize', what: 'Llama-3.1-70B INT4 group-128 output size', result: `${(w4 / 2 ** 30).toFixed(1)} GiB`, baseline: `${(llamaTensors(LLAMA_3_1_70B).reduce((s, t) => s + tensorByteLength(t), 0) / 2 ** 30).toFixed(1)} GiB bf16 input`, ratio: '-', target: '≈ 35 GiB (published GPTQ)' });
 }
 
-const SECTIONS: Record<string, (rows: BenchRow[]) => Promise<void>> = { header: headerSection, reads: readsSection, quantize: quantizeSection, runtime: runtimeSection, inspector: (rows) => inspectorSection(rows, dataDir, root), 'moe-stats': (rows) => statsPairSection(rows, dataDir), text: textSection, chat: chatSection, gptq: gptqSection, calibrate: calibrateSection, 'gptq-job': gptqJobSection, plan: planSection, webgpu: webgpuSection };
+const SECTIONS: Record<string, (rows: BenchRow[]) => Promise<void>> = { header: headerSection, reads: readsSection, quantize: quantizeSection, runtime: runtimeSection, inspector: (rows) => inspectorSection(rows, dataDir, root), 'moe-stats': (rows) => statsPairSection(rows, dataDir), text: textSection, chat: chatSection, gptq: gptqSection, calibrate: calibrateSection, 'gptq-job': gptqJobSection, plan: planSection, webgpu: webgpuSection, 'moe-decode': moeSection };
 
 async function main(): Promise<void> {
   const onlyArg = process.argv.find((a) => a.startsWith('--only'));

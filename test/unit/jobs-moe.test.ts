@@ -180,6 +180,33 @@ describe('jobs: GPTQ, NVFP4 and FP8 on a mixture-of-experts model (tiny Mixtral)
     }
   });
 
+  it('chat graphs: each expert on its routed tokens gives the logits of every expert on every token, for float, INT4, W8A8 and FP8 experts', async () => {
+    const tokens = [128000, 791, 4062, 14198, 39935, 927, 279];
+    const folders: [string, string][] = [['float', model]];
+    for (const preset of ['w4a16-rtn', 'w8a8', 'fp8-dynamic'] as const) {
+      const out = join(tmp.path, `forms-${preset}`);
+      await runJob({ kind: 'quantize', model, out, preset }, { graphCacheDir: tmp.path });
+      folders.push([preset, out]);
+    }
+    for (const [label, folder] of folders) {
+      const logits: Record<string, number[]> = {};
+      for (const experts of ['routed', 'dense'] as const) {
+        const built = await buildDecoderGraph(folder, join(tmp.path, 'forms-cache'), { maxSequenceLength: 32, experts });
+        const session = await OnnxCausalLM.load(built.modelPath);
+        try {
+          const prefill = await session.forward(tokens.slice(0, 5), null);
+          const first = await session.forward(tokens.slice(5, 6), prefill.cache);
+          const second = await session.forward(tokens.slice(6), first.cache);
+          logits[experts] = [...prefill.logits, ...first.logits, ...second.logits];
+        } finally {
+          await session.release();
+        }
+      }
+      const error = relativeError(logits.routed!, logits.dense!);
+      assert.ok(error < 1e-5, `${label}: routed and dense forms differ by ${error}`);
+    }
+  });
+
   it('FP8 preset (static activation scales): runs with quantized propagation; the output chats with logits near the float model', async () => {
     const out = join(tmp.path, 'fp8');
     const result = await runJob({ kind: 'quantize', model, out, preset: 'fp8', calibration }, { graphCacheDir: tmp.path });

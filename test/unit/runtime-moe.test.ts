@@ -2,8 +2,9 @@
  * Mixture-of-experts decoders in the runtime (runtime/llama/moe.ts) against the float64 reference
  * (test/helpers/moeReference.ts, written from transformers' MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock):
  *
- * - the decoder the chat runs (graph cache + OnnxCausalLM): full-model logits of a prefill and of each decode
- *   step with the KV cache equal the reference, for Mixtral (both namings), Qwen2-MoE with its shared
+ * - the decoder the chat runs (graph cache + OnnxCausalLM; on the CPU each expert runs on its routed tokens,
+ *   and the dense form is checked too): full-model logits of a prefill and of each decode step with the KV
+ *   cache equal the reference, for Mixtral (both namings), Qwen2-MoE with its shared
  *   expert, a dense layer (mlp_only_layers), norm_topk_prob and decoder_sparse_step, and Qwen3-MoE and Qwen3
  *   (q_norm / k_norm);
  * - block statistics through the calibrate job (the block pipeline the one-pass GPTQ job shares): every
@@ -19,6 +20,7 @@ import { buildDecoderGraph } from '../../src/core/runtime/graphCache';
 import { KVCache, OnnxCausalLM } from '../../src/core/runtime/causalLM';
 import { ModelConfigError, parseDecoderConfig } from '../../src/core/runtime/llama/config';
 import { blockModules, openDecoderModel } from '../../src/core/runtime/llama/graph';
+import type { ExpertForm } from '../../src/core/runtime/llama/moe';
 import { runCalibrationJob, sharedInputOwner } from '../../src/core/jobs/calibrate';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { decodeToFloat64 } from '../../src/core/dtypes/convert';
@@ -29,6 +31,8 @@ import { moeShape, routingMargin, tinyMixtralConfig, tinyQwen2MoeConfig, tinyQwe
 import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
 import { tempDir } from '../helpers/paths';
 import { swiftShaderMissing, useSwiftShader } from '../helpers/swiftShader';
+
+const sparseModel = (config: TinyConfig) => Array.from({ length: config.num_hidden_layers }, (_, l) => moeShape(config, l)).some((shape) => shape !== undefined);
 
 /** Mixtral's tensors renamed as newer savers write them: mlp.gate, mlp.experts.E.{gate,up,down}_proj. */
 function renamedToMlp(weights: Weights): Weights {
@@ -50,20 +54,24 @@ describe('runtime: mixture-of-experts decoders (Mixtral, Qwen2-MoE, Qwen3-MoE; Q
   after(() => tmp.cleanup());
 
   const base = tinyConfig({ vocab_size: 60 });
-  const cases: { name: string; config: TinyConfig; seed: number; rename?: boolean }[] = [
+  const cases: { name: string; config: TinyConfig; seed: number; rename?: boolean; experts?: ExpertForm }[] = [
     { name: 'Mixtral (block_sparse_moe.experts.E.w1/w3/w2)', config: tinyMixtralConfig(base), seed: 31 },
+    { name: 'Mixtral, every expert on every token (the dense form WebGPU and CUDA graphs use)', config: tinyMixtralConfig(base), seed: 31, experts: 'dense' },
+    { name: 'Qwen2-MoE, dense form', config: tinyQwen2MoeConfig(base), seed: 33, experts: 'dense' },
     { name: 'Mixtral as newer savers name it (mlp.experts.E.gate_proj …)', config: tinyMixtralConfig(base), seed: 32, rename: true },
     { name: 'Qwen2-MoE: shared expert, layer 1 dense (mlp_only_layers), no renormalisation', config: tinyQwen2MoeConfig(base), seed: 33 },
     { name: 'Qwen2-MoE: norm_topk_prob, decoder_sparse_step 2 (layers 0 and 2 dense)', config: tinyQwen2MoeConfig(base, { num_hidden_layers: 3, norm_topk_prob: true, mlp_only_layers: [], decoder_sparse_step: 2 }), seed: 34 },
     { name: 'Qwen3-MoE: q_norm/k_norm, head_dim 32 ≠ hidden/heads, norm_topk_prob, layer 0 dense', config: tinyQwen3MoeConfig(base), seed: 35 },
     { name: 'Qwen3 (dense): q_norm/k_norm before the rotary embedding, no q/k/v bias', config: { ...base, architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', head_dim: 32 }, seed: 36 },
   ];
-  for (const { name, config, seed, rename } of cases) {
+  for (const { name, config, seed, rename, experts: form } of cases) {
     it(`${name}: prefill and every decode step with the KV cache equal the float64 reference`, async () => {
       const weights = rename ? renamedToMlp(randomWeights(config, seed)) : randomWeights(config, seed);
-      const folder = join(tmp.path, `model-${seed}`);
+      const folder = join(tmp.path, `model-${seed}-${form ?? 'default'}`);
       await writeTinyCheckpoint(folder, config, weights);
-      const built = await buildDecoderGraph(folder, join(tmp.path, 'cache'), { maxSequenceLength: 64 });
+      const built = await buildDecoderGraph(folder, join(tmp.path, 'cache'), { maxSequenceLength: 64, ...(form ? { experts: form } : {}) });
+      // The CPU's default is the routed form (NonZero per expert); the dense form has none.
+      assert.equal((await fs.readFile(built.modelPath)).includes('NonZero'), sparseModel(config) && form !== 'dense');
       // Every expert of every sparse layer is a linear of the graph.
       const experts = Object.keys(built.info.linearKinds).filter((m) => /\.experts\.\d+\./.test(m));
       const sparse = Array.from({ length: config.num_hidden_layers }, (_, l) => moeShape(config, l)).filter((shape) => shape !== undefined).length;

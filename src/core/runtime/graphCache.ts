@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { DecoderGraphInfo, DecoderGraphOptions, openDecoderModel, writeDecoderGraph, DecoderModel } from './llama/graph';
 import { defaultFp8Weights, int4AccuracyLevelFor, int8KernelFor } from './llama/linear';
 import { attentionFormFor } from './llama/attention';
+import { expertFormFor } from './llama/moe';
 
 const MANIFEST = 'manifest.json';
 /** Bump when the graph builder changes in a way that makes old graphs wrong. */
@@ -103,6 +104,7 @@ function resolvedOptions(options: DecoderGraphOptions): Required<Omit<DecoderGra
     lastTokenLogitsOnly: options.lastTokenLogitsOnly ?? false,
     // WebGPU graphs built before plain-op attention used GroupQueryAttention: the key changes with the form.
     attention: options.attention ?? attentionFormFor(options.target ?? 'cpu'),
+    experts: options.experts ?? expertFormFor(options.target ?? 'cpu'),
   };
 }
 

@@ -25,7 +25,7 @@ import type { LayerMap, LinearModule } from '../../checkpoint/scheme';
 import { modelLayerMap } from '../../checkpoint/summary';
 import type { GptqCheckpointFormat } from '../../quant/gptqFormat';
 import { DecoderConfig, MLP_EXPERT_NAMING, ModelConfigError, parseDecoderConfig, ropeCaches } from './config';
-import { BlockLinear, Tapper, emitMlp, mlpLinears, mlpModules } from './moe';
+import { BlockLinear, ExpertForm, Tapper, emitMlp, expertFormFor, mlpLinears, mlpModules } from './moe';
 import { AttentionForm, AttentionInputs, attentionFormFor, attentionInputs, emitAttention } from './attention';
 import { Fp8WeightMode, GraphTarget, Int8Kernel, LinearEmitContext, int4AccuracyLevelFor, int8KernelFor, defaultFp8Weights, emitLinear, floatInitializer, linearKind, LinearKind, matMulTransA, matMulTransB } from './linear';
 
@@ -48,6 +48,11 @@ export interface DecoderGraphOptions {
   readonly lastTokenLogitsOnly?: boolean;
   /** GroupQueryAttention or plain ops (default: attention.ts attentionFormFor(target): plain ops on WebGPU only). */
   readonly attention?: AttentionForm;
+  /**
+   * Mixture-of-experts layers: every expert on every token, or each on its routed tokens (default: moe.ts
+   * expertFormFor(target): routed on the CPU). Block graphs are always dense (calibration sees every expert).
+   */
+  readonly experts?: ExpertForm;
 }
 
 /** Options of a block graph only. */
@@ -193,6 +198,7 @@ class BlockEmitter {
   readonly ctx: LinearEmitContext;
   readonly floatType: DataType.FLOAT | DataType.FLOAT16;
   readonly attentionForm: AttentionForm;
+  readonly expertForm: ExpertForm;
   private readonly weightOverrides: ReadonlyMap<string, Float32Array> | undefined;
   private readonly weightInputs: ReadonlySet<string>;
 
@@ -204,6 +210,7 @@ class BlockEmitter {
     this.floatType = options.precision === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.weightOverrides = options.weightOverrides;
     this.attentionForm = options.attention ?? attentionFormFor(options.target ?? 'cpu');
+    this.expertForm = options.experts ?? expertFormFor(options.target ?? 'cpu');
     this.weightInputs = new Set(options.weightInputs ?? []);
     this.ctx = { g, checkpoint: model.checkpoint, floatType: this.floatType, int4AccuracyLevel: options.int4AccuracyLevel ?? int4AccuracyLevelFor(options.target ?? 'cpu'), int8Kernel: options.int8Kernel ?? int8KernelFor(options.target ?? 'cpu'), gptqFormat: model.gptqFormat, target: options.target ?? 'cpu', fp8Weights: options.fp8Weights ?? defaultFp8Weights(options.target) };
   }
@@ -277,7 +284,7 @@ class BlockEmitter {
     const attnOut = await this.linear(o.name, o.in, o.out, attn);
     const mid = g.op('Add', [x, attnOut]);
     const h2 = await this.rmsNorm(mid, `${p}.post_attention_layernorm.weight`);
-    const mlpOut = await emitMlp(this, mlpModules(c, l), h2, tapper);
+    const mlpOut = await emitMlp(this, mlpModules(c, l), h2, tapper, this.expertForm);
     return { out: g.op('Add', [mid, mlpOut]), presentKey, presentValue };
   }
 }
@@ -394,7 +401,8 @@ export async function writeBlockGraph(model: DecoderModel, l: number, modelPath:
   const inputs: string[] = [];
   const outputs: string[] = [];
   try {
-    const e = new BlockEmitter(model, g, options);
+    // Calibration statistics are over every token of every expert: the dense form.
+    const e = new BlockEmitter(model, g, { ...options, experts: 'dense' });
     const ft = e.floatType;
     inputs.push(g.input('hidden_states', ft, ['batch_size', 'sequence_length', c.hiddenSize]));
     const mask = g.input('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']);

@@ -276,7 +276,10 @@ function activationArgs(module: LinearModule): QuantArgs | undefined {
 function dynamicScale(ctx: LinearEmitContext, x: string, qmax: number, perToken: boolean): string {
   const g = ctx.g;
   const abs = g.op('Abs', [x]);
-  const max = perToken ? g.op('ReduceMax', [abs, g.int64s('axes', [-1])], { keepdims: 1 }) : g.op('ReduceMax', [abs], { keepdims: 0 });
+  let max = perToken ? g.op('ReduceMax', [abs, g.int64s('axes', [-1])], { keepdims: 1 }) : g.op('ReduceMax', [abs], { keepdims: 0 });
+  // onnxruntime's CPU ReduceMax returns an empty [0, K] input unreduced, [0, K] instead of [0, 1]: an expert no
+  // token is routed to runs on zero rows (moe.ts), so the per-token shape is restated as x's leading dims + [1].
+  if (perToken) max = g.op('Reshape', [max, g.op('Concat', [g.op('Slice', [g.op('Shape', [x]), g.int64s('zero', [0]), g.int64s('last', [-1])]), g.int64s('one', [1])], { axis: 0 })]);
   const floored = g.op('Max', [max, floatConstant(ctx, 'tiny', [ctx.floatType === DataType.FLOAT ? 1e-30 : 1e-7])]);
   return g.op('Div', [floored, floatConstant(ctx, 'qmax', [qmax])]);
 }

@@ -7,11 +7,14 @@
  *   Qwen2-MoE and Qwen3-MoE when norm_topk_prob), cast back to the activations' type; output Σ_e w_e · expert_e(x), each expert
  *   a SwiGLU; Qwen2-MoE adds sigmoid(shared_expert_gate(x)) · shared_expert(x).
  *
- * Every expert is computed for every token and weighted by its column of the routing matrix, which is zero
- * for the experts a token is not routed to: this is what calibration needs (llm-compressor's
- * calibrate_all_experts: every expert sees every token, so every expert gets statistics, while the block's
- * output uses only the routed experts), and it costs E/k× the routed MLP's arithmetic in chat
- * (docs/runtime.md §9). Each expert is the BlockEmitter's linear, so quantized experts run as stored.
+ * Two forms (ExpertForm). 'dense': every expert is computed for every token and weighted by its column of the
+ * routing matrix, which is zero for the experts a token is not routed to — what calibration needs
+ * (llm-compressor's calibrate_all_experts: every expert sees every token, so every expert gets statistics,
+ * while the block's output uses only the routed experts), at E/k× the routed MLP's arithmetic. 'routed' (the
+ * CPU's chat graphs): each expert runs on the tokens routed to it only (NonZero of its column, GatherND of those
+ * rows, ScatterND with reduction 'add' of its weighted output), so a decode step reads and multiplies k experts'
+ * weights, not E (docs/runtime.md §9). Each expert is the BlockEmitter's linear, so quantized experts run as
+ * stored.
  *
  * The top-k is computed without TopK or ScatterElements, from ops every provider runs (WebGPU included): an
  * expert's rank is the number of experts ahead of it — a higher probability, or an equal one at a lower index
@@ -19,7 +22,21 @@
  * [E, E] comparison per token is negligible beside one expert's products.
  */
 import { DataType, GraphBuilder } from '../onnx/builder';
+import { encodeFromFloat32 } from '../../dtypes/convert';
 import type { DecoderConfig, MoeNaming } from './config';
+import type { GraphTarget } from './linear';
+
+/** How a sparse MLP is computed: every expert on every token, or each expert on its routed tokens only. */
+export type ExpertForm = 'dense' | 'routed';
+
+/**
+ * The expert form of a full decoder graph for a provider: routed on the CPU (2.43× faster decode on a
+ * Mixtral-shaped model: docs/performance.md §7); dense on WebGPU and CUDA, whose placement of NonZero,
+ * GatherND and ScatterND is not verified. Block (calibration) graphs are always dense.
+ */
+export function expertFormFor(target: GraphTarget): ExpertForm {
+  return target === 'cpu' ? 'routed' : 'dense';
+}
 
 /** A linear module of a block with its input and output features. */
 export interface BlockLinear {
@@ -120,8 +137,11 @@ export function emitRoutingWeights(g: GraphBuilder, logits: string, experts: num
   return g.op('Div', [kept, g.op('ReduceSum', [kept, g.int64s('axes', [-1])], { keepdims: 1 })]);
 }
 
-/** The MLP of a block on its normalised input `x` [batch, seq, H]; statistics of every linear's input through `tapper`. */
-export async function emitMlp(e: MlpEmitter, modules: MlpModules, x: string, tapper?: Tapper): Promise<string> {
+/**
+ * The MLP of a block on its normalised input `x` [batch, seq, H]; statistics of every linear's input through
+ * `tapper` (dense form only: the statistics are over all tokens).
+ */
+export async function emitMlp(e: MlpEmitter, modules: MlpModules, x: string, tapper?: Tapper, form: ExpertForm = 'dense'): Promise<string> {
   const g = e.g;
   if (modules.kind === 'dense') {
     tapper?.tap(x, modules.mlp.gate.in, [modules.mlp.gate.name, modules.mlp.up.name]);
@@ -135,6 +155,20 @@ export async function emitMlp(e: MlpEmitter, modules: MlpModules, x: string, tap
   if (e.floatType !== DataType.FLOAT) logits = g.op('Cast', [logits], { to: DataType.FLOAT });
   let weights = emitRoutingWeights(g, logits, experts.length, modules.perToken, modules.normalizeTopK);
   if (e.floatType !== DataType.FLOAT) weights = g.op('Cast', [weights], { to: e.floatType });
+  const sum = form === 'routed' && !tapper ? await emitRoutedExperts(e, experts, x, weights) : undefined;
+  if (shared) {
+    const y = await emitSwiGlu(e, shared.mlp, x, tapper);
+    const gate = g.op('Sigmoid', [await e.linear(shared.gate.name, shared.gate.in, shared.gate.out, x)]);
+    const gated = g.op('Mul', [y, gate]);
+    if (sum) return g.op('Add', [sum, gated]);
+    return g.op('Add', [await emitDenseExperts(e, experts, x, weights, tapper), gated]);
+  }
+  return sum ?? emitDenseExperts(e, experts, x, weights, tapper);
+}
+
+/** Σ_e w_e · expert_e(x) with every expert on every token. */
+async function emitDenseExperts(e: MlpEmitter, experts: readonly SwiGluModules[], x: string, weights: string, tapper: Tapper | undefined): Promise<string> {
+  const g = e.g;
   // One Slice per expert's column, not one Split: WebGPU binds all of a Split's outputs to one shader, which
   // fails beyond the adapter's storage buffers per stage (12 on SwiftShader; docs/runtime.md §8).
   const axes = g.int64s('expert_axis', [-1]);
@@ -144,10 +178,30 @@ export async function emitMlp(e: MlpEmitter, modules: MlpModules, x: string, tap
     const y = g.op('Mul', [await emitSwiGlu(e, experts[i]!, x, tapper), column]);
     sum = sum === undefined ? y : g.op('Add', [sum, y]);
   }
-  if (shared) {
-    const y = await emitSwiGlu(e, shared.mlp, x, tapper);
-    const gate = g.op('Sigmoid', [await e.linear(shared.gate.name, shared.gate.in, shared.gate.out, x)]);
-    sum = g.op('Add', [sum!, g.op('Mul', [y, gate])]);
-  }
   return sum!;
+}
+
+/**
+ * Σ_e w_e · expert_e(x) with each expert on the rows of the tokens routed to it: NonZero of its weight column
+ * gives the rows, GatherND takes them, ScatterND adds the weighted outputs back into [tokens, H]. An expert no
+ * token is routed to runs on zero rows, which costs nothing. Tokens whose weight underflowed to 0 are skipped:
+ * their term is 0 either way.
+ */
+async function emitRoutedExperts(e: MlpEmitter, experts: readonly SwiGluModules[], x: string, weights: string): Promise<string> {
+  const g = e.g;
+  const H = experts[0]!.gate.in;
+  const shape = g.op('Shape', [x]);
+  const rows = g.op('Reshape', [x, g.int64s('token_rows', [-1, H])]);
+  const routing = g.op('Reshape', [weights, g.int64s('token_routing', [-1, experts.length])]);
+  const zero = g.constant('zero_value', e.floatType, [], e.floatType === DataType.FLOAT ? Float32Array.of(0) : encodeFromFloat32('F16', Float32Array.of(0)));
+  let sum = g.op('Expand', [zero, g.op('Shape', [rows])]);
+  const axes = g.int64s('expert_axis', [1]);
+  for (let i = 0; i < experts.length; i++) {
+    const column = g.op('Slice', [routing, g.int64s('expert_start', [i]), g.int64s('expert_end', [i + 1]), axes]);
+    const routed = g.op('Reshape', [g.op('Greater', [column, zero]), g.int64s('flat', [-1])]);
+    const index = g.op('Transpose', [g.op('NonZero', [routed])], { perm: [1, 0] });
+    const y = await emitSwiGlu(e, experts[i]!, g.op('GatherND', [rows, index]), undefined);
+    sum = g.op('ScatterND', [sum, index, g.op('Mul', [y, g.op('GatherND', [column, index])])], { reduction: 'add' });
+  }
+  return g.op('Reshape', [sum, shape]);
 }
