@@ -8,12 +8,14 @@
  *   --greedy` answers from the output;
  * - NVFP4 (W4A4): each expert's input_global_scale from the calibration absmax of its own input over all tokens
  *   (w1/w3: the MLP input; w2: that expert's activation), equal to the rule applied to a float64 reference;
- * - the FP8 preset (static activation scales): runs, and the output's logits stay near the float model's.
+ * - the FP8 preset (static activation scales): runs, and the output's logits stay near the float model's;
+ * - the pre-flight memory estimate of a GPTQ job counts the MoE block's Hessians and experts as the job holds them.
  */
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { runJob } from '../../src/core/jobs/runJob';
+import { preflight } from '../../src/core/jobs/preflight';
 import { main } from '../../src/cli/main';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
@@ -63,6 +65,21 @@ describe('jobs: GPTQ, NVFP4 and FP8 on a mixture-of-experts model (tiny Mixtral)
   after(() => {
     weights = undefined;
     tmp.cleanup();
+  });
+
+  it("the pre-flight memory estimate counts one MLP-input Hessian per layer, each expert's down Hessian and all experts' weights", async () => {
+    const report = await preflight({ kind: 'quantize', model, out: join(tmp.path, 'preflight'), preset: 'w4a16', calibration });
+    assert.deepEqual(report.problems, []);
+    const H = 128;
+    const I = 256;
+    const kv = 64;
+    const states = 2 * SAMPLES * SEQ * H * 4;
+    // q/k/v, o, the router with every expert's w1/w3 (one H² Hessian), and each expert's w2 (I²).
+    const hessians = (3 * H * H + EXPERTS * I * I) * 4;
+    const blockWeights = (2 * H * H + 2 * kv * H + EXPERTS * H + EXPERTS * 3 * I * H) * 4;
+    // The widest GPTQ layer, an expert's w2: its Hessian and inverse in float64 + its weight.
+    const gptqWorkingSet = 2 * I * I * 8 + H * I * 8;
+    assert.equal(report.estimate!.peakMemoryBytes, states + hessians + 2 * blockWeights + gptqWorkingSet);
   });
 
   it('GPTQ W4A16 recipe: every expert quantized with its Hessians, routers kept float, the inspector names it, chat answers', async () => {

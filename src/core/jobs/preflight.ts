@@ -20,6 +20,7 @@ import { planFilePath } from '../plan/planFile';
 import { bitsPerWeight, budgetBytes, byteRange, checkBudget, layerOptions, planLayers, type PlanLayer } from '../plan/budget';
 import { outputHolder } from './outputLock';
 import { PROPAGATIONS } from './sequential';
+import { sharedInputOwner } from './blockPipeline';
 import { describeOwner } from './outputOwner';
 import { routerIgnorePatterns } from '../checkpoint/moe';
 
@@ -110,22 +111,34 @@ function calibrationMemory(model: ModelLayers, tokens: number, hessians: boolean
   const hidden = model.layers.find((l) => l.name.endsWith('q_proj'))?.inFeatures ?? model.layers.find((l) => l.className === 'Embedding')?.inFeatures ?? 0;
   const states = 2 * tokens * hidden * 4;
   if (!hessians) return states;
-  // One Hessian per distinct input of a block: q/k/v share one, gate/up share one, o_proj and down_proj.
-  const block = model.layers.filter((l) => /\.layers\.0\./.test(l.name) && l.className === 'Linear');
-  const inputs = new Map<string, number>();
-  for (const l of block) {
-    const key = /(q|k|v)_proj$/.test(l.name) ? 'qkv' : /(gate|up)_proj$/.test(l.name) ? 'gate_up' : l.name;
-    inputs.set(key, l.inFeatures ?? 0);
+  // One Hessian per distinct input of a block (blockPipeline.ts sharedInputOwner): q/k/v share one, gate/up
+  // share one, o_proj and down_proj; in a mixture-of-experts block the router and every expert's gate/up share
+  // one and each expert's down has its own. The largest block counts (Qwen-MoE mixes dense and sparse blocks).
+  const inputs = new Map<string, Map<string, number>>();
+  for (const l of model.layers) {
+    const block = /\.layers\.(\d+)\./.exec(l.name)?.[1];
+    if (block === undefined || l.className !== 'Linear') continue;
+    if (!inputs.has(block)) inputs.set(block, new Map());
+    inputs.get(block)!.set(sharedInputOwner(l.name), l.inFeatures ?? 0);
   }
   let h = 0;
-  for (const width of inputs.values()) h += width * width * 4;
+  for (const owners of inputs.values()) h = Math.max(h, [...owners.values()].reduce((sum, width) => sum + width * width * 4, 0));
   return states + h;
 }
 
-/** Bytes of one decoder block's linear weights as float32 (what its graph holds; fused experts: all of them). */
+/**
+ * Bytes of the largest decoder block's linear weights as float32 (what its graph holds; experts: all of them,
+ * fused or not; Qwen-MoE mixes dense and sparse blocks).
+ */
 function blockWeightMemory(model: ModelLayers): number {
   const copies = (l: ModelLayers['layers'][number]) => (l.fusedExperts ? l.fusedExperts.experts * l.fusedExperts.projections : 1);
-  return model.layers.filter((l) => /\.layers\.0\./.test(l.name) && l.className === 'Linear').reduce((sum, l) => sum + (l.inFeatures ?? 0) * (l.outFeatures ?? 0) * 4 * copies(l), 0);
+  const blocks = new Map<string, number>();
+  for (const l of model.layers) {
+    const block = /\.layers\.(\d+)\./.exec(l.name)?.[1];
+    if (block === undefined || l.className !== 'Linear') continue;
+    blocks.set(block, (blocks.get(block) ?? 0) + (l.inFeatures ?? 0) * (l.outFeatures ?? 0) * 4 * copies(l));
+  }
+  return Math.max(0, ...blocks.values());
 }
 
 /** The GPTQ working set of the widest layer: its Hessian and inverse in float64 plus the weight. */
