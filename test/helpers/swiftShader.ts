@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { tempDir } from './paths';
 
 /** SwiftShader's ICD manifest from Debian's chromium package (QUANTLENS_SWIFTSHADER_ICD overrides). */
 export const SWIFTSHADER_ICD = process.env.QUANTLENS_SWIFTSHADER_ICD ?? '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -32,5 +33,32 @@ export function useSwiftShader(runtimeDir: string): () => void {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
+  };
+}
+
+/**
+ * Registers, in the calling describe(), a scratch folder made before its tests and removed after them; on
+ * 'webgpu' the suite is skipped (saying why) where SwiftShader cannot run, and the Vulkan loader points at
+ * SwiftShader while it runs. Returns the folder's path (valid once the suite's tests start).
+ */
+export function deviceScratch(device: 'cpu' | 'webgpu'): () => string {
+  let tmp: ReturnType<typeof tempDir> | undefined;
+  let restore: (() => void) | undefined;
+  before(function () {
+    const missing = device === 'webgpu' ? swiftShaderMissing() : undefined;
+    if (missing) {
+      console.log(`      skipped: ${missing}`);
+      this.skip();
+    }
+    tmp = tempDir();
+    if (device === 'webgpu') restore = useSwiftShader(tmp.path);
+  });
+  after(() => {
+    restore?.();
+    tmp?.cleanup();
+  });
+  return () => {
+    if (!tmp) throw new Error('deviceScratch: the folder exists only while the suite runs');
+    return tmp.path;
   };
 }

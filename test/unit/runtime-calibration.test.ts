@@ -24,8 +24,7 @@ import { ModelTokenizer } from '../../src/core/runtime/tokenizer';
 import { loadCalibrationDataset } from '../../src/core/runtime/dataset';
 import { randomWeights, referenceForward, tinyConfig, writeTinyCheckpoint } from '../helpers/llamaReference';
 import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
-import { tempDir } from '../helpers/paths';
-import { swiftShaderMissing, useSwiftShader } from '../helpers/swiftShader';
+import { deviceScratch } from '../helpers/swiftShader';
 
 const LAYERS = 3;
 const MODULES = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
@@ -41,38 +40,24 @@ const SEQ = 40;
 for (const device of ['cpu', 'webgpu'] as const) {
   describe(`runtime: calibration statistics of every block (calibrate job on ${device}) against float64`, function () {
     this.timeout(300_000);
-    let tmp: ReturnType<typeof tempDir>;
-    let restore: (() => void) | undefined;
-    before(function () {
-      const missing = device === 'webgpu' ? swiftShaderMissing() : undefined;
-      if (missing) {
-        console.log(`      skipped: ${missing}`);
-        this.skip();
-      }
-      tmp = tempDir();
-      if (device === 'webgpu') restore = useSwiftShader(tmp.path);
-    });
-    after(() => {
-      restore?.();
-      tmp?.cleanup();
-    });
+    const scratch = deviceScratch(device);
 
     it('absmax, per-channel absmax and Hessians of every linear of every block, over a padded batch in several runs, equal the float64 reference', async () => {
       // Vocabulary 258: the byte tokenizer's 256 bytes + <s> + </s>.
       const config = tinyConfig({ num_hidden_layers: LAYERS, vocab_size: 258, num_key_value_heads: 1, max_position_embeddings: 64 });
       const weights = randomWeights(config, 23);
-      const model = join(tmp.path, 'model');
+      const model = join(scratch(), 'model');
       await writeTinyCheckpoint(model, config, weights);
       writeTinyTokenizerFolder(model, { 'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>', pad_token: '</s>', add_bos_token: true } }, { bosPostProcessor: true });
-      const dataset = join(tmp.path, 'records.jsonl');
+      const dataset = join(scratch(), 'records.jsonl');
       await fs.writeFile(dataset, RECORDS.map((text) => JSON.stringify({ text })).join('\n') + '\n');
-      const stats = join(tmp.path, 'stats.safetensors');
+      const stats = join(scratch(), 'stats.safetensors');
       // 2 samples per run at the longest sample's length: 3 runs per block, the last one a single sample.
       const tokenizer = await ModelTokenizer.load(model);
       const samples = (await loadCalibrationDataset(dataset, tokenizer, { samples: RECORDS.length, seqLen: SEQ })).samples;
       const longest = Math.max(...samples.map((s) => s.tokens));
       assert.ok(Math.min(...samples.map((s) => s.tokens)) < longest / 2, 'the samples must have different lengths (padding)');
-      const summary = await runCalibrationJob({ model, out: stats, dataset, samples: RECORDS.length, seqLen: SEQ, hessians: true, graphCacheDir: tmp.path, tokensPerRun: 2 * longest, device });
+      const summary = await runCalibrationJob({ model, out: stats, dataset, samples: RECORDS.length, seqLen: SEQ, hessians: true, graphCacheDir: scratch(), tokensPerRun: 2 * longest, device });
       assert.equal(summary.device, device);
       const n = samples.reduce((sum, s) => sum + s.tokens, 0);
       assert.equal(summary.tokens, n);

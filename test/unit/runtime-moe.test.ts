@@ -30,7 +30,7 @@ import { TinyConfig, Weights, randomWeights, referenceForward, relativeError, ti
 import { moeShape, routingMargin, tinyMixtralConfig, tinyQwen2MoeConfig, tinyQwen3MoeConfig } from '../helpers/moeReference';
 import { writeTinyTokenizerFolder } from '../helpers/tinyTokenizer';
 import { tempDir } from '../helpers/paths';
-import { swiftShaderMissing, useSwiftShader } from '../helpers/swiftShader';
+import { deviceScratch } from '../helpers/swiftShader';
 
 const sparseModel = (config: TinyConfig) => Array.from({ length: config.num_hidden_layers }, (_, l) => moeShape(config, l)).some((shape) => shape !== undefined);
 
@@ -160,21 +160,7 @@ const RECORDS = [
 for (const device of ['cpu', 'webgpu'] as const) {
   describe(`runtime: calibration statistics of mixture-of-experts blocks (calibrate job on ${device}) against float64`, function () {
     this.timeout(300_000);
-    let tmp: ReturnType<typeof tempDir>;
-    let restore: (() => void) | undefined;
-    before(function () {
-      const missing = device === 'webgpu' ? swiftShaderMissing() : undefined;
-      if (missing) {
-        console.log(`      skipped: ${missing}`);
-        this.skip();
-      }
-      tmp = tempDir();
-      if (device === 'webgpu') restore = useSwiftShader(tmp.path);
-    });
-    after(() => {
-      restore?.();
-      tmp?.cleanup();
-    });
+    const scratch = deviceScratch(device);
 
     const base = tinyConfig({ vocab_size: 258, num_key_value_heads: 1, max_position_embeddings: 64 });
     for (const [name, config] of [
@@ -184,17 +170,17 @@ for (const device of ['cpu', 'webgpu'] as const) {
     ] as const) {
       it(`${name}: absmax, channel absmax and Hessians of every linear of every block; one MLP-input Hessian per layer`, async () => {
         const weights = randomWeights(config, 41);
-        const model = join(tmp.path, config.model_type);
+        const model = join(scratch(), config.model_type);
         await writeTinyCheckpoint(model, config, weights);
         writeTinyTokenizerFolder(model, { 'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>', pad_token: '</s>', add_bos_token: true } }, { bosPostProcessor: true });
-        const dataset = join(tmp.path, 'records.jsonl');
+        const dataset = join(scratch(), 'records.jsonl');
         await fs.writeFile(dataset, RECORDS.map((text) => JSON.stringify({ text })).join('\n') + '\n');
         const tokenizer = await ModelTokenizer.load(model);
         const samples = (await loadCalibrationDataset(dataset, tokenizer, { samples: RECORDS.length, seqLen: 40 })).samples;
         const longest = Math.max(...samples.map((s) => s.tokens));
-        const stats = join(tmp.path, `${config.model_type}.safetensors`);
+        const stats = join(scratch(), `${config.model_type}.safetensors`);
         const log: string[] = [];
-        const summary = await runCalibrationJob({ model, out: stats, dataset, samples: RECORDS.length, seqLen: 40, hessians: true, graphCacheDir: tmp.path, tokensPerRun: 2 * longest, device, log: (line) => log.push(line) });
+        const summary = await runCalibrationJob({ model, out: stats, dataset, samples: RECORDS.length, seqLen: 40, hessians: true, graphCacheDir: scratch(), tokensPerRun: 2 * longest, device, log: (line) => log.push(line) });
         assert.equal(summary.device, device);
         const n = samples.reduce((sum, s) => sum + s.tokens, 0);
 
