@@ -22,7 +22,13 @@ for both results on this script's Hessians.
       [--group-size 128] [--bits 4] [--actorder static|none] [--dampening-frac 0.01] [--block-size 128] \
       [--compare QUANTLENS_OUTPUT_DIR] [--json RESULT.json]
 
-Needs Debian's python3-torch (1.13) and, for BLAS speed, libopenblas0-pthread. Nothing is written but --json.
+With --save DIR the model is also written to DIR with every quantized layer's weight replaced by its
+dequantized values (float32; every other tensor as float32 too, the config and tokenizer files copied), so
+that the same evaluation reads both results as float models; --dequantize-from OUT (with --save, without
+--ids) writes QuantLens' output OUT that way instead of running GPTQ (docs/performance.md §6, GPTQ quality).
+
+Needs Debian's python3-torch (1.13) and, for BLAS speed, libopenblas0-pthread. Nothing is written but --json
+and --save.
 """
 import argparse
 import json
@@ -37,7 +43,7 @@ import time
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--model', required=True)
-    p.add_argument('--ids', required=True, help='JSON: {"samples": [[token ids], ...]}')
+    p.add_argument('--ids', help='JSON: {"samples": [[token ids], ...]} (required unless --dequantize-from)')
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--bits', type=int, default=4)
     p.add_argument('--group-size', type=int, default=128)
@@ -47,6 +53,8 @@ def parse_args():
     p.add_argument('--compare', help="QuantLens' quantized output folder: also its layers' GPTQ objective")
     p.add_argument('--json', help='write the result here')
     p.add_argument('--blocks', type=int, help='stop after this many blocks (quick checks)')
+    p.add_argument('--save', help='write the model with each GPTQ layer replaced by its dequantized weights (float32) to this new folder')
+    p.add_argument('--dequantize-from', help="with --save and no GPTQ run: write QuantLens' quantized output (this folder) dequantized instead")
     return p.parse_args()
 
 
@@ -279,8 +287,67 @@ def dequantize_pack_quantized(ckpt, name, bits):
     return codes * scale[:, g_idx]
 
 
+def save_model(source, folder, replaced):
+    """Writes `source`'s tensors (float32; `replaced` maps tensor names to new values) as DIR/model.safetensors
+    and copies its other files (config, tokenizer). Refuses an existing folder; writes under a temporary name
+    and renames it, so a failed run leaves no half-written model under the final name."""
+    import shutil
+    if os.path.exists(folder):
+        raise SystemExit(f'{folder} already exists; choose a new folder for --save')
+    partial = folder + '.partial'
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    for name in sorted(os.listdir(source.folder)):
+        path = os.path.join(source.folder, name)
+        if os.path.isfile(path) and not name.endswith('.safetensors') and name != 'model.safetensors.index.json':
+            shutil.copy(path, os.path.join(partial, name))
+    names = sorted(source.where)
+    header = {}
+    offset = 0
+    for name in names:
+        shape = replaced[name].shape if name in replaced else source.where[name][2]['shape']
+        size = 4 * math.prod(shape)
+        dtype = 'F32' if name in replaced or source.where[name][2]['dtype'] in ('BF16', 'F16', 'F32') else source.where[name][2]['dtype']
+        if dtype != 'F32':
+            size = source.where[name][2]['data_offsets'][1] - source.where[name][2]['data_offsets'][0]
+        header[name] = {'dtype': dtype, 'shape': list(shape), 'data_offsets': [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(',', ':')).encode('utf8')
+    text += b' ' * (-len(text) % 8)
+    with open(os.path.join(partial, 'model.safetensors'), 'wb') as f:
+        f.write(struct.pack('<Q', len(text)))
+        f.write(text)
+        for name in names:
+            value = replaced[name] if name in replaced else source.get(name)
+            if header[name]['dtype'] == 'F32':
+                f.write(value.float().contiguous().numpy().astype('<f4').tobytes())
+            else:
+                f.write(value.contiguous().numpy().tobytes())
+    os.rename(partial, folder)
+
+
+def dequantized_output(a):
+    """--dequantize-from: QuantLens' quantized linears as float32, every other tensor of the original."""
+    model = Llama(a.model)
+    ours = Checkpoint(a.dequantize_from)
+    replaced = {}
+    for layer in range(model.layers):
+        linears, _norms = model.block_weights(layer)
+        for name in linears:
+            full = f'model.layers.{layer}.{name}'
+            replaced[full + '.weight'] = dequantize_pack_quantized(ours, full, a.bits)
+    save_model(model.ckpt, a.save, replaced)
+    print(json.dumps({'saved': a.save, 'from': a.dequantize_from, 'layers': len(replaced)}))
+
+
 def main():
     a = ARGS
+    if a.dequantize_from:
+        if not a.save:
+            raise SystemExit('--dequantize-from needs --save')
+        return dequantized_output(a)
+    if not a.ids:
+        raise SystemExit('--ids is required (or --dequantize-from with --save)')
     started = time.perf_counter()
     model = Llama(a.model)
     with open(a.ids) as f:
@@ -296,6 +363,7 @@ def main():
     mask = torch.full((seq_len, seq_len), float('-inf')).triu(1)
     times = {'calibrate': 0.0, 'gptq': 0.0, 'propagate': 0.0}
     layers = []
+    saved = {}
     with torch.no_grad():
         for layer in range(min(model.layers, a.blocks or model.layers)):
             linears, norms = model.block_weights(layer)
@@ -315,11 +383,15 @@ def main():
             times['propagate'] += time.perf_counter() - t
             for name, W in linears.items():
                 full = f'model.layers.{layer}.{name}'
+                if a.save:
+                    saved[full + '.weight'] = quantized[name]
                 row = {'layer': full, 'torch': objective(W, quantized[name], taps.H[name])}
                 if ours is not None:
                     row['quantlens'] = objective(W, dequantize_pack_quantized(ours, full, a.bits), taps.H[name])
                 layers.append(row)
             print(f'block {layer}: {time.perf_counter() - started:.1f} s', file=sys.stderr, flush=True)
+    if a.save:
+        save_model(model.ckpt, a.save, saved)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result = {
         'seconds': time.perf_counter() - started,
