@@ -7,8 +7,8 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { randomFillSync } from 'node:crypto';
-import { SafetensorsWriter, TensorSpec } from '../../src/core/safetensors/writer';
+import type { TensorSpec } from '../../src/core/safetensors/writer';
+import { writeRandomBf16 } from './syntheticLlama';
 import { buildDecoderGraph } from '../../src/core/runtime/graphCache';
 import { KVCache, OnnxCausalLM } from '../../src/core/runtime/causalLM';
 import { BenchRow, interleavedMedians, ms } from './harness';
@@ -61,22 +61,8 @@ async function ensureSyntheticMixtral(folder: string): Promise<void> {
     }
   }
   specs.push({ name: 'model.norm.weight', dtype: 'BF16', shape: [H] }, { name: 'lm_head.weight', dtype: 'BF16', shape: [c.vocab_size, H] });
-  const writer = await SafetensorsWriter.create(join(folder, 'model.safetensors'), specs, { order: 'given' });
-  const chunk = new Uint16Array(1 << 20);
-  const random = new Uint8Array(chunk.length);
-  for (const spec of specs) {
-    let remaining = spec.shape.reduce((a, b) => a * b, 1);
-    const isNorm = spec.shape.length === 1;
-    while (remaining > 0) {
-      const n = Math.min(remaining, chunk.length);
-      randomFillSync(random, 0, n);
-      // ±(1 + m/128)·2^-6 with a random sign; norms 1.0.
-      for (let i = 0; i < n; i++) chunk[i] = isNorm ? 0x3f80 : ((random[i]! & 0x80) << 8) | (0x3c80 + (random[i]! & 0x7f));
-      await writer.write(spec.name, new Uint8Array(chunk.buffer, 0, n * 2));
-      remaining -= n;
-    }
-  }
-  await writer.finish();
+  // ±(1 + m/128)·2^-6 with a random sign; norms 1.0 (syntheticLlama.ts).
+  await writeRandomBf16(join(folder, 'model.safetensors'), specs);
   await fs.writeFile(join(folder, 'config.json'), JSON.stringify(MIXTRAL_SHAPED, null, 2));
 }
 

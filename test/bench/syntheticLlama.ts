@@ -44,7 +44,13 @@ export async function ensureSyntheticLlama(folder: string, config: LlamaBenchCon
     );
   }
   specs.push({ name: 'model.norm.weight', dtype: 'BF16', shape: [H] }, { name: 'lm_head.weight', dtype: 'BF16', shape: [config.vocab_size, H] });
-  const writer = await SafetensorsWriter.create(join(folder, 'model.safetensors'), specs, { order: 'given' });
+  await writeRandomBf16(join(folder, 'model.safetensors'), specs);
+  await fs.writeFile(join(folder, 'config.json'), JSON.stringify(config, null, 2));
+}
+
+/** Writes bf16 `specs` as one safetensors file: 1-D tensors (norms) 1.0, the others as the module comment says. */
+export async function writeRandomBf16(file: string, specs: readonly TensorSpec[]): Promise<void> {
+  const writer = await SafetensorsWriter.create(file, specs, { order: 'given' });
   const chunk = new Uint16Array(1 << 22);
   const random = new Uint8Array(chunk.length);
   for (const spec of specs) {
@@ -59,5 +65,4 @@ export async function ensureSyntheticLlama(folder: string, config: LlamaBenchCon
     }
   }
   await writer.finish();
-  await fs.writeFile(join(folder, 'config.json'), JSON.stringify(config, null, 2));
 }

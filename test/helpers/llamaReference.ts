@@ -285,3 +285,14 @@ export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<num
   }
   return diff / scale;
 }
+
+/** ‖a − b‖ / ‖b‖ (Frobenius) over all entries. */
+export function relativeFrobenius(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let diff = 0;
+  let norm = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff += (actual[i]! - expected[i]!) ** 2;
+    norm += expected[i]! ** 2;
+  }
+  return Math.sqrt(diff / norm);
+}

@@ -13,8 +13,8 @@ import { chatTurn, perplexity } from '../../src/core/chat/generation';
 import { ChatPair, loadChatPair, releasePair, turnMessages } from '../../src/core/chat/modelPair';
 import { describeChatError } from '../../src/core/chat/errorMessages';
 import { ModelTokenizer } from '../../src/core/runtime/tokenizer';
-import { main } from '../../src/cli/main';
 import { repoRoot, tempDir } from '../helpers/paths';
+import { runCliCapturingStdout } from '../helpers/runCli';
 
 const SYSTEM = 'You are a concise assistant.';
 const PROMPT = 'What is 4-bit quantization?';
@@ -148,20 +148,9 @@ describe('chat: generation and comparison on the example model', function () {
   });
 
   it('quantlens chat --greedy --json prints the same tokens as the reference loop', async () => {
-    const chunks: string[] = [];
-    const write = process.stdout.write.bind(process.stdout);
-    const errWrite = process.stderr.write.bind(process.stderr);
-    process.stdout.write = ((chunk: string) => (chunks.push(String(chunk)), true)) as typeof process.stdout.write;
-    process.stderr.write = (() => true) as typeof process.stderr.write;
-    let code: number;
-    try {
-      code = await main(['chat', int4, '--compare', example, '--system', SYSTEM, '--prompt', PROMPT, '--greedy', '--max-new-tokens', String(GREEDY.maxNewTokens), '--json', '--cache', cacheDir]);
-    } finally {
-      process.stdout.write = write;
-      process.stderr.write = errWrite;
-    }
+    const { code, stdout } = await runCliCapturingStdout(['chat', int4, '--compare', example, '--system', SYSTEM, '--prompt', PROMPT, '--greedy', '--max-new-tokens', String(GREEDY.maxNewTokens), '--json', '--cache', cacheDir]);
     assert.equal(code, 0);
-    const json = JSON.parse(chunks.join('')) as { quantized: { tokens: number[]; text: string }; original: { tokens: number[] }; comparison: { steps: unknown[] } };
+    const json = JSON.parse(stdout) as { quantized: { tokens: number[]; text: string }; original: { tokens: number[] }; comparison: { steps: unknown[] } };
     const prompt = pair.quantized.tokenizer.encodeChat(turnMessages(SYSTEM, [], PROMPT), { addGenerationPrompt: true });
     const session = await ort.InferenceSession.create(pair.quantized.model.path);
     try {

@@ -16,7 +16,6 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { runJob } from '../../src/core/jobs/runJob';
 import { preflight } from '../../src/core/jobs/preflight';
-import { main } from '../../src/cli/main';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { analyzeCheckpoint } from '../../src/core/checkpoint/summary';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
@@ -24,26 +23,17 @@ import { defaultCalibrationDataset, loadCalibrationDataset } from '../../src/cor
 import { ModelTokenizer } from '../../src/core/runtime/tokenizer';
 import { buildDecoderGraph } from '../../src/core/runtime/graphCache';
 import { OnnxCausalLM } from '../../src/core/runtime/causalLM';
-import { TinyConfig, Weights, randomWeights, referenceForward, relativeError, writeTinyCheckpoint } from '../helpers/llamaReference';
+import { TinyConfig, Weights, randomWeights, referenceForward, relativeError, writeTinyCheckpoint, relativeFrobenius } from '../helpers/llamaReference';
 import { tinyMixtralConfig } from '../helpers/moeReference';
 import { copyExampleTokenizer, tinyConfigWithExampleVocabulary } from '../helpers/exampleVocabulary';
 import { tempDir } from '../helpers/paths';
+import { runCliCapturingStdout } from '../helpers/runCli';
 
 const SAMPLES = 4;
 const SEQ = 24;
 const EXPERTS = 4;
 const LAYERS = 2;
 const PROJECTIONS = ['w1', 'w3', 'w2'];
-
-function relativeFrobenius(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff += (actual[i]! - expected[i]!) ** 2;
-    norm += expected[i]! ** 2;
-  }
-  return Math.sqrt(diff / norm);
-}
 
 describe('jobs: GPTQ, NVFP4 and FP8 on a mixture-of-experts model (tiny Mixtral) through runJob', function () {
   this.timeout(600_000);
@@ -135,20 +125,9 @@ describe('jobs: GPTQ, NVFP4 and FP8 on a mixture-of-experts model (tiny Mixtral)
     for (let e = 0; e < EXPERTS; e++) for (const p of PROJECTIONS) assert.ok(measured.includes(`model.layers.1.block_sparse_moe.experts.${e}.${p}`), `output error of expert ${e} ${p}`);
 
     // Chat (greedy) on the output, beside the float model.
-    const chunks: string[] = [];
-    const write = process.stdout.write.bind(process.stdout);
-    const errWrite = process.stderr.write.bind(process.stderr);
-    process.stdout.write = ((chunk: string) => (chunks.push(String(chunk)), true)) as typeof process.stdout.write;
-    process.stderr.write = (() => true) as typeof process.stderr.write;
-    let code: number;
-    try {
-      code = await main(['chat', out, '--compare', model, '--prompt', 'Which expert answers?', '--greedy', '--max-new-tokens', '6', '--json', '--cache', join(tmp.path, 'chat-cache')]);
-    } finally {
-      process.stdout.write = write;
-      process.stderr.write = errWrite;
-    }
+    const { code, stdout } = await runCliCapturingStdout(['chat', out, '--compare', model, '--prompt', 'Which expert answers?', '--greedy', '--max-new-tokens', '6', '--json', '--cache', join(tmp.path, 'chat-cache')]);
     assert.equal(code, 0);
-    const json = JSON.parse(chunks.join('')) as { quantized: { tokens: number[] }; original: { tokens: number[] }; comparison: { steps: unknown[] } };
+    const json = JSON.parse(stdout) as { quantized: { tokens: number[] }; original: { tokens: number[] }; comparison: { steps: unknown[] } };
     assert.ok(json.quantized.tokens.length > 0 && json.quantized.tokens.length <= 6);
     assert.equal(json.comparison.steps.length, json.quantized.tokens.length);
   });

@@ -22,7 +22,7 @@ import { defaultCalibrationDataset } from '../../src/core/runtime/dataset';
 import { Checkpoint } from '../../src/core/safetensors/checkpoint';
 import { buildLayerMap } from '../../src/core/checkpoint/scheme';
 import { dequantizeStoredWeight } from '../../src/core/quant/storedWeights';
-import { TinyConfig, Weights, randomWeights, referenceForward, writeTinyCheckpoint } from '../helpers/llamaReference';
+import { TinyConfig, Weights, randomWeights, referenceForward, writeTinyCheckpoint, relativeFrobenius } from '../helpers/llamaReference';
 import { repoRoot, tempDir } from '../helpers/paths';
 import { copyExampleTokenizer, tinyConfigWithExampleVocabulary } from '../helpers/exampleVocabulary';
 
@@ -55,16 +55,6 @@ function diskUse(dir: string): number {
     }
   }
   return sum;
-}
-
-function relativeFrobenius(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff += (actual[i]! - expected[i]!) ** 2;
-    norm += expected[i]! ** 2;
-  }
-  return Math.sqrt(diff / norm);
 }
 
 describe('jobs: one-pass sequential calibration and quantization', function () {
